@@ -1,0 +1,13 @@
+"""charrnn: character-level recurrent language models with exact BPTT in NumPy.
+
+    from charrnn import CharRNN
+    model = CharRNN(vocab_size=V, hidden_size=H, num_layers=L, dtype="float32", seed=0)
+    loss, grads, h_last = model.loss_and_grads(inputs, targets, h0=None)
+"""
+
+from .errors import CharRNNError, CheckpointError, ConfigError, DataError
+from .model import CharRNN
+
+__version__ = "0.1.0"
+
+__all__ = ["CharRNN", "CharRNNError", "CheckpointError", "ConfigError", "DataError", "__version__"]
