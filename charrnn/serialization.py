@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,20 @@ def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
         except OSError:
             pass
         raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy a file with the same all-or-nothing guarantee as `atomic_write_bytes`."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {dst}: {e.strerror or e}") from None
 
 
 def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -1,0 +1,158 @@
+"""Training checkpoints and run directories.
+
+A checkpoint is one safetensors file (see `serialization`): the model's parameters under their
+PyTorch names, the optimizer's slots as ``optim/<slot>/<param>``, the carried hidden state as
+``state/hidden``, and JSON metadata with everything else needed to continue bit for bit: format
+version, resolved configuration, vocabulary, step, optimizer scalars, every random generator's
+state, the data position and the best validation loss.
+
+A run directory holds:
+    config.json           the resolved configuration (what ran, every default filled in)
+    latest.safetensors    the most recent checkpoint
+    best.safetensors      the checkpoint with the lowest validation loss so far
+    metrics.jsonl         one JSON object per report
+    samples.txt           text sampled during training
+    tokens.bin            the text's token ids (memory-mapped while training)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import TrainConfig
+from .data import Vocab
+from .errors import CheckpointError, ConfigError
+from .model import CharRNN, parameter_shapes, validate_config
+from .serialization import read_arrays, read_header, write_arrays
+
+CHECKPOINT_FORMAT = "charrnn.checkpoint"
+CHECKPOINT_VERSION = 1
+LATEST = "latest.safetensors"
+BEST = "best.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.txt"
+TOKENS = "tokens.bin"
+
+_OPTIM_NAME = re.compile(r"optim/([a-z_]{1,32})/(.+)")
+# Scalars of the training state, with the JSON types they must have when read back.
+_STATE_FIELDS = {"step": int, "chars_seen": int, "elapsed": float, "lr_scale": float, "divergences": int}
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, checked and ready to use."""
+
+    path: Path
+    model: CharRNN
+    vocab: Vocab | None  # None only for a bare model saved without one
+    config: TrainConfig | None  # None for a bare model file
+    state: dict[str, Any] = field(default_factory=dict)  # step, rng states, data position, ...
+    optimizer_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # "<slot>/<param>"
+    optimizer_meta: dict[str, Any] | None = None
+    hidden: np.ndarray | None = None  # (L, B, H) carried into the next window
+
+
+def save_checkpoint(
+    path: Path,
+    model: CharRNN,
+    vocab: Vocab,
+    config: TrainConfig,
+    state: dict[str, Any],
+    optimizer: Any | None = None,
+    hidden: np.ndarray | None = None,
+) -> None:
+    """Write a full training checkpoint atomically (temporary file, fsync, rename)."""
+    arrays = dict(model.params)
+    meta: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": model.config,
+        "vocab": vocab.to_json(),
+        "config": config.to_dict(),
+        "state": state,
+    }
+    if optimizer is not None:
+        opt_arrays, opt_meta = optimizer.state_dict()
+        arrays.update({f"optim/{k}": v for k, v in opt_arrays.items()})
+        meta["optimizer"] = opt_meta
+    if hidden is not None:
+        arrays["state/hidden"] = hidden
+    write_arrays(path, arrays, meta)
+
+
+def resolve_checkpoint(run: str | Path) -> Path:
+    """RUN may be a run directory (its best checkpoint, else its latest) or a checkpoint file."""
+    p = Path(run)
+    if p.is_dir():
+        for name in (BEST, LATEST):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"{p}: no checkpoint in this directory (expected {LATEST} or {BEST})")
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such run directory or checkpoint file")
+    return p
+
+
+def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
+    """Load and validate a checkpoint (or a bare model file) from a run directory or file.
+
+    The header is checked against the structure its metadata declares before any array is
+    read; every problem is a CheckpointError naming the file.
+    """
+    path = resolve_checkpoint(run)
+    src = str(path)
+    meta, table = read_header(path)
+    mconf = validate_config(meta.get("model"), src)
+    shapes = parameter_shapes(mconf["vocab_size"], mconf["hidden_size"], mconf["num_layers"])
+    expected = {name: (shape, mconf["dtype"]) for name, shape in shapes.items()}
+    vocab = None
+    if "vocab" in meta or meta["format"] == CHECKPOINT_FORMAT:
+        vocab = Vocab.from_json(meta.get("vocab"))
+        if vocab.size != mconf["vocab_size"]:
+            raise CheckpointError(f"{src}: vocabulary of {vocab.size} symbols for a model of {mconf['vocab_size']}")
+    if meta["format"] != CHECKPOINT_FORMAT:
+        arrays, _ = read_arrays(path, expected)
+        return Checkpoint(path, CharRNN.from_arrays(arrays, mconf, dtype, src), vocab, None)
+
+    try:
+        config = TrainConfig.from_dict(meta.get("config"), src)
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    state = meta.get("state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{src}: no training state in the metadata")
+    for key, kind in _STATE_FIELDS.items():
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            raise CheckpointError(f"{src}: training state {key!r} is missing or malformed")
+        if not np.isfinite(value) or value < 0:
+            raise CheckpointError(f"{src}: training state {key!r} = {value!r} is out of range")
+    for name, (dtype_name, shape) in table.items():
+        if name in expected:
+            continue
+        m = _OPTIM_NAME.fullmatch(name)
+        if m and m.group(2) in shapes:
+            expected[name] = (shapes[m.group(2)], mconf["dtype"])
+        elif name == "state/hidden":
+            batch = state.get("batch_size")
+            if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+                raise CheckpointError(f"{src}: training state 'batch_size' is missing or malformed")
+            expected[name] = ((mconf["num_layers"], batch, mconf["hidden_size"]), mconf["dtype"])
+        else:
+            raise CheckpointError(f"{src}: unexpected array {name!r}")
+    arrays, _ = read_arrays(path, expected)
+    model = CharRNN.from_arrays(arrays, mconf, dtype, src)
+    optimizer_arrays = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
+    hidden = arrays.get("state/hidden")
+    if hidden is not None and not np.all(np.isfinite(hidden)):
+        raise CheckpointError(f"{src}: the saved hidden state holds NaN or infinite values")
+    optimizer_meta = meta.get("optimizer")
+    if optimizer_meta is not None and not isinstance(optimizer_meta, dict):
+        raise CheckpointError(f"{src}: malformed optimizer state")
+    return Checkpoint(path, model, vocab, config, state, optimizer_arrays, optimizer_meta, hidden)

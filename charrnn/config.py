@@ -1,0 +1,169 @@
+"""Training configuration: every default in one place, typed and commented.
+
+`TrainConfig` is what a run is made of; `resolve` fills in the choices that depend on the data
+(model size, number of steps) so that the saved `config.json` says exactly what ran. Overrides
+are checked against the type of the default and unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+PRESETS = ("min-char-rnn",)
+
+
+@dataclass
+class TrainConfig:
+    # ---- data
+    text: str | None = None  # path of the training text (None when `dataset` is used)
+    dataset: str | None = None  # a built-in corpus instead of a file: "shakespeare"
+    encoding: str = "utf-8"  # "utf-8": tokens are code points; "bytes": raw bytes (binary/unknown data)
+    val_frac: float = 0.1  # the last contiguous tenth is held out for validation, as nanoGPT does
+    # ---- model
+    hidden_size: int = 0  # H; 0 = chosen from the text's size by `auto_hidden_size`
+    num_layers: int = 1  # stacked tanh layers
+    init: str = "orthogonal"  # "orthogonal" W_hh trains deeper windows stably; "pytorch"; "normal" (seeds)
+    dtype: str = "float32"  # "float64" for exactness experiments, at about half the speed
+    # ---- optimisation
+    seq_len: int = 100  # T: BPTT window; the hidden state is carried across windows regardless
+    batch_size: int = 32  # B parallel streams through the text
+    optimizer: str = "adam"  # sgd, adagrad, rmsprop, adam, adamw
+    lr: float = 2e-3  # peak learning rate
+    lr_schedule: str = "cosine"  # constant | step (char-rnn's decay) | cosine (to lr * min_lr_frac)
+    lr_decay: float = 0.97  # step schedule: multiply the lr by this ...
+    lr_decay_every: int = 0  # ... every this many steps (0 = once per epoch)
+    min_lr_frac: float = 0.1  # cosine schedule: the final lr as a fraction of `lr`
+    warmup_steps: int = 0  # linear warm-up from 0 to `lr` over this many steps
+    weight_decay: float = 0.0  # L2 (adam, sgd...) or decoupled (adamw)
+    momentum: float = 0.0  # sgd / rmsprop momentum
+    clip_norm: float = 1.0  # clip the global gradient norm to this (0 = off)
+    clip_value: float = 0.0  # clamp every gradient element to +-this (0 = off); the seeds use 5
+    steps: int = 0  # total optimizer steps of the run, including resumed ones; 0 = auto
+    time_budget: float = 0.0  # seconds of training for this invocation; 0 = none (or auto, see resolve)
+    # ---- reporting and checkpoints
+    log_every: int = 20  # steps between metrics lines (and progress-bar updates)
+    eval_every: int = 500  # steps between validation passes and checkpoints (0 = only at the end)
+    eval_max_chars: int = 0  # cap on validation characters per periodic pass (0 = all of them)
+    sample_every: int = 1000  # steps between samples written to samples.txt (0 = never)
+    sample_length: int = 200  # characters per training-time sample
+    sample_temperature: float = 0.8  # temperature of training-time samples
+    smooth: float = 0.99  # exponential smoothing of the reported training loss
+    seed: int = 1337  # seeds the initial weights and every random generator of the run
+    threads: int = 0  # BLAS threads (0 = charrnn's default)
+    max_divergences: int = 5  # NaN/inf recoveries (restore + halve lr) before giving up
+    preset: str | None = None  # "min-char-rnn": seed 002's program
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "config") -> "TrainConfig":
+        """Rebuild from a dict (a saved config.json or checkpoint): unknown keys and values of the
+        wrong type are refused, missing keys keep their defaults."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: the configuration must be an object")
+        return apply_overrides(cls(), d, source)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str = "override") -> TrainConfig:
+    """cfg with `overrides` applied, each checked against the type of the field's default."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        default = getattr(TrainConfig(), key)
+        if value is None:
+            if default is not None and key not in ("text", "dataset", "preset"):
+                raise ConfigError(f"{source}: {key} cannot be empty")
+        elif isinstance(default, bool) or isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must not be a boolean")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if not isinstance(value, int):
+                raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+        elif isinstance(default, float):
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
+            value = float(value)
+        elif not isinstance(value, str):
+            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+        changes[key] = value
+    return cfg.replace(**changes)
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """The settings a preset fixes; flags given explicitly still win over them."""
+    if name == "min-char-rnn":
+        # Seed 002: H=100, T=25, batch 1, Adagrad 0.1 with eps inside the sqrt, clip +-5,
+        # N(0, 0.01^2) weights, smoothed loss and a 200-character sample every 100 steps,
+        # no validation split and a constant learning rate.
+        return dict(
+            hidden_size=100, num_layers=1, seq_len=25, batch_size=1, optimizer="adagrad", lr=0.1,
+            lr_schedule="constant", clip_norm=0.0, clip_value=5.0, init="normal", val_frac=0.0,
+            smooth=0.999, sample_every=100, sample_length=200, sample_temperature=1.0, log_every=100,
+            dtype="float64",
+        )
+    raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+
+
+def auto_hidden_size(n_chars: int) -> int:
+    """A model size that suits a text of `n_chars` characters and trains in minutes on a small CPU.
+
+    Small texts are memorised by large models long before they generalise; large texts can feed
+    more units than a CPU can train in a session, so the size grows with the text and then stops.
+    """
+    if n_chars < 100_000:
+        return 128
+    if n_chars < 500_000:
+        return 256
+    return 512
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot work, with the flag's name in the message."""
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise ConfigError(msg)
+
+    need(cfg.encoding in ("utf-8", "bytes"), f"--encoding must be utf-8 or bytes, got {cfg.encoding!r}")
+    need(0.0 <= cfg.val_frac <= 0.5, f"--val-frac must be in [0, 0.5], got {cfg.val_frac}")
+    need(cfg.hidden_size >= 0, f"--hidden-size must be positive, got {cfg.hidden_size}")
+    need(cfg.num_layers >= 1, f"--num-layers must be >= 1, got {cfg.num_layers}")
+    need(cfg.seq_len >= 1, f"--seq-len must be >= 1, got {cfg.seq_len}")
+    need(cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}")
+    need(cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+    need(cfg.lr > 0, f"--lr must be positive, got {cfg.lr}")
+    need(cfg.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}")
+    need(0 < cfg.lr_decay <= 1, f"--lr-decay must be in (0, 1], got {cfg.lr_decay}")
+    need(cfg.lr_decay_every >= 0, "--lr-decay-every must be >= 0")
+    need(0 <= cfg.min_lr_frac <= 1, f"--min-lr-frac must be in [0, 1], got {cfg.min_lr_frac}")
+    need(cfg.warmup_steps >= 0, "--warmup-steps must be >= 0")
+    need(cfg.weight_decay >= 0, "--weight-decay must be >= 0")
+    need(cfg.momentum >= 0, "--momentum must be >= 0")
+    need(cfg.clip_norm >= 0, f"--clip-norm must be >= 0 (0 turns it off), got {cfg.clip_norm}")
+    need(cfg.clip_value >= 0, f"--clip-value must be >= 0 (0 turns it off), got {cfg.clip_value}")
+    need(cfg.steps >= 0, f"--steps must be >= 0, got {cfg.steps}")
+    need(cfg.time_budget >= 0, f"--time-budget must be >= 0 seconds, got {cfg.time_budget}")
+    need(cfg.log_every >= 1, "--log-every must be >= 1")
+    need(cfg.eval_every >= 0, "--eval-every must be >= 0")
+    need(cfg.eval_max_chars >= 0, "--eval-max-chars must be >= 0")
+    need(cfg.sample_every >= 0, "--sample-every must be >= 0")
+    need(cfg.sample_length >= 1, "--sample-length must be >= 1")
+    need(cfg.sample_temperature > 0, "--sample-temperature must be positive")
+    need(0 <= cfg.smooth < 1, "--smooth must be in [0, 1)")
+    need(cfg.threads >= 0, "--threads must be >= 0")
+    need(cfg.max_divergences >= 0, "--max-divergences must be >= 0")
+    need(cfg.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {cfg.dtype!r}")
+    need(cfg.preset is None or cfg.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}")
+    need((cfg.text is None) != (cfg.dataset is None), "give either a text file or --dataset, not both")

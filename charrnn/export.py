@@ -1,0 +1,39 @@
+"""Exporting a trained model for PyTorch.
+
+The file holds the parameters under the names of `torch.nn.RNN(V, H, num_layers=L)` (prefixed
+`rnn.`) and `torch.nn.Linear(H, V)` (prefixed `head.`), and in its metadata the vocabulary and
+the model's sizes as JSON strings, so `safetensors.torch.load_file` plus a `load_state_dict` on
+each module reproduces the model exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+from .errors import CheckpointError, ConfigError
+from .serialization import atomic_write_bytes, dump_json
+
+FORMATS = ("torch",)
+
+
+def export(c: Checkpoint, out: str | Path, fmt: str = "torch") -> Path:
+    """Write checkpoint `c`'s model to `out` in format `fmt`; returns the path written."""
+    from safetensors.numpy import save
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if c.vocab is None:
+        raise CheckpointError(f"{c.path}: the model has no vocabulary to export with")
+    out = Path(out)
+    metadata = {
+        "format": "charrnn.torch-export",
+        "vocab": dump_json(c.vocab.to_json()),
+        "model": dump_json({k: v for k, v in c.model.config.items() if k != "init"}),
+        "torch_modules": "rnn = torch.nn.RNN(vocab_size, hidden_size, num_layers); head = torch.nn.Linear(hidden_size, vocab_size)",
+    }
+    data = save({k: np.ascontiguousarray(v) for k, v in c.model.params.items()}, metadata=metadata)
+    atomic_write_bytes(out, data)
+    return out

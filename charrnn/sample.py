@@ -1,0 +1,102 @@
+"""Autoregressive generation: prime the state with text, then feed each chosen character back in.
+
+Choosing the next character from the logits o:
+    greedy            argmax o
+    temperature tau   p = softmax(o / tau); tau < 1 sharpens toward greedy, tau > 1 flattens
+    top-k             keep the k most likely characters, renormalise
+    top-p (nucleus)   keep the fewest most likely characters whose probability reaches p
+Every draw uses the generator passed in, so the same seed gives the same text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .data import Vocab
+from .errors import ConfigError, DataError
+from .model import CharRNN
+
+
+@dataclass
+class SampleConfig:
+    length: int = 500  # characters to generate after the prime
+    temperature: float = 1.0  # softmax temperature (> 0)
+    top_k: int = 0  # keep only the k most likely characters (0 = all)
+    top_p: float = 1.0  # keep the smallest set with this much probability (1 = all)
+    greedy: bool = False  # always take the most likely character (ignores the three above)
+
+    def validate(self) -> None:
+        if self.length < 0:
+            raise ConfigError(f"--length must be >= 0, got {self.length}")
+        if not (self.temperature > 0 and np.isfinite(self.temperature)):
+            raise ConfigError(f"--temperature must be a positive number, got {self.temperature} (use --greedy for argmax)")
+        if self.top_k < 0:
+            raise ConfigError(f"--top-k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+
+def choose(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> int:
+    """The next token id from one position's logits (V,)."""
+    if cfg.greedy:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / cfg.temperature
+    p = np.exp(z - z.max())
+    if cfg.top_k and cfg.top_k < p.size:
+        cutoff = np.partition(p, -cfg.top_k)[-cfg.top_k]
+        p[p < cutoff] = 0.0
+    if cfg.top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        cum = np.cumsum(p[order])
+        keep = np.searchsorted(cum, cfg.top_p * cum[-1]) + 1  # the fewest that reach top_p
+        p[order[keep:]] = 0.0
+    cdf = np.cumsum(p)
+    # inverse-CDF draw: one uniform number per character, so the stream of draws is reproducible
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), p.size - 1))
+
+
+def encode_prime(vocab: Vocab, prime: str | bytes, skip_unknown: bool) -> tuple[np.ndarray, int]:
+    """Prime text -> ids; unknown characters are an error naming them, or dropped and counted."""
+    ids, n_unknown, _ = vocab.encode_counting(prime, unknown="skip" if skip_unknown else "error")
+    return ids.astype(np.intp), n_unknown
+
+
+def default_prime(vocab: Vocab, rng: np.random.Generator) -> np.ndarray:
+    """A newline when the vocabulary has one (text tends to restart there), else a random symbol."""
+    newline = ord("\n")
+    hits = np.flatnonzero(vocab.code_points == newline)
+    return np.array([hits[0] if hits.size else rng.integers(vocab.size)], dtype=np.intp)
+
+
+def generate(
+    model: CharRNN,
+    prime_ids: np.ndarray,
+    cfg: SampleConfig,
+    rng: np.random.Generator,
+    on_token: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Feed `prime_ids` (K >= 1,) and generate `cfg.length` more ids, returned (length,).
+
+    The prime runs through the network in one forward pass; then each step feeds the last
+    character and chooses the next. `on_token` is called with every new id as it is chosen.
+    """
+    cfg.validate()
+    prime_ids = np.asarray(prime_ids, dtype=np.intp).reshape(-1)
+    if prime_ids.size == 0:
+        raise DataError("the prime is empty")
+    h = None
+    if prime_ids.size > 1:
+        _, h = model.logits(prime_ids[None, :-1])
+    out = np.empty(cfg.length, dtype=np.intp)
+    current = prime_ids[-1:]
+    for i in range(cfg.length):
+        logits, h = model.step(current, h)
+        nxt = choose(logits[0], cfg, rng)
+        out[i] = nxt
+        current = out[i : i + 1]
+        if on_token is not None:
+            on_token(nxt)
+    return out
