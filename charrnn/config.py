@@ -45,6 +45,7 @@ class TrainConfig:
     momentum: float = 0.0  # sgd / rmsprop momentum
     clip_norm: float = 1.0  # clip the global gradient norm to this (0 = off)
     clip_value: float = 0.0  # clamp every gradient element to +-this (0 = off); the seeds use 5
+    single_bias: bool = False  # train only rnn.bias_ih (the seeds' one b); rnn.bias_hh keeps its initial value
     steps: int = 0  # total optimizer steps of the run, including resumed ones; 0 = auto
     time_budget: float = 0.0  # seconds of training for this invocation; 0 = none (or auto, see resolve)
     # ---- reporting and checkpoints
@@ -87,7 +88,8 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str = "
             if default is not None and key not in ("text", "dataset", "preset"):
                 raise ConfigError(f"{source}: {key} cannot be empty")
         elif isinstance(default, bool) or isinstance(value, bool):
-            raise ConfigError(f"{source}: {key} must not be a boolean")
+            if not (isinstance(default, bool) and isinstance(value, bool)):
+                raise ConfigError(f"{source}: {key} must {'' if isinstance(default, bool) else 'not '}be true or false, got {value!r}")
         elif isinstance(default, int) and not isinstance(default, bool):
             if not isinstance(value, int):
                 raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
@@ -106,10 +108,14 @@ def preset_settings(name: str) -> dict[str, Any]:
     if name == "min-char-rnn":
         # Seed 002: H=100, T=25, batch 1, Adagrad 0.1 with eps inside the sqrt, clip +-5,
         # N(0, 0.01^2) weights, smoothed loss and a 200-character sample every 100 steps,
-        # no validation split and a constant learning rate.
+        # no validation split and a constant learning rate. The seed clips the gradient of the
+        # loss summed over the window at +-5; ours is the mean's gradient, 1/T of it, hence
+        # 5/T here (and eps/T^2 in the optimizer): the same updates, step for step. The seed has
+        # one hidden bias where PyTorch's layout has two, hence single_bias.
         return dict(
             hidden_size=100, num_layers=1, seq_len=25, batch_size=1, optimizer="adagrad", lr=0.1,
-            lr_schedule="constant", clip_norm=0.0, clip_value=5.0, init="normal", val_frac=0.0,
+            lr_schedule="constant", clip_norm=0.0, clip_value=5.0 / 25, init="normal", val_frac=0.0,
+            single_bias=True,
             smooth=0.999, sample_every=100, sample_length=200, sample_temperature=1.0, log_every=100,
             dtype="float64",
         )

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ops
+from . import ops, threads
 from .errors import CheckpointError, ConfigError
 from .serialization import read_arrays, read_header, write_arrays
 
@@ -63,7 +63,10 @@ def parameter_shapes(vocab_size: int, hidden_size: int, num_layers: int) -> dict
 
 
 def count_parameters(vocab_size: int, hidden_size: int, num_layers: int) -> int:
-    return sum(math.prod(s) for s in parameter_shapes(vocab_size, hidden_size, num_layers).values())
+    """sum of the sizes in `parameter_shapes`, in closed form: the sizes come from flags and
+    files and are checked with this before anything (even the shape table) is built."""
+    V, H, L = vocab_size, hidden_size, num_layers
+    return H * V + (L - 1) * H * H + L * (H * H + 2 * H) + V * H + V
 
 
 def _check_size(name: str, value: Any, minimum: int = 1) -> int:
@@ -110,13 +113,72 @@ def orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass
 class ForwardCache:
-    """What the backward pass needs from one forward pass over a window (time-major)."""
+    """What the backward pass needs from one forward pass over a window (time-major).
+
+    The arrays are views into the model's workspace for this window shape: they stay valid
+    until the next forward pass of the same shape, and `backward` refuses a cache whose
+    workspace has been reused since (see `_Workspace`).
+    """
 
     tokens: np.ndarray  # (T, B) input ids
     targets: np.ndarray  # (N,) target ids, time-major
     h0: np.ndarray  # (L, B, H)
-    hs: list[np.ndarray]  # L arrays (T, B, H)
+    hs: list[np.ndarray]  # L views (T, B, H) of the hidden states
     probs: np.ndarray  # (N, V) softmax output, consumed by the backward
+    workspace: "_Workspace | None" = None
+    generation: int = 0
+
+
+class _Workspace:
+    """Every window-sized buffer of one (B, T) shape, allocated once and reused by every call.
+
+    A fresh 10-100 MB allocation per call costs page faults and zero-filling of the same order
+    as the arithmetic of the non-recurrent parts; reusing the buffers removes that. Layouts as in
+    ops (column form, K_k = H + I_k + 1):
+
+        X[k]     (T+1, K_k, B)  layer k step-major: [h_{t-1}; x_t; 1] per step (ops.rnn_forward)
+        XT[k]    (K_k, T+1, B)  the same, feature-major, for the products over all steps
+        wcat[k]  (K_k, H)       [W U b]^T of layer k, restacked from the live parameters each call
+        logits   (N, V)         logits, then probabilities, then dL/dlogits, all in place
+        dh, dh2  (H, T, B)      dL/dh arriving at a layer, consumed as dL/da; dh2 for the layer below
+    """
+
+    def __init__(self, V: int, H: int, L: int, B: int, T: int, dtype: np.dtype, training: bool) -> None:
+        self.X, self.XT = [], []
+        for k in range(L):
+            K = H + (V if k == 0 else H) + 1
+            X = np.zeros((T + 1, K, B), dtype=dtype)
+            X[:T, -1] = 1  # the constant input that multiplies b; never overwritten
+            self.X.append(X)
+            self.XT.append(np.zeros((K, T + 1, B), dtype=dtype))
+        self.onehot_at: np.ndarray | None = None  # flat indices of the ones now set in X[0]
+        self.wcat = [np.empty((x.shape[1], H), dtype=dtype) for x in self.X]
+        self.logits = np.empty((T * B, V), dtype=dtype)
+        self.dh = np.empty((H, T, B), dtype=dtype) if training else None
+        self.dh2 = np.empty((H, T, B), dtype=dtype) if training and L > 1 else None
+        # bumped by every forward pass; a cache remembers the value it was made under
+        self.generation = 0
+
+    def set_tokens(self, tokens: np.ndarray, H: int) -> None:
+        """Write onehot(tokens) into the input rows of X[0], clearing the previous call's ones.
+
+        tokens: (T, B). Element (t, H + v, b) of X[0] sits at flat offset (t*K + H + v)*B + b.
+        """
+        X0 = self.X[0]
+        T, B = tokens.shape
+        K = X0.shape[1]
+        flat = X0.reshape(-1)
+        if self.onehot_at is not None:
+            flat[self.onehot_at] = 0
+        t = np.arange(T).reshape(T, 1)
+        at = ((t * K + H + tokens) * B + np.arange(B)).reshape(-1)
+        flat[at] = 1
+        self.onehot_at = at
+
+
+# How many window shapes a model keeps buffers for (training and evaluation windows, the last,
+# shorter window of a text, ...); the least recently used is dropped beyond this.
+MAX_WORKSPACES = 4
 
 
 class CharRNN:
@@ -178,19 +240,21 @@ class CharRNN:
         """h0 = 0, shape (L, B, H)."""
         return np.zeros((self.num_layers, batch_size, self.hidden_size), dtype=self.dtype)
 
-    def _layer(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(U, W, b) of layer k, with b = b_ih + b_hh."""
+    def _layer(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(U, W, b_ih, b_hh) of layer k."""
         p = self.params
-        return p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"] + p[f"rnn.bias_hh_l{k}"]
+        return p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"], p[f"rnn.bias_hh_l{k}"]
 
-    def _check_tokens(self, tokens: Any, name: str) -> np.ndarray:
+    def _check_tokens(self, tokens: Any, name: str, ndim: int = 2) -> np.ndarray:
         arr = np.asarray(tokens)
-        if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-            raise ConfigError(f"{name} must have shape (B, T) with B, T >= 1, got {arr.shape}")
+        shape = "(B, T) with B, T >= 1" if ndim == 2 else "(B,) with B >= 1"
+        if arr.ndim != ndim or arr.size == 0:
+            raise ConfigError(f"{name} must have shape {shape}, got {arr.shape}")
         if not np.issubdtype(arr.dtype, np.integer):
             raise ConfigError(f"{name} must be integer token ids, got dtype {arr.dtype}")
-        if arr.min() < 0 or arr.max() >= self.vocab_size:
-            raise ConfigError(f"{name} holds ids outside [0, {self.vocab_size}): {arr.min()}..{arr.max()}")
+        lo, hi = (arr.flat[0],) * 2 if arr.size == 1 else (arr.min(), arr.max())  # skip reductions when B=1
+        if lo < 0 or hi >= self.vocab_size:
+            raise ConfigError(f"{name} holds ids outside [0, {self.vocab_size}): {lo}..{hi}")
         return arr.astype(np.intp, copy=False)
 
     def _check_state(self, h0: Any, batch_size: int) -> np.ndarray:
@@ -202,29 +266,57 @@ class CharRNN:
             raise ConfigError(f"h0 must have shape (L, B, H) = {want}, got {h.shape}")
         return np.ascontiguousarray(h, dtype=self.dtype)
 
+    def _workspace(self, B: int, T: int, training: bool) -> _Workspace:
+        """The reusable buffers for windows of this shape (see `_Workspace`)."""
+        pool: dict[tuple, _Workspace] = self.__dict__.setdefault("_workspaces", {})
+        key = (B, T, training, self.dtype)
+        ws = pool.pop(key, None)
+        if ws is None:
+            if len(pool) >= MAX_WORKSPACES:
+                del pool[next(iter(pool))]  # dicts keep insertion order: the least recently used
+            ws = _Workspace(self.vocab_size, self.hidden_size, self.num_layers, B, T, self.dtype, training)
+        pool[key] = ws  # (re)inserted last: the most recently used
+        return ws
+
     # ----------------------------------------------------------------------------------------
     # forward and backward over a window
 
-    def _stack_forward(self, tokens_tb: np.ndarray, h0: np.ndarray) -> list[np.ndarray]:
-        """All layers' hidden states over the window: L arrays (T, B, H)."""
-        hs = []
-        x = None
+    def _stack_forward(self, tokens_tb: np.ndarray, h0: np.ndarray, ws: _Workspace, training: bool) -> list[np.ndarray]:
+        """Run every layer over the window, leaving the states in ws.X (and ws.XT, see below).
+
+        training: make the feature-major copy XT of every layer (the backward pass needs it);
+        otherwise only the top layer's states are copied, for the output layer.
+        Returns L views (T, B, H) of the hidden states.
+        """
+        threads.ensure_threads()
+        ws.generation += 1
+        H = self.hidden_size
+        ws.set_tokens(tokens_tb, H)
         for k in range(self.num_layers):
-            U, W, b = self._layer(k)
-            if k == 0:
-                xa = ops.embedding_forward(U, tokens_tb)  # (T, B, H), a fresh array
-            else:
-                T, B, H = x.shape
-                xa = ops.linear_forward(x.reshape(T * B, H), U, None).reshape(T, B, H)
-            xa += b
-            x = ops.rnn_forward(xa, W, h0[k])
-            hs.append(x)
-        return hs
+            X = ws.X[k]
+            X[0, :H] = h0[k].T
+            if k > 0:
+                X[:-1, H : 2 * H] = ws.X[k - 1][1:, :H]  # this layer's inputs: the states below
+            U, W, b_ih, b_hh = self._layer(k)
+            ops.rnn_forward(X, ops.stack_weights(W, U, b_ih, b_hh, out=ws.wcat[k]))
+            if training:
+                np.copyto(ws.XT[k], X.transpose(1, 0, 2))
+        if not training:
+            np.copyto(ws.XT[-1][:H, 1:], ws.X[-1][1:, :H].transpose(1, 0, 2))
+        return [X[1:, :H].transpose(0, 2, 1) for X in ws.X]
+
+    def _head_forward(self, ws: _Workspace, out: np.ndarray | None) -> np.ndarray:
+        """Logits (N, V) of the top layer's states, time-major."""
+        H = self.hidden_size
+        top = ws.XT[-1][:H, 1:].reshape(H, -1)  # (H, N), a view
+        return ops.linear_forward(top.T, self.params["head.weight"], self.params["head.bias"], out=out)
 
     def forward(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, ForwardCache]:
         """Loss (mean nats over B*T) of a window and the cache for `backward`.
 
         inputs, targets: int (B, T).  h0: (L, B, H) or None for zeros.
+        The cache lives in buffers reused by the next forward pass of the same shape: call
+        `backward` before that (it raises if the cache has been overwritten).
         """
         x = self._check_tokens(inputs, "inputs")
         y = self._check_tokens(targets, "targets")
@@ -232,41 +324,47 @@ class CharRNN:
             raise ConfigError(f"inputs {x.shape} and targets {y.shape} must have the same shape")
         B, T = x.shape
         h0 = self._check_state(h0, B)
+        ws = self._workspace(B, T, training=True)
         tokens = np.ascontiguousarray(x.T)  # (T, B)
-        hs = self._stack_forward(tokens, h0)
-        top = hs[-1].reshape(T * B, self.hidden_size)
-        logits = ops.linear_forward(top, self.params["head.weight"], self.params["head.bias"])  # (N, V)
+        hs = self._stack_forward(tokens, h0, ws, training=True)
+        logits = self._head_forward(ws, out=ws.logits)  # (N, V)
         y_flat = np.ascontiguousarray(y.T).reshape(-1)  # time-major, like the logits
         loss, probs = ops.softmax_cross_entropy_forward(logits, y_flat)
-        return loss, ForwardCache(tokens, y_flat, h0, hs, probs)
+        return loss, ForwardCache(tokens, y_flat, h0, hs, probs, ws, ws.generation)
 
     def backward(self, cache: ForwardCache) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """BPTT: gradients of every parameter and of h0, in reverse order of `forward`.
 
         Consumes the cache (its probabilities are overwritten). Returns (grads, dh0 (L, B, H)).
         """
+        ws = cache.workspace
+        if ws is None or cache.generation != ws.generation or ws.dh is None:
+            raise RuntimeError(
+                "this forward cache has been overwritten by a later forward pass of the same shape; "
+                "call backward(cache) before the next forward(...)"
+            )
+        ws.generation += 1  # the probabilities are consumed below: a second backward must fail
         p = self.params
         grads = self.zero_grads()
         T, B = cache.tokens.shape
         H = self.hidden_size
-        dlogits = ops.softmax_cross_entropy_backward(cache.probs, cache.targets)
-        top = cache.hs[-1].reshape(T * B, H)
-        dx = ops.linear_backward(dlogits, top, p["head.weight"], grads["head.weight"], grads["head.bias"])
+        dlogits = ops.softmax_cross_entropy_backward(cache.probs, cache.targets)  # (N, V)
+        top = ws.XT[-1][:H, 1:].reshape(H, T * B)
+        dh, dh_below = ws.dh, ws.dh2
+        ops.linear_backward(
+            dlogits, top.T, p["head.weight"], grads["head.weight"], grads["head.bias"], dx_out=dh.reshape(H, -1).T
+        )
         dh0 = np.empty_like(cache.h0)
-        dhs = dx.reshape(T, B, H)
         for k in range(self.num_layers - 1, -1, -1):
-            _, W, _ = self._layer(k)
-            da, dh0[k] = ops.rnn_backward(dhs, cache.hs[k], cache.h0[k], W, grads[f"rnn.weight_hh_l{k}"])
-            db = da.sum(axis=(0, 1))
-            grads[f"rnn.bias_ih_l{k}"] += db
-            grads[f"rnn.bias_hh_l{k}"] += db
-            dU = grads[f"rnn.weight_ih_l{k}"]
-            if k == 0:
-                ops.embedding_backward(dU, da, cache.tokens)
-            else:
-                below = cache.hs[k - 1].reshape(T * B, H)
-                dx = ops.linear_backward(da.reshape(T * B, H), below, p[f"rnn.weight_ih_l{k}"], dU, None)
-                dhs = dx.reshape(T, B, H)
+            U, W, _, _ = self._layer(k)
+            XT = ws.XT[k]
+            da, dh0_k = ops.rnn_backward(dh, XT[:H, 1:], XT[:H, 0], W, grads[f"rnn.weight_hh_l{k}"])
+            dh0[k] = dh0_k.T
+            ops.rnn_input_backward(
+                da, XT, U, grads[f"rnn.weight_ih_l{k}"], grads[f"rnn.bias_ih_l{k}"], grads[f"rnn.bias_hh_l{k}"],
+                dx_out=dh_below if k > 0 else None,
+            )
+            dh, dh_below = dh_below, dh  # dL/dh of the layer below; da of this layer is spent
         return grads, dh0
 
     def loss_and_grads(
@@ -287,17 +385,32 @@ class CharRNN:
         x = self._check_tokens(inputs, "inputs")
         B, T = x.shape
         h0 = self._check_state(h0, B)
-        hs = self._stack_forward(np.ascontiguousarray(x.T), h0)
-        top = hs[-1].reshape(T * B, self.hidden_size)
-        out = ops.linear_forward(top, self.params["head.weight"], self.params["head.bias"])
+        ws = self._workspace(B, T, training=False)
+        hs = self._stack_forward(np.ascontiguousarray(x.T), h0, ws, training=False)
+        out = self._head_forward(ws, out=None)  # a fresh array: the caller keeps it
         h_last = np.stack([h[-1] for h in hs])
         return out.reshape(T, B, self.vocab_size).transpose(1, 0, 2), h_last
 
     def step(self, tokens: Any, h: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """One generation step: feed token ids (B,) with state h (L, B, H).
-        Returns (logits (B, V), new state (L, B, H))."""
-        logits, h_new = self.logits(np.asarray(tokens).reshape(-1, 1), h)
-        return logits[:, 0, :], h_new
+        Returns (logits (B, V), new state (L, B, H)), both new arrays.
+
+        Generation calls this once per character, so it is written for a small B: no window
+        buffers, the input column looked up rather than multiplied, about ten NumPy calls."""
+        tok = self._check_tokens(np.asarray(tokens).reshape(-1), "tokens", ndim=1)
+        h = self._check_state(h, tok.shape[0])
+        threads.ensure_threads()
+        h_new = np.empty_like(h)
+        for k in range(self.num_layers):
+            U, W, b_ih, b_hh = self._layer(k)
+            a = np.matmul(h[k], W.T, out=h_new[k])  # W h_{t-1}
+            a += U.T[tok] if k == 0 else h_new[k - 1] @ U.T  # + U x_t
+            a += b_ih
+            a += b_hh
+            np.tanh(a, out=a)
+        logits = h_new[-1] @ self.params["head.weight"].T
+        logits += self.params["head.bias"]
+        return logits, h_new
 
     # ----------------------------------------------------------------------------------------
     # persistence: arrays in safetensors (no code can run on load), structure in JSON
@@ -315,8 +428,8 @@ class CharRNN:
 
         The structure comes from the metadata and is checked against the file's array table
         before any array is read, so a damaged or hostile file fails with a CheckpointError."""
-        meta, _ = read_header(path)
-        config = validate_config(meta.get("model"), str(path))
+        meta, table = read_header(path)
+        config = validate_config(meta.get("model"), str(path), len(table))
         shapes = parameter_shapes(config["vocab_size"], config["hidden_size"], config["num_layers"])
         expected = {name: (shape, config["dtype"]) for name, shape in shapes.items()}
         arrays, _ = read_arrays(path, expected, allow_extra=True)
@@ -358,8 +471,11 @@ class CharRNN:
         )
 
 
-def validate_config(config: Any, source: str) -> dict[str, Any]:
-    """A model configuration read from a file, checked field by field (it may be hostile)."""
+def validate_config(config: Any, source: str, n_arrays: int | None = None) -> dict[str, Any]:
+    """A model configuration read from a file, checked field by field (it may be hostile).
+
+    `n_arrays`, the number of arrays the file holds, bounds the layer count before the
+    4L + 2 entry shape table is built: a tiny file cannot make us build a huge one."""
     if not isinstance(config, dict):
         raise CheckpointError(f"{source}: no model configuration in the metadata")
     try:
@@ -374,6 +490,10 @@ def validate_config(config: Any, source: str) -> dict[str, Any]:
         raise CheckpointError(f"{source}: bad model configuration: {e}") from None
     if out["init"] not in INITS:
         raise CheckpointError(f"{source}: bad model configuration: unknown init {out['init']!r}")
+    if n_arrays is not None and 4 * out["num_layers"] + 2 > n_arrays:
+        raise CheckpointError(
+            f"{source}: the metadata declares {out['num_layers']:,} layers but the file holds only {n_arrays} arrays"
+        )
     n = count_parameters(out["vocab_size"], out["hidden_size"], out["num_layers"])
     if n > MAX_PARAMETERS:
         raise CheckpointError(f"{source}: bad model configuration: {n:,} parameters is implausibly large")

@@ -3,20 +3,30 @@
 Size letters used throughout:
     B  batch: parallel text streams          T  time steps in one window
     V  vocabulary size (one-hot input size)   H  hidden units per layer
+    I  input size of a layer (V for the first, H above)
+    K  = H + I + 1, the width of a step's stacked input [h_{t-1}, x_t, 1]
     N  = T * B positions scored in a window
 
-Arrays are time-major inside the core, (T, B, ...), so that the one piece of work that must run
-step by step, the recurrence, reads and writes contiguous (B, H) slices. Everything that does not
-depend on the previous step (input projection, output projection, softmax, weight gradients) is
-done for all steps at once with one large matrix product.
+Only the recurrence runs step by step, on contiguous per-step blocks; everything that does not
+depend on the previous step (output projection, softmax, weight gradients) is done for all steps
+at once with one large matrix product. The reference functions are time-major, (T, B, ...); the
+tuned recurrence works in column form, (..., B) blocks, as described at `rnn_forward`.
 
 Backward functions *add* into the gradient arrays they are given (as a layer used twice would
 need); zeroing gradients is the caller's job. In the seeds' notation, for one layer:
 
-    a_t = W h_{t-1} + U x_t + b      (forward:  rnn_forward after an input projection)
+    a_t = W h_{t-1} + U x_t + b      (rnn_forward)
     h_t = tanh(a_t)
     o_t = V h_t + c                   (linear_forward)
     L   = mean_t -log softmax(o_t)[y_t]   (softmax_cross_entropy_forward)
+
+The tuned recurrence (`rnn_forward`) writes the three terms of a_t as one product,
+a_t = [W U b] [h_{t-1}; x_t; 1], so each step is a single matrix product and a tanh. For the
+first layer x_t is one-hot and the U part adds only V/H to each step's work; it replaces a gather
+and an add per step, and in the backward pass the gradients of U and b come out of one product
+over all steps (`rnn_input_backward`) instead of a scatter-add, which is slower than the product
+on this hardware (BENCHMARKS.md). The plain, seed-shaped versions of the tuned functions are kept
+here as `*_reference`, and tests/test_fast.py holds the two to the same results.
 
 This module depends on NumPy only.
 """
@@ -27,15 +37,14 @@ import numpy as np
 
 
 # --------------------------------------------------------------------------------------------
-# one-hot input projection: U x_t is column x_t of U, so the forward pass is a lookup
+# one-hot input projection: U x_t is column x_t of U
 
 
 def embedding_forward(weight: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """U x_t for one-hot x_t, for all positions at once.
 
     weight: (H, V), PyTorch's `weight_ih_l0`.  tokens: int array of any shape S.
-    Returns (*S, H): column `tokens[...]` of `weight`. A dense one-hot product would cost
-    2*H*V flops per position for the same result.
+    Returns (*S, H): column `tokens[...]` of `weight`, looked up rather than multiplied.
     """
     return weight.T[tokens]
 
@@ -44,17 +53,15 @@ def embedding_backward(dweight: np.ndarray, da: np.ndarray, tokens: np.ndarray) 
     """dU[:, v] += sum of da over the positions whose input token is v.
 
     dweight: (H, V) accumulated in place.  da: (*S, H).  tokens: (*S,).
-    Sorting the positions by token turns the scatter-add into one contiguous segmented sum
-    (np.add.reduceat), several times faster than np.add.at on this access pattern.
+    Written as the dense product da^T onehot(tokens): with V in the tens, a BLAS product beats
+    NumPy's scatter-adds (np.add.at, or sorting and np.add.reduceat) several times over.
     `embedding_backward_reference` is the plain version it is tested against.
     """
     flat_tokens = tokens.reshape(-1)
     flat_da = da.reshape(-1, da.shape[-1])
-    order = np.argsort(flat_tokens, kind="stable")
-    sorted_tokens = flat_tokens[order]
-    starts = np.flatnonzero(np.r_[True, sorted_tokens[1:] != sorted_tokens[:-1]])
-    sums = np.add.reduceat(flat_da[order], starts, axis=0)  # (distinct tokens, H)
-    dweight[:, sorted_tokens[starts]] += sums.T
+    onehot = np.zeros((flat_tokens.size, dweight.shape[1]), dtype=dweight.dtype)
+    onehot[np.arange(flat_tokens.size), flat_tokens] = 1
+    dweight += flat_da.T @ onehot
 
 
 def embedding_backward_reference(dweight: np.ndarray, da: np.ndarray, tokens: np.ndarray) -> None:
@@ -63,12 +70,14 @@ def embedding_backward_reference(dweight: np.ndarray, da: np.ndarray, tokens: np
 
 
 # --------------------------------------------------------------------------------------------
-# dense layers: the input projection of layers k > 0, and the output layer o_t = V h_t + c
+# dense layers: the output layer o_t = V h_t + c (and the reference's input projections)
 
 
-def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """y = x W^T + b.   x: (N, I)  weight: (O, I)  bias: (O,)  ->  y: (N, O)."""
-    y = x @ weight.T
+def linear_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """y = x W^T + b.   x: (N, I)  weight: (O, I)  bias: (O,)  ->  y: (N, O), into `out` if given."""
+    y = np.matmul(x, weight.T, out=out)
     if bias is not None:
         y += bias
     return y
@@ -81,62 +90,176 @@ def linear_backward(
     dweight: np.ndarray,
     dbias: np.ndarray | None,
     need_dx: bool = True,
+    dx_out: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Mirror of `linear_forward`: dW += dy^T x,  db += sum_n dy,  returns dx = dy W.
 
-    dy: (N, O)  x: (N, I)  weight, dweight: (O, I)  dbias: (O,)  ->  dx: (N, I) or None.
+    dy: (N, O)  x: (N, I)  weight, dweight: (O, I)  dbias: (O,)  ->  dx: (N, I) (in `dx_out`) or None.
     """
     dweight += dy.T @ x
     if dbias is not None:
         dbias += dy.sum(axis=0)
-    return dy @ weight if need_dx else None
+    return np.matmul(dy, weight, out=dx_out) if need_dx else None
 
 
 # --------------------------------------------------------------------------------------------
 # the recurrence: the only sequential part
+#
+# The tuned recurrence works in column form, as the seeds write it (vectors are columns, one
+# column per stream), with two layouts of a window:
+#
+#   step-major X     (T+1, K, B)   X[t] = [h_{t-1}; x_t; 1], the stacked input of step t
+#   feature-major XT (K, T+1, B)   the same numbers, one row per feature across all steps
+#
+# Step t of the forward pass reads the contiguous block X[t] and writes h_t into X[t+1, :H], which
+# step t+1 reads: one product and one tanh per step, no copies. Once the loop is done a single
+# transposing copy gives XT, in which every feature's whole window is one row: the states of the
+# window are the (H, N) matrix XT[:H, 1:] and the inputs of every step the (K, N) matrix XT[:, :T],
+# ready for the large products over all steps (output layer, weight gradients).
+#
+# Why this layout: OpenBLAS multiplies the per-step blocks fastest as (H, K) x (K, B) with the
+# weights stored transposed, 1.3x (B=64, H=512) to 2.4x (B=32, H=128) faster than the row form
+# (B, K) x (K, H) on this hardware (BENCHMARKS.md).
 
 
-def rnn_forward(xa: np.ndarray, weight_hh: np.ndarray, h0: np.ndarray) -> np.ndarray:
-    """h_t = tanh(xa_t + W h_{t-1}) for t = 1..T.
+def stack_weights(
+    weight_hh: np.ndarray, weight_ih: np.ndarray, bias_ih: np.ndarray, bias_hh: np.ndarray,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """[W U b]^T with b = b_ih + b_hh: (K, H), K = H + I + 1, into `out` if given.
 
-    xa: (T, B, H), the input projection U x_t + b already added for every step.
-    weight_hh: (H, H), W.  h0: (B, H).
-    Returns hs: (T, B, H), the hidden state after every step (hs[-1] is h_T).
+    Stored transposed because `rnn_forward` multiplies by its transpose, which BLAS then reads
+    in its preferred order (see the layout note above).
     """
-    hs = np.empty_like(xa)
-    h = h0
-    for t in range(xa.shape[0]):
-        a = np.matmul(h, weight_hh.T, out=hs[t])  # W h_{t-1}, written straight into hs[t]
-        a += xa[t]
-        h = np.tanh(a, out=a)
-    return hs
+    H, I = weight_ih.shape
+    if out is None:
+        out = np.empty((H + I + 1, H), dtype=weight_hh.dtype)
+    out[:H] = weight_hh.T
+    out[H : H + I] = weight_ih.T
+    np.add(bias_ih, bias_hh, out=out[H + I])
+    return out
+
+
+def rnn_forward(X: np.ndarray, weight_cat_t: np.ndarray) -> None:
+    """h_t = tanh([W U b] [h_{t-1}; x_t; 1]) for t = 1..T, in place in X.
+
+    X: (T+1, K, B) step-major, with X[0, :H] = h_0 and X[t, H:] = [x_t; 1] on entry; on return
+    X[t+1, :H] = h_t.  weight_cat_t: (K, H) from `stack_weights`.
+    """
+    H = weight_cat_t.shape[1]
+    w = weight_cat_t.T  # (H, K), a transposed view: nothing is copied
+    for t in range(X.shape[0] - 1):
+        h = X[t + 1, :H]
+        np.matmul(w, X[t], out=h)
+        np.tanh(h, out=h)
+
+
+# Scratch the backward pass keeps for tanh'(a_t), in numbers: enough steps to make the
+# vectorised 1 - h^2 worth it for small B*H, few enough to stay in cache for large ones.
+DTANH_CHUNK_ELEMENTS = 1 << 16
 
 
 def rnn_backward(
     dhs: np.ndarray, hs: np.ndarray, h0: np.ndarray, weight_hh: np.ndarray, dweight_hh: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror of `rnn_forward`: backpropagation through time over one window.
+    """Mirror of `rnn_forward`: backpropagation through time over one window, feature-major.
 
-    dhs: (T, B, H), dL/dh_t arriving from above (the output layer or the next layer).
-    hs, h0, weight_hh: as in / out of the forward.  dweight_hh: (H, H), accumulated in place.
-    Returns (da, dh0): da (T, B, H) = dL/da_t, which the caller turns into the input-side
-    gradients, and dh0 (B, H) = dL/dh_0.
+    dhs: (H, T, B), dL/dh_t arriving from above (the output layer or the next layer). It is
+    consumed: da is computed in place in it, so no window-sized array is allocated.
+    hs: (H, T, B) and h0: (H, B), the forward's states (views into XT are fine).
+    weight_hh: (H, H), W.  dweight_hh: (H, H), accumulated in place.
+    Returns (da, dh0): da (H, T, B) = dL/da_t (the same array as dhs), which the caller turns
+    into the input-side gradients, and dh0 (H, B) = dL/dh_0.
 
     Going backwards, h_t receives gradient from the layer above at step t *and* from a_{t+1}
     through W: dh_t = dhs_t + W^T da_{t+1}. That sum is the only sequential work; dW is then
     one product over all steps, sum_t da_t h_{t-1}^T.
     """
+    H, T, B = dhs.shape
+    da = dhs
+    wT = weight_hh.T
+    tmp = np.empty((H, B), dtype=dhs.dtype)
+    # tanh'(a_t) = 1 - h_t^2 for a chunk of steps at a time: three calls per step in the loop
+    # instead of five, without a window-sized temporary
+    chunk = max(1, min(T, DTANH_CHUNK_ELEMENTS // (B * H)))
+    dtanh = np.empty((H, chunk, B), dtype=dhs.dtype)
+    for hi in range(T, 0, -chunk):
+        lo = max(0, hi - chunk)
+        d = dtanh[:, : hi - lo]
+        np.multiply(hs[:, lo:hi], hs[:, lo:hi], out=d)
+        np.subtract(1, d, out=d)
+        for t in range(hi - 1, lo - 1, -1):
+            if t < T - 1:
+                da[:, t] += np.matmul(wT, da[:, t + 1], out=tmp)  # W^T da_{t+1}
+            da[:, t] *= d[:, t - lo]
+    dh0 = wT @ da[:, 0]
+    # sum_t da_t h_{t-1}^T with h_{t-1} = h0 for the first step and hs[t-1] after it
+    dweight_hh += da[:, 0] @ h0.T
+    if T > 1:
+        dweight_hh += da[:, 1:].reshape(H, -1) @ hs[:, :-1].reshape(H, -1).T
+    return da, dh0
+
+
+def rnn_input_backward(
+    da: np.ndarray,
+    XT: np.ndarray,
+    weight_ih: np.ndarray,
+    dweight_ih: np.ndarray,
+    dbias_ih: np.ndarray,
+    dbias_hh: np.ndarray,
+    dx_out: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Mirror of the input side of `rnn_forward`: d[U b] += sum_t da_t [x_t; 1]^T, dx = U^T da.
+
+    da: (H, T, B) from `rnn_backward`.  XT: (K, T+1, B), the feature-major copy of the forward's X.
+    weight_ih: (H, I), U.  dweight_ih: (H, I), dbias_ih, dbias_hh: (H,), accumulated in place
+    (both biases get the same gradient: only their sum enters the network).
+    dx_out: (I, T, B) to receive dL/dx_t for the layer below, or None when there is none (the
+    first layer, whose inputs are characters). Returns dx_out.
+    """
+    H, T, B = da.shape
+    I = weight_ih.shape[1]
+    flat_da = da.reshape(H, T * B)
+    # one product gives dU and db together: the last input row is the constant 1
+    dub = flat_da @ XT[H:, :T].reshape(I + 1, T * B).T  # (H, I + 1)
+    dweight_ih += dub[:, :I]
+    dbias_ih += dub[:, I]
+    dbias_hh += dub[:, I]
+    if dx_out is None:
+        return None
+    np.matmul(weight_ih.T, flat_da, out=dx_out.reshape(I, T * B))
+    return dx_out
+
+
+def rnn_forward_reference(xa: np.ndarray, weight_hh: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """The plain recurrence h_t = tanh(xa_t + W h_{t-1}), kept as the reference.
+
+    xa: (T, B, H), the input projection U x_t + b already added for every step.
+    weight_hh: (H, H), W.  h0: (B, H).  Returns hs: (T, B, H).
+    """
+    hs = np.empty_like(xa)
+    h = h0
+    for t in range(xa.shape[0]):
+        h = np.tanh(xa[t] + h @ weight_hh.T)
+        hs[t] = h
+    return hs
+
+
+def rnn_backward_reference(
+    dhs: np.ndarray, hs: np.ndarray, h0: np.ndarray, weight_hh: np.ndarray, dweight_hh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The plain BPTT of `rnn_forward_reference`, kept as the reference.
+
+    dhs: (T, B, H) from above (not modified).  hs, h0, weight_hh: as in / out of the forward.
+    dweight_hh: (H, H), accumulated in place.  Returns (da (T, B, H), dh0 (B, H)).
+    """
     da = np.empty_like(dhs)
-    dh_next = np.zeros_like(h0)  # nothing flows back from beyond the window's last step
+    dh_next = np.zeros_like(h0)
     for t in range(dhs.shape[0] - 1, -1, -1):
-        dh = np.add(dhs[t], dh_next, out=da[t])
-        dh *= 1.0 - hs[t] * hs[t]  # tanh'(a_t) = 1 - h_t^2
-        dh_next = dh @ weight_hh  # W^T da_t, in row-vector form
-    # sum_t da_t h_{t-1}^T with h_{t-1} = h0 for the first step and hs[t-1] after it.
-    dweight_hh += da[0].T @ h0
-    if dhs.shape[0] > 1:
-        H = hs.shape[-1]
-        dweight_hh += da[1:].reshape(-1, H).T @ hs[:-1].reshape(-1, H)
+        da[t] = (dhs[t] + dh_next) * (1.0 - hs[t] * hs[t])
+        h_prev = hs[t - 1] if t > 0 else h0
+        dweight_hh += da[t].T @ h_prev
+        dh_next = da[t] @ weight_hh
     return da, dh_next
 
 
@@ -158,7 +281,8 @@ def softmax_cross_entropy_forward(logits: np.ndarray, targets: np.ndarray) -> tu
     total = probs.sum(axis=1)
     # log p_y = o_y - log sum exp o; summed in float64 so a float32 loss is not biased by rounding
     nll = np.log(total, dtype=np.float64) - target_logit
-    probs /= total[:, None]
+    total = np.reciprocal(total, out=total)
+    probs *= total[:, None]
     return float(nll.mean()), probs
 
 
@@ -168,3 +292,15 @@ def softmax_cross_entropy_backward(probs: np.ndarray, targets: np.ndarray) -> np
     probs[np.arange(n), targets] -= 1.0
     probs *= 1.0 / n
     return probs
+
+
+def softmax_cross_entropy_reference(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """The textbook pair, kept as the reference: (mean NLL, dL/dlogits); `logits` is not modified."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(shifted)
+    p /= p.sum(axis=1, keepdims=True)
+    n = logits.shape[0]
+    loss = -np.log(p[np.arange(n), targets]).mean()
+    dlogits = p.copy()
+    dlogits[np.arange(n), targets] -= 1.0
+    return float(loss), dlogits / n

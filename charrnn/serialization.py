@@ -59,12 +59,14 @@ def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C included: never leave the temporary file behind
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from None
+        if isinstance(e, OSError):
+            raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
@@ -76,9 +78,14 @@ def atomic_copy(src: str | Path, dst: str | Path) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dst)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {dst}: {e.strerror or e}") from None
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise CheckpointError(f"cannot write {dst}: {e.strerror or e}") from None
+        raise
 
 
 def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -118,7 +125,7 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[str, 
     if not isinstance(meta, dict):
         raise CheckpointError(f"{p}: metadata must be a JSON object")
     fmt, version = meta.get("format"), meta.get("version")
-    if fmt not in KNOWN_FORMATS:
+    if not isinstance(fmt, str) or fmt not in KNOWN_FORMATS:
         raise CheckpointError(f"{p}: unknown format {fmt!r}, not a charrnn file")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{p}: bad format version {version!r}")

@@ -28,7 +28,8 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .config import TrainConfig, auto_hidden_size, preset_settings, validate
-from .data import Batcher, EncodedText, encode_file, fit_batch_shape, load_encoded, split_train_val
+from .data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, encode_file, fit_batch_shape, load_encoded,
+                   split_train_val)
 from .errors import CharRNNError, CheckpointError, ConfigError, DataError
 from .evaluate import NATS_TO_BITS, evaluate_ids
 from .model import CharRNN, count_parameters
@@ -102,7 +103,10 @@ def optimizer_options(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.optimizer in ("sgd", "rmsprop"):
         opts["momentum"] = cfg.momentum
     if cfg.optimizer == "adagrad" and cfg.preset == "min-char-rnn":
-        opts |= {"eps_inside_sqrt": True, "eps": 1e-8}  # min-char-rnn's sqrt(mem + 1e-8)
+        # min-char-rnn updates with g / sqrt(mem + 1e-8) where g is the gradient of the loss summed
+        # over the window; ours is of the mean, g / T. Adagrad is scale-free except for eps, so
+        # eps / T^2 makes the two updates identical (see preset_settings for the clip).
+        opts |= {"eps_inside_sqrt": True, "eps": 1e-8 / cfg.seq_len**2}
     return opts
 
 
@@ -171,28 +175,53 @@ class Trainer:
         d = self.run_dir
         if d.exists() and not d.is_dir():
             raise ConfigError(f"--out {d} exists and is not a directory")
-        if d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG)):
-            if not force:
-                raise ConfigError(f"{d} already holds a run: use --resume {d} to continue it, or --force to replace it")
-            for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
-                (d / n).unlink(missing_ok=True)
+        replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
+        if replacing and not force:
+            raise ConfigError(f"{d} already holds a run: use --resume {d} to continue it, or --force to replace it")
         text_path = self._text_path(cfg)
+        # Nothing is left half-made: the text is encoded under a temporary name and everything is
+        # checked before an old run (--force) is removed; on any failure, even Ctrl-C, what this
+        # call created is removed again.
+        created = _missing_dirs(d)
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
-        encoded = encode_file(text_path, d / ckpt.TOKENS, encoding=cfg.encoding)
-        cfg = self._resolve(cfg, encoded)
-        self.cfg = cfg
-        self._prepare_data(encoded)
-        self.model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init)
-        self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.lr, **optimizer_options(cfg))
-        self.sample_rng = np.random.default_rng([cfg.seed, 1])
-        self.hidden = self.model.initial_state(self.batch_size)
-        self.state = {"step": 0, "chars_seen": 0, "elapsed": 0.0, "lr_scale": 1.0, "divergences": 0,
-                      "best_val_loss": None, "smoothed_loss": None, "val_loss": None}
-        _write_json(d / ckpt.CONFIG, cfg.to_dict() | {"batch_size": self.batch_size, "seq_len": self.seq_len})
-        self._save(d / ckpt.LATEST)  # the first "last good state", for divergence recovery
+        staged = d / f".{ckpt.TOKENS}.new"
+        written: list[Path] = []
+        try:
+            encoded = encode_file(text_path, staged, encoding=cfg.encoding)
+            cfg = self._resolve(cfg, encoded)
+            self.cfg = cfg
+            self._prepare_data(encoded)
+            self.model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init)
+            self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.lr, **optimizer_options(cfg))
+            self.sample_rng = np.random.default_rng([cfg.seed, 1])
+            self.hidden = self.model.initial_state(self.batch_size)
+            self.state = {"step": 0, "chars_seen": 0, "elapsed": 0.0, "lr_scale": 1.0, "divergences": 0,
+                          "best_val_loss": None, "smoothed_loss": None, "val_loss": None}
+            if replacing:
+                for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
+                    (d / n).unlink(missing_ok=True)
+                _remove_temporaries(d)
+            written = [d / ckpt.TOKENS, d / ckpt.LATEST, d / ckpt.CONFIG]
+            try:
+                os.replace(staged, d / ckpt.TOKENS)
+            except OSError as e:
+                raise CheckpointError(f"cannot write {d / ckpt.TOKENS}: {e.strerror or e}") from None
+            encoded.path = d / ckpt.TOKENS
+            # the checkpoint first: a run directory with a config.json always has one to resume
+            self._save(d / ckpt.LATEST)  # the first "last good state", for divergence recovery
+            _write_json(d / ckpt.CONFIG, cfg.to_dict() | {"batch_size": self.batch_size, "seq_len": self.seq_len})
+        except BaseException:
+            for p in (staged, *written):
+                p.unlink(missing_ok=True)
+            for p in reversed(created):
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
+            raise
         self.say(
             f"charrnn: {self.model} on {len(encoded):,} characters ({encoded.vocab.size} symbols); "
             f"{self.n_train:,} for training, {self.n_val:,} for validation; run directory {d}"
@@ -210,6 +239,16 @@ class Trainer:
     def _resolve(self, cfg: TrainConfig, encoded: EncodedText) -> TrainConfig:
         """Fill in the automatic choices and refuse what cannot fit in memory."""
         n = len(encoded)
+        if encoded.vocab.size < 2:
+            raise DataError(
+                f"{cfg.text or cfg.dataset} holds only one distinct symbol ({encoded.vocab.symbols[0]!r}, "
+                f"{n:,} time(s)): there is nothing to predict; training needs at least 2 distinct symbols"
+            )
+        if cfg.val_frac and int(n * cfg.val_frac) < MIN_SPLIT_TOKENS:
+            # A text this short is better learned whole than refused; the saved config says so.
+            self.say(f"charrnn: the text has only {n:,} tokens, too few to hold out --val-frac {cfg.val_frac:g} "
+                     "for validation: training on all of it, without validation")
+            cfg = cfg.replace(val_frac=0.0)
         if cfg.hidden_size == 0:
             cfg = cfg.replace(hidden_size=auto_hidden_size(n))
         V, H, L = encoded.vocab.size, cfg.hidden_size, cfg.num_layers
@@ -261,18 +300,19 @@ class Trainer:
         self.run_dir = c.path.parent
         tokens = self.run_dir / ckpt.TOKENS
         state = c.state
-        n_tokens = state.get("n_tokens")
+        _check_resume_state(state, c.path)
+        _remove_temporaries(self.run_dir)  # left by a process killed in the middle of a write
         if "text" in changes or not tokens.is_file():
-            encoded = encode_file(self._text_path(cfg), tokens, vocab=c.vocab)
+            encoded = self._reencode(self._text_path(cfg), tokens, c.vocab, state["n_tokens"])
         else:
             encoded = load_encoded(tokens, c.vocab, check=False)
-        if len(encoded) != n_tokens:
+        if len(encoded) != state["n_tokens"]:
             raise DataError(
-                f"the text now has {len(encoded):,} characters, the run was trained on {n_tokens:,}: "
+                f"the text now has {len(encoded):,} characters, the run was trained on {state['n_tokens']:,}: "
                 "resuming on different text would not continue the same run"
             )
         self._prepare_data(encoded)
-        if (self.batch_size, self.seq_len) != (state.get("batch_size"), state.get("seq_len")):
+        if (self.batch_size, self.seq_len) != (state["batch_size"], state["seq_len"]):
             raise CheckpointError(f"{c.path}: the saved batch shape does not match this run")
         self.model = c.model
         self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.lr, **optimizer_options(cfg))
@@ -284,7 +324,35 @@ class Trainer:
         self.hidden = c.hidden
         self.state = {k: state.get(k) for k in ("step", "chars_seen", "elapsed", "lr_scale", "divergences",
                                                   "best_val_loss", "smoothed_loss", "val_loss")}
+        _trim_metrics(self.run_dir / ckpt.METRICS, self.state["step"])
         self.say(f"charrnn: resuming {self.run_dir} at step {self.state['step']:,}")
+
+    def _reencode(self, text: Path, tokens: Path, vocab: Any, n_tokens: int) -> EncodedText:
+        """Encode the run's text again (it moved, or tokens.bin was deleted) without touching the
+        run's tokens.bin until the new ids are known to be the very same text."""
+        staged = tokens.with_name(f".{tokens.name}.new")
+        try:
+            encoded = encode_file(text, staged, vocab=vocab)
+            if tokens.is_file():
+                if not _same_ids(encoded.ids, load_encoded(tokens, vocab, check=False).ids):
+                    raise DataError(
+                        f"{text} is not the text this run was trained on: resuming on different text "
+                        "would not continue the same run"
+                    )
+            elif len(encoded) != n_tokens:
+                raise DataError(
+                    f"{text} has {len(encoded):,} characters, the run was trained on {n_tokens:,}: "
+                    "resuming on different text would not continue the same run"
+                )
+            try:
+                os.replace(staged, tokens)
+            except OSError as e:
+                raise CheckpointError(f"cannot write {tokens}: {e.strerror or e}") from None
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        encoded.path = tokens
+        return encoded
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -345,6 +413,10 @@ class Trainer:
                 signal.signal(s, on_signal)
         try:
             return self._loop()
+        except OSError as e:  # the disk filled (or vanished) under metrics.jsonl or samples.txt
+            raise CheckpointError(
+                f"cannot write to {self.run_dir}: {e.strerror or e}; the last checkpoint there is intact"
+            ) from None
         finally:
             if self._bar is not None:
                 self._bar.close()
@@ -384,9 +456,13 @@ class Trainer:
                 loss, grads, h_last = self.model.loss_and_grads(x, y, self.hidden)
                 grad_norm = global_grad_norm(grads)
                 if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                    self._recover(loss, grad_norm)  # nothing of this step reaches the parameters
+                    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+                    self._recover(what)  # nothing of this step reaches the parameters
                     saved_at = logged_at = st["step"]
                     continue
+                if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
+                    for k in range(cfg.num_layers):
+                        grads[f"rnn.bias_hh_l{k}"].fill(0.0)
                 if cfg.clip_value:
                     clip_grad_value_(grads, cfg.clip_value)
                 if cfg.clip_norm:
@@ -395,6 +471,12 @@ class Trainer:
                 lr = lr_at(cfg, st["step"], total, self.batcher.windows_per_epoch, time_frac) * st["lr_scale"]
                 self.optimizer.lr = lr
                 self.optimizer.step(grads)
+                if not all(np.isfinite(p).all() for p in self.model.params.values()):
+                    # a finite gradient times a huge rate can still overflow: roll the step back
+                    # before anything (a checkpoint above all) can see it
+                    self._recover("a parameter overflowed in the update")
+                    saved_at = logged_at = st["step"]
+                    continue
                 self.hidden = h_last
                 st["step"] += 1
                 st["chars_seen"] += x.size
@@ -467,20 +549,23 @@ class Trainer:
                 post["left"] = f"{max(0.0, self.time_budget - (now - self._started)):.0f}s"
             self._bar.set_postfix(post, refresh=False)
 
-    def _recover(self, loss: float, grad_norm: float) -> None:
+    def _recover(self, what: str) -> None:
+        """Roll back to the last good checkpoint with half the learning rate, or give up."""
         st = self.state
         st["divergences"] += 1
-        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+        step = st["step"] + 1  # the step that failed, counted from 1 like the metrics
         if st["divergences"] > self.cfg.max_divergences:
             raise Diverged(
-                f"training diverged ({what}) {st['divergences']} times at step {st['step']:,}; stopped with the "
+                f"training diverged ({what} at step {step:,}) {st['divergences']} times; stopped with the "
                 f"last good checkpoint in {self.run_dir / ckpt.LATEST} (try a lower --lr or --clip-norm)"
             )
         st["lr_scale"] *= 0.5
         self._restore_last_good()
+        # saved at once, so that a resume from here keeps the lowered rate and the count
+        self._save(self.run_dir / ckpt.LATEST)
         self.say(
-            f"charrnn: {what} at step {st['step']:,}: restored the last good checkpoint and halved the "
-            f"learning rate (x{st['lr_scale']:g}); recovery {st['divergences']} of {self.cfg.max_divergences}"
+            f"charrnn: {what} at step {step:,}: restored the last good checkpoint (step {st['step']:,}) and halved "
+            f"the learning rate (x{st['lr_scale']:g}); recovery {st['divergences']} of {self.cfg.max_divergences}"
         )
 
     def _checkpoint(self) -> None:
@@ -532,6 +617,66 @@ def _generator_from(state: Any, source: Path) -> np.random.Generator:
     except (ValueError, TypeError, KeyError, OverflowError) as e:
         raise CheckpointError(f"{source}: malformed random generator state ({e})") from None
     return rng
+
+
+def _check_resume_state(state: dict[str, Any], source: Path) -> None:
+    """The training-state fields `load_checkpoint` leaves to the trainer (the file may be hostile)."""
+    for key, low in (("n_tokens", 2), ("batch_size", 1), ("seq_len", 1)):
+        value = state.get(key)
+        if type(value) is not int or value < low:
+            raise CheckpointError(f"{source}: training state {key!r} is missing or malformed")
+    for key in ("best_val_loss", "smoothed_loss", "val_loss"):
+        value = state.get(key)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            raise CheckpointError(f"{source}: training state {key!r} = {value!r} is malformed")
+
+
+def _missing_dirs(d: Path) -> list[Path]:
+    """The directories `d.mkdir(parents=True)` would create, outermost first."""
+    missing = []
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    return missing[::-1]
+
+
+def _remove_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed process never renamed."""
+    names = (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.TOKENS)
+    try:
+        for p in run_dir.iterdir():
+            bare = p.name.lstrip(".")
+            if p.name.startswith(".") and any(bare.startswith(n + ".") for n in names) and p.is_file():
+                p.unlink(missing_ok=True)
+    except OSError:
+        pass  # best effort: a leftover wastes space, it cannot be mistaken for a checkpoint
+
+
+def _same_ids(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal token arrays, compared in chunks so two memory maps are never read whole."""
+    step = 1 << 22
+    return len(a) == len(b) and all(np.array_equal(a[i : i + step], b[i : i + step]) for i in range(0, len(a), step))
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop the metrics records past the checkpoint's step (a killed run logged steps it will now
+    train again) and a torn last line, so the resumed log reads as if the run never stopped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    keep = []
+    for line in data.splitlines(keepends=True):
+        try:
+            record = json.loads(line) if line.endswith(b"\n") else None
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and not (type(record.get("step")) is int and record["step"] > step):
+            keep.append(line)
+    if len(keep) != len(data.splitlines()):
+        atomic_write_bytes(path, b"".join(keep))
 
 
 def _write_json(path: Path, obj: Any) -> None:

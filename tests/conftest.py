@@ -1,0 +1,55 @@
+"""Shared fixtures: small texts and a quick way to run the real command line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Two BLAS threads collapse under contention on small machines; the tests pin one.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+SONNET = """Shall I compare thee to a summer's day?
+Thou art more lovely and more temperate:
+Rough winds do shake the darling buds of May,
+And summer's lease hath all too short a date;
+Sometime too hot the eye of heaven shines,
+And often is his gold complexion dimm'd;
+And every fair from fair sometime declines,
+By chance or nature's changing course untrimm'd;
+But thy eternal summer shall not fade,
+Nor lose possession of that fair thou ow'st;
+Nor shall death brag thou wander'st in his shade,
+When in eternal lines to time thou grow'st:
+So long as men can breathe or eyes can see,
+So long lives this, and this gives life to thee.
+"""
+
+# Accents (precomposed and combining), CJK and emoji (outside the BMP): every one must survive.
+UNICODE = "Café naïve résumé — cafe\u0301 ne\u0301e. 東京は雨です。猫🐈と犬🐕! Ωμέγα ñandú 😀\n"
+
+
+def run_cli(*args, cwd=None, timeout=300, env=None):
+    """Run `python -m charrnn ARGS` and return the CompletedProcess (text mode)."""
+    full_env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "charrnn", *map(str, args)],
+        capture_output=True, text=True, encoding="utf-8", timeout=timeout, cwd=cwd, env=full_env,
+    )
+
+
+@pytest.fixture
+def sonnet_file(tmp_path: Path) -> Path:
+    p = tmp_path / "sonnet.txt"
+    p.write_text(SONNET * 6, encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def unicode_file(tmp_path: Path) -> Path:
+    p = tmp_path / "unicode.txt"
+    p.write_text(UNICODE * 40, encoding="utf-8")
+    return p
