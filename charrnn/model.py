@@ -138,7 +138,7 @@ class _Workspace:
 
         X[k]     (T+1, K_k, B)  layer k step-major: [h_{t-1}; x_t; 1] per step (ops.rnn_forward)
         XT[k]    (K_k, T+1, B)  the same, feature-major, for the products over all steps
-        wcat[k]  (K_k, H)       [W U b]^T of layer k, restacked from the live parameters each call
+        wcat[k]  (H, K_k)       [W U b] of layer k, restacked from the live parameters each call
         logits   (N, V)         logits, then probabilities, then dL/dlogits, all in place
         dh, dh2  (H, T, B)      dL/dh arriving at a layer, consumed as dL/da; dh2 for the layer below
     """
@@ -152,7 +152,7 @@ class _Workspace:
             self.X.append(X)
             self.XT.append(np.zeros((K, T + 1, B), dtype=dtype))
         self.onehot_at: np.ndarray | None = None  # flat indices of the ones now set in X[0]
-        self.wcat = [np.empty((x.shape[1], H), dtype=dtype) for x in self.X]
+        self.wcat = [np.empty((H, x.shape[1]), dtype=dtype) for x in self.X]
         self.logits = np.empty((T * B, V), dtype=dtype)
         self.dh = np.empty((H, T, B), dtype=dtype) if training else None
         self.dh2 = np.empty((H, T, B), dtype=dtype) if training and L > 1 else None
@@ -241,9 +241,16 @@ class CharRNN:
         return np.zeros((self.num_layers, batch_size, self.hidden_size), dtype=self.dtype)
 
     def _layer(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(U, W, b_ih, b_hh) of layer k."""
+        """(U, W, b_ih, b_hh) of layer k, looked up live (the optimizers update them in place)."""
+        names = self.__dict__.get("_layer_names")
+        if names is None:  # built once; models made by from_arrays skip __init__
+            names = self.__dict__["_layer_names"] = [
+                tuple(f"rnn.{n}_l{i}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                for i in range(self.num_layers)
+            ]
         p = self.params
-        return p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"], p[f"rnn.bias_hh_l{k}"]
+        u, w, bi, bh = names[k]
+        return p[u], p[w], p[bi], p[bh]
 
     def _check_tokens(self, tokens: Any, name: str, ndim: int = 2) -> np.ndarray:
         arr = np.asarray(tokens)
@@ -380,6 +387,24 @@ class CharRNN:
     # ----------------------------------------------------------------------------------------
     # inference
 
+    def loss(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, np.ndarray]:
+        """Forward only: (mean loss in nats over B*T, final state (L, B, H)), for evaluation.
+
+        The same numbers as `forward`'s loss, without the backward pass's copies or a cache,
+        and without materialising logits for the caller (the softmax runs in a reused buffer).
+        """
+        x = self._check_tokens(inputs, "inputs")
+        y = self._check_tokens(targets, "targets")
+        if x.shape != y.shape:
+            raise ConfigError(f"inputs {x.shape} and targets {y.shape} must have the same shape")
+        B, T = x.shape
+        h0 = self._check_state(h0, B)
+        ws = self._workspace(B, T, training=False)
+        hs = self._stack_forward(np.ascontiguousarray(x.T), h0, ws, training=False)
+        logits = self._head_forward(ws, out=ws.logits)
+        loss, _ = ops.softmax_cross_entropy_forward(logits, np.ascontiguousarray(y.T).reshape(-1))
+        return loss, np.stack([h[-1] for h in hs])
+
     def logits(self, inputs: Any, h0: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Forward only: logits (B, T, V) for every position and the final state (L, B, H)."""
         x = self._check_tokens(inputs, "inputs")
@@ -396,21 +421,45 @@ class CharRNN:
         Returns (logits (B, V), new state (L, B, H)), both new arrays.
 
         Generation calls this once per character, so it is written for a small B: no window
-        buffers, the input column looked up rather than multiplied, about ten NumPy calls."""
-        tok = self._check_tokens(np.asarray(tokens).reshape(-1), "tokens", ndim=1)
-        h = self._check_state(h, tok.shape[0])
+        buffers, the input column looked up rather than multiplied, seven NumPy calls a layer,
+        and validation that costs no reductions when B = 1."""
+        tok = np.asarray(tokens).reshape(-1)
+        B = tok.shape[0]
+        if B == 1 and tok.dtype.kind in "iu" and 0 <= tok[0] < self.vocab_size:
+            first = int(tok[0])
+        else:
+            tok, first = self._check_tokens(tok, "tokens", ndim=1), None
+        if not (isinstance(h, np.ndarray) and h.dtype == self.dtype and h.shape == (self.num_layers, B, self.hidden_size)):
+            h = self._check_state(h, B)
         threads.ensure_threads()
+        p = self.params
         h_new = np.empty_like(h)
         for k in range(self.num_layers):
             U, W, b_ih, b_hh = self._layer(k)
-            a = np.matmul(h[k], W.T, out=h_new[k])  # W h_{t-1}
-            a += U.T[tok] if k == 0 else h_new[k - 1] @ U.T  # + U x_t
+            if B == 1:  # a matrix-vector product: BLAS's gemv is faster here than a 1-row gemm
+                np.matmul(W, h[k, 0], out=h_new[k, 0])
+                a = h_new[k]
+            else:
+                a = np.matmul(h[k], W.T, out=h_new[k])  # W h_{t-1}
+            if k > 0:
+                a += h_new[k - 1] @ U.T  # U x_t, x_t the state of the layer below
+            elif first is not None:
+                a[0] += U[:, first]  # U x_t for one-hot x_t: a column of U
+            else:
+                a += U.T[tok]
             a += b_ih
             a += b_hh
             np.tanh(a, out=a)
-        logits = h_new[-1] @ self.params["head.weight"].T
-        logits += self.params["head.bias"]
+        if B == 1:
+            logits = (p["head.weight"] @ h_new[-1, 0]).reshape(1, -1)
+        else:
+            logits = h_new[-1] @ p["head.weight"].T
+        logits += p["head.bias"]
         return logits, h_new
+
+    def stepper(self, batch_size: int = 1, h: Any = None) -> "Stepper":
+        """A `Stepper` for generating `batch_size` streams one character at a time from state h."""
+        return Stepper(self, batch_size, h)
 
     # ----------------------------------------------------------------------------------------
     # persistence: arrays in safetensors (no code can run on load), structure in JSON
@@ -471,6 +520,67 @@ class CharRNN:
         )
 
 
+class Stepper:
+    """Generation one character at a time, with the state and buffers kept between calls.
+
+        stepper = model.stepper(batch_size=1, h=h)   # h: (L, B, H) or None for zeros
+        logits = stepper(token_ids)                 # (B, V), valid until the next call
+        stepper.h                                   # the current state (L, B, H), a copy
+
+    The same arithmetic as `CharRNN.step` (tests/test_fast.py holds them together) without its
+    per-call validation of the state and its fresh arrays: about ten NumPy calls a character.
+    It reads the model's live parameters at every call, so it stays right while they change.
+    """
+
+    def __init__(self, model: CharRNN, batch_size: int = 1, h: Any = None) -> None:
+        self.model = model
+        self.batch_size = _check_size("batch_size", batch_size)
+        self._h = model._check_state(h, self.batch_size).copy()  # (L, B, H), updated in place
+        self._logits = np.empty((self.batch_size, model.vocab_size), dtype=model.dtype)
+        self._below = np.empty((self.batch_size, model.hidden_size), dtype=model.dtype)
+
+    @property
+    def h(self) -> np.ndarray:
+        return self._h.copy()
+
+    def reset(self, h: Any = None) -> None:
+        self._h[...] = self.model._check_state(h, self.batch_size)
+
+    def __call__(self, tokens: Any) -> np.ndarray:
+        model, h = self.model, self._h
+        tok = np.asarray(tokens).reshape(-1)
+        if tok.shape[0] != self.batch_size:
+            raise ConfigError(f"tokens must have shape ({self.batch_size},), got {np.shape(tokens)}")
+        if self.batch_size == 1 and tok.dtype.kind in "iu" and 0 <= tok[0] < model.vocab_size:
+            first = int(tok[0])
+        else:
+            tok, first = model._check_tokens(tok, "tokens", ndim=1), None
+        threads.ensure_threads()
+        for k in range(model.num_layers):
+            U, W, b_ih, b_hh = model._layer(k)
+            a = self._below
+            if first is not None:  # B = 1: matrix-vector products (BLAS gemv)
+                np.matmul(W, h[k, 0], out=a[0])
+            else:
+                np.matmul(h[k], W.T, out=a)
+            if k > 0:
+                a += h[k - 1] @ U.T  # h[k - 1] already holds this step's state of the layer below
+            elif first is not None:
+                a[0] += U[:, first]
+            else:
+                a += U.T[tok]
+            a += b_ih
+            a += b_hh
+            np.tanh(a, out=h[k])
+        p = model.params
+        if first is not None:
+            np.matmul(p["head.weight"], h[-1, 0], out=self._logits[0])
+        else:
+            np.matmul(h[-1], p["head.weight"].T, out=self._logits)
+        self._logits += p["head.bias"]
+        return self._logits
+
+
 def validate_config(config: Any, source: str, n_arrays: int | None = None) -> dict[str, Any]:
     """A model configuration read from a file, checked field by field (it may be hostile).
 
@@ -498,3 +608,58 @@ def validate_config(config: Any, source: str, n_arrays: int | None = None) -> di
     if n > MAX_PARAMETERS:
         raise CheckpointError(f"{source}: bad model configuration: {n:,} parameters is implausibly large")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The plain path: the network written one equation per line with the reference ops (time-major,
+# fresh arrays, no stacking, no workspaces, no compiled loops). CharRNN's tuned methods must give
+# the same numbers; tests/test_fast.py checks it in float64 over random shapes.
+
+
+def reference_loss_and_grads(
+    model: CharRNN, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray | None = None
+) -> tuple[float, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """(loss, grads, h_last, dh0) of one window, computed the plain way. inputs, targets: (B, T)."""
+    p, L, H = model.params, model.num_layers, model.hidden_size
+    x = np.asarray(inputs).T  # (T, B)
+    y = np.asarray(targets).T.reshape(-1)
+    T, B = x.shape
+    N = T * B
+    h0 = model.initial_state(B) if h0 is None else np.asarray(h0, dtype=model.dtype)
+    hs = []
+    for k in range(L):
+        U, W, b_ih, b_hh = (p[f"rnn.{n}_l{k}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        xa = ops.embedding_forward(U, x) if k == 0 else hs[-1] @ U.T  # U x_t
+        hs.append(ops.rnn_forward_reference(xa + b_ih + b_hh, W, h0[k]))
+    top = hs[-1].reshape(N, H)
+    logits = top @ p["head.weight"].T + p["head.bias"]
+    loss, dlogits = ops.softmax_cross_entropy_reference(logits, y)
+    grads = {name: np.zeros_like(a) for name, a in p.items()}
+    grads["head.weight"] += dlogits.T @ top
+    grads["head.bias"] += dlogits.sum(axis=0)
+    dhs = (dlogits @ p["head.weight"]).reshape(T, B, H)
+    dh0 = np.empty_like(h0)
+    for k in range(L - 1, -1, -1):
+        U, W = p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"]
+        da, dh0[k] = ops.rnn_backward_reference(dhs, hs[k], h0[k], W, grads[f"rnn.weight_hh_l{k}"])
+        db = da.sum(axis=(0, 1))
+        grads[f"rnn.bias_ih_l{k}"] += db
+        grads[f"rnn.bias_hh_l{k}"] += db
+        if k == 0:
+            ops.embedding_backward_reference(grads["rnn.weight_ih_l0"], da, x)
+        else:
+            grads[f"rnn.weight_ih_l{k}"] += da.reshape(N, H).T @ hs[k - 1].reshape(N, H)
+            dhs = da @ U
+    return loss, grads, np.stack([h[-1] for h in hs]), dh0
+
+
+def reference_step(model: CharRNN, tokens: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One generation step the plain way: (logits (B, V), new state (L, B, H))."""
+    p = model.params
+    below = None
+    h_new = np.empty_like(h)
+    for k in range(model.num_layers):
+        U, W, b_ih, b_hh = (p[f"rnn.{n}_l{k}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        ux = U.T[np.asarray(tokens)] if k == 0 else below @ U.T
+        h_new[k] = below = np.tanh(h[k] @ W.T + ux + b_ih + b_hh)
+    return below @ p["head.weight"].T + p["head.bias"], h_new

@@ -28,12 +28,15 @@ over all steps (`rnn_input_backward`) instead of a scatter-add, which is slower 
 on this hardware (BENCHMARKS.md). The plain, seed-shaped versions of the tuned functions are kept
 here as `*_reference`, and tests/test_fast.py holds the two to the same results.
 
-This module depends on NumPy only.
+This module depends on NumPy only; numba, when installed, runs the recurrence's loops for
+small batches (`_jit`, `JIT_MAX_WORK`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import _jit
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,40 +120,51 @@ def linear_backward(
 # window are the (H, N) matrix XT[:H, 1:] and the inputs of every step the (K, N) matrix XT[:, :T],
 # ready for the large products over all steps (output layer, weight gradients).
 #
-# Why this layout: OpenBLAS multiplies the per-step blocks fastest as (H, K) x (K, B) with the
-# weights stored transposed, 1.3x (B=64, H=512) to 2.4x (B=32, H=128) faster than the row form
-# (B, K) x (K, H) on this hardware (BENCHMARKS.md).
+# Why this layout: OpenBLAS multiplies the per-step blocks faster as (H, K) x (K, B), with both
+# operands contiguous, than in the row form (B, K) x (K, H): 1.3x at B=64, H=512 and 2.4x at
+# B=32, H=128 on this hardware (BENCHMARKS.md).
 
 
 def stack_weights(
     weight_hh: np.ndarray, weight_ih: np.ndarray, bias_ih: np.ndarray, bias_hh: np.ndarray,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """[W U b]^T with b = b_ih + b_hh: (K, H), K = H + I + 1, into `out` if given.
-
-    Stored transposed because `rnn_forward` multiplies by its transpose, which BLAS then reads
-    in its preferred order (see the layout note above).
-    """
+    """[W U b] with b = b_ih + b_hh: (H, K), K = H + I + 1, into `out` if given."""
     H, I = weight_ih.shape
     if out is None:
-        out = np.empty((H + I + 1, H), dtype=weight_hh.dtype)
-    out[:H] = weight_hh.T
-    out[H : H + I] = weight_ih.T
-    np.add(bias_ih, bias_hh, out=out[H + I])
+        out = np.empty((H, H + I + 1), dtype=weight_hh.dtype)
+    out[:, :H] = weight_hh
+    out[:, H : H + I] = weight_ih
+    np.add(bias_ih, bias_hh, out=out[:, H + I])
     return out
 
 
-def rnn_forward(X: np.ndarray, weight_cat_t: np.ndarray) -> None:
+# Up to this many numbers per step's state (B * H) the recurrence runs in the compiled loops of
+# _jit when numba is installed: there the per-step products are matrix-vector sized and Python's
+# per-call cost dominates; above it the BLAS products of the NumPy loops win (measured crossover
+# on this hardware: B=1 up to H of a few hundred, B=2 up to H=128, B=4 up to H=64).
+JIT_MAX_WORK = 256
+
+
+def use_jit(batch_size: int, hidden_size: int) -> bool:
+    return batch_size * hidden_size <= JIT_MAX_WORK and _jit.available()
+
+
+def rnn_forward(X: np.ndarray, weight_cat: np.ndarray) -> None:
     """h_t = tanh([W U b] [h_{t-1}; x_t; 1]) for t = 1..T, in place in X.
 
     X: (T+1, K, B) step-major, with X[0, :H] = h_0 and X[t, H:] = [x_t; 1] on entry; on return
-    X[t+1, :H] = h_t.  weight_cat_t: (K, H) from `stack_weights`.
+    X[t+1, :H] = h_t.  weight_cat: (H, K) from `stack_weights`, C-contiguous.
     """
-    H = weight_cat_t.shape[1]
-    w = weight_cat_t.T  # (H, K), a transposed view: nothing is copied
+    H = weight_cat.shape[0]
+    if use_jit(X.shape[2], H):
+        # the compiled loop reads the weights one input row at a time: it wants them transposed
+        wct = np.ascontiguousarray(weight_cat.T)
+        _jit.kernels()["rnn_forward_loop"](X, wct)
+        return
     for t in range(X.shape[0] - 1):
         h = X[t + 1, :H]
-        np.matmul(w, X[t], out=h)
+        np.matmul(weight_cat, X[t], out=h)
         np.tanh(h, out=h)
 
 
@@ -178,26 +192,46 @@ def rnn_backward(
     H, T, B = dhs.shape
     da = dhs
     wT = weight_hh.T
-    tmp = np.empty((H, B), dtype=dhs.dtype)
-    # tanh'(a_t) = 1 - h_t^2 for a chunk of steps at a time: three calls per step in the loop
-    # instead of five, without a window-sized temporary
-    chunk = max(1, min(T, DTANH_CHUNK_ELEMENTS // (B * H)))
-    dtanh = np.empty((H, chunk, B), dtype=dhs.dtype)
-    for hi in range(T, 0, -chunk):
-        lo = max(0, hi - chunk)
-        d = dtanh[:, : hi - lo]
-        np.multiply(hs[:, lo:hi], hs[:, lo:hi], out=d)
-        np.subtract(1, d, out=d)
-        for t in range(hi - 1, lo - 1, -1):
-            if t < T - 1:
-                da[:, t] += np.matmul(wT, da[:, t + 1], out=tmp)  # W^T da_{t+1}
-            da[:, t] *= d[:, t - lo]
+    if use_jit(B, H):
+        _jit.kernels()["bptt_loop"](da, hs, weight_hh)
+    else:
+        _bptt_loop(da, hs, weight_hh)
     dh0 = wT @ da[:, 0]
     # sum_t da_t h_{t-1}^T with h_{t-1} = h0 for the first step and hs[t-1] after it
     dweight_hh += da[:, 0] @ h0.T
     if T > 1:
         dweight_hh += da[:, 1:].reshape(H, -1) @ hs[:, :-1].reshape(H, -1).T
     return da, dh0
+
+
+def _bptt_loop(da: np.ndarray, hs: np.ndarray, weight_hh: np.ndarray) -> None:
+    """The sequential part of `rnn_backward`: da_t = (dhs_t + W^T da_{t+1}) * (1 - h_t^2), in place.
+
+    The step's arithmetic runs on contiguous (H, B) blocks (`cur`, `tmp` and a step-major chunk
+    of tanh'), and W^T is copied once to a contiguous array: BLAS multiplies those measurably
+    faster than strided slices of the feature-major da or the transposed view of W
+    (BENCHMARKS.md). Each step's result is then written back into da's column block.
+    """
+    H, T, B = da.shape
+    wT = np.ascontiguousarray(weight_hh.T)
+    cur = np.empty((H, B), dtype=da.dtype)  # da_{t+1}, then da_t
+    tmp = np.empty((H, B), dtype=da.dtype)
+    # tanh'(a_t) = 1 - h_t^2 for a chunk of steps at a time, vectorised, in cache-sized pieces
+    chunk = max(1, min(T, DTANH_CHUNK_ELEMENTS // (B * H)))
+    dtanh = np.empty((chunk, H, B), dtype=da.dtype)
+    for hi in range(T, 0, -chunk):
+        lo = max(0, hi - chunk)
+        d = dtanh[: hi - lo]
+        np.multiply(hs[:, lo:hi], hs[:, lo:hi], out=d.transpose(1, 0, 2))
+        np.subtract(1, d, out=d)
+        for t in range(hi - 1, lo - 1, -1):
+            if t == T - 1:
+                np.multiply(da[:, t], d[t - lo], out=cur)
+            else:
+                np.matmul(wT, cur, out=tmp)  # W^T da_{t+1}
+                tmp += da[:, t]
+                np.multiply(tmp, d[t - lo], out=cur)
+            da[:, t] = cur
 
 
 def rnn_input_backward(

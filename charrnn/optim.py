@@ -64,7 +64,10 @@ def _real(owner: str, name: str, value: Any) -> float:
     """`value` as a finite Python float, or ConfigError. Booleans are refused: `lr=True` is a bug."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{owner}: {name} must be a number, got {value!r}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond any float, e.g. from a damaged checkpoint
+        result = math.inf
     if not math.isfinite(result):
         raise ConfigError(f"{owner}: {name} must be finite, got {value!r}")
     return result
@@ -332,7 +335,9 @@ class Optimizer:
         except ConfigError as exc:
             raise CheckpointError(f"{where}: {exc}") from None
         step_count = meta["step_count"]
-        if isinstance(step_count, bool) or not isinstance(step_count, numbers.Integral) or step_count < 0:
+        # bounded like an int64: beta ** step_count cannot take an int beyond any float
+        if (isinstance(step_count, bool) or not isinstance(step_count, numbers.Integral)
+                or not 0 <= step_count < 2**63):
             raise CheckpointError(f"{where}: step_count must be a non-negative integer, got {step_count!r}")
         if not isinstance(arrays, Mapping):
             raise CheckpointError(f"{where}: arrays must be a mapping, got {type(arrays).__name__}")

@@ -13,9 +13,9 @@ So the default is one thread per process (`DEFAULT_THREADS`): never the fastest 
 a collapse. Whoever has the machine to themselves can ask for more with `set_threads(n)` or the
 environment variable CHARRNN_THREADS=n; `thread_info()` reports what is in force.
 
-Precedence: `set_threads(n)` > CHARRNN_THREADS > the BLAS variables the user may already have set
-(OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS: then charrnn leaves the library alone)
-> DEFAULT_THREADS. The choice is applied lazily, the first time the model computes something,
+Precedence: `set_threads(n)` > CHARRNN_THREADS > a count the program already gave the library
+(the BLAS variables OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS, or a threadpoolctl
+limit in force: then charrnn leaves the library alone) > DEFAULT_THREADS. The choice is applied lazily, the first time the model computes something,
 so that importing charrnn changes nothing.
 """
 
@@ -84,8 +84,13 @@ def ensure_threads() -> None:
     if _state["applied"]:
         return
     n, source = requested_threads()
+    controller = _blas_controller()
+    if source == "default" and any(lib.num_threads != os.cpu_count() for lib in controller.lib_controllers):
+        # BLAS libraries start with one thread per core; another count means the program has
+        # already chosen one (threadpoolctl, say), and a default must not override a choice
+        n, source = None, "left as found"
     if n is not None:
-        _blas_controller().limit(limits=n)
+        controller.limit(limits=n)
     _state.update(applied=True, threads=n, source=source)
 
 

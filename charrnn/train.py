@@ -178,6 +178,8 @@ class Trainer:
         replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
         if replacing and not force:
             raise ConfigError(f"{d} already holds a run: use --resume {d} to continue it, or --force to replace it")
+        if replacing:
+            _remove_temporaries(d)  # garbage of a killed process, never part of a run
         text_path = self._text_path(cfg)
         # Nothing is left half-made: the text is encoded under a temporary name and everything is
         # checked before an old run (--force) is removed; on any failure, even Ctrl-C, what this
@@ -203,7 +205,6 @@ class Trainer:
             if replacing:
                 for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
                     (d / n).unlink(missing_ok=True)
-                _remove_temporaries(d)
             written = [d / ckpt.TOKENS, d / ckpt.LATEST, d / ckpt.CONFIG]
             try:
                 os.replace(staged, d / ckpt.TOKENS)
@@ -286,6 +287,8 @@ class Trainer:
             self.time_budget = AUTO_TIME_BUDGET
 
     def _setup_resume(self, overrides: TrainConfig) -> None:
+        if self.run_dir.is_dir() and not (self.run_dir / ckpt.LATEST).exists():
+            raise CheckpointError(f"{self.run_dir}: no checkpoint in this directory to resume (no {ckpt.LATEST})")
         c = ckpt.load_checkpoint(self.run_dir / ckpt.LATEST if self.run_dir.is_dir() else self.run_dir)
         if c.config is None or c.optimizer_meta is None:
             raise CheckpointError(f"{c.path}: a bare model file, not a training checkpoint: cannot resume from it")
@@ -325,6 +328,8 @@ class Trainer:
         self.state = {k: state.get(k) for k in ("step", "chars_seen", "elapsed", "lr_scale", "divergences",
                                                   "best_val_loss", "smoothed_loss", "val_loss")}
         _trim_metrics(self.run_dir / ckpt.METRICS, self.state["step"])
+        if c.path.name != ckpt.LATEST:  # resumed from best (or another file): make it the last good state
+            self._save(self.run_dir / ckpt.LATEST)
         self.say(f"charrnn: resuming {self.run_dir} at step {self.state['step']:,}")
 
     def _reencode(self, text: Path, tokens: Path, vocab: Any, n_tokens: int) -> EncodedText:
@@ -412,7 +417,10 @@ class Trainer:
             for s in previous:
                 signal.signal(s, on_signal)
         try:
-            return self._loop()
+            # overflow and NaN are detected and handled (see _recover); numpy's warnings would
+            # only add noise to that one message
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return self._loop()
         except OSError as e:  # the disk filled (or vanished) under metrics.jsonl or samples.txt
             raise CheckpointError(
                 f"cannot write to {self.run_dir}: {e.strerror or e}; the last checkpoint there is intact"
@@ -491,6 +499,11 @@ class Trainer:
                 last = bool(total and step >= total)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
                     st["val_loss"] = self.validate_loss()
+                    if not _finite_or_none(st["val_loss"]):
+                        # weights that overflow on unseen text are as broken as a NaN loss
+                        self._recover(f"validation loss {st['val_loss']}", step)
+                        saved_at = logged_at = st["step"]
+                        continue
                     self._report(lr, grad_norm, evaluated=True)
                     self._checkpoint()
                     saved_at = logged_at = step
@@ -501,8 +514,11 @@ class Trainer:
                     self._bar.update(1)
             if st["step"] != saved_at:  # stopped by time or signal between checkpoints
                 st["val_loss"] = self.validate_loss()
-                self._report(lr, grad_norm, evaluated=True)
-                self._checkpoint()
+                if _finite_or_none(st["val_loss"]):
+                    self._report(lr, grad_norm, evaluated=True)
+                    self._checkpoint()
+                else:  # stop at the last good checkpoint instead
+                    self._recover(f"validation loss {st['val_loss']}", st["step"])
             elif st["step"] != logged_at:
                 self._report(lr, grad_norm, evaluated=False)
         finally:
@@ -549,11 +565,12 @@ class Trainer:
                 post["left"] = f"{max(0.0, self.time_budget - (now - self._started)):.0f}s"
             self._bar.set_postfix(post, refresh=False)
 
-    def _recover(self, what: str) -> None:
-        """Roll back to the last good checkpoint with half the learning rate, or give up."""
+    def _recover(self, what: str, step: int | None = None) -> None:
+        """Roll back to the last good checkpoint with half the learning rate, or give up.
+        `step` is the step that failed (default: the one being taken), counted from 1."""
         st = self.state
         st["divergences"] += 1
-        step = st["step"] + 1  # the step that failed, counted from 1 like the metrics
+        step = st["step"] + 1 if step is None else step
         if st["divergences"] > self.cfg.max_divergences:
             raise Diverged(
                 f"training diverged ({what} at step {step:,}) {st['divergences']} times; stopped with the "
@@ -619,6 +636,10 @@ def _generator_from(state: Any, source: Path) -> np.random.Generator:
     return rng
 
 
+def _finite_or_none(x: float | None) -> bool:
+    return x is None or math.isfinite(x)
+
+
 def _check_resume_state(state: dict[str, Any], source: Path) -> None:
     """The training-state fields `load_checkpoint` leaves to the trainer (the file may be hostile)."""
     for key, low in (("n_tokens", 2), ("batch_size", 1), ("seq_len", 1)):
@@ -627,7 +648,9 @@ def _check_resume_state(state: dict[str, Any], source: Path) -> None:
             raise CheckpointError(f"{source}: training state {key!r} is missing or malformed")
     for key in ("best_val_loss", "smoothed_loss", "val_loss"):
         value = state.get(key)
-        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+        # an int is checked by size: math.isfinite cannot even convert one beyond any float
+        ok = value is None or (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < 2**63)
+        if not ok:
             raise CheckpointError(f"{source}: training state {key!r} = {value!r} is malformed")
 
 

@@ -3,11 +3,13 @@ valid model or fails with the project's own CheckpointError; nothing else may es
 
 The budget is small so the suite stays fast. For a long run:
 
-    CHARRNN_FUZZ_EXAMPLES=200000 python -m pytest tests/test_fuzz.py -q
+    CHARRNN_FUZZ_EXAMPLES=50000 python -m pytest tests/test_fuzz.py -q    # some twenty minutes
 
-(the number is the examples per test; the default is 1500).
+(the number is the examples per test; the default of 800, about 3,500 files in all, keeps the file
+under half a minute).
 """
 
+import functools
 import json
 import math
 import os
@@ -30,7 +32,7 @@ from charrnn.model import parameter_shapes
 from charrnn.serialization import META_KEY, parse_json, read_header
 from charrnn.train import Trainer
 
-EXAMPLES = int(os.environ.get("CHARRNN_FUZZ_EXAMPLES", "1500"))
+EXAMPLES = int(os.environ.get("CHARRNN_FUZZ_EXAMPLES", "800"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 TEXT = "the cat sat on the mat; a bat ate a rat.\n" * 8
 
@@ -119,11 +121,16 @@ def write(workdir: Path, data: bytes) -> Path:
 NASTY = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.sampled_from([0, -1, 10**9, 2**63, 10**400]),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.lists(st.integers(-3, 10**10), max_size=4), st.just([]), st.just({}),
+    st.lists(st.integers(-3, 10**10), max_size=4), st.builds(list), st.builds(dict),
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
     st.recursive(st.integers(), lambda inner: st.lists(inner, max_size=2), max_leaves=4),
 )
 DTYPES = st.sampled_from(["F32", "F64", "I64", "U8", "U32", "F16", "BF16", "I32", "BOOL", "XYZ", ""])
+
+
+@functools.cache
+def all_paths(blob: bytes) -> tuple:
+    return tuple(paths(json.loads(split(blob)[0]["__metadata__"][META_KEY])))
 
 
 def paths(obj, prefix=()):
@@ -159,10 +166,13 @@ def mutate_json(meta, path, action, value):
 def metadata_mutations(draw, blob):
     header, data = split(blob)
     meta = json.loads(header["__metadata__"][META_KEY])
-    for _ in range(draw(st.integers(1, 3))):
-        all_paths = list(paths(meta))
-        path = draw(st.sampled_from(all_paths))
-        meta = mutate_json(meta, path, draw(st.sampled_from(["replace", "delete", "add"])), draw(NASTY))
+    for i in range(draw(st.integers(1, 3))):
+        # after the first mutation a path may be gone: then it is simply skipped
+        path = draw(st.sampled_from(all_paths(blob)))
+        try:
+            meta = mutate_json(meta, path, draw(st.sampled_from(["replace", "delete", "add"])), draw(NASTY))
+        except (KeyError, IndexError, TypeError, AttributeError):
+            pass
     header["__metadata__"][META_KEY] = json.dumps(meta, allow_nan=True)
     return join(header, data)
 
@@ -257,7 +267,7 @@ def test_random_files(workdir, blob):
     check_loaded(write(workdir, blob))
 
 
-@FUZZ
+@settings(FUZZ, max_examples=max(100, EXAMPLES // 2))
 @given(text=st.one_of(st.text(max_size=64), st.binary(max_size=64),
                       st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
                                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
@@ -276,7 +286,7 @@ def test_metadata_parser_refuses_deep_nesting_and_non_finite_numbers():
 
 
 # Resuming reads more of the metadata than loading does (optimizer, data position, generators).
-RESUME = settings(max_examples=max(50, EXAMPLES // 8), deadline=None, suppress_health_check=list(HealthCheck))
+RESUME = settings(FUZZ, max_examples=max(50, EXAMPLES // 10))
 
 
 @RESUME
