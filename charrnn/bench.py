@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import threads
+from .errors import ConfigError
 from .model import CharRNN
 
 V = 65  # tiny-shakespeare's alphabet; every row uses random text over it
@@ -350,6 +351,9 @@ def versions() -> dict[str, str]:
         out["torch"] = torch.__version__
     except ImportError:
         pass
+    from . import _jit
+
+    out["numba"] = _jit.numba.__version__ if _jit.available() else "not used"
     blas = threads.thread_info()["blas"]
     if blas:
         out["blas"] = f"{blas[0]['library']} {blas[0]['version']} ({blas[0]['architecture']})"
@@ -396,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: unknown rows {unknown}; choose from {', '.join(ROW_GROUPS)}", file=sys.stderr)
         return 2
     if args.threads is not None:
-        threads.set_threads(args.threads)
+        try:
+            threads.set_threads(args.threads)
+        except ConfigError as e:
+            print(f"bench: {e}", file=sys.stderr)
+            return 2
     else:
         threads.ensure_threads()
     n_threads = threads.thread_info()["blas"][0]["threads"] if threads.thread_info()["blas"] else None

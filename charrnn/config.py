@@ -17,6 +17,7 @@ from .errors import ConfigError
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 PRESETS = ("min-char-rnn",)
+MAX_SAMPLE_LENGTH = 1_000_000  # training-time samples are read by people, not stored corpora
 
 
 @dataclass
@@ -94,7 +95,11 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str = "
             if not isinstance(value, int):
                 raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
         elif isinstance(default, float):
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            try:
+                finite = isinstance(value, (int, float)) and math.isfinite(value)
+            except OverflowError:  # an int too large for a float
+                finite = False
+            if not finite:
                 raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
             value = float(value)
         elif not isinstance(value, str):
@@ -145,6 +150,10 @@ def validate(cfg: TrainConfig) -> None:
         if not cond:
             raise ConfigError(msg)
 
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
     need(cfg.encoding in ("utf-8", "bytes"), f"--encoding must be utf-8 or bytes, got {cfg.encoding!r}")
     need(0.0 <= cfg.val_frac <= 0.5, f"--val-frac must be in [0, 0.5], got {cfg.val_frac}")
     need(cfg.hidden_size >= 0, f"--hidden-size must be positive, got {cfg.hidden_size}")
@@ -168,7 +177,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.eval_every >= 0, "--eval-every must be >= 0")
     need(cfg.eval_max_chars >= 0, "--eval-max-chars must be >= 0")
     need(cfg.sample_every >= 0, "--sample-every must be >= 0")
-    need(cfg.sample_length >= 1, "--sample-length must be >= 1")
+    need(1 <= cfg.sample_length <= MAX_SAMPLE_LENGTH, f"--sample-length must be between 1 and {MAX_SAMPLE_LENGTH:,}")
     need(cfg.sample_temperature > 0, "--sample-temperature must be positive")
     need(0 <= cfg.smooth < 1, "--smooth must be in [0, 1)")
     need(cfg.threads >= 0, "--threads must be >= 0")

@@ -132,8 +132,9 @@ class ForwardCache:
 class _Workspace:
     """Every window-sized buffer of one (B, T) shape, allocated once and reused by every call.
 
-    A fresh 10-100 MB allocation per call costs page faults and zero-filling of the same order
-    as the arithmetic of the non-recurrent parts; reusing the buffers removes that. Layouts as in
+    Reuse keeps the stacked inputs mostly built: the constant row is written once, and a new
+    window only clears the previous window's one-hot entries and sets its own. (The allocations
+    themselves are cheap here: the C library hands a freed block straight back.) Layouts as in
     ops (column form, K_k = H + I_k + 1):
 
         X[k]     (T+1, K_k, B)  layer k step-major: [h_{t-1}; x_t; 1] per step (ops.rnn_forward)

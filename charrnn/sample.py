@@ -20,6 +20,9 @@ from .errors import ConfigError, DataError
 from .model import CharRNN
 
 
+MAX_LENGTH = 100_000_000  # generated ids are kept in memory until returned
+
+
 @dataclass
 class SampleConfig:
     length: int = 500  # characters to generate after the prime
@@ -29,8 +32,8 @@ class SampleConfig:
     greedy: bool = False  # always take the most likely character (ignores the three above)
 
     def validate(self) -> None:
-        if self.length < 0:
-            raise ConfigError(f"--length must be >= 0, got {self.length}")
+        if not 0 <= self.length <= MAX_LENGTH:
+            raise ConfigError(f"--length must be between 0 and {MAX_LENGTH:,}, got {self.length}")
         if not (self.temperature > 0 and np.isfinite(self.temperature)):
             raise ConfigError(f"--temperature must be a positive number, got {self.temperature} (use --greedy for argmax)")
         if self.top_k < 0:

@@ -280,3 +280,9 @@ def test_loss_is_the_forward_pass_loss():
     assert np.array_equal(h_last, np.stack([h[-1] for h in cache.hs]))
     with pytest.raises(ConfigError):
         model.loss(x, y[:, :2])
+
+
+def test_compiled_loops_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("CHARRNN_JIT", "0")
+    assert not _jit.available()
+    assert not ops.use_jit(1, 1)
