@@ -17,17 +17,28 @@ import os
 
 import numpy as np
 
-try:  # pragma: no cover - which branch runs depends on the environment
-    import numba
-except ImportError:  # pragma: no cover
-    numba = None
-
+numba = None  # the module, once `available()` has imported it
 _kernels = None
+_looked = False
 
 
 def available() -> bool:
-    """True when numba is importable and not switched off with CHARRNN_JIT=0."""
-    return numba is not None and os.environ.get("CHARRNN_JIT", "1").strip() != "0"
+    """True when numba is importable and not switched off with CHARRNN_JIT=0.
+
+    numba is imported here, on the first small-batch product, not when charrnn is imported:
+    it takes a third of a second, which every command would otherwise pay at start-up."""
+    global numba, _looked
+    if os.environ.get("CHARRNN_JIT", "1").strip() == "0":
+        return False
+    if not _looked:
+        _looked = True
+        try:  # pragma: no cover - which branch runs depends on the environment
+            import numba as _numba
+
+            numba = _numba
+        except ImportError:  # pragma: no cover
+            numba = None
+    return numba is not None
 
 
 def kernels():

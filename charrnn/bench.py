@@ -155,9 +155,9 @@ def peak_row(repeats: int) -> Row:
 class Windows:
     """Consecutive windows of one long random text, a fresh one for every call.
 
-    Timing the same window over and over would let the model memorise it: its probabilities
-    saturate, the gradients underflow to subnormal numbers, and the arithmetic slows down for
-    reasons no real training run has. Each side walks through its own copy of the same windows.
+    Training sees new text at every step; timing one window over and over would instead let the
+    model memorise it (within a few hundred steps at B=1). Each side walks through its own copy
+    of the same windows.
     """
 
     def __init__(self, B: int, T: int, count: int, seed: int) -> None:

@@ -219,12 +219,10 @@ def _fresh_run_dir(name: str) -> str:
 
 
 def _apply_threads(n: int | None) -> None:
-    """Set the BLAS thread count when asked (0 or None keeps charrnn's default)."""
+    """Set the BLAS thread count when asked (0 or None keeps charrnn's default, see threads.py)."""
     if n:
-        try:
-            from .threads import set_threads
-        except ImportError:  # pragma: no cover - threads module is part of the package
-            return
+        from .threads import set_threads
+
         set_threads(n)
 
 
@@ -361,6 +359,17 @@ def _export(p: argparse.ArgumentParser):
     return run
 
 
+@command("bench", "speed against PyTorch and the seed's loop, side by side (needs: pip install 'charrnn[bench]')")
+def _bench(p: argparse.ArgumentParser):
+    # The benchmark has its own options (charrnn bench --help); main() hands them over untouched.
+    def run(a: argparse.Namespace) -> int:
+        from .bench import main as bench_main
+
+        return bench_main(a.bench_args)
+
+    return run
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -379,7 +388,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, handlers = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        args = argparse.Namespace(command="bench", debug=False, bench_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2

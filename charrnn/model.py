@@ -22,6 +22,7 @@ Parameters carry PyTorch's names and layouts, `torch.nn.RNN(V, H, num_layers=L)`
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,9 @@ class CharRNN:
 
     `params` maps PyTorch names (see the module docstring) to the live arrays: editing them in
     place changes the model, which is how the optimizers update it.
+
+    A model reuses its window buffers between calls (`_Workspace`), so one model must not run two
+    computations at the same time from different threads.
     """
 
     def __init__(
@@ -235,7 +239,9 @@ class CharRNN:
         return sum(p.size for p in self.params.values())
 
     def zero_grads(self) -> dict[str, np.ndarray]:
-        return {name: np.zeros_like(p) for name, p in self.params.items()}
+        # np.zeros rather than np.zeros_like: the same arrays for a fifth of the Python overhead,
+        # which shows at B=1 where a whole window costs a few hundred microseconds
+        return {name: np.zeros(p.shape, p.dtype) for name, p in self.params.items()}
 
     def initial_state(self, batch_size: int) -> np.ndarray:
         """h0 = 0, shape (L, B, H)."""
@@ -258,7 +264,7 @@ class CharRNN:
         shape = "(B, T) with B, T >= 1" if ndim == 2 else "(B,) with B >= 1"
         if arr.ndim != ndim or arr.size == 0:
             raise ConfigError(f"{name} must have shape {shape}, got {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype.kind not in "iu":  # signed or unsigned integers (bools are not token ids)
             raise ConfigError(f"{name} must be integer token ids, got dtype {arr.dtype}")
         lo, hi = (arr.flat[0],) * 2 if arr.size == 1 else (arr.min(), arr.max())  # skip reductions when B=1
         if lo < 0 or hi >= self.vocab_size:
@@ -289,7 +295,9 @@ class CharRNN:
     # ----------------------------------------------------------------------------------------
     # forward and backward over a window
 
-    def _stack_forward(self, tokens_tb: np.ndarray, h0: np.ndarray, ws: _Workspace, training: bool) -> list[np.ndarray]:
+    def _stack_forward(
+        self, tokens_tb: np.ndarray, h0: np.ndarray, ws: _Workspace, training: bool
+    ) -> list[np.ndarray]:
         """Run every layer over the window, leaving the states in ws.X (and ws.XT, see below).
 
         training: make the feature-major copy XT of every layer (the backward pass needs it);
@@ -359,8 +367,9 @@ class CharRNN:
         dlogits = ops.softmax_cross_entropy_backward(cache.probs, cache.targets)  # (N, V)
         top = ws.XT[-1][:H, 1:].reshape(H, T * B)
         dh, dh_below = ws.dh, ws.dh2
-        ops.linear_backward(
-            dlogits, top.T, p["head.weight"], grads["head.weight"], grads["head.bias"], dx_out=dh.reshape(H, -1).T
+        ops.linear_backward(  # dL/dh of the top layer lands in dh, feature-major
+            dlogits, top.T, p["head.weight"], grads["head.weight"], grads["head.bias"],
+            dx_out=dh.reshape(H, -1).T,
         )
         dh0 = np.empty_like(cache.h0)
         for k in range(self.num_layers - 1, -1, -1):
@@ -369,7 +378,8 @@ class CharRNN:
             da, dh0_k = ops.rnn_backward(dh, XT[:H, 1:], XT[:H, 0], W, grads[f"rnn.weight_hh_l{k}"])
             dh0[k] = dh0_k.T
             ops.rnn_input_backward(
-                da, XT, U, grads[f"rnn.weight_ih_l{k}"], grads[f"rnn.bias_ih_l{k}"], grads[f"rnn.bias_hh_l{k}"],
+                da, XT, U,
+                grads[f"rnn.weight_ih_l{k}"], grads[f"rnn.bias_ih_l{k}"], grads[f"rnn.bias_hh_l{k}"],
                 dx_out=dh_below if k > 0 else None,
             )
             dh, dh_below = dh_below, dh  # dL/dh of the layer below; da of this layer is spent
@@ -430,7 +440,8 @@ class CharRNN:
             first = int(tok[0])
         else:
             tok, first = self._check_tokens(tok, "tokens", ndim=1), None
-        if not (isinstance(h, np.ndarray) and h.dtype == self.dtype and h.shape == (self.num_layers, B, self.hidden_size)):
+        want = (self.num_layers, B, self.hidden_size)
+        if not (isinstance(h, np.ndarray) and h.dtype == self.dtype and h.shape == want):
             h = self._check_state(h, B)
         threads.ensure_threads()
         p = self.params
@@ -528,17 +539,27 @@ class Stepper:
         logits = stepper(token_ids)                 # (B, V), valid until the next call
         stepper.h                                   # the current state (L, B, H), a copy
 
-    The same arithmetic as `CharRNN.step` (tests/test_fast.py holds them together) without its
-    per-call validation of the state and its fresh arrays: about ten NumPy calls a character.
-    It reads the model's live parameters at every call, so it stays right while they change.
+    The same arithmetic as `CharRNN.step` (tests/test_fast.py holds them together), without its
+    per-call validation of the state and its fresh arrays. For one stream the token may be a
+    plain int and each layer is a matrix-vector product plus four small in-place operations: the
+    Python around them is kept to a few dictionary lookups, which at H=512 is a third of the
+    time of `step`. It reads the model's live parameters at every call, so it stays right while
+    an optimizer changes them.
     """
 
     def __init__(self, model: CharRNN, batch_size: int = 1, h: Any = None) -> None:
         self.model = model
         self.batch_size = _check_size("batch_size", batch_size)
+        L, H, V = model.num_layers, model.hidden_size, model.vocab_size
         self._h = model._check_state(h, self.batch_size).copy()  # (L, B, H), updated in place
-        self._logits = np.empty((self.batch_size, model.vocab_size), dtype=model.dtype)
-        self._below = np.empty((self.batch_size, model.hidden_size), dtype=model.dtype)
+        self._logits = np.empty((self.batch_size, V), dtype=model.dtype)
+        self._a = np.empty((self.batch_size, H), dtype=model.dtype)
+        model._layer(0)  # builds the cached parameter names
+        self._names = model.__dict__["_layer_names"]
+        # one stream: 1-D views made once, so that a call creates no array objects
+        self._h1 = [self._h[k, 0] for k in range(L)]
+        self._a1, self._logits1 = self._a[0], self._logits[0]
+        threads.ensure_threads()
 
     @property
     def h(self) -> np.ndarray:
@@ -548,36 +569,45 @@ class Stepper:
         self._h[...] = self.model._check_state(h, self.batch_size)
 
     def __call__(self, tokens: Any) -> np.ndarray:
-        model, h = self.model, self._h
+        if self.batch_size == 1:
+            try:
+                tok = operator.index(tokens)  # a Python or NumPy integer
+            except TypeError:
+                tok = None
+            if tok is not None and 0 <= tok < self.model.vocab_size and not isinstance(tokens, bool):
+                return self._step_one(tok)
+        return self._step_batch(tokens)
+
+    def _step_one(self, tok: int) -> np.ndarray:
+        p, a, hs = self.model.params, self._a1, self._h1
+        for k, (u, w, bi, bh) in enumerate(self._names):
+            np.matmul(p[w], hs[k], out=a)  # W h_{t-1}
+            if k == 0:
+                a += p[u][:, tok]  # U x_t for one-hot x_t: a column of U
+            else:
+                a += p[u] @ hs[k - 1]  # U x_t, x_t the new state of the layer below
+            a += p[bi]
+            a += p[bh]
+            np.tanh(a, out=hs[k])
+        np.matmul(p["head.weight"], hs[-1], out=self._logits1)
+        self._logits1 += p["head.bias"]
+        return self._logits
+
+    def _step_batch(self, tokens: Any) -> np.ndarray:
+        model, h, a = self.model, self._h, self._a
         tok = np.asarray(tokens).reshape(-1)
         if tok.shape[0] != self.batch_size:
             raise ConfigError(f"tokens must have shape ({self.batch_size},), got {np.shape(tokens)}")
-        if self.batch_size == 1 and tok.dtype.kind in "iu" and 0 <= tok[0] < model.vocab_size:
-            first = int(tok[0])
-        else:
-            tok, first = model._check_tokens(tok, "tokens", ndim=1), None
-        threads.ensure_threads()
+        tok = model._check_tokens(tok, "tokens", ndim=1)
         for k in range(model.num_layers):
             U, W, b_ih, b_hh = model._layer(k)
-            a = self._below
-            if first is not None:  # B = 1: matrix-vector products (BLAS gemv)
-                np.matmul(W, h[k, 0], out=a[0])
-            else:
-                np.matmul(h[k], W.T, out=a)
-            if k > 0:
-                a += h[k - 1] @ U.T  # h[k - 1] already holds this step's state of the layer below
-            elif first is not None:
-                a[0] += U[:, first]
-            else:
-                a += U.T[tok]
+            np.matmul(h[k], W.T, out=a)
+            a += U.T[tok] if k == 0 else h[k - 1] @ U.T
             a += b_ih
             a += b_hh
             np.tanh(a, out=h[k])
         p = model.params
-        if first is not None:
-            np.matmul(p["head.weight"], h[-1, 0], out=self._logits[0])
-        else:
-            np.matmul(h[-1], p["head.weight"].T, out=self._logits)
+        np.matmul(h[-1], p["head.weight"].T, out=self._logits)
         self._logits += p["head.bias"]
         return self._logits
 

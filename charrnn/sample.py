@@ -93,13 +93,12 @@ def generate(
     h = None
     if prime_ids.size > 1:
         _, h = model.logits(prime_ids[None, :-1])
+    stepper = model.stepper(1, h)  # keeps its state and buffers between characters
     out = np.empty(cfg.length, dtype=np.intp)
-    current = prime_ids[-1:]
+    current = int(prime_ids[-1])
     for i in range(cfg.length):
-        logits, h = model.step(current, h)
-        nxt = choose(logits[0], cfg, rng)
-        out[i] = nxt
-        current = out[i : i + 1]
+        current = choose(stepper(current)[0], cfg, rng)
+        out[i] = current
         if on_token is not None:
-            on_token(nxt)
+            on_token(current)
     return out

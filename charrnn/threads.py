@@ -3,20 +3,21 @@
 Almost all of charrnn's time is spent in matrix products, so this one number decides its speed.
 The default is chosen from measurements (BENCHMARKS.md), not from the core count alone:
 
-* the recurrence multiplies small (B, H) x (H, H) blocks, one per time step; a second thread
-  saves little on such a product, because splitting it costs a synchronisation per product;
-* when another busy process shares the cores, a BLAS call that waits for its second thread is
-  descheduled behind that process, and such small products become ten times *slower* with two
-  threads than with one, while single-threaded calls lose only their share of the core.
+* the recurrence multiplies small (H, K) x (K, B) blocks, one per time step, and every product
+  split over two threads ends with both threads waiting for each other;
+* when another busy process shares the cores, that wait lasts a scheduler time slice: such
+  products become tens of times *slower* with two threads than with one, while single-threaded
+  calls lose only their share of the machine.
 
-So the default is one thread per process (`DEFAULT_THREADS`): never the fastest by much, never
-a collapse. Whoever has the machine to themselves can ask for more with `set_threads(n)` or the
-environment variable CHARRNN_THREADS=n; `thread_info()` reports what is in force.
+So the default is one thread per process (`DEFAULT_THREADS`): on a quiet 2-core machine two
+threads made whole benchmark rows 1.0-1.6x faster, with one busy neighbour 5-13x slower
+(BENCHMARKS.md). Whoever has the machine to themselves can ask for more with `set_threads(n)` or
+the environment variable CHARRNN_THREADS=n; `thread_info()` reports what is in force.
 
 Precedence: `set_threads(n)` > CHARRNN_THREADS > a count the program already gave the library
 (the BLAS variables OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS, or a threadpoolctl
-limit in force: then charrnn leaves the library alone) > DEFAULT_THREADS. The choice is applied lazily, the first time the model computes something,
-so that importing charrnn changes nothing.
+limit in force: then charrnn leaves the library alone) > DEFAULT_THREADS. The choice is applied
+lazily, the first time the model computes something, so that importing charrnn changes nothing.
 """
 
 from __future__ import annotations
@@ -85,13 +86,21 @@ def ensure_threads() -> None:
         return
     n, source = requested_threads()
     controller = _blas_controller()
-    if source == "default" and any(lib.num_threads != os.cpu_count() for lib in controller.lib_controllers):
-        # BLAS libraries start with one thread per core; another count means the program has
-        # already chosen one (threadpoolctl, say), and a default must not override a choice
+    if source == "default" and any(lib.num_threads != usable_cpus() for lib in controller.lib_controllers):
+        # BLAS libraries start with one thread per usable core; another count means the program
+        # has already chosen one (threadpoolctl, say), and a default must not override a choice
         n, source = None, "left as found"
     if n is not None:
         controller.limit(limits=n)
     _state.update(applied=True, threads=n, source=source)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def thread_info() -> dict[str, Any]:
@@ -112,5 +121,6 @@ def thread_info() -> dict[str, Any]:
         "threads": _state["threads"],
         "source": _state["source"] if _state["applied"] else "not applied yet",
         "cpu_count": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
         "blas": libs,
     }

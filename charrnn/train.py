@@ -443,7 +443,8 @@ class Trainer:
         self._bar = self._make_bar(total)
         self._started = time.perf_counter()
         self._elapsed0 = st["elapsed"]
-        self._report_losses, self._report_chars, self._report_time = [], 0, self._started
+        # chars/s counts the time of training steps only, not validation, samples or checkpoints
+        self._report_losses, self._report_chars, self._report_busy = [], 0, 0.0
         saved_at = logged_at = st["step"]
         lr = grad_norm = float("nan")
         stopped = "steps"
@@ -458,6 +459,7 @@ class Trainer:
                 if self._signal is not None:
                     stopped = "signal"
                     break
+                step_started = time.perf_counter()
                 x, y, reset = self.batcher.next_batch()
                 if reset:
                     self.hidden = self.model.initial_state(self.batch_size)
@@ -493,6 +495,7 @@ class Trainer:
                 st["smoothed_loss"] = cfg.smooth * smoothed + (1 - cfg.smooth) * loss
                 self._report_losses.append(loss)
                 self._report_chars += x.size
+                self._report_busy += time.perf_counter() - step_started
                 step = st["step"]
                 if cfg.sample_every and step % cfg.sample_every == 0:
                     self._write_sample(step, int(x[0, 0]))
@@ -548,14 +551,14 @@ class Trainer:
             "val_bits_per_char": val * NATS_TO_BITS if val is not None else None,
             "lr": lr,
             "grad_norm": grad_norm,
-            "chars_per_s": round(self._report_chars / max(now - self._report_time, 1e-9), 1),
+            "chars_per_s": round(self._report_chars / max(self._report_busy, 1e-9), 1),
             "elapsed": round(st["elapsed"], 3),
         }
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
         if self.json_log:
             print(json.dumps(record), flush=True)
-        self._report_losses, self._report_chars, self._report_time = [], 0, now
+        self._report_losses, self._report_chars, self._report_busy = [], 0, 0.0
         if self._bar is not None:
             post = {"loss": f"{st['smoothed_loss']:.3f}"}
             if st["val_loss"] is not None:
