@@ -271,6 +271,14 @@ class CharRNN:
             raise ConfigError(f"{name} holds ids outside [0, {self.vocab_size}): {lo}..{hi}")
         return arr.astype(np.intp, copy=False)
 
+    def _check_window(self, inputs: Any, targets: Any, h0: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A window's (inputs, targets, h0), validated: ids (B, T) in range, h0 (L, B, H)."""
+        x = self._check_tokens(inputs, "inputs")
+        y = self._check_tokens(targets, "targets")
+        if x.shape != y.shape:
+            raise ConfigError(f"inputs {x.shape} and targets {y.shape} must have the same shape")
+        return x, y, self._check_state(h0, x.shape[0])
+
     def _check_state(self, h0: Any, batch_size: int) -> np.ndarray:
         if h0 is None:
             return self.initial_state(batch_size)
@@ -334,12 +342,8 @@ class CharRNN:
         The cache lives in buffers reused by the next forward pass of the same shape: call
         `backward` before that (it raises if the cache has been overwritten).
         """
-        x = self._check_tokens(inputs, "inputs")
-        y = self._check_tokens(targets, "targets")
-        if x.shape != y.shape:
-            raise ConfigError(f"inputs {x.shape} and targets {y.shape} must have the same shape")
+        x, y, h0 = self._check_window(inputs, targets, h0)
         B, T = x.shape
-        h0 = self._check_state(h0, B)
         ws = self._workspace(B, T, training=True)
         tokens = np.ascontiguousarray(x.T)  # (T, B)
         hs = self._stack_forward(tokens, h0, ws, training=True)
@@ -404,12 +408,8 @@ class CharRNN:
         The same numbers as `forward`'s loss, without the backward pass's copies or a cache,
         and without materialising logits for the caller (the softmax runs in a reused buffer).
         """
-        x = self._check_tokens(inputs, "inputs")
-        y = self._check_tokens(targets, "targets")
-        if x.shape != y.shape:
-            raise ConfigError(f"inputs {x.shape} and targets {y.shape} must have the same shape")
+        x, y, h0 = self._check_window(inputs, targets, h0)
         B, T = x.shape
-        h0 = self._check_state(h0, B)
         ws = self._workspace(B, T, training=False)
         hs = self._stack_forward(np.ascontiguousarray(x.T), h0, ws, training=False)
         logits = self._head_forward(ws, out=ws.logits)

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -43,15 +43,15 @@ def dump_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, allow_nan=False, separators=(",", ":"))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
-    """Write `data` to `path` so that a crash at any moment leaves either the old file or the new
-    one, never a torn mix: write a temporary file beside it, fsync, rename over, fsync the folder."""
+def _atomic_replace(path: str | Path, fill: Callable[[Path], None]) -> None:
+    """Create `path` so that a crash at any moment leaves either the old file or the new one,
+    never a torn mix: `fill` writes a temporary file beside it, which is fsynced and renamed over
+    `path`, and the folder is fsynced so the rename itself is durable."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        fill(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -69,23 +69,19 @@ def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
         raise
 
 
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
+    """Write `data` to `path` atomically (see `_atomic_replace`)."""
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    _atomic_replace(path, fill)
+
+
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """Copy a file with the same all-or-nothing guarantee as `atomic_write_bytes`."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise CheckpointError(f"cannot write {dst}: {e.strerror or e}") from None
-        raise
+    """Copy `src` to `dst` atomically (see `_atomic_replace`)."""
+    _atomic_replace(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
