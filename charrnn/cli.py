@@ -134,7 +134,7 @@ def _train(p: argparse.ArgumentParser):
         "momentum": "sgd / rmsprop momentum",
         "clip_norm": "clip the global gradient norm to this (0 = off)",
         "clip_value": "clamp every gradient element to +-value (0 = off); the seeds use 5",
-        "steps": "total optimizer steps of the run, resumed ones included (default: 10 epochs, at most 15 min)",
+        "steps": "total optimizer steps of the run, resumed ones included (default: 10 epochs and at least 2000 steps, at most 15 min, stopping early when validation stops improving)",
         "time_budget": "seconds to train in this invocation",
         "log_every": "steps between metrics lines",
         "eval_every": "steps between validation + checkpoint (0 = at the end only)",
@@ -146,6 +146,7 @@ def _train(p: argparse.ArgumentParser):
         "seed": "seed of the weights and every random generator of the run",
         "threads": "BLAS threads (0 = charrnn's default)",
         "max_divergences": "NaN/inf recoveries (restore, halve lr) before giving up",
+        "patience": "stop after this many validations without a new best (0 = never; default runs use 5)",
         "single_bias": "train one hidden bias per layer (the seeds' b); rnn.bias_hh keeps its initial value",
     }
     skip = {"text", "preset"}
@@ -201,7 +202,9 @@ def _train(p: argparse.ArgumentParser):
             return 3
         if not a.quiet:
             val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)" if result.val_loss is not None else ""
-            print(f"charrnn: {result.step:,} steps{val}; stopped by {result.stopped}. "
+            why = {"steps": "all steps done", "time": "time budget used",
+                   "early": f"no better validation in the last {result.patience} evaluations; best.safetensors holds the best"}
+            print(f"charrnn: {result.step:,} steps{val}; {why.get(result.stopped, result.stopped)}. "
                   f"Sample with: charrnn sample {result.run_dir}", file=sys.stderr)
         return 0
 

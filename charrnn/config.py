@@ -49,6 +49,7 @@ class TrainConfig:
     single_bias: bool = False  # train only rnn.bias_ih (the seeds' one b); rnn.bias_hh keeps its initial value
     steps: int = 0  # total optimizer steps of the run, including resumed ones; 0 = auto
     time_budget: float = 0.0  # seconds of training for this invocation; 0 = none (or auto, see resolve)
+    patience: int = 0  # stop after this many validations without a new best (0 = never; auto runs use 5)
     # ---- reporting and checkpoints
     log_every: int = 20  # steps between metrics lines (and progress-bar updates)
     eval_every: int = 500  # steps between validation passes and checkpoints (0 = only at the end)
@@ -182,6 +183,7 @@ def validate(cfg: TrainConfig) -> None:
     need(0 <= cfg.smooth < 1, "--smooth must be in [0, 1)")
     need(cfg.threads >= 0, "--threads must be >= 0")
     need(cfg.max_divergences >= 0, "--max-divergences must be >= 0")
+    need(cfg.patience >= 0, "--patience must be >= 0")
     need(cfg.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {cfg.dtype!r}")
     need(cfg.preset is None or cfg.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}")
     need((cfg.text is None) != (cfg.dataset is None), "give either a text file or --dataset, not both")

@@ -39,10 +39,16 @@ from .serialization import atomic_copy, atomic_write_bytes
 
 # Settings a resumed run may change; every other one would change what the run computes.
 RESUMABLE = {"steps", "time_budget", "log_every", "eval_every", "eval_max_chars", "sample_every",
-             "sample_length", "sample_temperature", "threads", "max_divergences", "text"}
-# When neither --steps nor --time-budget is given: this many epochs, within this many seconds.
+             "sample_length", "sample_temperature", "threads", "max_divergences", "patience", "text"}
+# When neither --steps nor --time-budget is given: this many epochs but at least AUTO_MIN_STEPS
+# (a small text needs many passes), within this many seconds, validating about AUTO_EVALS times
+# and stopping early after AUTO_PATIENCE validations without a new best. best.safetensors keeps
+# the best model, so running past the best costs time, never quality.
 AUTO_EPOCHS = 10
+AUTO_MIN_STEPS = 2000
 AUTO_TIME_BUDGET = 900.0
+AUTO_EVALS = 20
+AUTO_PATIENCE = 5
 # Periodic validation scores this many parallel streams (the `eval` command uses one).
 VAL_STREAMS = 16
 # Refuse a run whose training memory estimate exceeds this fraction of physical memory.
@@ -68,7 +74,8 @@ class TrainResult:
     train_loss: float | None  # smoothed
     val_loss: float | None  # last validation nats/char
     best_val_loss: float | None
-    stopped: str  # "steps", "time", "signal"
+    stopped: str  # "steps", "time", "early" (validation stopped improving), "signal"
+    patience: int = 0  # validations without a new best that end a run early (0 = never)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,15 +200,15 @@ class Trainer:
         written: list[Path] = []
         try:
             encoded = encode_file(text_path, staged, encoding=cfg.encoding)
-            cfg = self._resolve(cfg, encoded)
-            self.cfg = cfg
+            self.cfg = self._resolve(cfg, encoded)
             self._prepare_data(encoded)
+            cfg = self.cfg  # with the automatic plan filled in
             self.model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init)
             self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.lr, **optimizer_options(cfg))
             self.sample_rng = np.random.default_rng([cfg.seed, 1])
             self.hidden = self.model.initial_state(self.batch_size)
             self.state = {"step": 0, "chars_seen": 0, "elapsed": 0.0, "lr_scale": 1.0, "divergences": 0,
-                          "best_val_loss": None, "smoothed_loss": None, "val_loss": None}
+                          "best_val_loss": None, "best_step": 0, "smoothed_loss": None, "val_loss": None}
             if replacing:
                 for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
                     (d / n).unlink(missing_ok=True)
@@ -277,14 +284,22 @@ class Trainer:
         self.batch_size, self.seq_len = B, T
         self.batcher = Batcher(ids[: self.n_train], B, T)
         self.val_ids = ids[val_range.start : val_range.stop] if val_range is not None else None
-        if cfg.steps:
-            self.total_steps = cfg.steps
-            self.time_budget = cfg.time_budget
-        elif cfg.time_budget:
-            self.total_steps, self.time_budget = 0, cfg.time_budget
-        else:
-            self.total_steps = AUTO_EPOCHS * self.batcher.windows_per_epoch
-            self.time_budget = AUTO_TIME_BUDGET
+        self.cfg = cfg = self._auto_plan(cfg)
+        self.total_steps, self.time_budget = cfg.steps, cfg.time_budget
+
+    def _auto_plan(self, cfg: TrainConfig) -> TrainConfig:
+        """With neither --steps nor --time-budget, choose them (and the validation cadence and
+        early stopping, unless given) from the text's size; the saved config records the choice."""
+        if cfg.steps or cfg.time_budget:
+            return cfg
+        steps = max(AUTO_EPOCHS * self.batcher.windows_per_epoch, AUTO_MIN_STEPS)
+        plan = {"steps": steps, "time_budget": AUTO_TIME_BUDGET}
+        explicit = _explicit(cfg)
+        if "eval_every" not in explicit and self.val_ids is not None:
+            plan["eval_every"] = min(cfg.eval_every, max(50, steps // AUTO_EVALS))
+        if "patience" not in explicit and self.val_ids is not None:
+            plan["patience"] = AUTO_PATIENCE
+        return cfg.replace(**plan)
 
     def _setup_resume(self, overrides: TrainConfig) -> None:
         if self.run_dir.is_dir() and not (self.run_dir / ckpt.LATEST).exists():
@@ -326,7 +341,8 @@ class Trainer:
             raise CheckpointError(f"{c.path}: the carried hidden state is missing")
         self.hidden = c.hidden
         self.state = {k: state.get(k) for k in ("step", "chars_seen", "elapsed", "lr_scale", "divergences",
-                                                  "best_val_loss", "smoothed_loss", "val_loss")}
+                                                  "best_val_loss", "best_step", "smoothed_loss", "val_loss")}
+        self.state["best_step"] = self.state["best_step"] or 0
         _trim_metrics(self.run_dir / ckpt.METRICS, self.state["step"])
         if c.path.name != ckpt.LATEST:  # resumed from best (or another file): make it the last good state
             self._save(self.run_dir / ckpt.LATEST)
@@ -510,6 +526,9 @@ class Trainer:
                     self._report(lr, grad_norm, evaluated=True)
                     self._checkpoint()
                     saved_at = logged_at = step
+                    if cfg.patience and cfg.eval_every and step - st["best_step"] >= cfg.patience * cfg.eval_every:
+                        stopped = "early"  # validation stopped improving; best.safetensors has the best
+                        break
                 elif step % cfg.log_every == 0:
                     self._report(lr, grad_norm, evaluated=False)
                     logged_at = step
@@ -595,6 +614,7 @@ class Trainer:
         improved = val is not None and (st["best_val_loss"] is None or val < st["best_val_loss"])
         if improved:
             st["best_val_loss"] = val
+            st["best_step"] = st["step"]
         self._save(self.run_dir / ckpt.LATEST)
         if improved:
             atomic_copy(self.run_dir / ckpt.LATEST, self.run_dir / ckpt.BEST)
@@ -615,7 +635,8 @@ class Trainer:
 
     def _result(self, stopped: str) -> TrainResult:
         st = self.state
-        return TrainResult(self.run_dir, st["step"], st["smoothed_loss"], st["val_loss"], st["best_val_loss"], stopped)
+        return TrainResult(self.run_dir, st["step"], st["smoothed_loss"], st["val_loss"], st["best_val_loss"], stopped,
+                           self.cfg.patience)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -649,6 +670,9 @@ def _check_resume_state(state: dict[str, Any], source: Path) -> None:
         value = state.get(key)
         if type(value) is not int or value < low:
             raise CheckpointError(f"{source}: training state {key!r} is missing or malformed")
+    best_step = state.get("best_step", 0)
+    if type(best_step) is not int or not 0 <= best_step < 2**63:
+        raise CheckpointError(f"{source}: training state 'best_step' = {best_step!r} is malformed")
     for key in ("best_val_loss", "smoothed_loss", "val_loss"):
         value = state.get(key)
         # an int is checked by size: math.isfinite cannot even convert one beyond any float

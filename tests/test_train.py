@@ -370,3 +370,20 @@ def test_golden_trajectory():
 if __name__ == "__main__":  # regenerate the golden file after an intended change
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps(tiny_run_losses(), indent=1) + "\n")
+
+
+def test_default_plan_validates_often_and_stops_when_validation_stops_improving(tmp_path, sonnet_file):
+    trainer = Trainer(TrainConfig(text=str(sonnet_file), hidden_size=32, sample_every=0), tmp_path / "run", quiet=True)
+    cfg = trainer.cfg
+    assert (cfg.steps, cfg.time_budget, cfg.eval_every, cfg.patience) == (2000, 900.0, 100, 5)
+    assert json.loads((tmp_path / "run" / CONFIG).read_text())["steps"] == 2000  # the plan is recorded
+    result = trainer.run()
+    assert result.stopped == "early" and result.step < 2000
+    best = load_checkpoint(tmp_path / "run" / BEST)
+    assert result.step - best.state["step"] == 5 * 100
+    vals = [r["val_nats_per_char"] for r in read_metrics(tmp_path / "run") if r["val_nats_per_char"] is not None]
+    assert min(vals) == best.state["best_val_loss"] < vals[-1]
+    # explicit steps are honoured: no early stop unless asked for
+    explicit = Trainer(TrainConfig(text=str(sonnet_file), hidden_size=32, sample_every=0, steps=30),
+                       tmp_path / "run2", quiet=True)
+    assert explicit.cfg.patience == 0 and explicit.cfg.eval_every == 500
