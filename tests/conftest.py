@@ -30,6 +30,29 @@ So long lives this, and this gives life to thee.
 UNICODE = "Café naïve résumé — cafe\u0301 ne\u0301e. 東京は雨です。猫🐈と犬🐕! Ωμέγα ñandú 😀\n"
 
 
+class HalfWrittenFile:
+    """Wraps an open file: its first write stores half the data, flushes, then calls `after`
+    (which raises a disk-full error, sends a signal, or hangs to be killed), as a write that is
+    cut short does. Used to fault checkpoint writes in-process and in child processes."""
+
+    def __init__(self, f, after):
+        self._f, self._after = f, after
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+
+    def write(self, data):
+        self._f.write(data[: len(data) // 2])
+        self._f.flush()
+        self._after()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
 def run_cli(*args, cwd=None, timeout=300, env=None):
     """Run `python -m charrnn ARGS` and return the CompletedProcess (text mode)."""
     full_env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONIOENCODING="utf-8")

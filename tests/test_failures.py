@@ -28,7 +28,7 @@ from charrnn.errors import CheckpointError
 from charrnn.serialization import read_arrays, write_arrays
 from charrnn.train import Diverged, Trainer
 
-from conftest import SONNET, run_cli
+from conftest import SONNET, HalfWrittenFile, run_cli
 
 TINY = ["--hidden-size", "16", "--seq-len", "16", "--batch-size", "4", "--steps", "4", "--eval-every", "2",
         "--sample-every", "0", "--lr-schedule", "constant"]
@@ -365,25 +365,13 @@ def test_export_to_a_missing_directory_writes_nothing(trained, tmp_path):
 # in-process faults: a full disk, Ctrl-C during set-up
 
 
-class _FullDisk:
+def _disk_full() -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _FullDisk(f):
     """A file whose write stores half the data and then fails as a full disk does."""
-
-    def __init__(self, f):
-        self._f = f
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return self._f.__exit__(*exc)
-
-    def write(self, data):
-        self._f.write(data[: len(data) // 2])
-        self._f.flush()
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
+    return HalfWrittenFile(f, _disk_full)
 
 
 def fill_disk_after(monkeypatch, module, writes_ok: int, match: str):

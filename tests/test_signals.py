@@ -21,7 +21,7 @@ from charrnn import CharRNN
 from charrnn.checkpoint import LATEST, METRICS, load_checkpoint
 from charrnn.errors import CheckpointError
 
-from conftest import run_cli
+from conftest import HalfWrittenFile, run_cli
 
 COMMON = ["--hidden-size", "16", "--seq-len", "16", "--batch-size", "4", "--lr-schedule", "constant",
           "--sample-every", "0", "--log-every", "1", "--quiet"]
@@ -114,23 +114,15 @@ import sys, time
 from pathlib import Path
 import charrnn.serialization as s
 
+sys.path.insert(0, TESTS_DIR)  # for conftest's HalfWrittenFile
+from conftest import HalfWrittenFile
+
 marker, tear_at = Path(sys.argv[1]), int(sys.argv[2])
 count = 0
 
-class Torn:
-    def __init__(self, f):
-        self._f = f
-    def __enter__(self):
-        return self
-    def __exit__(self, *exc):
-        return self._f.__exit__(*exc)
-    def write(self, data):
-        self._f.write(data[: len(data) // 2])
-        self._f.flush()
-        marker.write_text("writing")
-        time.sleep(600)
-    def __getattr__(self, name):
-        return getattr(self._f, name)
+def hang() -> None:
+    marker.write_text("writing")
+    time.sleep(600)
 
 def torn_open(file, mode="r", *args, **kwargs):
     global count
@@ -138,7 +130,7 @@ def torn_open(file, mode="r", *args, **kwargs):
     if "w" in mode and "latest" in str(file):
         count += 1
         if count == tear_at:
-            return Torn(f)
+            return HalfWrittenFile(f, hang)
     return f
 
 s.open = torn_open
@@ -150,7 +142,7 @@ sys.exit(main(sys.argv[3:]))
 def test_sigkill_in_the_middle_of_a_checkpoint_write(tmp_path, sonnet_file):
     run, ref = tmp_path / "run", tmp_path / "ref"
     driver, marker = tmp_path / "driver.py", tmp_path / "marker"
-    driver.write_text(TORN_WRITER)
+    driver.write_text(TORN_WRITER.replace("TESTS_DIR", repr(str(Path(__file__).parent))))
     flags = [*COMMON, "--steps", "12", "--eval-every", "2"]
     # saves of latest: set-up (step 0), step 2, step 4, then step 6 is torn
     proc = start(driver, marker, 4, "train", sonnet_file, "--out", run, *flags)
@@ -203,31 +195,17 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, s
 
     saves = {"n": 0}
 
-    class Interrupting:
-        def __init__(self, f):
-            self._f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self._f.__exit__(*exc)
-
-        def write(self, data):
-            self._f.write(data[: len(data) // 2])
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)  # the handler runs here
-
-        def __getattr__(self, name):
-            return getattr(self._f, name)
+    def interrupt_twice() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the handler runs here
 
     def interrupting_open(file, mode="r", *args, **kwargs):
         f = open(file, mode, *args, **kwargs)
         if "w" in mode and LATEST in str(file):
             saves["n"] += 1
             if saves["n"] == 3:  # set-up, step 2, then step 4
-                return Interrupting(f)
+                return HalfWrittenFile(f, interrupt_twice)
         return f
 
     monkeypatch.setattr(serialization, "open", interrupting_open, raising=False)
