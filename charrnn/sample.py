@@ -5,7 +5,8 @@ Choosing the next character from the logits o:
     temperature tau   p = softmax(o / tau); tau < 1 sharpens toward greedy, tau > 1 flattens
     top-k             keep the k most likely characters, renormalise
     top-p (nucleus)   keep the fewest most likely characters whose probability reaches p
-Every draw uses the generator passed in, so the same seed gives the same text.
+Draws use the Gumbel-max trick (see `choose`) and the generator passed in, so the same seed
+gives the same text.
 """
 
 from __future__ import annotations
@@ -43,22 +44,24 @@ class SampleConfig:
 
 
 def choose(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> int:
-    """The next token id from one position's logits (V,)."""
+    """The next token id from one position's logits (V,).
+
+    Draws with the Gumbel-max trick: argmax(o / tau + g) with g standard Gumbel noise is an exact
+    draw from softmax(o / tau), and characters cut by top-k / top-p simply get -inf. One vector of
+    noise per character from `rng`, so the same seed gives the same text.
+    """
     if cfg.greedy:
         return int(np.argmax(logits))
     z = logits.astype(np.float64) / cfg.temperature
-    p = np.exp(z - z.max())
-    if cfg.top_k and cfg.top_k < p.size:
-        cutoff = np.partition(p, -cfg.top_k)[-cfg.top_k]
-        p[p < cutoff] = 0.0
+    if cfg.top_k and cfg.top_k < z.size:
+        z[z < np.partition(z, -cfg.top_k)[-cfg.top_k]] = -np.inf
     if cfg.top_p < 1.0:
+        p = np.exp(z - z.max())
         order = np.argsort(-p, kind="stable")
         cum = np.cumsum(p[order])
         keep = np.searchsorted(cum, cfg.top_p * cum[-1]) + 1  # the fewest that reach top_p
-        p[order[keep:]] = 0.0
-    cdf = np.cumsum(p)
-    # inverse-CDF draw: one uniform number per character, so the stream of draws is reproducible
-    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), p.size - 1))
+        z[order[keep:]] = -np.inf
+    return int(np.argmax(z + rng.gumbel(size=z.size)))
 
 
 def encode_prime(vocab: Vocab, prime: str | bytes, skip_unknown: bool) -> tuple[np.ndarray, int]:
