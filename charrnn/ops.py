@@ -52,23 +52,12 @@ def embedding_forward(weight: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return weight.T[tokens]
 
 
-def embedding_backward(dweight: np.ndarray, da: np.ndarray, tokens: np.ndarray) -> None:
-    """dU[:, v] += sum of da over the positions whose input token is v.
+def embedding_backward_reference(dweight: np.ndarray, da: np.ndarray, tokens: np.ndarray) -> None:
+    """dU[:, v] += sum of da over the positions whose input token is v: the reference model's
+    scatter-add (the tuned model gets dU from one product, `rnn_input_backward`).
 
     dweight: (H, V) accumulated in place.  da: (*S, H).  tokens: (*S,).
-    Written as the dense product da^T onehot(tokens): with V in the tens, a BLAS product beats
-    NumPy's scatter-adds (np.add.at, or sorting and np.add.reduceat) several times over.
-    `embedding_backward_reference` is the plain version it is tested against.
     """
-    flat_tokens = tokens.reshape(-1)
-    flat_da = da.reshape(-1, da.shape[-1])
-    onehot = np.zeros((flat_tokens.size, dweight.shape[1]), dtype=dweight.dtype)
-    onehot[np.arange(flat_tokens.size), flat_tokens] = 1
-    dweight += flat_da.T @ onehot
-
-
-def embedding_backward_reference(dweight: np.ndarray, da: np.ndarray, tokens: np.ndarray) -> None:
-    """The obvious scatter-add, kept as the reference for `embedding_backward`."""
     np.add.at(dweight.T, tokens.reshape(-1), da.reshape(-1, da.shape[-1]))
 
 
