@@ -351,7 +351,7 @@ def versions() -> dict[str, str]:
         out["torch"] = torch.__version__
     except ImportError:
         pass
-    from . import _jit
+    from .core import _jit
 
     out["numba"] = _jit.numba.__version__ if _jit.available() else "not used"
     blas = threads.thread_info()["blas"]

@@ -28,11 +28,12 @@ import numpy as np
 from .config import TrainConfig
 from .data import Vocab
 from .errors import CheckpointError, ConfigError
-from .model import CharRNN, parameter_shapes, validate_config
+from .model import CharRNN
+from .modelfile import expected_arrays, model_from_arrays, validate_config
 from .serialization import read_arrays, read_header, write_arrays
 
 CHECKPOINT_FORMAT = "charrnn.checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the model configuration gained "cell" and "dropout"; LSTM states add state/cell
 LATEST = "latest.safetensors"
 BEST = "best.safetensors"
 CONFIG = "config.json"
@@ -40,6 +41,8 @@ METRICS = "metrics.jsonl"
 SAMPLES = "samples.txt"
 TOKENS = "tokens.bin"
 
+# The carried state's parts (core's STATE: h, and c for LSTM), in order.
+STATE_ARRAYS = ("state/hidden", "state/cell")
 _OPTIM_NAME = re.compile(r"optim/([a-z_]{1,32})/(.+)")
 # Scalars of the training state, with the JSON types they must have when read back.
 _STATE_FIELDS = {"step": int, "chars_seen": int, "elapsed": float, "lr_scale": float, "divergences": int}
@@ -56,7 +59,7 @@ class Checkpoint:
     state: dict[str, Any] = field(default_factory=dict)  # step, rng states, data position, ...
     optimizer_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # "<slot>/<param>"
     optimizer_meta: dict[str, Any] | None = None
-    hidden: np.ndarray | None = None  # (L, B, H) carried into the next window
+    hidden: Any = None  # the state carried into the next window: (L, B, H), or (h, c) for LSTM
 
 
 def save_checkpoint(
@@ -66,7 +69,7 @@ def save_checkpoint(
     config: TrainConfig,
     state: dict[str, Any],
     optimizer: Any | None = None,
-    hidden: np.ndarray | None = None,
+    hidden: Any = None,
 ) -> None:
     """Write a full training checkpoint atomically (temporary file, fsync, rename)."""
     arrays = dict(model.params)
@@ -83,7 +86,7 @@ def save_checkpoint(
         arrays.update({f"optim/{k}": v for k, v in opt_arrays.items()})
         meta["optimizer"] = opt_meta
     if hidden is not None:
-        arrays["state/hidden"] = hidden
+        arrays.update(zip(STATE_ARRAYS, hidden if isinstance(hidden, tuple) else (hidden,)))
     write_arrays(path, arrays, meta)
 
 
@@ -110,8 +113,8 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
     src = str(path)
     meta, table = read_header(path)
     mconf = validate_config(meta.get("model"), src, len(table))
-    shapes = parameter_shapes(mconf["vocab_size"], mconf["hidden_size"], mconf["num_layers"])
-    expected = {name: (shape, mconf["dtype"]) for name, shape in shapes.items()}
+    expected = expected_arrays(mconf)
+    shapes = {name: shape for name, (shape, _) in expected.items()}
     vocab = None
     if "vocab" in meta or meta["format"] == CHECKPOINT_FORMAT:
         vocab = Vocab.from_json(meta.get("vocab"))
@@ -119,7 +122,7 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
             raise CheckpointError(f"{src}: vocabulary of {vocab.size} symbols for a model of {mconf['vocab_size']}")
     if meta["format"] != CHECKPOINT_FORMAT:
         arrays, _ = read_arrays(path, expected)
-        return Checkpoint(path, CharRNN.from_arrays(arrays, mconf, dtype, src), vocab, None)
+        return Checkpoint(path, model_from_arrays(arrays, mconf, dtype, src), vocab, None)
 
     try:
         config = TrainConfig.from_dict(meta.get("config"), src)
@@ -143,7 +146,7 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         m = _OPTIM_NAME.fullmatch(name)
         if m and m.group(2) in shapes:
             expected[name] = (shapes[m.group(2)], mconf["dtype"])
-        elif name == "state/hidden":
+        elif name in STATE_ARRAYS[: 2 if mconf["cell"] == "lstm" else 1]:
             batch = state.get("batch_size")
             if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
                 raise CheckpointError(f"{src}: training state 'batch_size' is missing or malformed")
@@ -151,11 +154,14 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         else:
             raise CheckpointError(f"{src}: unexpected array {name!r}")
     arrays, _ = read_arrays(path, expected)
-    model = CharRNN.from_arrays(arrays, mconf, dtype, src)
+    model = model_from_arrays(arrays, mconf, dtype, src)
     optimizer_arrays = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
-    hidden = arrays.get("state/hidden")
-    if hidden is not None and not np.all(np.isfinite(hidden)):
+    parts = [arrays[n] for n in STATE_ARRAYS if n in arrays]
+    if any(not np.all(np.isfinite(a)) for a in parts):
         raise CheckpointError(f"{src}: the saved hidden state holds NaN or infinite values")
+    if parts and len(parts) != len(model.state_parts):
+        raise CheckpointError(f"{src}: the saved state has {len(parts)} part(s), a {model.cell} carries {len(model.state_parts)}")
+    hidden = model.public_state(tuple(parts)) if parts else None
     optimizer_meta = meta.get("optimizer")
     if optimizer_meta is not None and not isinstance(optimizer_meta, dict):
         raise CheckpointError(f"{src}: malformed optimizer state")

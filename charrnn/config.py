@@ -14,6 +14,10 @@ from typing import Any
 
 from .errors import ConfigError
 
+CELLS = ("rnn", "lstm", "gru")  # the recurrent cells: tanh (Elman), nn.LSTM's, nn.GRU's
+DTYPES = ("float32", "float64")
+# Initialisation schemes; model/params.py's init_parameters says what each one draws.
+INITS = ("pytorch", "orthogonal", "normal")
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 PRESETS = ("min-char-rnn",)

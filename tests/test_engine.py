@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from charrnn import CharRNN
-from charrnn import ops
+from charrnn.core import rnn as rnn_cell
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import TOLERANCE, gradcheck, random_problem
 from charrnn.model import parameter_shapes
@@ -36,14 +36,14 @@ def test_finite_differences_every_parameter_and_h0(config):
 
 def test_finite_differences_detect_a_broken_backward(monkeypatch):
     model, x, y, h0 = random_problem(4, 3, 2, 2, 3, seed=3)
-    real = ops.rnn_backward
+    real = rnn_cell.rnn_backward
 
     def broken(dhs, hs, h0_, w, dw):
         da, dh0 = real(dhs, hs, h0_, w, dw)
         dw *= 1.001  # a 0.1% error in dW_hh
         return da, dh0
 
-    monkeypatch.setattr(ops, "rnn_backward", broken)
+    monkeypatch.setattr(rnn_cell, "rnn_backward", broken)
     bad = {r.name for r in gradcheck(model, x, y, h0) if not r.ok}
     assert bad == {"rnn.weight_hh_l0", "rnn.weight_hh_l1"}
 
@@ -78,7 +78,7 @@ def test_matches_pytorch_autograd(config):
     model, x, y, h0 = random_problem(V, H, L, B, T, seed=100 + sum(config))
     want_loss, want_grads, want_h, want_dh0 = torch_reference(model, x, y, h0)
     loss, cache = model.forward(x, y, h0)
-    h_last = np.stack([h[-1] for h in cache.hs])
+    h_last = cache.h_last[0]
     grads, dh0 = model.backward(cache)
     assert abs(loss - want_loss) <= 1e-10 * abs(want_loss)
     assert rel(h_last, want_h) <= 1e-10

@@ -1,6 +1,6 @@
 """The tuned paths against their plain references: same losses, gradients, states and samples.
 
-Every optimisation in ops.py / model.py keeps a reference beside it (`*_reference`,
+Every optimisation in core/ and model/ keeps a reference beside it (`*_reference`,
 `model.reference_loss_and_grads`, `model.reference_step`); these tests hold the two together in
 float64, over random shapes with T=1, B=1 and several layers, with and without the compiled
 loops of charrnn._jit (numba), and check the reuse of buffers between calls.
@@ -13,7 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import CharRNN, _jit, ops, threads
+from charrnn import CharRNN, threads
+from charrnn.core import _jit, linear, loss as loss_ops
+from charrnn.core import rnn as ops
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import random_problem
 from charrnn.model import reference_loss_and_grads, reference_step
@@ -54,7 +56,7 @@ def test_tuned_window_matches_the_reference(config, loops):
     model, x, y, h0 = random_problem(V, H, L, B, T, seed=sum(config))
     want_loss, want_grads, want_h, want_dh0 = reference_loss_and_grads(model, x, y, h0)
     loss, cache = model.forward(x, y, h0)
-    h_last = np.stack([h[-1] for h in cache.hs])
+    h_last = cache.h_last[0]
     grads, dh0 = model.backward(cache)
     assert abs(loss - want_loss) <= TIGHT * abs(want_loss)
     assert rel(h_last, want_h) <= TIGHT
@@ -84,7 +86,7 @@ def test_rnn_ops_match_their_references(loops):
         h0 = rng.uniform(-0.9, 0.9, (B, H))
         tokens = rng.integers(0, V, (T, B))
         # reference: time-major, input projection separate
-        xa = ops.embedding_forward(U, tokens) + b_ih + b_hh
+        xa = linear.input_forward(tokens, U, b_ih) + b_hh
         want_hs = ops.rnn_forward_reference(xa, W, h0)
         # tuned: stacked [h; x; 1] columns, step-major
         X = np.zeros((T + 1, H + V + 1, B))
@@ -115,7 +117,7 @@ def test_rnn_ops_match_their_references(loops):
         dU, db_ih, db_hh = np.zeros((H, V)), np.zeros(H), np.zeros(H)
         ops.rnn_input_backward(da, XT, U, dU, db_ih, db_hh)
         dU_ref = np.zeros((H, V))
-        ops.embedding_backward_reference(dU_ref, want_da, tokens)
+        linear.input_backward_reference(want_da, tokens, U, dU_ref, np.zeros(H))
         assert rel(dU, dU_ref) <= TIGHT
         assert rel(db_ih, want_da.sum(axis=(0, 1))) <= TIGHT and np.array_equal(db_ih, db_hh)
 
@@ -124,10 +126,10 @@ def test_softmax_cross_entropy_matches_the_reference():
     rng = np.random.default_rng(2)
     logits = rng.standard_normal((13, 7)) * 5
     targets = rng.integers(0, 7, 13)
-    want_loss, want_d = ops.softmax_cross_entropy_reference(logits, targets)
-    loss, probs = ops.softmax_cross_entropy_forward(logits.copy(), targets)
+    want_loss, want_d = loss_ops.softmax_cross_entropy_reference(logits, targets)
+    loss, probs = loss_ops.softmax_cross_entropy_forward(logits.copy(), targets)
     assert abs(loss - want_loss) <= TIGHT * want_loss
-    assert rel(ops.softmax_cross_entropy_backward(probs, targets), want_d) <= TIGHT
+    assert rel(loss_ops.softmax_cross_entropy_backward(probs, targets), want_d) <= TIGHT
 
 
 @pytest.mark.parametrize("V,H,L,B", [(5, 4, 1, 1), (9, 7, 3, 1), (6, 5, 2, 4)])
@@ -198,17 +200,16 @@ def test_workspaces_are_reused_without_mixing_results():
     assert model.loss_and_grads(zeros, zeros)[0] == CharRNN(8, 6, 2, dtype="float64", seed=1).loss_and_grads(zeros, zeros)[0]
 
 
-def test_a_cache_overwritten_by_a_later_forward_is_refused():
+def test_a_cache_stays_valid_across_later_calls_and_is_consumed_once():
     model = CharRNN(5, 4, dtype="float64")
-    x = np.zeros((2, 3), dtype=int)
+    x = np.arange(6).reshape(2, 3) % 5
     _, cache = model.forward(x, x)
-    model.forward(x, x)  # same shape: reuses the buffers the first cache points into
-    with pytest.raises(RuntimeError, match="overwritten"):
-        model.backward(cache)
-    _, cache = model.forward(x, x)
-    model.logits(x)  # evaluation has its own buffers and leaves a pending cache alone
-    model.backward(cache)
-    with pytest.raises(RuntimeError):
+    want, _ = model.backward(model.forward(x, x)[1])
+    model.forward(x[:, ::-1].copy(), x)  # a later window of the same shape
+    model.logits(x)
+    grads, _ = model.backward(cache)
+    assert all(np.array_equal(grads[n], want[n]) for n in want)
+    with pytest.raises(RuntimeError, match="already been used"):
         model.backward(cache)  # consumed
 
 
@@ -284,7 +285,7 @@ def test_loss_is_the_forward_pass_loss():
     loss, h_last = model.loss(x, y, h0)
     want, cache = model.forward(x, y, h0)
     assert loss == want
-    assert np.array_equal(h_last, np.stack([h[-1] for h in cache.hs]))
+    assert np.array_equal(h_last, cache.h_last[0])
     with pytest.raises(ConfigError):
         model.loss(x, y[:, :2])
 

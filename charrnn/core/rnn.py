@@ -1,35 +1,19 @@
-"""The math core: each layer of the network as a mirrored forward / backward pair, in NumPy.
+"""The vanilla (Elman, tanh) recurrent layer of the seeds, under the cell contract (core/__init__).
 
-Size letters used throughout:
-    B  batch: parallel text streams          T  time steps in one window
-    V  vocabulary size (one-hot input size)   H  hidden units per layer
-    I  input size of a layer (V for the first, H above)
-    K  = H + I + 1, the width of a step's stacked input [h_{t-1}, x_t, 1]
-    N  = T * B positions scored in a window
+    a_t = W h_{t-1} + U x_t + b        h_t = tanh(a_t)
 
-Only the recurrence runs step by step, on contiguous per-step blocks; everything that does not
-depend on the previous step (output projection, softmax, weight gradients) is done for all steps
-at once with one large matrix product. The reference functions are time-major, (T, B, ...); the
-tuned recurrence works in column form, (..., B) blocks, as described at `rnn_forward`.
+with PyTorch's `nn.RNN` names: U = weight_ih (H, I), W = weight_hh (H, H), b = bias_ih + bias_hh
+(two biases, always summed, so each gets the same gradient). GATES = 1, STATE = ("h",).
 
-Backward functions *add* into the gradient arrays they are given (as a layer used twice would
-need); zeroing gradients is the caller's job. In the seeds' notation, for one layer:
+The tuned recurrence writes the three terms of a_t as one product, a_t = [W U b] [h_{t-1}; x_t; 1],
+so each step is a single matrix product and a tanh. For the first layer x_t is one-hot and the U
+part adds only V/H to each step's work; it replaces a gather and an add per step, and in the
+backward pass the gradients of U and b come out of one product over all steps
+(`rnn_input_backward`) instead of a scatter-add, which is slower than the product on this
+hardware (BENCHMARKS.md). The plain, seed-shaped versions are kept as `*_reference`, and
+tests/test_fast.py holds the two to the same results.
 
-    a_t = W h_{t-1} + U x_t + b      (rnn_forward)
-    h_t = tanh(a_t)
-    o_t = V h_t + c                   (linear_forward)
-    L   = mean_t -log softmax(o_t)[y_t]   (softmax_cross_entropy_forward)
-
-The tuned recurrence (`rnn_forward`) writes the three terms of a_t as one product,
-a_t = [W U b] [h_{t-1}; x_t; 1], so each step is a single matrix product and a tanh. For the
-first layer x_t is one-hot and the U part adds only V/H to each step's work; it replaces a gather
-and an add per step, and in the backward pass the gradients of U and b come out of one product
-over all steps (`rnn_input_backward`) instead of a scatter-add, which is slower than the product
-on this hardware (BENCHMARKS.md). The plain, seed-shaped versions of the tuned functions are kept
-here as `*_reference`, and tests/test_fast.py holds the two to the same results.
-
-This module depends on NumPy only; numba, when installed, runs the recurrence's loops for
-small batches (`_jit`, `JIT_MAX_WORK`).
+numba, when installed, runs the recurrence's loops for small batches (`_jit`, `JIT_MAX_WORK`).
 """
 
 from __future__ import annotations
@@ -37,65 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit
+from .linear import input_backward_reference, input_forward, is_ids
 
+GATES = 1
+STATE = ("h",)
 
-# --------------------------------------------------------------------------------------------
-# one-hot input projection: U x_t is column x_t of U
-
-
-def embedding_forward(weight: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """U x_t for one-hot x_t, for all positions at once.
-
-    weight: (H, V), PyTorch's `weight_ih_l0`.  tokens: int array of any shape S.
-    Returns (*S, H): column `tokens[...]` of `weight`, looked up rather than multiplied.
-    """
-    return weight.T[tokens]
-
-
-def embedding_backward_reference(dweight: np.ndarray, da: np.ndarray, tokens: np.ndarray) -> None:
-    """dU[:, v] += sum of da over the positions whose input token is v: the reference model's
-    scatter-add (the tuned model gets dU from one product, `rnn_input_backward`).
-
-    dweight: (H, V) accumulated in place.  da: (*S, H).  tokens: (*S,).
-    """
-    np.add.at(dweight.T, tokens.reshape(-1), da.reshape(-1, da.shape[-1]))
-
-
-# --------------------------------------------------------------------------------------------
-# dense layers: the output layer o_t = V h_t + c (and the reference's input projections)
-
-
-def linear_forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, out: np.ndarray | None = None
-) -> np.ndarray:
-    """y = x W^T + b.   x: (N, I)  weight: (O, I)  bias: (O,)  ->  y: (N, O), into `out` if given."""
-    y = np.matmul(x, weight.T, out=out)
-    if bias is not None:
-        y += bias
-    return y
-
-
-def linear_backward(
-    dy: np.ndarray,
-    x: np.ndarray,
-    weight: np.ndarray,
-    dweight: np.ndarray,
-    dbias: np.ndarray | None,
-    need_dx: bool = True,
-    dx_out: np.ndarray | None = None,
-) -> np.ndarray | None:
-    """Mirror of `linear_forward`: dW += dy^T x,  db += sum_n dy,  returns dx = dy W.
-
-    dy: (N, O)  x: (N, I)  weight, dweight: (O, I)  dbias: (O,)  ->  dx: (N, I) (in `dx_out`) or None.
-    """
-    dweight += dy.T @ x
-    if dbias is not None:
-        dbias += dy.sum(axis=0)
-    return np.matmul(dy, weight, out=dx_out) if need_dx else None
-
-
-# --------------------------------------------------------------------------------------------
-# the recurrence: the only sequential part
 #
 # The tuned recurrence works in column form, as the seeds write it (vectors are columns, one
 # column per stream), with two layouts of a window:
@@ -309,44 +239,102 @@ def rnn_backward_reference(
     return da, dh_next
 
 
+
+
 # --------------------------------------------------------------------------------------------
-# softmax and cross-entropy, fused: the gradient of the pair is simply p - onehot(y)
+# the cell contract (core/__init__): a layer over a window, time-major at the interface
 
 
-def softmax_cross_entropy_forward(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean negative log-likelihood in nats, and the softmax probabilities.
+def _stacked_input(x: np.ndarray, h0: np.ndarray, H: int, I: int) -> np.ndarray:
+    """X (T+1, K, B) step-major with X[0, :H] = h0, X[t, H:] = [x_t; 1] (see `rnn_forward`).
 
-    logits: (N, V), overwritten by the probabilities (they are what the backward needs, and
-    reusing the buffer saves an (N, V) allocation).  targets: (N,) ints.
-    Returns (loss, probs) with probs the same array as `logits`.
+    x: (T, B) ids, set as one-hot entries, or (T, B, I) floats, copied in column form.
     """
-    n = logits.shape[0]
-    logits -= logits.max(axis=1, keepdims=True)  # exp cannot overflow; the softmax is unchanged
-    target_logit = logits[np.arange(n), targets]
-    probs = np.exp(logits, out=logits)
-    total = probs.sum(axis=1)
-    # log p_y = o_y - log sum exp o; summed in float64 so a float32 loss is not biased by rounding
-    nll = np.log(total, dtype=np.float64) - target_logit
-    total = np.reciprocal(total, out=total)
-    probs *= total[:, None]
-    return float(nll.mean()), probs
+    T, B = x.shape[:2]
+    K = H + I + 1
+    X = np.empty((T + 1, K, B), dtype=h0.dtype)
+    X[0, :H] = h0.T
+    X[:T, K - 1] = 1  # the constant input that multiplies b
+    if is_ids(x):
+        X[:T, H : H + I] = 0
+        # element (t, H + v, b) of X sits at flat offset (t*K + H + v)*B + b
+        t = np.arange(T).reshape(T, 1)
+        X.reshape(-1)[((t * K + H + x) * B + np.arange(B)).reshape(-1)] = 1
+    else:
+        X[:T, H : H + I] = x.transpose(0, 2, 1)
+    return X
 
 
-def softmax_cross_entropy_backward(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Mirror of the forward: dL/do = (p - onehot(y)) / N, computed in place on `probs`."""
-    n = probs.shape[0]
-    probs[np.arange(n), targets] -= 1.0
-    probs *= 1.0 / n
-    return probs
+def forward(
+    x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
+    state0: tuple[np.ndarray, ...], need_cache: bool = True,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple | None]:
+    """The layer over a window (contract in core/__init__). hs is a (T, B, H) view into this
+    call's own buffer, so a layer above that reads it in column form reads contiguous memory."""
+    H, I = w_ih.shape
+    X = _stacked_input(x, state0[0], H, I)
+    rnn_forward(X, stack_weights(w_hh, w_ih, b_ih, b_hh))
+    h_n = np.ascontiguousarray(X[-1, :H].T)
+    if not need_cache:
+        return X[1:, :H].transpose(0, 2, 1), (h_n,), None
+    XT = np.ascontiguousarray(X.transpose(1, 0, 2))  # (K, T+1, B): every feature's window is a row
+    return XT[:H, 1:].transpose(1, 2, 0), (h_n,), (XT, is_ids(x))
 
 
-def softmax_cross_entropy_reference(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
-    """The textbook pair, kept as the reference: (mean NLL, dL/dlogits); `logits` is not modified."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(shifted)
-    p /= p.sum(axis=1, keepdims=True)
-    n = logits.shape[0]
-    loss = -np.log(p[np.arange(n), targets]).mean()
-    dlogits = p.copy()
-    dlogits[np.arange(n), targets] -= 1.0
-    return float(loss), dlogits / n
+def backward(
+    dhs: np.ndarray, cache: tuple, w_ih: np.ndarray, w_hh: np.ndarray,
+    dw_ih: np.ndarray, dw_hh: np.ndarray, db_ih: np.ndarray, db_hh: np.ndarray,
+    dstate_n: tuple[np.ndarray, ...] | None = None, need_dx: bool = True,
+) -> tuple[np.ndarray | None, tuple[np.ndarray, ...]]:
+    """Mirror of `forward`. dhs given as the transposed view of a feature-major (H, T, B) array
+    (as the model's head and the layer above produce it) is consumed in place, with no copy."""
+    XT, ids = cache
+    H, I = w_ih.shape
+    T, B = dhs.shape[:2]
+    dh = np.ascontiguousarray(dhs.transpose(2, 0, 1))  # (H, T, B)
+    if dstate_n is not None:
+        dh[:, -1] += dstate_n[0].T  # h_T is both the last output and the carried state
+    da, dh0 = rnn_backward(dh, XT[:H, 1:], XT[:H, 0], w_hh, dw_hh)
+    dxT = np.empty((I, T, B), dtype=dh.dtype) if need_dx and not ids else None
+    rnn_input_backward(da, XT, w_ih, dw_ih, db_ih, db_hh, dx_out=dxT)
+    return (dxT.transpose(1, 2, 0) if dxT is not None else None), (np.ascontiguousarray(dh0.T),)
+
+
+def step(
+    x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
+    state: tuple[np.ndarray, ...],
+) -> tuple[np.ndarray, ...]:
+    """One step for generation: h' = tanh(W h + U x + b). x: (B,) ids or (B, I); state ((B, H),)."""
+    h = state[0]
+    if h.shape[0] == 1:  # one stream: a matrix-vector product (BLAS's gemv beats a 1-row gemm)
+        a = (w_hh @ h[0])[None]
+    else:
+        a = h @ w_hh.T
+    a += w_ih.T[x] if is_ids(x) else x @ w_ih.T  # U x_t: for one-hot x_t a column of U
+    a += b_ih
+    a += b_hh
+    return (np.tanh(a, out=a),)
+
+
+def forward_reference(
+    x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
+    state0: tuple[np.ndarray, ...], need_cache: bool = True,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple | None]:
+    """The plain layer: U x_t + b for all steps, then the recurrence one equation per step."""
+    xa = input_forward(x, w_ih, b_ih) + b_hh
+    hs = rnn_forward_reference(xa, w_hh, state0[0])
+    return hs, (hs[-1].copy(),), (x, hs, state0[0])
+
+
+def backward_reference(
+    dhs: np.ndarray, cache: tuple, w_ih: np.ndarray, w_hh: np.ndarray,
+    dw_ih: np.ndarray, dw_hh: np.ndarray, db_ih: np.ndarray, db_hh: np.ndarray,
+    dstate_n: tuple[np.ndarray, ...] | None = None, need_dx: bool = True,
+) -> tuple[np.ndarray | None, tuple[np.ndarray, ...]]:
+    x, hs, h0 = cache
+    dhs = dhs.copy()
+    if dstate_n is not None:
+        dhs[-1] += dstate_n[0]
+    da, dh0 = rnn_backward_reference(dhs, hs, h0, w_hh, dw_hh)
+    db_hh += da.sum(axis=(0, 1))
+    return input_backward_reference(da, x, w_ih, dw_ih, db_ih, need_dx), (dh0,)

@@ -3,12 +3,12 @@
 With one stream (B=1, the seed's setting, and generation) every step of the recurrence is a
 matrix-vector product of a few microseconds, and driving it from Python costs more than the
 arithmetic: three NumPy calls per step, a microsecond or two each. These kernels run a whole
-window's sequential loop in one call. They compute exactly what the NumPy loops in ops.py compute
+window's sequential loop in one call. They compute exactly what the NumPy loops in core/rnn.py compute
 (tests/test_fast.py holds them to it), and are used only where they were measured to win
-(`ops.JIT_MAX_WORK`); for larger B * H the BLAS products of the NumPy loops are faster.
+(`rnn.JIT_MAX_WORK`); for larger B * H the BLAS products of the NumPy loops are faster.
 
 numba is optional (`pip install 'charrnn[fast]'`). Without it, or with CHARRNN_JIT=0 in the
-environment, `available()` is False and ops.py uses its NumPy loops.
+environment, `available()` is False and core/rnn.py uses its NumPy loops.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _build():
 
     @jit
     def rnn_forward_loop(X, wcat_t):
-        """h_t = tanh(wcat_t^T X[t]) into X[t+1, :H], as ops.rnn_forward.
+        """h_t = tanh(wcat_t^T X[t]) into X[t+1, :H], as rnn.rnn_forward.
 
         X: (T+1, K, B).  wcat_t: (K, H), [W U b] transposed. The product is accumulated one row
         of wcat_t at a time, so the inner loop runs over contiguous memory (and is vectorised:
@@ -79,7 +79,7 @@ def _build():
 
     @jit
     def bptt_loop(da, hs, weight_hh):
-        """The sequential part of ops.rnn_backward, in place on da: (H, T, B) feature-major.
+        """The sequential part of rnn.rnn_backward, in place on da: (H, T, B) feature-major.
 
         da_t = (dhs_t + W^T da_{t+1}) * (1 - h_t^2), going backwards; hs: (H, T, B) states.
         W^T v is accumulated as sum_j v_j W[j, :], contiguous rows again.

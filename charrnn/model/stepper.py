@@ -1,0 +1,73 @@
+"""Generation one character at a time, with the state kept between calls.
+
+    stepper = model.stepper(batch_size=1, h=h)   # h as model.initial_state gives it, or None
+    logits = stepper(token_ids)                 # (B, V), valid until the next call
+    stepper.h                                   # the current state, a copy
+
+Each call runs the cell's `step` (core/, the same function for every use) through every layer,
+then the head. It reads the model's live parameters at every call, so it stays right while an
+optimizer changes them. For one stream the token may be a plain int, which skips the checks
+that cost more than a small model's arithmetic.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from .. import threads
+from ..errors import ConfigError
+from .params import check_size
+from .stack import State, layer_params
+
+
+class Stepper:
+    def __init__(self, model: Any, batch_size: int = 1, h: Any = None) -> None:
+        self.model = model
+        self.batch_size = check_size("batch_size", batch_size)
+        self.state: State = tuple(part.copy() for part in model.check_state(h, self.batch_size))
+        self._logits = np.empty((self.batch_size, model.vocab_size), dtype=model.dtype)
+        self._one = np.zeros(1, dtype=np.intp)  # the token of one stream, reused
+        threads.ensure_threads()
+
+    @property
+    def h(self) -> Any:
+        return self.model.public_state(tuple(part.copy() for part in self.state))
+
+    def reset(self, h: Any = None) -> None:
+        self.state = tuple(part.copy() for part in self.model.check_state(h, self.batch_size))
+
+    def __call__(self, tokens: Any) -> np.ndarray:
+        model = self.model
+        tok = None
+        if self.batch_size == 1 and not isinstance(tokens, bool):
+            try:
+                index = operator.index(tokens)  # a Python or NumPy integer
+            except TypeError:
+                index = None
+            if index is not None and 0 <= index < model.vocab_size:
+                self._one[0] = index
+                tok = self._one
+        if tok is None:
+            tok = np.asarray(tokens).reshape(-1)
+            if tok.shape[0] != self.batch_size:
+                raise ConfigError(f"tokens must have shape ({self.batch_size},), got {np.shape(tokens)}")
+            tok = model.check_tokens(tok, "tokens", ndim=1)
+        return self._step(tok)
+
+    def _step(self, tok: np.ndarray) -> np.ndarray:
+        model, p, cell = self.model, self.model.params, self.model._cell
+        x: np.ndarray = tok
+        new = []
+        for k in range(model.num_layers):
+            s = cell.step(x, *layer_params(p, k), tuple(part[k] for part in self.state))
+            new.append(s)
+            x = s[0]
+        for i, part in enumerate(self.state):
+            for k in range(model.num_layers):
+                part[k] = new[k][i]
+        np.matmul(x, p["head.weight"].T, out=self._logits)
+        self._logits += p["head.bias"]
+        return self._logits
