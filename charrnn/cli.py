@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
+from .config import CELLS
 from .errors import CharRNNError, ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -33,6 +34,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def dropout_probability(text: str) -> float:
+    """A dropout probability: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -77,6 +89,9 @@ def _gradcheck(p: argparse.ArgumentParser):
     p.add_argument("--num-layers", type=positive_int, default=2)
     p.add_argument("--batch-size", type=positive_int, default=3)
     p.add_argument("--seq-len", type=positive_int, default=6)
+    p.add_argument("--cell", choices=CELLS, default="rnn", help="the recurrent cell to check")
+    p.add_argument("--dropout", type=dropout_probability, default=0.0,
+                   help="check with dropout on (the same masks for every evaluation)")
     p.add_argument("--max-per-param", type=positive_int, default=None, help="check a random subset of elements")
     p.add_argument("--seed", type=int, default=0)
 
@@ -85,7 +100,8 @@ def _gradcheck(p: argparse.ArgumentParser):
 
         if a.vocab_size < 2:
             raise CharRNNError("--vocab-size must be at least 2")
-        model, x, y, h0 = random_problem(a.vocab_size, a.hidden_size, a.num_layers, a.batch_size, a.seq_len, a.seed)
+        model, x, y, h0 = random_problem(a.vocab_size, a.hidden_size, a.num_layers, a.batch_size, a.seq_len, a.seed,
+                                         cell=a.cell, dropout=a.dropout)
         print(f"{model}, B={a.batch_size}, T={a.seq_len}, float64, 4th-order central differences")
         print(f"{'array':<20} {'checked':>9} {'max rel err':>12} {'max abs err':>12}")
         results = gradcheck(model, x, y, h0, max_per_param=a.max_per_param)

@@ -1,9 +1,11 @@
 """Exporting a trained model for PyTorch.
 
-The file holds the parameters under the names of `torch.nn.RNN(V, H, num_layers=L)` (prefixed
-`rnn.`) and `torch.nn.Linear(H, V)` (prefixed `head.`), and in its metadata the vocabulary and
-the model's sizes as JSON strings, so `safetensors.torch.load_file` plus a `load_state_dict` on
-each module reproduces the model exactly.
+The file holds the parameters under the names of `torch.nn.RNN` / `nn.LSTM` / `nn.GRU`
+`(V, H, num_layers=L)` (prefixed `rnn.`) and `torch.nn.Linear(H, V)` (prefixed `head.`), and in its
+metadata the vocabulary and the model's sizes as JSON strings, so `safetensors.torch.load_file`
+plus a `load_state_dict` on each module reproduces the model exactly. The dropout rate is recorded
+too; PyTorch's module applies it between layers only, charrnn also before the head, and both
+leave it off in evaluation.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch") -> Path:
         "format": "charrnn.torch-export",
         "vocab": dump_json(c.vocab.to_json()),
         "model": dump_json({k: v for k, v in c.model.config.items() if k != "init"}),
-        "torch_modules": "rnn = torch.nn.RNN(vocab_size, hidden_size, num_layers); head = torch.nn.Linear(hidden_size, vocab_size)",
+        "torch_modules": f"rnn = torch.nn.{c.model.cell.upper()}(vocab_size, hidden_size, num_layers); "
+        "head = torch.nn.Linear(hidden_size, vocab_size)",
     }
     data = save({k: np.ascontiguousarray(v) for k, v in c.model.params.items()}, metadata=metadata)
     atomic_write_bytes(out, data)

@@ -15,7 +15,7 @@ The floor keeps elements whose true gradient is ~0 from turning round-off into h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -68,27 +68,34 @@ def gradcheck(
     model: CharRNN,
     inputs: np.ndarray,
     targets: np.ndarray,
-    h0: np.ndarray,
+    h0: Any,
     max_per_param: int | None = None,
     rng: np.random.Generator | None = None,
 ) -> list[GradcheckResult]:
-    """Check every parameter's gradient and dL/dh0 for one window; float64 models only.
+    """Check every parameter's gradient and dL/dh0 (and dL/dc0 for LSTM) for one window; float64
+    models only. With dropout on, every evaluation uses the same masks (the generator is rewound).
 
     max_per_param: check at most this many randomly chosen elements of each array (all if None).
     """
     if model.dtype != np.float64:
         raise ValueError("finite differences need a float64 model")
     rng = rng or np.random.default_rng(0)
-    h0 = np.array(h0, dtype=np.float64)
-    loss, cache = model.forward(inputs, targets, h0)
-    grads, dh0 = model.backward(cache)
+    state = [np.array(part, dtype=np.float64) for part in model.check_state(h0, np.shape(inputs)[0])]
+    masks_from = model.dropout_rng.bit_generator.state
 
     def loss_now() -> float:
-        return model.forward(inputs, targets, h0)[0]
+        model.dropout_rng.bit_generator.state = masks_from
+        return model.forward(inputs, targets, model.public_state(tuple(state)))[0]
+
+    loss_now()
+    model.dropout_rng.bit_generator.state = masks_from
+    loss, cache = model.forward(inputs, targets, model.public_state(tuple(state)))
+    grads, dstate = model.backward(cache)
+    dstate = model.check_state(dstate, np.shape(inputs)[0])
 
     results = []
     targets_to_check = [(name, model.params[name], grads[name]) for name in model.params]
-    targets_to_check.append(("h0", h0, dh0))
+    targets_to_check += [(f"{part}0", x, g) for part, x, g in zip(model.state_parts, state, dstate)]
     for name, x, g in targets_to_check:
         idx = np.arange(x.size)
         if max_per_param is not None and x.size > max_per_param:
@@ -100,15 +107,16 @@ def gradcheck(
 
 
 def random_problem(
-    vocab_size: int, hidden_size: int, num_layers: int, batch_size: int, seq_len: int, seed: int = 0
-) -> tuple[CharRNN, np.ndarray, np.ndarray, np.ndarray]:
-    """A float64 model with non-trivial weights, random windows and a random h0, for checking."""
+    vocab_size: int, hidden_size: int, num_layers: int, batch_size: int, seq_len: int, seed: int = 0,
+    cell: str = "rnn", dropout: float = 0.0,
+) -> tuple[CharRNN, np.ndarray, np.ndarray, Any]:
+    """A float64 model with non-trivial weights, random windows and a random h0 (and c0), for checking."""
     rng = np.random.default_rng(seed)
-    model = CharRNN(vocab_size, hidden_size, num_layers, dtype="float64", seed=seed)
+    model = CharRNN(vocab_size, hidden_size, num_layers, dtype="float64", seed=seed, cell=cell, dropout=dropout)
     # Larger-than-default weights so tanh leaves its linear range and every term matters.
     for p in model.params.values():
         p[...] = rng.uniform(-0.8, 0.8, size=p.shape)
     inputs = rng.integers(0, vocab_size, size=(batch_size, seq_len))
     targets = rng.integers(0, vocab_size, size=(batch_size, seq_len))
-    h0 = rng.uniform(-0.9, 0.9, size=(num_layers, batch_size, hidden_size))
-    return model, inputs, targets, h0
+    state = tuple(rng.uniform(-0.9, 0.9, size=(num_layers, batch_size, hidden_size)) for _ in model.state_parts)
+    return model, inputs, targets, model.public_state(state)

@@ -306,11 +306,13 @@ def step(
 ) -> tuple[np.ndarray, ...]:
     """One step for generation: h' = tanh(W h + U x + b). x: (B,) ids or (B, I); state ((B, H),)."""
     h = state[0]
+    ids = is_ids(x)
     if h.shape[0] == 1:  # one stream: a matrix-vector product (BLAS's gemv beats a 1-row gemm)
         a = (w_hh @ h[0])[None]
+        a[0] += w_ih[:, x[0]] if ids else w_ih @ x[0]  # U x_t: for one-hot x_t a column of U
     else:
         a = h @ w_hh.T
-    a += w_ih.T[x] if is_ids(x) else x @ w_ih.T  # U x_t: for one-hot x_t a column of U
+        a += w_ih.T[x] if ids else x @ w_ih.T
     a += b_ih
     a += b_hh
     return (np.tanh(a, out=a),)

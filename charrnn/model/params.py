@@ -19,6 +19,7 @@ from `parameter_shapes`; no other module spells a parameter name.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -55,6 +56,7 @@ def check_cell(cell: Any) -> str:
     return cell
 
 
+@functools.lru_cache(maxsize=None)  # called per layer per step in generation
 def layer_names(k: int) -> tuple[str, str, str, str]:
     """(weight_ih, weight_hh, bias_ih, bias_hh) names of layer k."""
     return tuple(f"{RNN_PREFIX}{n}_l{k}" for n, _ in LAYER_TEMPLATE)  # type: ignore[return-value]

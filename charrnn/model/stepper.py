@@ -58,16 +58,13 @@ class Stepper:
         return self._step(tok)
 
     def _step(self, tok: np.ndarray) -> np.ndarray:
-        model, p, cell = self.model, self.model.params, self.model._cell
+        model, p, step = self.model, self.model.params, self.model._cell.step
         x: np.ndarray = tok
-        new = []
         for k in range(model.num_layers):
-            s = cell.step(x, *layer_params(p, k), tuple(part[k] for part in self.state))
-            new.append(s)
-            x = s[0]
-        for i, part in enumerate(self.state):
-            for k in range(model.num_layers):
-                part[k] = new[k][i]
+            new = step(x, *layer_params(p, k), tuple(part[k] for part in self.state))
+            for part, value in zip(self.state, new):
+                part[k] = value
+            x = new[0]
         np.matmul(x, p["head.weight"].T, out=self._logits)
         self._logits += p["head.bias"]
         return self._logits
