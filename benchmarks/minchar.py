@@ -5,8 +5,9 @@ per-step column vectors kept in dicts keyed by time, the input as a dense one-ho
 multiplied by W_xh, the backward pass walking the same dicts in reverse, every gradient clipped
 to [-5, 5] element by element, then Adagrad with lr 0.1. Nothing is vectorised over time.
 
-This is a fresh implementation for `python -m charrnn.bench`, not the seed's code; it keeps
-the seed's algorithm and data layout because the benchmark measures that layout's cost. The
+This is a fresh implementation for `charrnn bench`, not the seed's code; it keeps the seed's
+algorithm and data layout because the benchmark measures that layout's cost. The benchmark runs
+this file as its own process (`python benchmarks/minchar.py SPEC`, see charrnn/bench/protocol.py). The
 weights use charrnn's names in the seed's roles: Wxh = rnn.weight_ih_l0, Whh = rnn.weight_hh_l0,
 bh = rnn.bias_ih_l0 + rnn.bias_hh_l0, Why = head.weight, by = head.bias (as columns).
 """
@@ -72,3 +73,33 @@ class MinCharRNN:
             mem += dparam * dparam
             param += -self.lr * dparam / np.sqrt(mem + 1e-8)
         return loss, hprev
+
+
+class Job:
+    """The benchmark's side: one seed-style training step per call on a fresh window."""
+
+    def __init__(self, spec: dict) -> None:
+        from safetensors.numpy import load_file
+
+        from charrnn.bench.sides import Windows
+
+        self.spec, self.windows = spec, Windows
+        self.net = MinCharRNN(load_file(spec["params"]), lr=0.1)
+        H = self.net.Whh.shape[0]
+        self.h = np.zeros((H, 1), dtype=self.net.dtype)
+        self.data = Windows(1, spec["T"], spec["calls"], spec["data_seed"])
+        self.chars = spec["T"]
+
+    def check(self) -> float:
+        x, y = self.windows(1, self.spec["T"], 1, self.spec["data_seed"])()
+        return float(self.net.loss_fun(x[0].tolist(), y[0].tolist(), self.h)[0]) / self.spec["T"]
+
+    def __call__(self) -> None:
+        x, y = self.data()
+        self.net.train_step(x[0].tolist(), y[0].tolist(), self.h)
+
+
+if __name__ == "__main__":
+    from charrnn.bench.protocol import serve
+
+    serve(Job)

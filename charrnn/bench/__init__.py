@@ -1,0 +1,380 @@
+"""Speed of charrnn against PyTorch (and the seed's batch-1 loop), side by side in one run.
+
+    charrnn bench [--quick] [--threads N] [--baseline-threads matched|default]
+                  [--rows peak,train,seed,gen,eval] [--cells rnn,lstm,gru] [--json PATH]
+
+Every side of a row runs in a process of its own (see `protocol`): charrnn through its public
+API, PyTorch written as its users write it (`sides`), the seed's loop as the seed writes it
+(benchmarks/minchar.py, in a source checkout). The sides first compute the same loss (or logits)
+from the same parameters and data, which is checked, and are then timed alternately, in turns of
+about 50 ms, so that a change in the machine's load hits both; the table reports medians.
+PyTorch is run with its characters fed both as `F.one_hot` and through `nn.Embedding`, and its
+faster form is the baseline. Both sides use `--threads` BLAS threads (default: charrnn's
+default); with `--baseline-threads default` PyTorch keeps its own default instead (all cores).
+The run also measures the machine's float32 matrix-product peak, so FLOP/s can be read as a
+fraction of it.
+
+FLOPs are the model's nominal count, the same for both sides: a layer's forward pass is
+2*B*T*G*(H*I + H*H) (G gate blocks; I = V for the first layer, whose one-hot input PyTorch
+multiplies densely), the output layer 2*B*T*H*V, and a training step three times the forward pass.
+
+PyTorch is needed only here (pip install 'charrnn[bench]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import threads
+from ..config import CELLS
+from ..errors import ConfigError
+from ..model import CharRNN
+from ..model.params import gates
+from .protocol import thread_env
+from .sides import V
+
+ROW_GROUPS = ("peak", "train", "seed", "gen", "eval")
+BASELINE_THREADS = ("matched", "default")
+# The seed-style loop, a script of the source tree (not part of the installed package).
+MINCHAR = Path(__file__).resolve().parents[2] / "benchmarks" / "minchar.py"
+# Length of one side's turn in `alternate`, in seconds.
+BLOCK_SECONDS = 0.05
+# PyTorch's input forms, each timed; the faster is reported.
+TORCH_INPUTS = ("onehot", "embedding")
+
+
+@dataclass
+class Row:
+    name: str
+    setting: str
+    ours: float  # chars/s (or GFLOP/s for the peak row)
+    theirs: float | None
+    baseline: str
+    unit: str = "chars/s"
+    gflops: float | None = None  # our sustained GFLOP/s, nominal count
+    check: str = ""  # how closely the two sides agreed before timing
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        return None if not self.theirs else self.ours / self.theirs
+
+
+class Side:
+    """One side of a row, running in its own process."""
+
+    def __init__(self, spec: dict[str, Any], threads: int | None) -> None:
+        if spec["side"] == "minchar":
+            argv = [sys.executable, str(MINCHAR), json.dumps(spec)]
+        else:
+            argv = [sys.executable, "-m", "charrnn.bench.sides", json.dumps(spec)]
+        self.name = spec["side"] + (f" ({spec['input']})" if "input" in spec else "")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=thread_env(threads))
+        hello = self._read()
+        self.check, self.chars = hello["check"], hello["chars"]
+
+    def _read(self) -> dict[str, Any]:
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().strip().splitlines()
+            raise SystemExit(f"bench: the {self.name} process failed: {err[-1] if err else 'no output'}")
+        return json.loads(line)
+
+    def run(self, n: int) -> list[float]:
+        self.proc.stdin.write(json.dumps({"run": n}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()["times"]
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=30)
+
+
+def alternate(sides: dict[str, Side], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each side, `repeats` each, the sides taking turns.
+
+    A turn lasts about BLOCK_SECONDS (one call for calls longer than that). The first call of a
+    turn of several is a warm-up and is not kept: on this machine a short call made right after
+    another program's work runs up to 1.6x slower (caches and clock speed), which would charge
+    each side for the other's run rather than for its own work.
+    """
+    block = {}
+    for name, side in sides.items():
+        per_call = statistics.median(side.run(warmup))
+        block[name] = max(1, min(repeats, round(BLOCK_SECONDS / max(per_call, 1e-9))))
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    while any(len(times[k]) < repeats for k in sides):
+        for name, side in sides.items():
+            n = block[name]
+            got = side.run(n + (1 if n > 1 else 0))
+            times[name] += got[1:] if n > 1 else got
+    return {k: v[:repeats] for k, v in times.items()}
+
+
+def _agreement(ours: Any, theirs: Any, what: str, tol: float = 1e-4) -> str:
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    rel = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+    if not rel <= tol:
+        raise SystemExit(f"bench: {what} differ by {rel:.2e} (relative) between charrnn and the baseline")
+    return f"{what} agree to {rel:.1e}"
+
+
+def train_flops(V: int, H: int, L: int, B: int, T: int, cell: str = "rnn") -> float:
+    """Nominal FLOPs of one training step (forward + backward), see the module docstring."""
+    G = gates(cell)
+    forward = sum(2 * B * T * G * (H * (V if k == 0 else H) + H * H) for k in range(L)) + 2 * B * T * H * V
+    return 3.0 * forward
+
+
+# ------------------------------------------------------------------------------------------------
+# rows
+
+
+def peak_row(repeats: int) -> Row:
+    """The machine's float32 matrix-product rate with the current thread setting (2048^3)."""
+    import time
+
+    n = 2048
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    np.matmul(a, b, out=c)
+    t = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        t.append(time.perf_counter() - t0)
+    g = 2 * n**3 / statistics.median(t) / 1e9
+    return Row("peak", f"sgemm {n}^3 float32", g, None, "", unit="GFLOP/s", gflops=g, samples={"ours": t})
+
+
+@dataclass
+class Setting:
+    job: str  # "train", "eval", "gen"
+    cell: str = "rnn"
+    H: int = 512
+    B: int = 64
+    T: int = 100
+    L: int = 1
+    chars: int = 500  # generation rows: characters per call
+    seed_style: bool = False  # the seed's setting: normal init, Adagrad + clip, against its own loop
+
+
+def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str, workdir: Path) -> Row | None:
+    """Build the row of one setting: both sides in their own processes, checked, then timed."""
+    params = workdir / f"{s.cell}-{s.H}-{s.L}.safetensors"
+    CharRNN(V, s.H, s.L, "float32", seed=0, init="normal" if s.seed_style else "pytorch", cell=s.cell).save(params)
+    common = {"job": s.job, "cell": s.cell, "B": s.B, "T": s.T, "chars": s.chars, "params": str(params),
+              "calls": repeats + 8, "data_seed": 1, "threads": threads}
+    ours_spec = common | {"side": "ours", "seed_optimizer": s.seed_style}
+    if s.seed_style:
+        if not MINCHAR.exists():
+            print("bench: benchmarks/minchar.py not found (run from a source checkout); skipping the seed row")
+            return None
+        theirs_specs = {"seed loop": common | {"side": "minchar"}}
+        their_threads = threads
+    else:
+        theirs_specs = {form: common | {"side": "torch", "input": form} for form in TORCH_INPUTS}
+        their_threads = threads if baseline_threads == "matched" else None
+        if baseline_threads == "default":
+            theirs_specs = {k: v | {"threads": None} for k, v in theirs_specs.items()}
+    sides: dict[str, Side] = {}
+    try:
+        sides["ours"] = Side(ours_spec, threads)
+        for name, spec in theirs_specs.items():
+            sides[name] = Side(spec, their_threads)
+        theirs = [side.check for name, side in sides.items() if name != "ours"]
+        check = _agreement([sides["ours"].check] * len(theirs), theirs, "logits" if s.job == "gen" else "losses")
+        t = alternate(sides, repeats, warmup=1 if s.job == "gen" else 2)
+    finally:
+        for side in sides.values():
+            side.close()
+    chars = sides["ours"].chars
+    speeds = {k: chars / statistics.median(v) for k, v in t.items()}
+    best = max((k for k in speeds if k != "ours"), key=speeds.get)
+    flops = train_flops(V, s.H, s.L, s.B, s.T, s.cell) / (1 if s.job == "train" else 3)
+    g = flops / statistics.median(t["ours"]) / 1e9 if s.job != "gen" else None
+    what = {"train": "train", "eval": "evaluate", "gen": "generate"}[s.job]
+    name = f"{what} {s.cell} H={s.H}" + (f" L={s.L}" if s.L > 1 else "") + (f" B={s.B}" if s.job != "gen" else "")
+    setting = f"H={s.H} B={s.B} T={s.T} L={s.L}" if s.job != "gen" else f"H={s.H}, 1 stream, {s.chars} chars"
+    if s.seed_style:
+        name, setting, baseline = f"seed H={s.H}", f"H={s.H} B=1 T={s.T}, Adagrad+clip", "seed-style NumPy loop"
+    else:
+        torch_cls = f"nn.{s.cell.upper()}"
+        baseline = {"train": f"PyTorch {torch_cls}+Adam", "eval": "PyTorch no_grad", "gen": "PyTorch step loop"}[s.job]
+        baseline += f", {best}"
+    return Row(name, setting, speeds["ours"], speeds[best], baseline, gflops=g, check=check, samples=t)
+
+
+def settings(groups: list[str], cells: list[str], quick: bool) -> list[tuple[Setting, int]]:
+    """(setting, repeat multiplier) of every row of the chosen groups, in order."""
+    out: list[tuple[Setting, int]] = []
+    if "train" in groups:
+        for cell in cells:
+            out += [(Setting("train", cell, 512, 64, 100), 1), (Setting("train", cell, 128, 64, 100), 4),
+                    (Setting("train", cell, 100, 1, 25), 20)]
+        if not quick and "rnn" in cells:
+            out.append((Setting("train", "rnn", 1024, 64, 100), 0))
+    if "seed" in groups:
+        out.append((Setting("train", "rnn", 100, 1, 25, seed_style=True), 20))
+    if "gen" in groups:
+        out += [(Setting("gen", cell, 512), 0) for cell in cells]
+    if "eval" in groups:
+        out += [(Setting("eval", cell, 512, 64, 100), 2) for cell in cells]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine()}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:
+        pass
+    from ..core import _jit
+
+    out["numba"] = _jit.numba.__version__ if _jit.available() else "not used"
+    blas = threads.thread_info()["blas"]
+    if blas:
+        out["blas"] = f"{blas[0]['library']} {blas[0]['version']} ({blas[0]['architecture']})"
+    return out
+
+
+def format_table(rows: list[Row], peak: float | None) -> str:
+    lines = [
+        "| row | setting | charrnn | baseline | ratio | GFLOP/s | % of peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.name == "peak":
+            pct = f"{100 * r.ours / peak:.0f}%" if peak else ""
+            lines.append(f"| peak | {r.setting} | {r.ours:.0f} GFLOP/s | | | {r.ours:.0f} | {pct} |")
+            continue
+        theirs = f"{r.theirs:,.0f} ({r.baseline})" if r.theirs else ""
+        ratio = f"{r.ratio:.2f}x" if r.ratio else ""
+        g = f"{r.gflops:.0f}" if r.gflops else ""
+        pct = f"{100 * r.gflops / peak:.0f}%" if r.gflops and peak else ""
+        lines.append(f"| {r.name} | {r.setting} | {r.ours:,.0f} {r.unit} | {theirs} | {ratio} | {g} | {pct} |")
+    return "\n".join(lines)
+
+
+def _list_of(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
+    items = [g.strip() for g in text.split(",") if g.strip()]
+    unknown = sorted(set(items) - set(choices))
+    if unknown or not items:
+        raise argparse.ArgumentTypeError(f"{flag}: choose from {', '.join(choices)}, got {text!r}")
+    return items
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer repeats and no H=1024 row")
+    p.add_argument("--threads", type=int, default=None, help="BLAS threads for both sides (default: charrnn's)")
+    p.add_argument("--baseline-threads", choices=BASELINE_THREADS, default="matched",
+                   help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
+    p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS, "--rows"),
+                   help=f"comma-separated subset of {','.join(ROW_GROUPS)}")
+    p.add_argument("--cells", default=",".join(CELLS), type=lambda t: _list_of(t, CELLS, "--cells"),
+                   help=f"cells of the train, gen and eval rows: subset of {','.join(CELLS)}")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 15, quick 5)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results (with every sample) here")
+    p.add_argument(
+        "--burn", action="store_true",
+        help="keep one core busy with another process during the run, to measure the contention collapse",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if args.repeats is not None and args.repeats < 1:
+        print("bench: --repeats must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        if args.threads is not None:
+            threads.set_threads(args.threads)
+        else:
+            threads.ensure_threads()
+    except ConfigError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    n_threads = threads.thread_info()["blas"][0]["threads"] if threads.thread_info()["blas"] else 1
+    if any(g != "peak" for g in args.rows):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("charrnn bench compares against PyTorch, which is not installed: pip install 'charrnn[bench]'",
+                  file=sys.stderr)
+            return 2
+    reps = args.repeats or (5 if args.quick else 15)
+    print(f"threads: charrnn {n_threads}, PyTorch {n_threads if args.baseline_threads == 'matched' else 'its default'}; "
+          f"{versions()}", flush=True)
+    burner = None
+    if args.burn:
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        print(f"a busy process (pid {burner.pid}) shares the machine during this run", flush=True)
+    try:
+        rows = run_rows(args, reps, n_threads)
+    finally:
+        if burner is not None:
+            burner.kill()
+            burner.wait()
+    peak = max((r.ours for r in rows if r.name == "peak"), default=None)
+    print()
+    print(format_table(rows, peak))
+    if args.json:
+        doc = {
+            "command": "charrnn bench " + " ".join(sys.argv[2:] if argv is None else argv),
+            "threads": {"charrnn": n_threads, "baseline": args.baseline_threads},
+            "versions": versions(),
+            "burn": args.burn,
+            "peak_gflops": peak,
+            "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
+        }
+        args.json.write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
+    rows: list[Row] = []
+
+    def add(row: Row | None) -> None:
+        if row is not None:
+            rows.append(row)
+            extra = f", {row.ratio:.2f}x" if row.ratio else ""
+            print(f"  {row.name}: {row.ours:,.0f} {row.unit}{extra}  {row.check}", flush=True)
+
+    if "peak" in args.rows:
+        add(peak_row(max(3, reps // 2)))
+    with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
+        for setting, mult in settings(args.rows, args.cells, args.quick):
+            n = reps * mult if mult else max(3, reps // 3)
+            add(compare(setting, n, n_threads, args.baseline_threads, Path(tmp)))
+    if "peak" in args.rows and not args.quick:
+        add(peak_row(max(3, reps // 2)))  # again at the end: the machine's speed drifts during a run
+    return rows

@@ -1,0 +1,33 @@
+"""The benchmark's rows on tiny models: every side runs in its own process and agrees with ours
+before it is timed; bad options are refused."""
+
+import pytest
+
+pytest.importorskip("torch")
+
+from charrnn import bench  # noqa: E402
+from charrnn.bench import Setting, compare  # noqa: E402
+from charrnn.config import CELLS  # noqa: E402
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_train_rows_of_every_cell_agree_and_time(cell, tmp_path):
+    row = compare(Setting("train", cell, H=8, B=2, T=5), 2, 1, "matched", tmp_path)
+    assert row.ours > 0 and row.theirs > 0 and "losses agree" in row.check
+    assert set(row.samples) == {"ours", "onehot", "embedding"} and all(len(v) == 2 for v in row.samples.values())
+    assert f"nn.{cell.upper()}" in row.baseline
+
+
+@pytest.mark.parametrize("setting", [Setting("gen", "lstm", H=8, chars=5), Setting("eval", "gru", H=8, B=2, T=5),
+                                     Setting("train", "rnn", H=8, B=1, T=5, seed_style=True)])
+def test_generation_evaluation_and_seed_rows(setting, tmp_path):
+    row = compare(setting, 1, 1, "default", tmp_path)
+    assert row.ours > 0 and row.theirs > 0 and "agree" in row.check
+
+
+def test_peak_row_and_bad_options(capsys):
+    assert bench.main(["--rows", "peak", "--repeats", "1", "--threads", "1"]) == 0
+    assert "GFLOP/s" in capsys.readouterr().out
+    for bad in (["--rows", "nope"], ["--cells", "lstm,xyz"], ["--threads", "0"], ["--repeats", "0"],
+                ["--baseline-threads", "all"]):
+        assert bench.main(bad) == 2, bad
