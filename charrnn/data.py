@@ -24,6 +24,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
+from .config import ENCODINGS
 from .errors import CheckpointError, ConfigError, DataError
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "split_train_val",
 ]
 
-ENCODINGS = ("utf-8", "bytes")
 # One input and the target it predicts: the least text that yields a single training example.
 MIN_SPLIT_TOKENS = 2
 # Large enough that the per-call overhead of a chunk is negligible, small enough that the
