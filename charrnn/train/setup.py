@@ -23,7 +23,7 @@ from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, encode_file, 
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import CharRNN, count_parameters
 from ..optim import Optimizer, make_optimizer
-from ..serialization import atomic_write_bytes
+from ..serialization import atomic_write_bytes, replace_durably
 from .schedule import optimizer_options
 from .state import TrainState, restore_generator
 
@@ -341,7 +341,7 @@ def _explicit(cfg: TrainConfig) -> dict[str, Any]:
 def _install_tokens(staged: Path, tokens: Path) -> None:
     """Put a staged, fully written tokens.bin in place."""
     try:
-        os.replace(staged, tokens)
+        replace_durably(staged, tokens)
     except OSError as e:
         raise CheckpointError(f"cannot write {tokens}: {e.strerror or e}") from None
 
