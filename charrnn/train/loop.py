@@ -78,17 +78,15 @@ class Trainer:
         self.stream = stream or sys.stderr
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
         self._signal: int | None = None  # the first SIGINT / SIGTERM received, handled between steps
-        if resume:
-            self.setup = resume_run(cfg, Path(run_dir), self.say)
-        else:
-            self.setup = fresh_run(cfg, Path(run_dir), force, self.say)
+        self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say) if resume
+                             else fresh_run(cfg, Path(run_dir), force, self.say))
         # the loop's horizon; a caller may move it before `run()`
         self.total_steps: int = self.setup.cfg.steps
         self.time_budget: float = self.setup.cfg.time_budget
 
     def __getattr__(self, name: str) -> Any:
-        # The run's objects (cfg, model, vocab, batcher, state, hidden, ...) read as the trainer's
-        # own, as callers have always read them. Reads only: the loop goes through self.setup.
+        # The run's objects read as the trainer's own (trainer.model, trainer.state, ...), which is
+        # how callers reach them. Reads only: the loop itself goes through self.setup.
         setup = self.__dict__.get("setup")
         if setup is None or name.startswith("__"):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

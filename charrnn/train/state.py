@@ -84,8 +84,8 @@ class TrainState:
         return cls(**{f.name: d.get(f.name) for f in fields(cls)} | {"best_step": best_step})
 
     def __getitem__(self, key: str) -> Any:
-        # Read access by the saved names, as a checkpoint's raw state is read, for callers that
-        # knew the state as a dict.
+        # Read access by the saved names (state["step"]), the way a checkpoint's raw state is read,
+        # so the two can be used alike.
         if key not in _NAMES:
             raise KeyError(key)
         return getattr(self, key)
