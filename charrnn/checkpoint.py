@@ -17,7 +17,6 @@ A run directory holds:
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +43,6 @@ TOKENS = "tokens.bin"
 # The carried state's parts (core's STATE: h, and c for LSTM), in order.
 STATE_ARRAYS = ("state/hidden", "state/cell")
 _OPTIM_NAME = re.compile(r"optim/([a-z_]{1,32})/(.+)")
-# Scalars of the training state, with the JSON types they must have when read back.
-_STATE_FIELDS = {"step": int, "chars_seen": int, "elapsed": float, "lr_scale": float, "divergences": int}
 
 
 @dataclass
@@ -130,16 +127,12 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         raise CheckpointError(str(e)) from None
     except OverflowError:  # an integer beyond any float where a number belongs (the file may be hostile)
         raise CheckpointError(f"{src}: a configuration value is out of range") from None
+    # Imported here because the trainer imports this module. Every check of the training state
+    # is in this one validator, so whatever loads is a state the trainer can continue from.
+    from .train.state import TrainState
+
     state = meta.get("state")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{src}: no training state in the metadata")
-    for key, kind in _STATE_FIELDS.items():
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-            raise CheckpointError(f"{src}: training state {key!r} is missing or malformed")
-        # bounded like an int64 so that no later arithmetic can overflow a float
-        if value < 0 or value >= 2**63 or (isinstance(value, float) and not math.isfinite(value)):
-            raise CheckpointError(f"{src}: training state {key!r} = {value!r} is out of range")
+    train_state = TrainState.from_json(state, src)
     for name, (dtype_name, shape) in table.items():
         if name in expected:
             continue
@@ -147,10 +140,7 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         if m and m.group(2) in shapes:
             expected[name] = (shapes[m.group(2)], mconf["dtype"])
         elif name in STATE_ARRAYS[: 2 if mconf["cell"] == "lstm" else 1]:
-            batch = state.get("batch_size")
-            if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-                raise CheckpointError(f"{src}: training state 'batch_size' is missing or malformed")
-            expected[name] = ((mconf["num_layers"], batch, mconf["hidden_size"]), mconf["dtype"])
+            expected[name] = ((mconf["num_layers"], train_state.batch_size, mconf["hidden_size"]), mconf["dtype"])
         else:
             raise CheckpointError(f"{src}: unexpected array {name!r}")
     arrays, _ = read_arrays(path, expected)

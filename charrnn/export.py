@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import Checkpoint
+from .config import EXPORT_FORMATS as FORMATS
 from .errors import CheckpointError, ConfigError
 from .serialization import atomic_write_bytes, dump_json
-
-FORMATS = ("torch",)
 
 
 def export(c: Checkpoint, out: str | Path, fmt: str = "torch") -> Path:

@@ -6,6 +6,10 @@ under one key, as a JSON document that names its format and version.
 
 Files may come from anyone: `read_arrays` checks the header (format, version, names, dtypes,
 shapes, sizes) before any array is read, and every failure becomes a one-line CheckpointError.
+
+Every file the project puts in place is written here: whole with `atomic_write_bytes` /
+`atomic_copy`, or, when it is streamed to a temporary file of its own (the encoded text), put in
+place with `replace_durably`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,32 @@ def dump_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, allow_nan=False, separators=(",", ":"))
 
 
+def fsync_dir(directory: str | Path, *, best_effort: bool = True) -> None:
+    """Make the renames in `directory` durable. Not every platform can open a directory, so a
+    failure is ignored unless `best_effort` is False, when it is raised as the OSError."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        if best_effort:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not best_effort:
+            raise
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: str | Path, path: str | Path, *, best_effort: bool = True) -> None:
+    """Rename the finished (and fsynced) file `tmp` over `path` and fsync the folder, so that
+    after a crash `path` is either the old file or the new one. The OSError of a failed rename
+    is the caller's to report; `best_effort` is `fsync_dir`'s."""
+    os.replace(tmp, path)
+    fsync_dir(Path(path).parent, best_effort=best_effort)
+
+
 def _atomic_replace(path: str | Path, fill: Callable[[Path], None]) -> None:
     """Create `path` so that a crash at any moment leaves either the old file or the new one,
     never a torn mix: `fill` writes a temporary file beside it, which is fsynced and renamed over
@@ -53,12 +83,9 @@ def _atomic_replace(path: str | Path, fill: Callable[[Path], None]) -> None:
         fill(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # strict: a write whose rename may not survive a crash is reported as failed, so no
+        # checkpoint is taken for safe when it may not be
+        replace_durably(tmp, path, best_effort=False)
     except BaseException as e:  # Ctrl-C included: never leave the temporary file behind
         try:
             tmp.unlink(missing_ok=True)

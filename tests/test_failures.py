@@ -408,7 +408,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_one(tmp_path, sonnet_file,
 
 
 def test_disk_full_while_logging_metrics(tmp_path, sonnet_file, monkeypatch, capsys):
-    from charrnn import train as train_module
+    from charrnn.train import loop as train_module
 
     run = tmp_path / "run"
     fill_disk_after(monkeypatch, train_module, 0, METRICS)
@@ -437,7 +437,7 @@ def test_disk_full_while_encoding_the_text_leaves_nothing(tmp_path, sonnet_file,
 
 
 def test_ctrl_c_during_set_up_leaves_nothing(tmp_path, sonnet_file, monkeypatch, capsys):
-    from charrnn import train as train_module
+    from charrnn.train import setup as train_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

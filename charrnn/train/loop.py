@@ -1,0 +1,362 @@
+"""The training loop over a `Setup`: steps, reports, validation, checkpoints, signals, recovery.
+
+Faults: a NaN or infinite loss or gradient never reaches the parameters. The run restores its
+last good checkpoint, halves the learning rate, says so and goes on; after `max_divergences`
+recoveries it stops with that checkpoint intact. SIGINT / SIGTERM finish the current step, write
+a checkpoint and leave with status 130 / 143.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from .. import checkpoint as ckpt
+from ..config import TrainConfig
+from ..errors import CharRNNError, CheckpointError
+from ..evaluate import NATS_TO_BITS, evaluate_ids
+from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
+from ..sample import SampleConfig, generate
+from ..serialization import atomic_copy
+from .schedule import lr_at
+from .setup import Setup, fresh_run, resume_run
+
+# Periodic validation scores this many parallel streams (the `eval` command uses one).
+VAL_STREAMS = 16
+
+
+class Interrupted(CharRNNError):
+    """Training stopped by a signal after writing a checkpoint; carries the exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Diverged(CharRNNError):
+    """Too many NaN/inf recoveries: the run stopped with its last good checkpoint intact."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    train_loss: float | None  # smoothed
+    val_loss: float | None  # last validation nats/char
+    best_val_loss: float | None
+    stopped: str  # "steps", "time", "early" (validation stopped improving), "signal"
+    patience: int = 0  # validations without a new best that end a run early (0 = never)
+
+
+class Trainer:
+    """One training run in a run directory: set up fresh or from a checkpoint, then `run()`."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        force: bool = False,
+        quiet: bool = False,
+        json_log: bool = False,
+        progress: bool = True,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.quiet = quiet
+        self.json_log = json_log
+        self.progress = progress and not quiet and not json_log
+        self.stream = stream or sys.stderr
+        self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
+        self._signal: int | None = None  # the first SIGINT / SIGTERM received, handled between steps
+        self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say) if resume
+                             else fresh_run(cfg, Path(run_dir), force, self.say))
+        # the loop's horizon; a caller may move it before `run()`
+        self.total_steps: int = self.setup.cfg.steps
+        self.time_budget: float = self.setup.cfg.time_budget
+
+    def __getattr__(self, name: str) -> Any:
+        # The run's objects read as the trainer's own (trainer.model, trainer.state, ...), which is
+        # how callers reach them. Reads only: the loop itself goes through self.setup.
+        setup = self.__dict__.get("setup")
+        if setup is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(setup, name)
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        """A human-readable line on stderr (kept clear of the progress bar)."""
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    # -- validation and samples -----------------------------------------------------------------
+
+    def validate_loss(self) -> float | None:
+        s = self.setup
+        if s.val_ids is None:
+            return None
+        ids = s.val_ids
+        if s.cfg.eval_max_chars and len(ids) > s.cfg.eval_max_chars + 1:
+            ids = ids[: s.cfg.eval_max_chars + 1]
+        result = evaluate_ids(s.model, ids, streams=VAL_STREAMS)
+        return result.nats_per_char
+
+    def take_sample(self, first_token: int) -> str:
+        s = self.setup
+        sc = SampleConfig(length=s.cfg.sample_length, temperature=s.cfg.sample_temperature)
+        ids = generate(s.model, np.array([first_token]), sc, s.sample_rng)
+        return s.vocab.decode(ids)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if self._signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stands
+            self._signal = signum
+
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            for s in previous:
+                signal.signal(s, on_signal)
+        try:
+            # overflow and NaN are detected and handled (see _recover); numpy's warnings would
+            # only add noise to that one message
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return self._loop()
+        except OSError as e:  # the disk filled (or vanished) under metrics.jsonl or samples.txt
+            raise CheckpointError(
+                f"cannot write to {self.setup.run_dir}: {e.strerror or e}; the last checkpoint there is intact"
+            ) from None
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            if in_main:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
+    def _loop(self) -> TrainResult:
+        s = self.setup
+        cfg = s.cfg
+        total, budget = self.total_steps, self.time_budget
+        if total and s.state.step >= total:
+            self.say(f"charrnn: the run is already at step {s.state.step:,} of {total:,}; raise --steps to continue")
+            return self._result("steps")
+        self._metrics = open(s.run_dir / ckpt.METRICS, "a", encoding="utf-8")
+        self._bar = self._make_bar(total)
+        self._started = time.perf_counter()
+        self._elapsed0 = s.state.elapsed
+        # chars/s counts the time of training steps only, not validation, samples or checkpoints
+        self._report_losses, self._report_chars, self._report_busy = [], 0, 0.0
+        # the last step checkpointed and the last step reported; a recovery moves both back
+        self._saved_at = self._logged_at = s.state.step
+        lr = grad_norm = float("nan")
+        stopped = "steps"
+        try:
+            while True:
+                st = s.state  # read again every step: a recovery replaces it
+                run_time = time.perf_counter() - self._started
+                if total and st.step >= total:
+                    break
+                if budget and run_time >= budget:
+                    stopped = "time"
+                    break
+                if self._signal is not None:
+                    stopped = "signal"
+                    break
+                step_started = time.perf_counter()
+                x, y, reset = s.batcher.next_batch()
+                if reset:
+                    s.hidden = s.model.initial_state(s.batch_size)
+                loss, grads, h_last = s.model.loss_and_grads(x, y, s.hidden)
+                grad_norm = global_grad_norm(grads)
+                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+                    self._recover(what)  # nothing of this step reaches the parameters
+                    continue
+                if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
+                    for k in range(cfg.num_layers):
+                        grads[f"rnn.bias_hh_l{k}"].fill(0.0)
+                if cfg.clip_value:
+                    clip_grad_value_(grads, cfg.clip_value)
+                if cfg.clip_norm:
+                    clip_grad_norm_(grads, cfg.clip_norm)
+                time_frac = run_time / budget if budget else None
+                lr = lr_at(cfg, st.step, total, s.batcher.windows_per_epoch, time_frac) * st.lr_scale
+                s.optimizer.lr = lr
+                s.optimizer.step(grads)
+                if not all(np.isfinite(p).all() for p in s.model.params.values()):
+                    # a finite gradient times a huge rate can still overflow: roll the step back
+                    # before anything (a checkpoint above all) can see it
+                    self._recover("a parameter overflowed in the update")
+                    continue
+                s.hidden = h_last
+                st.step += 1
+                st.chars_seen += x.size
+                # like min-char-rnn, smoothing starts from the loss of a uniform guess
+                smoothed = st.smoothed_loss if st.smoothed_loss is not None else math.log(s.vocab.size)
+                st.smoothed_loss = cfg.smooth * smoothed + (1 - cfg.smooth) * loss
+                self._report_losses.append(loss)
+                self._report_chars += x.size
+                self._report_busy += time.perf_counter() - step_started
+                step = st.step
+                if cfg.sample_every and step % cfg.sample_every == 0:
+                    self._write_sample(step, int(x[0, 0]))
+                last = bool(total and step >= total)
+                if (cfg.eval_every and step % cfg.eval_every == 0) or last:
+                    st.val_loss = self.validate_loss()
+                    if not _finite_or_none(st.val_loss):
+                        # weights that overflow on unseen text are as broken as a NaN loss
+                        self._recover(f"validation loss {st.val_loss}", step)
+                        continue
+                    self._report(lr, grad_norm, evaluated=True)
+                    self._checkpoint()
+                    self._saved_at = self._logged_at = step
+                    if cfg.patience and cfg.eval_every and step - st.best_step >= cfg.patience * cfg.eval_every:
+                        stopped = "early"  # validation stopped improving; best.safetensors has the best
+                        break
+                elif step % cfg.log_every == 0:
+                    self._report(lr, grad_norm, evaluated=False)
+                    self._logged_at = step
+                if self._bar is not None:
+                    self._bar.update(1)
+            st = s.state
+            if st.step != self._saved_at:  # stopped by time or signal between checkpoints
+                st.val_loss = self.validate_loss()
+                if _finite_or_none(st.val_loss):
+                    self._report(lr, grad_norm, evaluated=True)
+                    self._checkpoint()
+                else:  # stop at the last good checkpoint instead
+                    self._recover(f"validation loss {st.val_loss}", st.step)
+            elif st.step != self._logged_at:
+                self._report(lr, grad_norm, evaluated=False)
+        finally:
+            self._metrics.close()
+        if stopped == "signal":
+            raise Interrupted(
+                f"stopped by {signal.Signals(self._signal).name} at step {s.state.step:,}; checkpoint written, "
+                f"continue with: charrnn train --resume {s.run_dir}",
+                128 + self._signal,
+            )
+        return self._result(stopped)
+
+    def _report(self, lr: float, grad_norm: float, evaluated: bool) -> None:
+        """Append one metrics line (and show it on the bar / as JSON)."""
+        now = time.perf_counter()
+        st = self.setup.state
+        st.elapsed = self._elapsed0 + (now - self._started)
+        val = st.val_loss if evaluated else None
+        losses = self._report_losses
+        record = {
+            "step": st.step,
+            "chars": st.chars_seen,
+            "epoch": round(self.setup.batcher.progress, 4),
+            "train_loss": float(np.mean(losses)) if losses else None,
+            "smoothed_loss": st.smoothed_loss,
+            "val_nats_per_char": val,
+            "val_bits_per_char": val * NATS_TO_BITS if val is not None else None,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "chars_per_s": round(self._report_chars / max(self._report_busy, 1e-9), 1),
+            "elapsed": round(st.elapsed, 3),
+        }
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+        if self.json_log:
+            print(json.dumps(record), flush=True)
+        self._report_losses, self._report_chars, self._report_busy = [], 0, 0.0
+        if self._bar is not None:
+            post = {"loss": f"{st.smoothed_loss:.3f}"}
+            if st.val_loss is not None:
+                post["val_bpc"] = f"{st.val_loss * NATS_TO_BITS:.3f}"
+            post["chars/s"] = f"{record['chars_per_s']:,.0f}"
+            if self.time_budget:
+                post["left"] = f"{max(0.0, self.time_budget - (now - self._started)):.0f}s"
+            self._bar.set_postfix(post, refresh=False)
+
+    def _recover(self, what: str, step: int | None = None) -> None:
+        """Roll back to the last good checkpoint with half the learning rate, or give up.
+        `step` is the step that failed (default: the one being taken), counted from 1.
+        Every fault the loop detects ends here."""
+        s = self.setup
+        st = s.state
+        st.divergences += 1
+        step = st.step + 1 if step is None else step
+        if st.divergences > s.cfg.max_divergences:
+            raise Diverged(
+                f"training diverged ({what} at step {step:,}) {st.divergences} times; stopped with the "
+                f"last good checkpoint in {s.run_dir / ckpt.LATEST} (try a lower --lr or --clip-norm)"
+            )
+        # the count and the lowered rate outlive the rollback: they are what ends a run that
+        # keeps diverging
+        divergences, lr_scale = st.divergences, st.lr_scale * 0.5
+        s.restore(ckpt.load_checkpoint(s.run_dir / ckpt.LATEST))
+        st = s.state
+        st.divergences, st.lr_scale = divergences, lr_scale
+        # saved at once, so that a resume from here keeps the lowered rate and the count
+        s.save(s.run_dir / ckpt.LATEST)
+        # the run is back at a step that is checkpointed, and nothing after it stands reported
+        self._saved_at = self._logged_at = st.step
+        self.say(
+            f"charrnn: {what} at step {step:,}: restored the last good checkpoint (step {st.step:,}) and halved "
+            f"the learning rate (x{st.lr_scale:g}); recovery {st.divergences} of {s.cfg.max_divergences}"
+        )
+
+    def _checkpoint(self) -> None:
+        """Write the latest checkpoint, and copy it to the best one when validation improved."""
+        s = self.setup
+        st = s.state
+        val = st.val_loss
+        improved = val is not None and (st.best_val_loss is None or val < st.best_val_loss)
+        if improved:
+            st.best_val_loss = val
+            st.best_step = st.step
+        s.save(s.run_dir / ckpt.LATEST)
+        if improved:
+            atomic_copy(s.run_dir / ckpt.LATEST, s.run_dir / ckpt.BEST)
+
+    def _write_sample(self, step: int, first_token: int) -> None:
+        text = self.take_sample(first_token)
+        with open(self.setup.run_dir / ckpt.SAMPLES, "a", encoding="utf-8") as f:
+            f.write(f"---- step {step} ----\n{text}\n")
+        self.say(f"---- sample at step {step:,} ----\n{text}\n----")
+
+    def _make_bar(self, total: int) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total or None, initial=self.setup.state.step, unit="step", file=self.stream,
+                    dynamic_ncols=True, smoothing=0.1)
+
+    def _result(self, stopped: str) -> TrainResult:
+        s = self.setup
+        st = s.state
+        return TrainResult(s.run_dir, st.step, st.smoothed_loss, st.val_loss, st.best_val_loss, stopped,
+                           s.cfg.patience)
+
+
+def _finite_or_none(x: float | None) -> bool:
+    return x is None or math.isfinite(x)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, **kwargs: Any) -> TrainResult:
+    """Train from scratch (or `resume=True`) in `run_dir`; see `Trainer` for the options."""
+    return Trainer(cfg, run_dir, **kwargs).run()

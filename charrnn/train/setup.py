@@ -1,0 +1,398 @@
+"""Setting a run up: fresh in a new run directory, or resumed from a checkpoint.
+
+Either way the result is a `Setup`, every object the training loop works on, positioned where the
+run stands. `Setup.save` and `Setup.restore` are the one place a run is written to and read back
+from a checkpoint: the loop saves through the first and rolls back after a divergence through the
+second, as a resume does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import checkpoint as ckpt
+from ..config import DATASETS, TrainConfig, auto_hidden_size, preset_settings, validate
+from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, encode_file, fit_batch_shape, load_encoded,
+                    split_train_val)
+from ..errors import CheckpointError, ConfigError, DataError
+from ..model import CharRNN, count_parameters
+from ..optim import Optimizer, make_optimizer
+from ..serialization import atomic_write_bytes, replace_durably
+from .schedule import optimizer_options
+from .state import TrainState, restore_generator
+
+# Settings a resumed run may change; every other one would change what the run computes.
+RESUMABLE = {"steps", "time_budget", "log_every", "eval_every", "eval_max_chars", "sample_every",
+             "sample_length", "sample_temperature", "threads", "max_divergences", "patience", "text"}
+# When neither --steps nor --time-budget is given: this many epochs but at least AUTO_MIN_STEPS
+# (a small text needs many passes), within this many seconds, validating about AUTO_EVALS times
+# and stopping early after AUTO_PATIENCE validations without a new best. best.safetensors keeps
+# the best model, so running past the best costs time, never quality.
+AUTO_EPOCHS = 10
+AUTO_MIN_STEPS = 2000
+AUTO_TIME_BUDGET = 900.0
+AUTO_EVALS = 20
+AUTO_PATIENCE = 5
+# Refuse a run whose training memory estimate exceeds this fraction of physical memory.
+MEMORY_FRACTION = 0.8
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class _Text:
+    """The run's text, cut into its training and validation parts."""
+
+    cfg: TrainConfig  # with the automatic plan filled in, which depends on the text's size
+    encoded: EncodedText  # the whole text, memory-mapped
+    batcher: Batcher  # B streams over the training part
+    val_ids: np.ndarray | None  # the validation part (None: the run does not validate)
+    n_train: int  # tokens in the training part
+    n_val: int  # tokens in the validation part
+
+
+@dataclass
+class Setup:
+    """A run ready to train: everything the loop reads and changes."""
+
+    run_dir: Path
+    cfg: TrainConfig  # what runs: every default and automatic choice filled in
+    encoded: EncodedText  # the whole text, memory-mapped from the run's tokens.bin
+    batcher: Batcher  # B streams over the training part; its position is part of the run
+    val_ids: np.ndarray | None  # the validation part (None: the run does not validate)
+    n_train: int  # tokens in the training part
+    n_val: int  # tokens in the validation part
+    model: CharRNN
+    optimizer: Optimizer  # holds the model's parameter arrays: they are updated in place, never replaced
+    sample_rng: np.random.Generator  # draws the training-time samples, and nothing else
+    hidden: np.ndarray  # (L, B, H), carried from one window into the next
+    state: TrainState
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.encoded.vocab
+
+    @property
+    def batch_size(self) -> int:
+        return self.batcher.batch_size
+
+    @property
+    def seq_len(self) -> int:
+        return self.batcher.seq_len
+
+    def save(self, path: Path) -> None:
+        """Write the whole run to the checkpoint `path`, atomically."""
+        self.state.data = self.batcher.state_dict()
+        self.state.sample_rng = self.sample_rng.bit_generator.state
+        ckpt.save_checkpoint(path, self.model, self.vocab, self.cfg, self.state.to_json(), self.optimizer,
+                             self.hidden)
+
+    def restore(self, c: ckpt.Checkpoint) -> None:
+        """Continue from checkpoint `c` of this run: parameters (copied into the arrays the
+        optimizer holds), optimizer slots, data position, generator, carried state and counters."""
+        for name, p in self.model.params.items():
+            if p is not c.model.params[name]:  # a resume's model is the checkpoint's own
+                p[...] = c.model.params[name]
+        self.optimizer.load_state_dict(c.optimizer_arrays, c.optimizer_meta)
+        self.batcher.load_state_dict(c.state.get("data"))
+        self.sample_rng = restore_generator(c.state.get("sample_rng"), c.path)
+        if c.hidden is None:
+            raise CheckpointError(f"{c.path}: the carried hidden state is missing")
+        self.hidden = c.hidden
+        self.state = TrainState.from_json(c.state, c.path)
+
+
+# ------------------------------------------------------------------------------------------------
+# a fresh run
+
+
+def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
+    """Set a new run up in `run_dir` (replacing one there only with `force`) and write its first
+    checkpoint and config.json."""
+    if cfg.preset:
+        cfg = TrainConfig(**(cfg.to_dict() | preset_settings(cfg.preset) | _explicit(cfg)))
+    validate(cfg)
+    d = run_dir
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"--out {d} exists and is not a directory")
+    replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
+    if replacing and not force:
+        raise ConfigError(f"{d} already holds a run: use --resume {d} to continue it, or --force to replace it")
+    if replacing:
+        _remove_temporaries(d)  # garbage of a killed process, never part of a run
+    text_path = _text_path(cfg)
+    # Nothing is left half-made: the text is encoded under a temporary name and everything is
+    # checked before an old run (--force) is removed; on any failure, even Ctrl-C, what this
+    # call created is removed again.
+    created = _missing_dirs(d)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
+    staged = d / f".{ckpt.TOKENS}.new"
+    written: list[Path] = []
+    try:
+        encoded = encode_file(text_path, staged, encoding=cfg.encoding)
+        text = _prepare_data(_resolve(cfg, encoded, say), encoded, say)
+        cfg = text.cfg
+        model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init)
+        optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
+        B, T = text.batcher.batch_size, text.batcher.seq_len
+        s = Setup(d, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
+                  sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B),
+                  state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded)))
+        if replacing:
+            for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
+                (d / n).unlink(missing_ok=True)
+        written = [d / ckpt.TOKENS, d / ckpt.LATEST, d / ckpt.CONFIG]
+        _install_tokens(staged, d / ckpt.TOKENS)
+        encoded.path = d / ckpt.TOKENS
+        # the checkpoint first: a run directory with a config.json always has one to resume
+        s.save(d / ckpt.LATEST)  # the first "last good state", for divergence recovery
+        _write_json(d / ckpt.CONFIG, cfg.to_dict() | {"batch_size": B, "seq_len": T})
+    except BaseException:
+        for p in (staged, *written):
+            p.unlink(missing_ok=True)
+        for p in reversed(created):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+        raise
+    say(
+        f"charrnn: {model} on {len(encoded):,} characters ({encoded.vocab.size} symbols); "
+        f"{s.n_train:,} for training, {s.n_val:,} for validation; run directory {d}"
+    )
+    return s
+
+
+def _text_path(cfg: TrainConfig) -> Path:
+    if cfg.dataset is not None:
+        if cfg.dataset not in DATASETS:
+            raise ConfigError(f"unknown --dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
+        from ..datasets import shakespeare_path
+
+        return shakespeare_path()
+    return Path(cfg.text)
+
+
+def _resolve(cfg: TrainConfig, encoded: EncodedText, say: Say) -> TrainConfig:
+    """Fill in the automatic choices and refuse what cannot fit in memory."""
+    n = len(encoded)
+    if encoded.vocab.size < 2:
+        raise DataError(
+            f"{cfg.text or cfg.dataset} holds only one distinct symbol ({encoded.vocab.symbols[0]!r}, "
+            f"{n:,} time(s)): there is nothing to predict; training needs at least 2 distinct symbols"
+        )
+    if cfg.val_frac and int(n * cfg.val_frac) < MIN_SPLIT_TOKENS:
+        # A text this short is better learned whole than refused; the saved config says so.
+        say(f"charrnn: the text has only {n:,} tokens, too few to hold out --val-frac {cfg.val_frac:g} "
+            "for validation: training on all of it, without validation")
+        cfg = cfg.replace(val_frac=0.0)
+    if cfg.hidden_size == 0:
+        cfg = cfg.replace(hidden_size=auto_hidden_size(n))
+    V, H, L = encoded.vocab.size, cfg.hidden_size, cfg.num_layers
+    itemsize = np.dtype(cfg.dtype).itemsize
+    need = estimate_memory(V, H, L, cfg.batch_size, cfg.seq_len, itemsize)
+    have = physical_memory()
+    if have and need > MEMORY_FRACTION * have:
+        raise ConfigError(
+            f"this model and batch need about {need / 2**30:.1f} GiB to train, more than this machine's "
+            f"{have / 2**30:.1f} GiB allows: lower --hidden-size, --num-layers, --batch-size or --seq-len"
+        )
+    return cfg
+
+
+def estimate_memory(V: int, H: int, L: int, B: int, T: int, itemsize: int) -> int:
+    """Bytes a training step needs: parameters, gradients and two optimizer slots, the
+    per-layer hidden states and BPTT buffers, and the (B*T, V) logits."""
+    params = count_parameters(V, H, L)
+    return itemsize * (4 * params + 3 * L * B * T * H + 2 * B * T * V + 4 * L * B * H)
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _prepare_data(cfg: TrainConfig, encoded: EncodedText, say: Say) -> _Text:
+    """Split the text, fit the batch to it and make the automatic plan (fresh and resumed runs alike)."""
+    train_range, val_range = split_train_val(len(encoded), cfg.val_frac)
+    n_train = len(train_range)
+    n_val = len(val_range) if val_range is not None else 0
+    ids = encoded.ids
+    B, T, message = fit_batch_shape(n_train, cfg.batch_size, cfg.seq_len)
+    if message:
+        say(f"charrnn: {message}")
+    batcher = Batcher(ids[:n_train], B, T)
+    val_ids = ids[val_range.start : val_range.stop] if val_range is not None else None
+    cfg = _auto_plan(cfg, batcher.windows_per_epoch, validates=val_ids is not None)
+    return _Text(cfg, encoded, batcher, val_ids, n_train, n_val)
+
+
+def _auto_plan(cfg: TrainConfig, windows_per_epoch: int, validates: bool) -> TrainConfig:
+    """With neither --steps nor --time-budget, choose them (and the validation cadence and
+    early stopping, unless given) from the text's size; the saved config records the choice."""
+    if cfg.steps or cfg.time_budget:
+        return cfg
+    steps = max(AUTO_EPOCHS * windows_per_epoch, AUTO_MIN_STEPS)
+    plan: dict[str, Any] = {"steps": steps, "time_budget": AUTO_TIME_BUDGET}
+    explicit = _explicit(cfg)
+    if "eval_every" not in explicit and validates:
+        plan["eval_every"] = min(cfg.eval_every, max(50, steps // AUTO_EVALS))
+    if "patience" not in explicit and validates:
+        plan["patience"] = AUTO_PATIENCE
+    return cfg.replace(**plan)
+
+
+# ------------------------------------------------------------------------------------------------
+# a resumed run
+
+
+def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
+    """Set up the run saved in `run_dir` (a run directory or a checkpoint file) where it stopped.
+    Of `overrides`, only the settings in RESUMABLE may differ from the saved configuration."""
+    if run_dir.is_dir() and not (run_dir / ckpt.LATEST).exists():
+        raise CheckpointError(f"{run_dir}: no checkpoint in this directory to resume (no {ckpt.LATEST})")
+    c = ckpt.load_checkpoint(run_dir / ckpt.LATEST if run_dir.is_dir() else run_dir)
+    if c.config is None or c.optimizer_meta is None:
+        raise CheckpointError(f"{c.path}: a bare model file, not a training checkpoint: cannot resume from it")
+    cfg = c.config
+    asked = _explicit(overrides)
+    changes = {k: v for k, v in asked.items() if k in RESUMABLE}
+    fixed = {k for k in asked if k not in RESUMABLE and getattr(cfg, k) != getattr(overrides, k)}
+    if fixed:
+        raise ConfigError(f"cannot change {', '.join(sorted('--' + k.replace('_', '-') for k in fixed))} when resuming")
+    cfg = cfg.replace(**changes)
+    validate(cfg)
+    run_dir = c.path.parent
+    tokens = run_dir / ckpt.TOKENS
+    saved = TrainState.from_json(c.state, c.path)
+    _remove_temporaries(run_dir)  # left by a process killed in the middle of a write
+    if "text" in changes or not tokens.is_file():
+        encoded = _reencode(_text_path(cfg), tokens, c.vocab, saved.n_tokens)
+    else:
+        encoded = load_encoded(tokens, c.vocab, check=False)
+    if len(encoded) != saved.n_tokens:
+        raise DataError(
+            f"the text now has {len(encoded):,} characters, the run was trained on {saved.n_tokens:,}: "
+            "resuming on different text would not continue the same run"
+        )
+    text = _prepare_data(cfg, encoded, say)
+    B, T = text.batcher.batch_size, text.batcher.seq_len
+    if (B, T) != (saved.batch_size, saved.seq_len):
+        raise CheckpointError(f"{c.path}: the saved batch shape does not match this run")
+    cfg, model = text.cfg, c.model
+    optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
+    # set up as a fresh run would be on the saved model, then moved to where the checkpoint stands
+    s = Setup(run_dir, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
+              sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B), state=saved)
+    s.restore(c)
+    _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
+    if c.path.name != ckpt.LATEST:  # resumed from best (or another file): make it the last good state
+        s.save(run_dir / ckpt.LATEST)
+    say(f"charrnn: resuming {run_dir} at step {s.state.step:,}")
+    return s
+
+
+def _reencode(text: Path, tokens: Path, vocab: Vocab | None, n_tokens: int) -> EncodedText:
+    """Encode the run's text again (it moved, or tokens.bin was deleted) without touching the
+    run's tokens.bin until the new ids are known to be the very same text."""
+    staged = tokens.with_name(f".{tokens.name}.new")
+    try:
+        encoded = encode_file(text, staged, vocab=vocab)
+        if tokens.is_file():
+            if not _same_ids(encoded.ids, load_encoded(tokens, vocab, check=False).ids):
+                raise DataError(
+                    f"{text} is not the text this run was trained on: resuming on different text "
+                    "would not continue the same run"
+                )
+        elif len(encoded) != n_tokens:
+            raise DataError(
+                f"{text} has {len(encoded):,} characters, the run was trained on {n_tokens:,}: "
+                "resuming on different text would not continue the same run"
+            )
+        _install_tokens(staged, tokens)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    encoded.path = tokens
+    return encoded
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _explicit(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings of `cfg` that differ from the defaults: what the user actually asked for."""
+    default = TrainConfig()
+    return {k: v for k, v in cfg.to_dict().items() if v != getattr(default, k)}
+
+
+def _install_tokens(staged: Path, tokens: Path) -> None:
+    """Put a staged, fully written tokens.bin in place."""
+    try:
+        replace_durably(staged, tokens)
+    except OSError as e:
+        raise CheckpointError(f"cannot write {tokens}: {e.strerror or e}") from None
+
+
+def _missing_dirs(d: Path) -> list[Path]:
+    """The directories `d.mkdir(parents=True)` would create, outermost first."""
+    missing = []
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    return missing[::-1]
+
+
+def _remove_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed process never renamed."""
+    names = (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.TOKENS)
+    try:
+        for p in run_dir.iterdir():
+            bare = p.name.lstrip(".")
+            if p.name.startswith(".") and any(bare.startswith(n + ".") for n in names) and p.is_file():
+                p.unlink(missing_ok=True)
+    except OSError:
+        pass  # best effort: a leftover wastes space, it cannot be mistaken for a checkpoint
+
+
+def _same_ids(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal token arrays, compared in chunks so two memory maps are never read whole."""
+    step = 1 << 22
+    return len(a) == len(b) and all(np.array_equal(a[i : i + step], b[i : i + step]) for i in range(0, len(a), step))
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop the metrics records past the checkpoint's step (a killed run logged steps it will now
+    train again) and a torn last line, so the resumed log reads as if the run never stopped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    keep = []
+    for line in data.splitlines(keepends=True):
+        try:
+            record = json.loads(line) if line.endswith(b"\n") else None
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and not (type(record.get("step")) is int and record["step"] > step):
+            keep.append(line)
+    if len(keep) != len(data.splitlines()):
+        atomic_write_bytes(path, b"".join(keep))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
