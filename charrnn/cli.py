@@ -135,7 +135,9 @@ def _train(p: argparse.ArgumentParser):
         "encoding": "utf-8 (tokens are characters) or bytes (raw bytes, for any file)",
         "val_frac": "fraction held out for validation: the last part of the text",
         "hidden_size": "hidden units per layer (default: from the text's size: 128, 256 or 512)",
-        "num_layers": "stacked tanh layers",
+        "cell": "recurrent cell: rnn (tanh), lstm or gru",
+        "num_layers": "stacked recurrent layers",
+        "dropout": "dropout probability between layers and before the output layer, in training only",
         "init": "weight initialisation",
         "dtype": "float32, or float64 for exactness at about half the speed",
         "seq_len": "BPTT window T; the hidden state is carried across windows",
@@ -164,10 +166,13 @@ def _train(p: argparse.ArgumentParser):
         "threads": "BLAS threads (0 = charrnn's default)",
         "max_divergences": "NaN/inf recoveries (restore, halve lr) before giving up",
         "patience": "stop after this many validations without a new best (0 = never; default runs use 5)",
+        "init_from": "fine-tune: start from the weights, cell and vocabulary of this run (its best checkpoint) "
+                     "or checkpoint file; the optimizer starts fresh",
+        "extend_vocab": "with --init-from: add the new text's unseen characters to the vocabulary",
         "single_bias": "train one hidden bias per layer (the seeds' b); rnn.bias_hh keeps its initial value",
     }
     skip = {"text", "preset"}
-    choices = {"dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
+    choices = {"cell": CELLS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
                "encoding": ENCODINGS}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:

@@ -36,8 +36,10 @@ class TrainConfig:
     encoding: str = "utf-8"  # "utf-8": tokens are code points; "bytes": raw bytes (binary/unknown data)
     val_frac: float = 0.1  # the last contiguous tenth is held out for validation, as nanoGPT does
     # ---- model
+    cell: str = "rnn"  # the recurrent cell: rnn (the seeds' tanh), lstm or gru (PyTorch's equations)
     hidden_size: int = 0  # H; 0 = chosen from the text's size by `auto_hidden_size`
-    num_layers: int = 1  # stacked tanh layers
+    num_layers: int = 1  # stacked recurrent layers
+    dropout: float = 0.0  # dropout between stacked layers and before the head, in training only
     init: str = "orthogonal"  # "orthogonal" W_hh trains deeper windows stably; "pytorch"; "normal" (seeds)
     dtype: str = "float32"  # "float64" for exactness experiments, at about half the speed
     # ---- optimisation
@@ -70,6 +72,9 @@ class TrainConfig:
     threads: int = 0  # BLAS threads (0 = charrnn's default)
     max_divergences: int = 5  # NaN/inf recoveries (restore + halve lr) before giving up
     preset: str | None = None  # "min-char-rnn": seed 002's program
+    # ---- fine-tuning
+    init_from: str | None = None  # start from this run's (best) or checkpoint's weights, cell and vocabulary
+    extend_vocab: bool = False  # with init_from: add the new text's unseen characters to the vocabulary
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -95,7 +100,7 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str = "
             raise ConfigError(f"{source}: unknown setting {key!r}")
         default = getattr(TrainConfig(), key)
         if value is None:
-            if default is not None and key not in ("text", "dataset", "preset"):
+            if default is not None and key not in ("text", "dataset", "preset", "init_from"):
                 raise ConfigError(f"{source}: {key} cannot be empty")
         elif isinstance(default, bool) or isinstance(value, bool):
             if not (isinstance(default, bool) and isinstance(value, bool)):
@@ -167,6 +172,8 @@ def validate(cfg: TrainConfig) -> None:
     need(0.0 <= cfg.val_frac <= 0.5, f"--val-frac must be in [0, 0.5], got {cfg.val_frac}")
     need(cfg.hidden_size >= 0, f"--hidden-size must be positive, got {cfg.hidden_size}")
     need(cfg.num_layers >= 1, f"--num-layers must be >= 1, got {cfg.num_layers}")
+    need(cfg.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {cfg.cell!r}")
+    need(0.0 <= cfg.dropout < 1.0, f"--dropout must be in [0, 1), got {cfg.dropout}")
     need(cfg.seq_len >= 1, f"--seq-len must be >= 1, got {cfg.seq_len}")
     need(cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}")
     need(cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
@@ -195,3 +202,5 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.dtype in DTYPES, f"--dtype must be {' or '.join(DTYPES)}, got {cfg.dtype!r}")
     need(cfg.preset is None or cfg.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}")
     need((cfg.text is None) != (cfg.dataset is None), "give either a text file or --dataset, not both")
+    need(not cfg.extend_vocab or cfg.init_from is not None, "--extend-vocab needs --init-from")
+    need(not (cfg.init_from and cfg.preset), "--preset builds a new model; it cannot be combined with --init-from")

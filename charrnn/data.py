@@ -82,16 +82,21 @@ def _describe_symbol(value: int, encoding: str) -> str:
     return f"{chr(value)!r} (U+{value:04X})"
 
 
+def name_symbols(values: Sequence[int], encoding: str) -> str:
+    """The first few symbols (code points or byte values) by name, and how many more there are."""
+    named = ", ".join(_describe_symbol(int(v), encoding) for v in list(values)[:_MAX_NAMED])
+    extra = len(values) - _MAX_NAMED
+    return named + (f", and {extra} more" if extra > 0 else "")
+
+
 def _unknown_message(counts: dict[int, int], encoding: str, where: str = "") -> str:
     """One line naming the first few unknown symbols (in order of first appearance) and counting all."""
     kind = "bytes" if encoding == "bytes" else "characters"
-    named = ", ".join(_describe_symbol(v, encoding) for v in list(counts)[:_MAX_NAMED])
-    extra = len(counts) - _MAX_NAMED
-    more = f", and {extra} more" if extra > 0 else ""
+    named = name_symbols(list(counts), encoding)
     total = sum(counts.values())
     prefix = f"{where}: " if where else ""
     return (
-        f"{prefix}{kind} not in the model's vocabulary: {named}{more} "
+        f"{prefix}{kind} not in the model's vocabulary: {named} "
         f"({len(counts)} distinct, {total} occurrence{'s' if total != 1 else ''})"
     )
 
@@ -306,6 +311,25 @@ class Vocab:
             return values.astype(np.uint8).tobytes()
         return values.astype("<u4").tobytes().decode("utf-32-le").encode("utf-8")
 
+    def union(self, other: "Vocab") -> "Vocab":
+        """The vocabulary of both symbol sets (same encoding), sorted as every vocabulary is."""
+        if other.encoding != self._encoding:
+            raise ConfigError(f"cannot join a {other.encoding} vocabulary to a {self._encoding} one")
+        values = np.union1d(self._values, other._values)
+        return Vocab([int(v) for v in values] if self._encoding == "bytes" else [chr(v) for v in values],
+                     self._encoding)
+
+    def missing_from(self, other: "Vocab") -> np.ndarray:
+        """The symbols (code points or byte values) of this vocabulary that `other` lacks."""
+        return np.setdiff1d(self._values, other._values)
+
+    def positions_in(self, other: "Vocab") -> np.ndarray:
+        """For each of this vocabulary's symbols, its id in `other` (which must hold them all)."""
+        at = np.searchsorted(other._values, self._values)
+        if at.size and (at.max() >= other.size or not np.array_equal(other._values[at], self._values)):
+            raise ValueError("the other vocabulary does not hold every symbol of this one")
+        return at
+
     # -- serialisation ---------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
@@ -429,6 +453,11 @@ def _decoded_values(path: Path, encoding: str, chunk_bytes: int) -> Iterator[np.
 def _check_chunk_bytes(chunk_bytes: int) -> None:
     if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
         raise ConfigError(f"chunk_bytes must be a positive integer, got {chunk_bytes!r}")
+
+
+def collect_vocab(path: str | os.PathLike[str], encoding: str = "utf-8") -> Vocab:
+    """The distinct symbols of a text file (one streaming pass), as a vocabulary."""
+    return _collect_vocab(Path(path), _canonical_encoding(encoding), DEFAULT_CHUNK_BYTES)
 
 
 def _collect_vocab(path: Path, encoding: str, chunk_bytes: int) -> Vocab:

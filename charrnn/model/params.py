@@ -77,6 +77,27 @@ def parameter_shapes(
     return shapes
 
 
+def vocab_axes() -> dict[str, int]:
+    """The parameters with one slice per vocabulary symbol, and the axis of those slices: the
+    first layer's input columns and the head's output rows."""
+    return {layer_names(0)[0]: 1, HEAD_PREFIX + "weight": 0, HEAD_PREFIX + "bias": 0}
+
+
+def transplant(params: dict[str, np.ndarray], into: dict[str, np.ndarray], positions: np.ndarray) -> None:
+    """Copy a model's parameters into a model with a larger vocabulary, in place in `into`:
+    symbol v of the old vocabulary becomes symbol positions[v]; the new symbols' slices keep the
+    values `into` was initialised with (as new parameters would be)."""
+    axes = vocab_axes()
+    for name, target in into.items():
+        source = params[name]
+        if name in axes:
+            index = [slice(None)] * target.ndim
+            index[axes[name]] = positions
+            target[tuple(index)] = source
+        else:
+            target[...] = source
+
+
 def count_parameters(vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn") -> int:
     """The sum of the sizes in `parameter_shapes`, in closed form: the sizes come from flags and
     files and are checked with this before anything (even the shape table) is built."""

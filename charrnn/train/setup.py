@@ -18,10 +18,11 @@ import numpy as np
 
 from .. import checkpoint as ckpt
 from ..config import DATASETS, TrainConfig, auto_hidden_size, preset_settings, validate
-from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, encode_file, fit_batch_shape, load_encoded,
-                    split_train_val)
+from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file, fit_batch_shape,
+                    load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import CharRNN, count_parameters
+from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
 from ..serialization import atomic_write_bytes, replace_durably
 from .schedule import optimizer_options
@@ -90,6 +91,7 @@ class Setup:
         """Write the whole run to the checkpoint `path`, atomically."""
         self.state.data = self.batcher.state_dict()
         self.state.sample_rng = self.sample_rng.bit_generator.state
+        self.state.dropout_rng = self.model.dropout_rng.bit_generator.state
         ckpt.save_checkpoint(path, self.model, self.vocab, self.cfg, self.state.to_json(), self.optimizer,
                              self.hidden)
 
@@ -102,6 +104,8 @@ class Setup:
         self.optimizer.load_state_dict(c.optimizer_arrays, c.optimizer_meta)
         self.batcher.load_state_dict(c.state.get("data"))
         self.sample_rng = restore_generator(c.state.get("sample_rng"), c.path)
+        if c.state.get("dropout_rng") is not None:  # absent from checkpoints made before dropout
+            self.model.dropout_rng = restore_generator(c.state["dropout_rng"], c.path)
         if c.hidden is None:
             raise CheckpointError(f"{c.path}: the carried hidden state is missing")
         self.hidden = c.hidden
@@ -127,6 +131,10 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
     if replacing:
         _remove_temporaries(d)  # garbage of a killed process, never part of a run
     text_path = _text_path(cfg)
+    source = None
+    if cfg.init_from is not None:
+        source = _fine_tuning_source(cfg.init_from)
+        cfg = _adopt_model(cfg, source)
     # Nothing is left half-made: the text is encoded under a temporary name and everything is
     # checked before an old run (--force) is removed; on any failure, even Ctrl-C, what this
     # call created is removed again.
@@ -138,10 +146,16 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
     staged = d / f".{ckpt.TOKENS}.new"
     written: list[Path] = []
     try:
-        encoded = encode_file(text_path, staged, encoding=cfg.encoding)
+        if source is None:
+            encoded = encode_file(text_path, staged, encoding=cfg.encoding)
+        else:
+            encoded = _encode_for_fine_tuning(text_path, staged, source.vocab, cfg.extend_vocab)
         text = _prepare_data(_resolve(cfg, encoded, say), encoded, say)
         cfg = text.cfg
-        model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init)
+        model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init,
+                        cell=cfg.cell, dropout=cfg.dropout)
+        if source is not None:  # its weights, with the new symbols' slices as initialised just now
+            transplant(source.model.params, model.params, source.vocab.positions_in(encoded.vocab))
         optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
         B, T = text.batcher.batch_size, text.batcher.seq_len
         s = Setup(d, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
@@ -165,11 +179,48 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
             except OSError:
                 pass
         raise
+    if source is not None:
+        added = encoded.vocab.size - source.vocab.size
+        say(f"charrnn: fine-tuning the weights of {source.path}" + (f", {added} new symbol(s) added" if added else ""))
     say(
         f"charrnn: {model} on {len(encoded):,} characters ({encoded.vocab.size} symbols); "
         f"{s.n_train:,} for training, {s.n_val:,} for validation; run directory {d}"
     )
     return s
+
+
+def _fine_tuning_source(init_from: str) -> ckpt.Checkpoint:
+    """The checkpoint `--init-from` names (a run directory's best, or a file), with its vocabulary."""
+    source = ckpt.load_checkpoint(init_from)
+    if source.vocab is None:
+        raise CheckpointError(f"{source.path}: a model saved without its vocabulary cannot be fine-tuned")
+    return source
+
+
+def _adopt_model(cfg: TrainConfig, source: ckpt.Checkpoint) -> TrainConfig:
+    """The configuration of a fine-tuning run: the source's cell, sizes and encoding (asking for
+    others is an error), and its dtype and dropout unless given."""
+    model, asked = source.model, _explicit(cfg)
+    kept = {"cell": model.cell, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
+            "encoding": source.vocab.encoding}
+    clash = sorted(f"--{k.replace('_', '-')} {asked[k]}" for k in kept if k in asked and asked[k] != kept[k])
+    if clash:
+        mine = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kept.items())
+        raise ConfigError(f"--init-from keeps the model of {source.path} ({mine}): drop {', '.join(clash)}")
+    defaults = {"dtype": model.dtype.name, "dropout": model.dropout}
+    return cfg.replace(**kept, **{k: v for k, v in defaults.items() if k not in asked})
+
+
+def _encode_for_fine_tuning(text: Path, staged: Path, vocab: Vocab, extend: bool) -> EncodedText:
+    """Encode a fine-tuning text with the source model's vocabulary, or with `extend` with that
+    vocabulary joined by the text's own new symbols (refused by name without it)."""
+    seen = collect_vocab(text, vocab.encoding)
+    new = seen.missing_from(vocab)
+    if new.size and not extend:
+        kind = "bytes" if vocab.encoding == "bytes" else "characters"
+        raise DataError(f"{text}: {new.size} {kind} not in the model's vocabulary: "
+                        f"{name_symbols(new, vocab.encoding)}; --extend-vocab adds them to the model")
+    return encode_file(text, staged, vocab=vocab.union(seen) if new.size else vocab)
 
 
 def _text_path(cfg: TrainConfig) -> Path:
@@ -199,7 +250,7 @@ def _resolve(cfg: TrainConfig, encoded: EncodedText, say: Say) -> TrainConfig:
         cfg = cfg.replace(hidden_size=auto_hidden_size(n))
     V, H, L = encoded.vocab.size, cfg.hidden_size, cfg.num_layers
     itemsize = np.dtype(cfg.dtype).itemsize
-    need = estimate_memory(V, H, L, cfg.batch_size, cfg.seq_len, itemsize)
+    need = estimate_memory(V, H, L, cfg.batch_size, cfg.seq_len, itemsize, cfg.cell)
     have = physical_memory()
     if have and need > MEMORY_FRACTION * have:
         raise ConfigError(
@@ -209,11 +260,13 @@ def _resolve(cfg: TrainConfig, encoded: EncodedText, say: Say) -> TrainConfig:
     return cfg
 
 
-def estimate_memory(V: int, H: int, L: int, B: int, T: int, itemsize: int) -> int:
+def estimate_memory(V: int, H: int, L: int, B: int, T: int, itemsize: int, cell: str = "rnn") -> int:
     """Bytes a training step needs: parameters, gradients and two optimizer slots, the
-    per-layer hidden states and BPTT buffers, and the (B*T, V) logits."""
-    params = count_parameters(V, H, L)
-    return itemsize * (4 * params + 3 * L * B * T * H + 2 * B * T * V + 4 * L * B * H)
+    per-layer states, gate activations and BPTT buffers (G gate blocks each), and the (B*T, V)
+    logits."""
+    params = count_parameters(V, H, L, cell)
+    G = gates(cell)
+    return itemsize * (4 * params + 3 * G * L * B * T * H + 2 * B * T * V + 4 * L * B * H)
 
 
 def physical_memory() -> int | None:

@@ -44,6 +44,7 @@ class TrainState:
     # Taken from the live objects at each save (see Setup.save): between saves these are stale.
     data: dict[str, Any] | None = None  # the batcher's position, Batcher.state_dict()
     sample_rng: dict[str, Any] | None = None  # the PCG64 state of the training-time sampler
+    dropout_rng: dict[str, Any] | None = None  # the PCG64 state of the model's dropout masks
     # The run's shape, fixed at set-up; a resume that would change them is refused.
     batch_size: int = 0  # B after fitting the batch to the text
     seq_len: int = 0  # T after fitting the batch to the text
