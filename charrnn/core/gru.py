@@ -1,0 +1,286 @@
+"""The GRU cell: PyTorch's `nn.GRU` equations and parameter layouts, over one window.
+
+For every step t, with the three gate blocks of the weights' rows in the order r|z|n:
+
+    r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)         reset gate
+    z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)         update gate
+    n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))    candidate state
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+Unlike the other gates, the candidate's recurrent part W_hn h_{t-1} + b_hn is multiplied by r_t
+before it is added, so b_hn cannot be merged into b_in, and W_hn and b_hn receive r-weighted
+gradients.
+
+PyTorch's names for one layer: w_ih = weight_ih_l0 (3H, I), w_hh = weight_hh_l0 (3H, H),
+b_ih = bias_ih_l0, b_hh = bias_hh_l0 (3H,); rows [0:H] belong to r, [H:2H] to z, [2H:3H] to n
+(W_ir, W_iz, W_in are the row blocks of w_ih; W_hr, W_hz, W_hn those of w_hh). The state is (h,).
+
+Backward, with dh_t the whole gradient reaching h_t (from above and from step t+1) and
+hn_t = W_hn h_{t-1} + b_hn:
+
+    dn = dh_t * (1 - z_t) * (1 - n_t^2)             (gradients of the pre-activations)
+    dz = dh_t * (h_{t-1} - n_t) * z_t * (1 - z_t)
+    dr = dn * hn_t * r_t * (1 - r_t)
+    input side:   dxw_t = [dr, dz, dn]              -> dW_ih, db_ih, dx
+    hidden side:  drec_t = [dr, dz, r_t * dn]       -> dW_hh, db_hh
+    carried to step t-1:  dh = drec_t W_hh + dh_t * z_t
+
+Layout. Only the recurrence is sequential. The input projection W_ih x_t + b_ih (with b_hr, b_hz
+folded in; b_hn cannot be) of every step is one call of `linear.input_forward` before the loop;
+after the loop dW_hh is one product over the whole window, sum_t drec_t^T h_{t-1}, and the input
+side one call of `linear.input_backward`. Each step does the (B, H) x (H, 3H) product (as three
+gate blocks), the gate arithmetic on preallocated (B, H) blocks, and in backward one
+(B, 3H) x (3H, H) product.
+
+The layout is the one of `core.lstm`, for the reasons measured there: time-major row form for the
+interface and everything read across steps (h_t written straight into the buffer whose tail is
+hs, the hidden-side gradients drec written into a (T, B, 3H) array read as it is by the next
+step's product, the dW_hh product and, once its n block is replaced by dn, by
+`linear.input_backward`), and gate-major (3, B, H) blocks within a step, from one batched
+product with the transposed gate blocks of W_hh, stored in the memory of the step's slice of
+the input projection. For the GRU the batched product and the single one take about the same
+time (1.06 against 1.11 ms at H=512); the contiguous gate blocks are what count.
+
+Measured, forward + backward of one window (B=64, T=100, input ids with V=65, float32, one
+thread; median of two runs of 15 windows), against `nn.GRU` forward + backward with the same
+parameters and one-hot float input, timed in its own process with torch.set_num_threads(1):
+
+    H=512   this module 398 ms   nn.GRU 493 ms    1.24x
+    H=128   this module 47.5 ms  nn.GRU 54.5 ms   1.15x
+    H=512, dense input I=512 with dx: 667 ms against 747 ms, 1.12x
+
+With the freed memory kept between windows (MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_
+set high, see `core.lstm`): 382 against 457 ms at H=512 (1.20x), 38.3 against 53.1 ms at H=128
+(1.39x).
+
+`hs` is a view of the state buffer that the cache keeps (backward reads h_{t-1} from it): do not
+write into it before backward. `backward` modifies neither the cache nor `dhs`, so it may be run
+more than once on one forward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .linear import input_backward, input_backward_reference, input_forward, is_ids, sigmoid
+
+GATES = 3
+STATE = ("h",)
+
+
+class _Cache:
+    """What `backward` reads: the forward's input, gate activations, states and W_hn h + b_hn."""
+
+    __slots__ = ("x", "acts", "hbuf", "hn")
+
+    def __init__(self, x, acts, hbuf, hn):
+        self.x = x  # (T, B) ids or (T, B, I) floats in the parameters' dtype
+        self.acts = acts  # (T, 3, B, H): r, z, n after their nonlinearities, gate-major
+        self.hbuf = hbuf  # (T+1, B, H): h_0, h_1 .. h_T (hs is a view of [1:])
+        self.hn = hn  # (T, B, H): W_hn h_{t-1} + b_hn
+
+
+def _as_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Ids stay ids; dense inputs are taken in the parameters' dtype, so nothing is upcast."""
+    x = np.asarray(x)
+    return x if is_ids(x) else x.astype(dtype, copy=False)
+
+
+def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
+    """One window, as the contract in `charrnn.core` says: (hs, (h_T,), cache)."""
+    dtype = w_hh.dtype
+    x = _as_input(x, dtype)
+    T, B = x.shape[:2]
+    H = w_hh.shape[1]
+    (h0,) = state0
+
+    # b_hr and b_hz join the input projection's bias; b_hn stays inside r * (W_hn h + b_hn)
+    bias = b_ih.copy()
+    bias[: 2 * H] += b_hh[: 2 * H]
+    b_hn = b_hh[2 * H :]
+    # For ids the projection gathers rows of W_ih^T: with W_ih in Fortran order they are
+    # contiguous rows (gathering the strided columns of a C-ordered W_ih took 1.6x as long at
+    # H=512 and 2.6x at H=128).
+    w_in = np.asfortranarray(w_ih) if is_ids(x) else w_ih
+    xw = input_forward(x, w_in, bias)  # (T, B, 3H): W_ih x_t + b_ih + [b_hr, b_hz, 0]
+    xw3 = xw.reshape(T, B, 3, H)
+    # The gate activations of step t are stored gate-major, (3, B, H), in the memory that held
+    # step t's input projection (read just before): contiguous blocks for the gate arithmetic,
+    # and no second window-sized array.
+    acts = xw.reshape(T, 3, B, H)
+    # W_k^T for each gate k, contiguous: the step's product then comes out gate-major too
+    w3 = np.ascontiguousarray(w_hh.reshape(3, H, H).transpose(0, 2, 1))
+
+    hbuf = np.empty((T + 1, B, H), dtype=dtype)
+    hbuf[0] = h0
+    hn = np.empty((T if need_cache else 1, B, H), dtype=dtype)
+    pre = np.empty((3, B, H), dtype=dtype)
+
+    for t in range(T):
+        h_prev = hbuf[t]
+        np.matmul(h_prev, w3, out=pre)  # W_hh h_{t-1}, one (B, H) block per gate
+        hn_t = hn[t % hn.shape[0]]
+        np.add(pre[2], b_hn, out=hn_t)
+        pre[:2] += xw3[t, :, :2].transpose(1, 0, 2)  # r and z are neighbours: one add, one sigmoid
+        pre[2] = xw3[t, :, 2]  # W_in x_t + b_in: the last read of step t's projection
+        a = acts[t]
+        sigmoid(pre[:2], out=a[:2])
+        r, z, n = a
+        np.multiply(r, hn_t, out=n)  # r * (W_hn h + b_hn)
+        n += pre[2]
+        np.tanh(n, out=n)
+        # h_t = (1 - z) * n + z * h_{t-1} = n + z * (h_{t-1} - n): one product fewer
+        h = hbuf[t + 1]
+        np.subtract(h_prev, n, out=h)
+        h *= z
+        h += n
+
+    hs = hbuf[1:]
+    state_n = (hbuf[T].copy(),)  # a copy: the caller may change its state without touching hs
+    cache = _Cache(x, acts, hbuf, hn) if need_cache else None
+    return hs, state_n, cache
+
+
+def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, need_dx=True):
+    """Mirror of `forward`: adds into dw_ih, dw_hh, db_ih, db_hh; returns (dx, (dh_0,))."""
+    dtype = w_hh.dtype
+    x, acts, hbuf, hn = cache.x, cache.acts, cache.hbuf, cache.hn
+    T, B, H = hn.shape
+    dhs = np.asarray(dhs, dtype=dtype)
+    dh_n = None if dstate_n is None else dstate_n[0]
+
+    # time-major, as the product with W_hh and linear.input_backward want them; each step's
+    # gate blocks are written into its (B, 3, H) view
+    drec = np.empty((T, B, 3 * H), dtype=dtype)  # hidden side: [dr, dz, r * dn]
+    drec3 = drec.reshape(T, B, 3, H)
+    dn_all = np.empty((T, B, H), dtype=dtype)  # the input side's n block: dn
+    dh = np.empty((B, H), dtype=dtype)  # dL/dh_t, all paths
+    u = np.empty((B, H), dtype=dtype)
+    v = np.empty((B, H), dtype=dtype)
+    w = np.empty((B, H), dtype=dtype)
+
+    for t in range(T - 1, -1, -1):
+        r, z, n = acts[t]
+        d = drec3[t]
+        dr, dz, drn = d[:, 0], d[:, 1], d[:, 2]
+        dn = dn_all[t]
+        h_prev = hbuf[t]
+
+        # dh_t = dhs_t + drec_{t+1} W_hh + dh_{t+1} * z_{t+1}  (or + dh_n at the last step)
+        if t == T - 1:
+            if dh_n is None:
+                dh[...] = dhs[t]
+            else:
+                np.add(dhs[t], dh_n, out=dh)
+        else:
+            dh *= acts[t + 1, 1]
+            dh += dhs[t]
+            np.matmul(drec[t + 1], w_hh, out=u)
+            dh += u
+        # dz = dh * (h_{t-1} - n) * z * (1 - z)
+        np.subtract(1, z, out=w)  # 1 - z, used twice
+        np.multiply(w, z, out=v)
+        np.subtract(h_prev, n, out=u)
+        u *= dh
+        np.multiply(u, v, out=dz)
+        # dn = dh * (1 - z) * (1 - n^2)
+        np.multiply(n, n, out=u)
+        np.subtract(1, u, out=u)
+        u *= w
+        np.multiply(u, dh, out=dn)
+        # dr = dn * hn * r * (1 - r)
+        np.multiply(dn, hn[t], out=u)
+        np.subtract(1, r, out=v)
+        v *= r
+        np.multiply(u, v, out=dr)
+        # the recurrent part of n entered as r * hn
+        np.multiply(dn, r, out=drn)
+
+    dh0 = drec[0] @ w_hh
+    dh *= acts[0, 1]
+    dh0 += dh
+    flat = drec.reshape(T * B, 3 * H)
+    # sum_t drec_t^T h_{t-1}: one product over the window; hbuf[:T] holds h_0 .. h_{T-1}
+    dw_hh += flat.T @ hbuf[:T].reshape(T * B, H)
+    db_hh += flat.sum(axis=0)
+    # the input side's gradients differ only in the n block: dn instead of r * dn
+    drec3[:, :, 2] = dn_all
+    dx = input_backward(drec, x, w_ih, dw_ih, db_ih, need_dx=need_dx)
+    return dx, (dh0,)
+
+
+def step(x, w_ih, w_hh, b_ih, b_hh, state):
+    """One step for generation: x (B,) ids or (B, I) floats, state (h,) -> (h_new,)."""
+    # Column form, (3H, B): the products then use the weights as stored. The row form's
+    # h @ w_hh.T multiplies by a transposed view, which OpenBLAS runs over 2x slower for B > 1
+    # (a whole step at B=4: 38 against 51 us at H=128, 0.25 against 0.49 ms at H=512);
+    # at B=1 both are the same matrix-vector product.
+    (h,) = state
+    H = w_hh.shape[1]
+    x = _as_input(x, w_hh.dtype)
+    rec = w_hh @ h.T  # (3H, B), fresh
+    rec += b_hh[:, None]
+    a = w_ih[:, x] if is_ids(x) else w_ih @ x.T  # a gathered column of W_ih for each id
+    a += b_ih[:, None]
+    rz = a[: 2 * H]
+    rz += rec[: 2 * H]
+    sigmoid(rz, out=rz)
+    rec_n = rec[2 * H :]
+    rec_n *= a[:H]  # r * (W_hn h + b_hn)
+    n = a[2 * H :]
+    n += rec_n
+    np.tanh(n, out=n)
+    h_new = h.T - n
+    h_new *= a[H : 2 * H]
+    h_new += n
+    return (h_new.T,)  # a (B, H) view of the column-form result
+
+
+# --------------------------------------------------------------------------------------------
+# the references: PyTorch's equations as written, one per line, fresh arrays, row form
+
+
+def forward_reference(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
+    """`forward` written plainly: the equations at the top of this module, step by step."""
+    x = _as_input(x, w_hh.dtype)
+    H = w_hh.shape[1]
+    h = np.asarray(state0[0], dtype=w_hh.dtype)
+    xw = input_forward(x, w_ih, b_ih)  # W_ih x_t + b_ih for every step, (T, B, 3H)
+    hs = []
+    steps = []
+    for t in range(x.shape[0]):
+        hw = h @ w_hh.T + b_hh  # W_hh h_{t-1} + b_hh, (B, 3H)
+        r = sigmoid(xw[t][:, 0 * H : 1 * H] + hw[:, 0 * H : 1 * H])
+        z = sigmoid(xw[t][:, 1 * H : 2 * H] + hw[:, 1 * H : 2 * H])
+        hn = hw[:, 2 * H : 3 * H]
+        n = np.tanh(xw[t][:, 2 * H : 3 * H] + r * hn)
+        h_prev = h
+        h = (1 - z) * n + z * h_prev
+        hs.append(h)
+        steps.append((h_prev, r, z, n, hn))
+    cache = (x, steps) if need_cache else None
+    return np.stack(hs), (h,), cache
+
+
+def backward_reference(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, need_dx=True):
+    """`backward` written plainly: backpropagation through time of `forward_reference`."""
+    x, steps = cache
+    dhs = np.asarray(dhs, dtype=w_hh.dtype)
+    T, B, H = dhs.shape
+    dh_next = np.zeros((B, H), dtype=w_hh.dtype)
+    if dstate_n is not None and dstate_n[0] is not None:
+        dh_next = np.asarray(dstate_n[0], dtype=w_hh.dtype)
+    dxw = np.zeros((T, B, 3 * H), dtype=w_hh.dtype)
+    for t in range(T - 1, -1, -1):
+        h_prev, r, z, n, hn = steps[t]
+        dh = dhs[t] + dh_next
+        dn = dh * (1 - z) * (1 - n**2)
+        dz = dh * (h_prev - n) * z * (1 - z)
+        dr = dn * hn * r * (1 - r)
+        dxw[t] = np.concatenate([dr, dz, dn], axis=1)
+        drec = np.concatenate([dr, dz, r * dn], axis=1)
+        dw_hh += drec.T @ h_prev
+        db_hh += drec.sum(axis=0)
+        dh_next = drec @ w_hh + dh * z
+    dx = input_backward_reference(dxw, x, w_ih, dw_ih, db_ih, need_dx=need_dx)
+    return dx, (dh_next,)

@@ -1,0 +1,308 @@
+"""The LSTM cell: PyTorch's `nn.LSTM` equations and parameter layouts, over one window.
+
+For every step t, with the four gate blocks of the weights' rows in the order i|f|g|o:
+
+    gates_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (B, 4H) in row form
+    i_t = sigmoid(gates_t[i])      input gate
+    f_t = sigmoid(gates_t[f])      forget gate
+    g_t = tanh(gates_t[g])         candidate cell
+    o_t = sigmoid(gates_t[o])      output gate
+    c_t = f_t * c_{t-1} + i_t * g_t
+    h_t = o_t * tanh(c_t)
+
+PyTorch's names for one layer: w_ih = weight_ih_l0 (4H, I), w_hh = weight_hh_l0 (4H, H),
+b_ih = bias_ih_l0, b_hh = bias_hh_l0 (4H,); the rows [0:H] belong to i, [H:2H] to f, [2H:3H] to
+g and [3H:4H] to o, as in PyTorch, so parameters copy across unchanged. The state is (h, c).
+
+Backward, with dh_t the whole gradient reaching h_t (from above and from step t+1):
+
+    dc_t  = dc carried from step t+1 + dh_t * o_t * (1 - tanh(c_t)^2)
+    do    = dh_t * tanh(c_t) * o_t * (1 - o_t)           (gradients of the pre-activations)
+    di    = dc_t * g_t * i_t * (1 - i_t)
+    dg    = dc_t * i_t * (1 - g_t^2)
+    df    = dc_t * c_{t-1} * f_t * (1 - f_t)
+    carried to step t-1:  dh = dgates_t W_hh,  dc = dc_t * f_t
+
+Layout. Only the recurrence is sequential. The input projection W_ih x_t + b_ih + b_hh of every
+step is one call of `linear.input_forward` before the loop; after the loop dW_hh is one product
+over the whole window, sum_t dgates_t^T h_{t-1}, and the input side one call of
+`linear.input_backward`. Each step does the (B, H) x (H, 4H) product (as four gate blocks), the
+gate arithmetic on preallocated (B, H) blocks, and in backward one (B, 4H) x (4H, H) product.
+
+The interface and everything read across steps are time-major row form: h_t goes straight into
+a (T+1, B, H) buffer whose tail is the returned hs (h_{t-1} of every step is then its head, for
+dW_hh), and backward writes each step's gate gradients into a (T, B, 4H) array that the next
+step's product with W_hh, the dW_hh product and `linear.input_backward` all read as it is. Within
+a step the gates are gate-major, (4, B, H): W_hh is split into its four (H, H) gate blocks, each
+stored transposed and contiguous, and one batched product h_{t-1} W_k^T writes every gate as its
+own contiguous (B, H) block. The step's slice of the input projection is added with one strided
+add, and the activations are stored gate-major in the memory that slice occupied (it is not read
+again), so the cache costs no second window-sized array.
+
+Why, measured per step at B=64, float32, one thread, OpenBLAS:
+  * NumPy's elementwise functions run 2-3x slower on the (B, H) column slices of a (B, 4H) row
+    than on contiguous (B, H) blocks (the sigmoid of i|f: 100 against 37 us at H=512), and a step
+    of forward + backward is about 40 such calls;
+  * the batched per-gate product is faster than one (B, H) x (H, 4H) product: 1.49 against
+    1.64 ms at H=512 (91 against 97 us at H=128);
+  * column form, (4H, B) blocks as in `ops.rnn_forward`, has the fastest forward product (1.37 ms
+    at H=512; the backward products take 1.38 ms in column form, 1.44 in row form), but every
+    step would have to add its slice of the time-major input projection transposed, which alone
+    took 0.40 ms per step at H=512, more than the product gains (and the gate gradients would
+    need the same transposition back for `linear.input_backward`).
+
+Measured, forward + backward of one window (B=64, T=100, input ids with V=65, float32, one
+thread; median of two runs of 15 windows), against `nn.LSTM` forward + backward with the same
+parameters and one-hot float input, timed in its own process with torch.set_num_threads(1):
+
+    H=512   this module 533 ms   nn.LSTM 571 ms   1.07x
+    H=128   this module 59.6 ms  nn.LSTM 66.0 ms  1.11x
+    H=512, dense input I=512 with dx: 904 ms against 887 ms, 0.98x
+
+With glibc's default malloc settings, as above, both sides fault their freed window-sized arrays
+back into memory every window, and PyTorch loses more to that. With the memory kept
+(MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ set high) nn.LSTM is the faster one: 446
+against 507 ms at H=512, 47.0 against 49.3 ms at H=128. Timed alone, the per-step products are
+no faster on PyTorch's side (about 1.45 ms at H=512 for MKL and OpenBLAS alike); here the
+products take about 430 of the 507 ms and the gate arithmetic, separate NumPy passes over
+memory, most of the rest, which PyTorch's LSTM does in fused code.
+
+`hs` is a view of the state buffer that the cache keeps (backward reads h_{t-1} from it): do not
+write into it before backward. `backward` modifies neither the cache nor `dhs`, so it may be run
+more than once on one forward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .linear import input_backward, input_backward_reference, input_forward, is_ids, sigmoid
+
+GATES = 4
+STATE = ("h", "c")
+
+
+class _Cache:
+    """What `backward` reads: the forward's input, gate activations and states."""
+
+    __slots__ = ("x", "acts", "hbuf", "cbuf", "tanh_c")
+
+    def __init__(self, x, acts, hbuf, cbuf, tanh_c):
+        self.x = x  # (T, B) ids or (T, B, I) floats in the parameters' dtype
+        self.acts = acts  # (T, 4, B, H): i, f, g, o after their nonlinearities, gate-major
+        self.hbuf = hbuf  # (T+1, B, H): h_0, h_1 .. h_T (hs is a view of [1:])
+        self.cbuf = cbuf  # (T+1, B, H): c_0 .. c_T
+        self.tanh_c = tanh_c  # (T, B, H): tanh(c_1) .. tanh(c_T)
+
+
+def _as_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Ids stay ids; dense inputs are taken in the parameters' dtype, so nothing is upcast."""
+    x = np.asarray(x)
+    return x if is_ids(x) else x.astype(dtype, copy=False)
+
+
+def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
+    """One window, as the contract in `charrnn.core` says: (hs, (h_T, c_T), cache)."""
+    dtype = w_hh.dtype
+    x = _as_input(x, dtype)
+    T, B = x.shape[:2]
+    H = w_hh.shape[1]
+    h0, c0 = state0
+
+    # For ids the projection gathers rows of W_ih^T: with W_ih in Fortran order they are
+    # contiguous rows (gathering the strided columns of a C-ordered W_ih took 1.6x as long at
+    # H=512 and 2.6x at H=128).
+    w_in = np.asfortranarray(w_ih) if is_ids(x) else w_ih
+    xw = input_forward(x, w_in, b_ih + b_hh)  # (T, B, 4H): W_ih x_t + b_ih + b_hh
+    xw4 = xw.reshape(T, B, 4, H)
+    # The gate activations of step t are stored gate-major, (4, B, H), in the memory that held
+    # step t's input projection (read just before): contiguous blocks for the gate arithmetic,
+    # and no second window-sized array.
+    acts = xw.reshape(T, 4, B, H)
+    # W_k^T for each gate k, contiguous: the step's product then comes out gate-major too
+    w4 = np.ascontiguousarray(w_hh.reshape(4, H, H).transpose(0, 2, 1))
+
+    hbuf = np.empty((T + 1, B, H), dtype=dtype)
+    hbuf[0] = h0
+    # without a cache, two cell buffers in turn and one tanh(c) scratch are enough
+    nc = T + 1 if need_cache else 2
+    cbuf = np.empty((nc, B, H), dtype=dtype)
+    cbuf[0] = c0
+    tanh_c = np.empty((T if need_cache else 1, B, H), dtype=dtype)
+    pre = np.empty((4, B, H), dtype=dtype)  # the step's pre-activations
+    ig = np.empty((B, H), dtype=dtype)
+
+    for t in range(T):
+        np.matmul(hbuf[t], w4, out=pre)  # W_hh h_{t-1}, one (B, H) block per gate
+        pre += xw4[t].transpose(1, 0, 2)
+        a = acts[t]
+        sigmoid(pre[:2], out=a[:2])  # i and f are neighbours: one sigmoid for both
+        np.tanh(pre[2], out=a[2])
+        sigmoid(pre[3], out=a[3])
+        i, f, g, o = a
+        c = cbuf[(t + 1) % nc]
+        np.multiply(f, cbuf[t % nc], out=c)
+        np.multiply(i, g, out=ig)
+        c += ig
+        tc = tanh_c[t % tanh_c.shape[0]]
+        np.tanh(c, out=tc)
+        np.multiply(o, tc, out=hbuf[t + 1])
+
+    hs = hbuf[1:]
+    # copies: the caller may change its state (a stream reset) without touching hs or the cache
+    state_n = (hbuf[T].copy(), cbuf[T % nc].copy())
+    cache = _Cache(x, acts, hbuf, cbuf, tanh_c) if need_cache else None
+    return hs, state_n, cache
+
+
+def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, need_dx=True):
+    """Mirror of `forward`: adds into dw_ih, dw_hh, db_ih, db_hh; returns (dx, (dh_0, dc_0))."""
+    dtype = w_hh.dtype
+    x, acts, hbuf, cbuf, tanh_c = cache.x, cache.acts, cache.hbuf, cache.cbuf, cache.tanh_c
+    T, B, H = tanh_c.shape
+    dhs = np.asarray(dhs, dtype=dtype)
+    dh_n, dc_n = dstate_n if dstate_n is not None else (None, None)
+
+    # time-major, as the product with W_hh and linear.input_backward want them; each step's
+    # gate blocks are written into its (B, 4, H) view
+    dgates = np.empty((T, B, 4 * H), dtype=dtype)
+    dgates4 = dgates.reshape(T, B, 4, H)
+    dh = np.empty((B, H), dtype=dtype)  # dL/dh_t, all paths
+    dc = np.zeros((B, H), dtype=dtype) if dc_n is None else np.array(dc_n, dtype=dtype)
+    u = np.empty((B, H), dtype=dtype)
+    v = np.empty((B, H), dtype=dtype)
+
+    for t in range(T - 1, -1, -1):
+        i, f, g, o = acts[t]
+        d = dgates4[t]
+        di, df, dg, do = d[:, 0], d[:, 1], d[:, 2], d[:, 3]
+        tc = tanh_c[t]
+
+        # dh_t = dhs_t + dgates_{t+1} W_hh  (or + dh_n at the last step)
+        if t == T - 1:
+            if dh_n is None:
+                dh[...] = dhs[t]
+            else:
+                np.add(dhs[t], dh_n, out=dh)
+        else:
+            np.matmul(dgates[t + 1], w_hh, out=dh)
+            dh += dhs[t]
+        # dc_t += dh_t * o * (1 - tanh(c_t)^2)
+        np.multiply(tc, tc, out=u)
+        np.subtract(1, u, out=u)
+        u *= o
+        u *= dh
+        dc += u
+        # do = dh_t * tanh(c_t) * o * (1 - o)
+        np.multiply(dh, tc, out=u)
+        np.subtract(1, o, out=v)
+        v *= o
+        np.multiply(u, v, out=do)
+        # di = dc_t * g * i * (1 - i)
+        np.multiply(dc, g, out=u)
+        np.subtract(1, i, out=v)
+        v *= i
+        np.multiply(u, v, out=di)
+        # dg = dc_t * i * (1 - g^2)
+        np.multiply(g, g, out=v)
+        np.subtract(1, v, out=v)
+        v *= i
+        np.multiply(v, dc, out=dg)
+        # df = dc_t * c_{t-1} * f * (1 - f)
+        np.multiply(dc, cbuf[t], out=u)
+        np.subtract(1, f, out=v)
+        v *= f
+        np.multiply(u, v, out=df)
+        # dc_{t-1} = dc_t * f
+        dc *= f
+
+    dh0 = dgates[0] @ w_hh
+    flat = dgates.reshape(T * B, 4 * H)
+    # sum_t dgates_t^T h_{t-1}: one product over the window; hbuf[:T] holds h_0 .. h_{T-1}
+    dw_hh += flat.T @ hbuf[:T].reshape(T * B, H)
+    # both biases get sum_t dgates_t; input_backward computes that sum once, into a zeroed array
+    db = np.zeros_like(db_ih)
+    dx = input_backward(dgates, x, w_ih, dw_ih, db, need_dx=need_dx)
+    db_ih += db
+    db_hh += db
+    return dx, (dh0, dc)
+
+
+def step(x, w_ih, w_hh, b_ih, b_hh, state):
+    """One step for generation: x (B,) ids or (B, I) floats, state (h, c) -> (h_new, c_new)."""
+    # Column form, (4H, B): the products then use the weights as stored. The row form's
+    # h @ w_hh.T multiplies by a transposed view, which OpenBLAS runs over 2x slower for B > 1
+    # (a whole step at B=4: 30 against 66 us at H=128, 0.31 against 0.65 ms at H=512);
+    # at B=1 both are the same matrix-vector product.
+    h, c = state
+    H = w_hh.shape[1]
+    x = _as_input(x, w_hh.dtype)
+    a = w_hh @ h.T  # (4H, B), fresh
+    a += w_ih[:, x] if is_ids(x) else w_ih @ x.T  # a gathered column of W_ih for each id
+    a += b_ih[:, None]
+    a += b_hh[:, None]
+    sigmoid(a[: 2 * H], out=a[: 2 * H])
+    np.tanh(a[2 * H : 3 * H], out=a[2 * H : 3 * H])
+    sigmoid(a[3 * H :], out=a[3 * H :])
+    c_new = a[H : 2 * H] * c.T
+    c_new += a[:H] * a[2 * H : 3 * H]
+    h_new = np.tanh(c_new)
+    h_new *= a[3 * H :]
+    return h_new.T, c_new.T  # (B, H) views of the column-form results
+
+
+# --------------------------------------------------------------------------------------------
+# the references: PyTorch's equations as written, one per line, fresh arrays, row form
+
+
+def forward_reference(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
+    """`forward` written plainly: the equations at the top of this module, step by step."""
+    x = _as_input(x, w_hh.dtype)
+    H = w_hh.shape[1]
+    h = np.asarray(state0[0], dtype=w_hh.dtype)
+    c = np.asarray(state0[1], dtype=w_hh.dtype)
+    xw = input_forward(x, w_ih, b_ih)  # W_ih x_t + b_ih for every step, (T, B, 4H)
+    hs = []
+    steps = []
+    for t in range(x.shape[0]):
+        gates = xw[t] + h @ w_hh.T + b_hh
+        i = sigmoid(gates[:, 0 * H : 1 * H])
+        f = sigmoid(gates[:, 1 * H : 2 * H])
+        g = np.tanh(gates[:, 2 * H : 3 * H])
+        o = sigmoid(gates[:, 3 * H : 4 * H])
+        c_prev, h_prev = c, h
+        c = f * c_prev + i * g
+        h = o * np.tanh(c)
+        hs.append(h)
+        steps.append((h_prev, c_prev, i, f, g, o, c))
+    cache = (x, steps) if need_cache else None
+    return np.stack(hs), (h, c), cache
+
+
+def backward_reference(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, need_dx=True):
+    """`backward` written plainly: backpropagation through time of `forward_reference`."""
+    x, steps = cache
+    dhs = np.asarray(dhs, dtype=w_hh.dtype)
+    T, B, H = dhs.shape
+    dh_next = np.zeros((B, H), dtype=w_hh.dtype)
+    dc_next = np.zeros((B, H), dtype=w_hh.dtype)
+    if dstate_n is not None:
+        dh_next = dh_next if dstate_n[0] is None else np.asarray(dstate_n[0], dtype=w_hh.dtype)
+        dc_next = dc_next if dstate_n[1] is None else np.asarray(dstate_n[1], dtype=w_hh.dtype)
+    dxw = np.zeros((T, B, 4 * H), dtype=w_hh.dtype)
+    for t in range(T - 1, -1, -1):
+        h_prev, c_prev, i, f, g, o, c = steps[t]
+        dh = dhs[t] + dh_next
+        dc = dc_next + dh * o * (1 - np.tanh(c) ** 2)
+        do = dh * np.tanh(c) * o * (1 - o)
+        di = dc * g * i * (1 - i)
+        dg = dc * i * (1 - g**2)
+        df = dc * c_prev * f * (1 - f)
+        dgates = np.concatenate([di, df, dg, do], axis=1)
+        dw_hh += dgates.T @ h_prev
+        db_hh += dgates.sum(axis=0)
+        dxw[t] = dgates
+        dh_next = dgates @ w_hh
+        dc_next = dc * f
+    dx = input_backward_reference(dxw, x, w_ih, dw_ih, db_ih, need_dx=need_dx)
+    return dx, (dh_next, dc_next)
