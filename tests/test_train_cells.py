@@ -73,7 +73,7 @@ def test_sample_eval_and_export_for_every_cell(cell, tmp_path, sonnet_file):
     head = torch.nn.Linear(H, V)
     rnn.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("rnn.")})
     head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
-    ids = torch.from_numpy(c.vocab.encode(SONNET).astype(np.int64))
+    ids = torch.from_numpy(c.vocab.encode(sonnet_file.read_text()).astype(np.int64))
     with torch.no_grad():
         out_seq, _ = rnn(torch.nn.functional.one_hot(ids[:-1], V).float()[:, None])
         want = torch.nn.functional.cross_entropy(head(out_seq[:, 0]), ids[1:]).item()
@@ -90,8 +90,8 @@ def test_resume_and_fine_tune_refuse_a_different_model(tmp_path, sonnet_file):
     assert proc.returncode == 2 and "--dropout" in proc.stderr
     other = tmp_path / "other.txt"
     other.write_text(SONNET.upper())
-    proc = run_cli("train", other, "--init-from", run, "--cell", "rnn", "--out", tmp_path / "ft")
-    assert proc.returncode == 2 and "--cell rnn" in proc.stderr and not (tmp_path / "ft").exists()
+    proc = run_cli("train", other, "--init-from", run, "--cell", "lstm", "--out", tmp_path / "ft")
+    assert proc.returncode == 2 and "--cell lstm" in proc.stderr and not (tmp_path / "ft").exists()
     assert before == ((run / LATEST).read_bytes(), (run / CONFIG).read_text(), (run / METRICS).read_text())
 
 
@@ -112,7 +112,8 @@ def test_fine_tuning_keeps_the_model_and_extends_the_vocabulary(tmp_path, sonnet
     assert run_cli("train", sonnet_file, "--out", base, "--steps", "30", *TINY, "--cell", "lstm").returncode == 0
     src = load_checkpoint(base)
     new_text = tmp_path / "new.txt"
-    new_text.write_text(SONNET + "Zebras quizzed 12 jumping foxes!\n")
+    extra = "Zebras quizzed 12 jumping foxes!\n"
+    new_text.write_text(SONNET + extra)
     # unseen characters are refused by name, and nothing is made
     proc = run_cli("train", new_text, "--init-from", base, "--out", tmp_path / "ft", "--steps", "5")
     assert proc.returncode == 2 and "'Z'" in proc.stderr and "--extend-vocab" in proc.stderr
@@ -124,7 +125,7 @@ def test_fine_tuning_keeps_the_model_and_extends_the_vocabulary(tmp_path, sonnet
     ft = load_checkpoint(tmp_path / "ft" / LATEST)
     assert ft.model.cell == "lstm" and ft.model.hidden_size == src.model.hidden_size
     at = src.vocab.positions_in(ft.vocab)
-    assert ft.vocab.size == src.vocab.size + len({"Z", "q", "1", "2", "j", "x", "!"} - set(src.vocab.symbols))
+    assert ft.vocab.size == src.vocab.size + len(set(extra) - set(src.vocab.symbols)) > src.vocab.size
     w_old, w_new = src.model.params["rnn.weight_ih_l0"], ft.model.params["rnn.weight_ih_l0"]
     assert np.allclose(w_new[:, at], w_old, atol=1e-6)
     assert np.allclose(ft.model.params["rnn.weight_hh_l0"], src.model.params["rnn.weight_hh_l0"], atol=1e-6)

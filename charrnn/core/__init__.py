@@ -37,7 +37,7 @@ runs. A layer of any cell, over a window, with PyTorch's parameter layouts:
 
 from __future__ import annotations
 
-from . import rnn
+from . import gru, lstm, rnn
 
 # cell name -> module with the contract's functions (config.CELLS lists the names)
-CELL_MODULES = {"rnn": rnn}
+CELL_MODULES = {"rnn": rnn, "lstm": lstm, "gru": gru}
