@@ -31,7 +31,6 @@ class ForwardCache:
 
     tokens: np.ndarray  # (T, B) input ids
     targets: np.ndarray  # (N,) target ids, time-major
-    h0: State  # the initial state, one (L, B, H) array per part
     top: np.ndarray  # (T, B, H) the head's input
     stack: StackCache | None  # None once consumed by `backward`
     probs: np.ndarray  # (N, V) softmax output, consumed by the backward
@@ -80,7 +79,7 @@ class CharRNN:
             raise ConfigError(
                 f"a model with {n:,} parameters ({n * self.dtype.itemsize / 2**30:.1f} GiB) is too large"
             )
-        self._cell = CELL_MODULES[self.cell]
+        self.cell_module = CELL_MODULES[self.cell]  # the cell's functions (core/): forward, backward, step
         # the generator of the dropout masks; training saves and restores its state
         self.dropout_rng = np.random.default_rng([seed if seed is not None else 0, 2])
         if params is None:
@@ -107,7 +106,7 @@ class CharRNN:
     @property
     def state_parts(self) -> tuple[str, ...]:
         """("h",) or ("h", "c"): the parts of the carried state."""
-        return self._cell.STATE
+        return self.cell_module.STATE
 
     @property
     def num_parameters(self) -> int:
@@ -187,11 +186,11 @@ class CharRNN:
         threads.ensure_threads()
         tokens = np.ascontiguousarray(x.T)  # (T, B)
         rng = self.dropout_rng if self.dropout else None
-        top, state_n, stack = stack_forward(self._cell, self.params, self.num_layers, tokens, state0, self.dropout, rng)
+        top, state_n, stack = stack_forward(self.cell_module, self.params, self.num_layers, tokens, state0, self.dropout, rng)
         logits = self._head_forward(top)  # (N, V)
         y_flat = np.ascontiguousarray(y.T).reshape(-1)  # time-major, like the logits
         loss, probs = softmax_cross_entropy_forward(logits, y_flat)
-        return loss, ForwardCache(tokens, y_flat, state0, top, stack, probs, state_n)
+        return loss, ForwardCache(tokens, y_flat, top, stack, probs, state_n)
 
     def backward(self, cache: ForwardCache) -> tuple[dict[str, np.ndarray], Any]:
         """BPTT: gradients of every parameter and of h0, in reverse order of `forward`.
@@ -211,7 +210,7 @@ class CharRNN:
         dtop = np.empty((H, T, B), dtype=self.dtype)
         linear_backward(dlogits, cache.top.reshape(T * B, H), p["head.weight"], grads["head.weight"],
                         grads["head.bias"], dx_out=dtop.reshape(H, T * B).T)
-        dstate0 = stack_backward(self._cell, p, grads, stack, dtop.transpose(1, 2, 0))
+        dstate0 = stack_backward(self.cell_module, p, grads, stack, dtop.transpose(1, 2, 0))
         return grads, self.public_state(dstate0)
 
     def loss_and_grads(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, dict[str, np.ndarray], Any]:
@@ -227,7 +226,7 @@ class CharRNN:
 
     def _eval_forward(self, x: np.ndarray, state0: State) -> tuple[np.ndarray, State]:
         threads.ensure_threads()
-        top, state_n, _ = stack_forward(self._cell, self.params, self.num_layers, np.ascontiguousarray(x.T),
+        top, state_n, _ = stack_forward(self.cell_module, self.params, self.num_layers, np.ascontiguousarray(x.T),
                                         state0, need_cache=False)
         return self._head_forward(top), state_n
 

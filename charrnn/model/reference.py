@@ -22,7 +22,7 @@ def reference_loss_and_grads(
     x = np.asarray(inputs).T  # (T, B)
     T, B = x.shape
     state0 = model.check_state(h0, B)
-    top, state_n, cache = stack_forward(model._cell, p, model.num_layers, x, state0, model.dropout, dropout_rng,
+    top, state_n, cache = stack_forward(model.cell_module, p, model.num_layers, x, state0, model.dropout, dropout_rng,
                                         forward="forward_reference")
     flat = top.reshape(T * B, H)
     logits = flat @ p["head.weight"].T + p["head.bias"]
@@ -31,7 +31,7 @@ def reference_loss_and_grads(
     grads["head.weight"] += dlogits.T @ flat
     grads["head.bias"] += dlogits.sum(axis=0)
     dtop = (dlogits @ p["head.weight"]).reshape(T, B, H)
-    dstate0 = stack_backward(model._cell, p, grads, cache, dtop, backward="backward_reference")
+    dstate0 = stack_backward(model.cell_module, p, grads, cache, dtop, backward="backward_reference")
     return loss, grads, model.public_state(state_n), model.public_state(dstate0)
 
 
@@ -39,7 +39,7 @@ def reference_step(model: Any, tokens: np.ndarray, h: Any) -> tuple[np.ndarray, 
     """One generation step the plain way: a window of one step through the reference functions."""
     tok = np.asarray(tokens).reshape(1, -1)  # (T=1, B)
     state = model.check_state(h, tok.shape[1])
-    top, state_n, _ = stack_forward(model._cell, model.params, model.num_layers, tok, state,
+    top, state_n, _ = stack_forward(model.cell_module, model.params, model.num_layers, tok, state,
                                     need_cache=False, forward="forward_reference")
     logits = top[0] @ model.params["head.weight"].T + model.params["head.bias"]
     return logits, model.public_state(state_n)

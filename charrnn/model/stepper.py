@@ -58,7 +58,7 @@ class Stepper:
         return self._step(tok)
 
     def _step(self, tok: np.ndarray) -> np.ndarray:
-        model, p, step = self.model, self.model.params, self.model._cell.step
+        model, p, step = self.model, self.model.params, self.model.cell_module.step
         x: np.ndarray = tok
         for k in range(model.num_layers):
             new = step(x, *layer_params(p, k), tuple(part[k] for part in self.state))
