@@ -150,3 +150,32 @@ def test_init_from_something_that_is_not_a_checkpoint(bad, tmp_path, sonnet_file
     proc = run_cli("train", sonnet_file, "--init-from", source, "--out", tmp_path / "ft", "--steps", "5")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ft").exists()
+
+
+def test_checkpoints_written_before_the_cells_still_load_and_resume(tmp_path, sonnet_file):
+    """A version-1 run (no cell, dropout or dropout generator recorded) is a tanh RNN: it loads,
+    samples and resumes; a file claiming a newer version is refused."""
+    from test_failures import rewrite_metadata
+
+    run = tmp_path / "run"
+    assert run_cli("train", sonnet_file, "--out", run, "--steps", "10", *TINY).returncode == 0
+
+    def as_version_1(meta):
+        meta["version"] = 1
+        for key in ("cell", "dropout"):
+            meta["model"].pop(key)
+        for key in ("cell", "dropout", "init_from", "extend_vocab"):
+            meta["config"].pop(key)
+        meta["state"].pop("dropout_rng")
+
+    for name in (LATEST, "best.safetensors"):
+        rewrite_metadata(run / name, as_version_1)
+    old = load_checkpoint(run / LATEST)
+    assert old.model.cell == "rnn" and old.model.dropout == 0.0 and old.config.cell == "rnn"
+    assert run_cli("sample", run, "--length", "20", "--seed", "1").returncode == 0
+    proc = run_cli("train", "--resume", run, "--steps", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(run / LATEST).state["step"] == 20
+    rewrite_metadata(run / LATEST, lambda m: m.update(version=3))
+    proc = run_cli("train", "--resume", run, "--steps", "30")
+    assert proc.returncode == 2 and "newer charrnn" in proc.stderr
