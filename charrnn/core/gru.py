@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _jit
 from .linear import input_backward, input_backward_reference, input_forward, is_ids, sigmoid
 
 GATES = 3
@@ -90,6 +91,8 @@ def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     """One window, as the contract in `charrnn.core` says: (hs, (h_T,), cache)."""
     dtype = w_hh.dtype
     x = _as_input(x, dtype)
+    if use_jit(x, w_ih):
+        return _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache)
     T, B = x.shape[:2]
     H = w_hh.shape[1]
     (h0,) = state0
@@ -148,6 +151,8 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
     T, B, H = hn.shape
     dhs = np.asarray(dhs, dtype=dtype)
     dh_n = None if dstate_n is None else dstate_n[0]
+    if use_jit(x, w_ih):
+        return _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need_dx)
 
     # time-major, as the product with W_hh and linear.input_backward want them; each step's
     # gate blocks are written into its (B, 3, H) view
@@ -207,6 +212,90 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
     drec3[:, :, 2] = dn_all
     dx = input_backward(drec, x, w_ih, dw_ih, db_ih, need_dx=need_dx)
     return dx, (dh0,)
+
+
+# --------------------------------------------------------------------------------------------
+# the compiled path (numba, core/_jit.py): the same computation, each step's elementwise work in one
+# call, and for small B * H the whole window in one call
+
+# Up to this many numbers per step's state (B * H) the compiled path runs the whole window in one
+# call, its matrix-vector products written as loops; above it each step is a BLAS product and one
+# compiled call (measured below).
+JIT_WINDOW_MAX_WORK = 256
+
+
+def use_jit(x: np.ndarray, w_ih: np.ndarray) -> bool:
+    return _jit.cell_kernels_apply(x, w_ih)
+
+
+def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
+    dtype = w_hh.dtype
+    T, B = x.shape[:2]
+    H = w_hh.shape[1]
+    kernels = _jit.kernels()
+    bias = b_ih.copy()
+    bias[: 2 * H] += b_hh[: 2 * H]
+    b_hn = np.ascontiguousarray(b_hh[2 * H :])
+    inp, rows, acts = _jit.window_inputs(x, w_ih, bias, GATES, B, H)
+    hbuf = np.empty((T + 1, B, H), dtype=dtype)
+    hbuf[0] = state0[0]
+    hn = np.empty((T if need_cache else 1, B, H), dtype=dtype)
+    if B * H <= JIT_WINDOW_MAX_WORK:
+        w_t = np.ascontiguousarray(w_hh.T)
+        kernels["gru_forward_window"](inp, rows, b_hn, w_t, acts, hbuf, hn)
+    else:
+        w3 = np.ascontiguousarray(w_hh.reshape(3, H, H).transpose(0, 2, 1))
+        pre = np.empty((3, B, H), dtype=dtype)
+        kernel = kernels["gru_forward_step"]
+        for t in range(T):
+            np.matmul(hbuf[t], w3, out=pre)
+            kernel(t, pre, inp, rows, b_hn, acts, hbuf, hn)
+    state_n = (hbuf[T].copy(),)
+    cache = _Cache(x, acts, hbuf, hn) if need_cache else None
+    return hbuf[1:], state_n, cache
+
+
+def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need_dx):
+    dtype = w_hh.dtype
+    x, acts, hbuf, hn = cache.x, cache.acts, cache.hbuf, cache.hn
+    T, B, H = hn.shape
+    kernels = _jit.kernels()
+    ids = is_ids(x)
+    drec = np.empty((T, B, 3 * H), dtype=dtype)  # [dr, dz, r * dn]
+    # dn for the input side: kept for the window's product with dense x; for ids the kernels add
+    # it into dW_ih^T's rows (dwt) as they go, and one step's worth is enough
+    dn_out = np.empty((1 if ids else T, B, H), dtype=dtype)
+    # dh: at the last step the gradient arriving at h_T, to which the kernel adds dhs_T
+    dh = np.zeros((B, H), dtype=dtype) if dh_n is None else np.array(dh_n, dtype=dtype)
+    xi = np.ascontiguousarray(x, dtype=np.intp) if ids else np.zeros((1, 1), dtype=np.intp)
+    dwt = np.zeros((w_ih.shape[1] if ids else 1, 3 * H), dtype=dtype)
+    db_in = np.zeros(3 * H, dtype=dtype)
+    db_rec = np.zeros(3 * H, dtype=dtype)
+    if B * H <= JIT_WINDOW_MAX_WORK:
+        dh0 = np.empty((B, H), dtype=dtype)
+        w = np.ascontiguousarray(w_hh)
+        kernels["gru_backward_window"](dh, dhs, acts, hbuf, hn, drec, dn_out, w, xi, dwt, db_in, db_rec, ids, dh0)
+    else:
+        mm = np.empty((B, H), dtype=dtype)
+        kernel = kernels["gru_backward_step"]
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                np.matmul(drec[t + 1], w_hh, out=mm)
+            kernel(t, dh, mm, dhs, acts, hbuf, hn, drec, dn_out, xi, dwt, db_in, db_rec, ids)
+        dh0 = drec[0] @ w_hh
+        dh *= acts[0, 1]
+        dh0 += dh
+    flat = drec.reshape(T * B, 3 * H)
+    dw_hh += flat.T @ hbuf[:T].reshape(T * B, H)
+    db_hh += db_rec
+    db_ih += db_in
+    if ids:
+        dw_ih += dwt.T
+        return None, (dh0,)
+    # the input side's gradients differ only in the n block: dn instead of r * dn
+    drec.reshape(T, B, 3, H)[:, :, 2] = dn_out
+    dw_ih += flat.T @ x.reshape(T * B, -1)
+    return ((flat @ w_ih).reshape(T, B, -1) if need_dx else None), (dh0,)
 
 
 def step(x, w_ih, w_hh, b_ih, b_hh, state):

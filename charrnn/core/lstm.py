@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _jit
 from .linear import input_backward, input_backward_reference, input_forward, is_ids, sigmoid
 
 GATES = 4
@@ -105,6 +106,8 @@ def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     """One window, as the contract in `charrnn.core` says: (hs, (h_T, c_T), cache)."""
     dtype = w_hh.dtype
     x = _as_input(x, dtype)
+    if use_jit(x, w_ih):
+        return _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache)
     T, B = x.shape[:2]
     H = w_hh.shape[1]
     h0, c0 = state0
@@ -162,6 +165,8 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
     T, B, H = tanh_c.shape
     dhs = np.asarray(dhs, dtype=dtype)
     dh_n, dc_n = dstate_n if dstate_n is not None else (None, None)
+    if use_jit(x, w_ih):
+        return _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n, need_dx)
 
     # time-major, as the product with W_hh and linear.input_backward want them; each step's
     # gate blocks are written into its (B, 4, H) view
@@ -226,6 +231,84 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
     db_ih += db
     db_hh += db
     return dx, (dh0, dc)
+
+
+# --------------------------------------------------------------------------------------------
+# the compiled path (numba, core/_jit.py): the same computation, each step's elementwise work in one
+# call, and for small B * H the whole window in one call
+
+# Up to this many numbers per step's state (B * H) the compiled path runs the whole window in one
+# call, its matrix-vector products written as loops; above it each step is a BLAS product and one
+# compiled call (measured below).
+JIT_WINDOW_MAX_WORK = 256
+
+
+def use_jit(x: np.ndarray, w_ih: np.ndarray) -> bool:
+    return _jit.cell_kernels_apply(x, w_ih)
+
+
+def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
+    dtype = w_hh.dtype
+    T, B = x.shape[:2]
+    H = w_hh.shape[1]
+    kernels = _jit.kernels()
+    inp, rows, acts = _jit.window_inputs(x, w_ih, b_ih + b_hh, GATES, B, H)
+    hbuf = np.empty((T + 1, B, H), dtype=dtype)
+    hbuf[0] = state0[0]
+    nc = T + 1 if need_cache else 2
+    cbuf = np.empty((nc, B, H), dtype=dtype)
+    cbuf[0] = state0[1]
+    tanh_c = np.empty((T if need_cache else 1, B, H), dtype=dtype)
+    if B * H <= JIT_WINDOW_MAX_WORK:
+        w_t = np.ascontiguousarray(w_hh.T)
+        kernels["lstm_forward_window"](inp, rows, w_t, acts, hbuf, cbuf, tanh_c)
+    else:
+        w4 = np.ascontiguousarray(w_hh.reshape(4, H, H).transpose(0, 2, 1))
+        pre = np.empty((4, B, H), dtype=dtype)
+        kernel = kernels["lstm_forward_step"]
+        for t in range(T):
+            np.matmul(hbuf[t], w4, out=pre)
+            kernel(t, pre, inp, rows, acts, hbuf, cbuf, tanh_c)
+    state_n = (hbuf[T].copy(), cbuf[T % nc].copy())
+    cache = _Cache(x, acts, hbuf, cbuf, tanh_c) if need_cache else None
+    return hbuf[1:], state_n, cache
+
+
+def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n, need_dx):
+    dtype = w_hh.dtype
+    x, acts, hbuf, cbuf, tanh_c = cache.x, cache.acts, cache.hbuf, cache.cbuf, cache.tanh_c
+    T, B, H = tanh_c.shape
+    kernels = _jit.kernels()
+    dgates = np.empty((T, B, 4 * H), dtype=dtype)
+    # dh: at the last step the gradient arriving at h_T, to which the kernel adds dhs_T
+    dh = np.zeros((B, H), dtype=dtype) if dh_n is None else np.array(dh_n, dtype=dtype)
+    dc = np.zeros((B, H), dtype=dtype) if dc_n is None else np.array(dc_n, dtype=dtype)
+    ids = is_ids(x)
+    # for ids the kernels add each step's gate gradients into the rows of dW_ih^T its symbols
+    # select (dwt), instead of the product with a one-hot matrix after the loop
+    xi = np.ascontiguousarray(x, dtype=np.intp) if ids else np.zeros((1, 1), dtype=np.intp)
+    dwt = np.zeros((w_ih.shape[1] if ids else 1, 4 * H), dtype=dtype)
+    db = np.zeros(4 * H, dtype=dtype)
+    if B * H <= JIT_WINDOW_MAX_WORK:
+        dh0 = np.empty((B, H), dtype=dtype)
+        w = np.ascontiguousarray(w_hh)
+        kernels["lstm_backward_window"](dh, dhs, acts, tanh_c, cbuf, dc, dgates, w, xi, dwt, db, ids, dh0)
+    else:
+        kernel = kernels["lstm_backward_step"]
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                np.matmul(dgates[t + 1], w_hh, out=dh)
+            kernel(t, dh, dhs, acts, tanh_c, cbuf, dc, dgates, xi, dwt, db, ids)
+        dh0 = dgates[0] @ w_hh
+    flat = dgates.reshape(T * B, 4 * H)
+    dw_hh += flat.T @ hbuf[:T].reshape(T * B, H)
+    db_ih += db
+    db_hh += db
+    if ids:
+        dw_ih += dwt.T
+        return None, (dh0, dc)
+    dw_ih += flat.T @ x.reshape(T * B, -1)
+    return ((flat @ w_ih).reshape(T, B, -1) if need_dx else None), (dh0, dc)
 
 
 def step(x, w_ih, w_hh, b_ih, b_hh, state):
