@@ -74,17 +74,17 @@ beforehand (PyTorch 2.13, MKL), each side in its own process, alternating, media
 column with CHARRNN_JIT=0; a machine shared with other work, so several percent of noise):
 
                                  NumPy code   compiled    nn.LSTM    compiled / nn.LSTM
-    H=512  B=64 T=100            537 ms       496 ms      580 ms     1.17x (1.22x in another run)
-    H=128  B=64 T=100            57.5 ms      34.5 ms     64.5 ms    1.87x
+    H=512  B=64 T=100            537 ms       480 ms      585 ms     1.22x (1.17-1.22x in 3 runs)
+    H=128  B=64 T=100            57.5 ms      34.5 ms     64.5 ms    1.87x (1.87-1.91x in 2 runs)
     H=100  B=1  T=25             0.77 ms      0.21 ms     0.55 ms    2.7x
     H=512  dense I=512, with dx  893 ms       872 ms      887 ms     1.02x
 
 Where the compiled path's time goes. At H=512 the per-step products and the dW_hh product take
-about 435 of the 475-495 ms (about 90% of this machine's sgemm peak, 100 GFLOP/s) and the
-kernels 30 (forward 14, backward 16). At H=128 the products take 29 of the 34.5 ms; the rest is
-memory-bound: the backward kernel takes 11 us a step with its inputs in cache and 29 us reading
-them, the cache that the forward pass wrote, from memory. With dense input three more window
-products (projection, dW_ih, dx) dominate on both sides.
+about 435 of the 475-495 ms (about 90% of this machine's sgemm peak, 100 GFLOP/s; nn.LSTM's 585
+ms are 1.34x that alone) and the kernels 30 (forward 14, backward 16). At H=128 the products
+take 29 of the 34.5 ms; the rest is memory-bound: the backward kernel takes 11 us a step with
+its inputs in cache and 29 us reading them, the cache that the forward pass wrote, from memory.
+With dense input three more window products (projection, dW_ih, dx) dominate on both sides.
 
 PyTorch's side pays more than ours for glibc returning freed window-sized arrays to the system
 and faulting them back in every window: with the memory kept (MALLOC_TRIM_THRESHOLD_ and
