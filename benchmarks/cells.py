@@ -1,9 +1,11 @@
 """One recurrent layer, forward + backward of a window: charrnn.core's cells against nn.LSTM / nn.GRU.
 
-    python benchmarks/cells.py --cell lstm --hidden 512 --batch 64 --steps 100 [--rounds 5]
+    python benchmarks/cells.py --cell lstm --hidden 512 --batch 64 --steps 100 [--rounds 5] [--dense]
 
 Input ids over V=65 symbols (PyTorch gets them as a one-hot float tensor, built before the clock
-starts), float32, one thread on both sides. Each side runs in its own process (the two libraries
+starts), or with --dense a (T, B, H) float input whose gradient is computed too (a layer above
+the first); float32, one thread on both sides. CHARRNN_JIT=0 in the environment times charrnn's
+NumPy code instead of its compiled kernels. Each side runs in its own process (the two libraries
 never share one), the processes alternate, ours first, for --rounds rounds; each process times
 --windows windows after a warm-up and reports its median, and the table gives the median of those.
 With --side ours|torch a single process runs and prints its per-window median in ms.
@@ -32,15 +34,16 @@ def _ours(args):
     H, B, T, G = args.hidden, args.batch, args.steps, cell.GATES
     k = 1 / np.sqrt(H)
     f = lambda *s: rng.uniform(-k, k, s).astype(np.float32)  # noqa: E731
-    w_ih, w_hh, b_ih, b_hh = f(G * H, V), f(G * H, H), f(G * H), f(G * H)
+    I = H if args.dense else V
+    w_ih, w_hh, b_ih, b_hh = f(G * H, I), f(G * H, H), f(G * H), f(G * H)
     grads = [np.zeros_like(a) for a in (w_ih, w_hh, b_ih, b_hh)]
-    x = rng.integers(0, V, (T, B))
+    x = rng.standard_normal((T, B, I)).astype(np.float32) if args.dense else rng.integers(0, V, (T, B))
     state0 = tuple(np.zeros((B, H), np.float32) for _ in cell.STATE)
     dhs = rng.standard_normal((T, B, H)).astype(np.float32)
 
     def window():
         hs, _, cache = cell.forward(x, w_ih, w_hh, b_ih, b_hh, state0)
-        cell.backward(dhs, cache, w_ih, w_hh, *grads, need_dx=False)
+        cell.backward(dhs, cache, w_ih, w_hh, *grads, need_dx=args.dense)
 
     return window
 
@@ -51,15 +54,18 @@ def _torch(args):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     H, B, T = args.hidden, args.batch, args.steps
-    module = (torch.nn.LSTM if args.cell == "lstm" else torch.nn.GRU)(V, H)
-    x = torch.randint(0, V, (T, B))
-    onehot = torch.nn.functional.one_hot(x, V).float()
+    I = H if args.dense else V
+    module = (torch.nn.LSTM if args.cell == "lstm" else torch.nn.GRU)(I, H)
+    if args.dense:
+        inp = torch.randn(T, B, I, requires_grad=True)
+    else:
+        inp = torch.nn.functional.one_hot(torch.randint(0, V, (T, B)), V).float()
     state0 = torch.zeros(1, B, H)
     state0 = (state0, state0.clone()) if args.cell == "lstm" else state0
     dhs = torch.randn(T, B, H)
 
     def window():
-        out, _ = module(onehot, state0)
+        out, _ = module(inp, state0)
         out.backward(dhs)
 
     return window
@@ -83,6 +89,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--dense", action="store_true", help="(T, B, H) float input, with its gradient")
     p.add_argument("--windows", type=int, default=0, help="timed windows per process (default: about 1.5 s)")
     p.add_argument("--warmup", type=int, default=0, help="untimed windows first (default: about 0.3 s)")
     p.add_argument("--rounds", type=int, default=5)
@@ -99,14 +106,15 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     base = [sys.executable, __file__, "--cell", args.cell, "--hidden", str(args.hidden), "--batch",
             str(args.batch), "--steps", str(args.steps), "--windows", str(args.windows), "--warmup",
-            str(args.warmup)]
+            str(args.warmup)] + (["--dense"] if args.dense else [])
     res = {"ours": [], "torch": []}
     for _ in range(args.rounds):
         for side in ("ours", "torch"):
             out = subprocess.run(base + ["--side", side], env=env, capture_output=True, text=True, check=True)
             res[side].append(json.loads(out.stdout))
     ours, theirs = statistics.median(res["ours"]), statistics.median(res["torch"])
-    print(f"{args.cell} H={args.hidden} B={args.batch} T={args.steps}: ours {ours:.3f} ms, "
+    name = f"{args.cell} H={args.hidden} B={args.batch} T={args.steps}{' dense' if args.dense else ''}"
+    print(f"{name}: ours {ours:.3f} ms, "
           f"torch {theirs:.3f} ms, {theirs / ours:.2f}x   "
           f"(ours {' '.join(f'{v:.3g}' for v in res['ours'])}; torch {' '.join(f'{v:.3g}' for v in res['torch'])})")
 

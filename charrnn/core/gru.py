@@ -41,17 +41,27 @@ product with the transposed gate blocks of W_hh, stored in the memory of the ste
 the input projection. For the GRU the batched product and the single one take about the same
 time (1.06 against 1.11 ms at H=512); the contiguous gate blocks are what count.
 
-Measured, forward + backward of one window (B=64, T=100, input ids with V=65, float32, one
-thread; median of two runs of 15 windows), against `nn.GRU` forward + backward with the same
-parameters and one-hot float input, timed in its own process with torch.set_num_threads(1):
+The compiled path (core/_jit.py), as described in `core.lstm`: the same products and cache, one
+compiled call for each step's elementwise work, the (V, 3H) table of W_ih^T + b for ids, db and
+(for ids) dW_ih summed by the backward kernel, the whole window in one call up to B * H =
+JIT_WINDOW_MAX_WORK (measured as for the LSTM: B=1 up to H=256, B=2 to 128, B=4 to 64, B=8 to
+32), and the backward pass's window-sized gradients kept in `_jit.scratch` (without: 29.8
+against 27.1 ms at H=128). It differs from the NumPy code only by the kernels' tanh and the
+order of the sums into the biases and dW_ih (and, in the whole-window kernels, of the products).
 
-    H=512   this module 398 ms   nn.GRU 493 ms    1.24x
-    H=128   this module 47.5 ms  nn.GRU 54.5 ms   1.15x
-    H=512, dense input I=512 with dx: 667 ms against 747 ms, 1.12x
+Measured as for `core.lstm` (same machine and protocol, `python benchmarks/cells.py --cell gru
+...`), against `nn.GRU`:
+
+                                 NumPy code   compiled    nn.GRU     compiled / nn.GRU
+    H=512  B=64 T=100            406 ms       353 ms      514 ms     1.46x
+    H=128  B=64 T=100            46.0 ms      26.6 ms     52.9 ms    1.99x
+    H=100  B=1  T=25             0.64 ms      0.17 ms     2.48 ms    14.7x
+    H=512  dense I=512, with dx  688 ms       663 ms      780 ms     1.18x
 
 With the freed memory kept between windows (MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_
-set high, see `core.lstm`): 382 against 457 ms at H=512 (1.20x), 38.3 against 53.1 ms at H=128
-(1.39x).
+set high for both sides): 347 against 453 ms at H=512 (1.30x), 27.4 against 54.0 ms at H=128
+(1.97x). nn.GRU at B=1 is far slower than nn.LSTM (2.5 against 0.55 ms): PyTorch's CPU LSTM
+runs a fused implementation there, its GRU does not.
 
 `hs` is a view of the state buffer that the cache keeps (backward reads h_{t-1} from it): do not
 write into it before backward. `backward` modifies neither the cache nor `dhs`, so it may be run
@@ -220,7 +230,7 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
 
 # Up to this many numbers per step's state (B * H) the compiled path runs the whole window in one
 # call, its matrix-vector products written as loops; above it each step is a BLAS product and one
-# compiled call (measured below).
+# compiled call (measured: module docstring).
 JIT_WINDOW_MAX_WORK = 256
 
 
@@ -261,10 +271,11 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need
     T, B, H = hn.shape
     kernels = _jit.kernels()
     ids = is_ids(x)
-    drec = np.empty((T, B, 3 * H), dtype=dtype)  # [dr, dz, r * dn]
-    # dn for the input side: kept for the window's product with dense x; for ids the kernels add
-    # it into dW_ih^T's rows (dwt) as they go, and one step's worth is enough
-    dn_out = np.empty((1 if ids else T, B, H), dtype=dtype)
+    # [dr, dz, r * dn] and dn, only read here: given back at the end. dn for the input side is
+    # kept for the window's product with dense x; for ids the kernels add it into dW_ih^T's rows
+    # (dwt) as they go, and one step's worth is enough.
+    drec = _jit.scratch.take((T, B, 3 * H), dtype)
+    dn_out = _jit.scratch.take((1 if ids else T, B, H), dtype)
     # dh: at the last step the gradient arriving at h_T, to which the kernel adds dhs_T
     dh = np.zeros((B, H), dtype=dtype) if dh_n is None else np.array(dh_n, dtype=dtype)
     xi = np.ascontiguousarray(x, dtype=np.intp) if ids else np.zeros((1, 1), dtype=np.intp)
@@ -289,13 +300,16 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need
     dw_hh += flat.T @ hbuf[:T].reshape(T * B, H)
     db_hh += db_rec
     db_ih += db_in
+    dx = None
     if ids:
         dw_ih += dwt.T
-        return None, (dh0,)
-    # the input side's gradients differ only in the n block: dn instead of r * dn
-    drec.reshape(T, B, 3, H)[:, :, 2] = dn_out
-    dw_ih += flat.T @ x.reshape(T * B, -1)
-    return ((flat @ w_ih).reshape(T, B, -1) if need_dx else None), (dh0,)
+    else:
+        # the input side's gradients differ only in the n block: dn instead of r * dn
+        drec.reshape(T, B, 3, H)[:, :, 2] = dn_out
+        dw_ih += flat.T @ x.reshape(T * B, -1)
+        dx = (flat @ w_ih).reshape(T, B, -1) if need_dx else None
+    _jit.scratch.give(drec, dn_out)
+    return dx, (dh0,)
 
 
 def step(x, w_ih, w_hh, b_ih, b_hh, state):

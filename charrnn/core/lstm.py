@@ -51,21 +51,45 @@ Why, measured per step at B=64, float32, one thread, OpenBLAS:
     took 0.40 ms per step at H=512, more than the product gains (and the gate gradients would
     need the same transposition back for `linear.input_backward`).
 
-Measured, forward + backward of one window (B=64, T=100, input ids with V=65, float32, one
-thread; median of two runs of 15 windows), against `nn.LSTM` forward + backward with the same
-parameters and one-hot float input, timed in its own process with torch.set_num_threads(1):
+The compiled path. With numba (core/_jit.py; not with CHARRNN_JIT=0) `forward` and `backward`
+run the same computation with the same cache: each step is the same BLAS product followed by one
+compiled call doing all of the step's elementwise work, where the NumPy code makes about 12
+(forward) and 25 (backward) passes over (B, H) blocks; the operations and their order are the
+NumPy code's, so the two differ only by the kernels' tanh (within 2.5 ulp of the exact one, as
+NumPy's is within 1.4), the order of the sums into db and dW_ih, and in the whole-window kernels
+below the order of the products' sums. For ids no window-sized
+projection is made: each step reads its symbols' rows of W_ih^T + b from a (V, 4H) table, and the
+backward kernel adds each step's gate gradients into db and into the rows of dW_ih^T its symbols
+select, instead of a sum and a product with a one-hot matrix after the loop. Up to
+B * H = JIT_WINDOW_MAX_WORK the whole window is one call, the products written as loops: at T=25
+that won up to B * H = 256 (B=1 up to H=256, B=2 to 128, B=8 to 32; a tie at B=4, H=64), the
+step kernels with BLAS products above. The backward pass's (T, B, 4H) gate gradients live in
+`_jit.scratch` between calls: nothing outside the call sees them, and taking them from the
+system anew each window cost 4 of 39.5 ms at H=128 (14 of 492 ms at H=512).
 
-    H=512   this module 533 ms   nn.LSTM 571 ms   1.07x
-    H=128   this module 59.6 ms  nn.LSTM 66.0 ms  1.11x
-    H=512, dense input I=512 with dx: 904 ms against 887 ms, 0.98x
+Measured on 2 vCPUs of an AMD EPYC (Zen 4), OpenBLAS 0.3.31, float32, one thread, forward +
+backward of one window with input ids (V=65), against `nn.LSTM` with one-hot float input built
+beforehand (PyTorch 2.13, MKL), each side in its own process, alternating, median of 5 rounds
+(`python benchmarks/cells.py --cell lstm --hidden H [--batch B --steps T] [--dense]`; the NumPy
+column with CHARRNN_JIT=0; a machine shared with other work, so several percent of noise):
 
-With glibc's default malloc settings, as above, both sides fault their freed window-sized arrays
-back into memory every window, and PyTorch loses more to that. With the memory kept
-(MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ set high) nn.LSTM is the faster one: 446
-against 507 ms at H=512, 47.0 against 49.3 ms at H=128. Timed alone, the per-step products are
-no faster on PyTorch's side (about 1.45 ms at H=512 for MKL and OpenBLAS alike); here the
-products take about 430 of the 507 ms and the gate arithmetic, separate NumPy passes over
-memory, most of the rest, which PyTorch's LSTM does in fused code.
+                                 NumPy code   compiled    nn.LSTM    compiled / nn.LSTM
+    H=512  B=64 T=100            537 ms       480 ms      585 ms     1.22x (1.17-1.22x in 3 runs)
+    H=128  B=64 T=100            57.5 ms      34.5 ms     64.5 ms    1.87x (1.87-1.91x in 2 runs)
+    H=100  B=1  T=25             0.77 ms      0.21 ms     0.55 ms    2.7x
+    H=512  dense I=512, with dx  893 ms       872 ms      887 ms     1.02x
+
+Where the compiled path's time goes. At H=512 the per-step products and the dW_hh product take
+about 435 of the 475-495 ms (about 90% of this machine's sgemm peak, 100 GFLOP/s; nn.LSTM's 585
+ms are 1.34x that alone) and the kernels 30 (forward 14, backward 16). At H=128 the products
+take 29 of the 34.5 ms; the rest is memory-bound: the backward kernel takes 11 us a step with
+its inputs in cache and 29 us reading them, the cache that the forward pass wrote, from memory.
+With dense input three more window products (projection, dW_ih, dx) dominate on both sides.
+
+PyTorch's side pays more than ours for glibc returning freed window-sized arrays to the system
+and faulting them back in every window: with the memory kept (MALLOC_TRIM_THRESHOLD_ and
+MALLOC_MMAP_THRESHOLD_ set high for both processes) nn.LSTM takes 457 ms at H=512 against our
+484 (0.94x) and 47.7 ms at H=128 against our 35.2 (1.36x), while ours barely changes.
 
 `hs` is a view of the state buffer that the cache keeps (backward reads h_{t-1} from it): do not
 write into it before backward. `backward` modifies neither the cache nor `dhs`, so it may be run
@@ -239,7 +263,7 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
 
 # Up to this many numbers per step's state (B * H) the compiled path runs the whole window in one
 # call, its matrix-vector products written as loops; above it each step is a BLAS product and one
-# compiled call (measured below).
+# compiled call (measured: module docstring).
 JIT_WINDOW_MAX_WORK = 256
 
 
@@ -279,7 +303,7 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
     x, acts, hbuf, cbuf, tanh_c = cache.x, cache.acts, cache.hbuf, cache.cbuf, cache.tanh_c
     T, B, H = tanh_c.shape
     kernels = _jit.kernels()
-    dgates = np.empty((T, B, 4 * H), dtype=dtype)
+    dgates = _jit.scratch.take((T, B, 4 * H), dtype)  # only read here: given back at the end
     # dh: at the last step the gradient arriving at h_T, to which the kernel adds dhs_T
     dh = np.zeros((B, H), dtype=dtype) if dh_n is None else np.array(dh_n, dtype=dtype)
     dc = np.zeros((B, H), dtype=dtype) if dc_n is None else np.array(dc_n, dtype=dtype)
@@ -304,11 +328,14 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
     dw_hh += flat.T @ hbuf[:T].reshape(T * B, H)
     db_ih += db
     db_hh += db
+    dx = None
     if ids:
         dw_ih += dwt.T
-        return None, (dh0, dc)
-    dw_ih += flat.T @ x.reshape(T * B, -1)
-    return ((flat @ w_ih).reshape(T, B, -1) if need_dx else None), (dh0, dc)
+    else:
+        dw_ih += flat.T @ x.reshape(T * B, -1)
+        dx = (flat @ w_ih).reshape(T, B, -1) if need_dx else None
+    _jit.scratch.give(dgates)
+    return dx, (dh0, dc)
 
 
 def step(x, w_ih, w_hh, b_ih, b_hh, state):
