@@ -73,7 +73,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit
-from .linear import input_backward, input_backward_reference, input_forward, is_ids, sigmoid
+from .linear import as_layer_input, input_backward, input_backward_reference, input_forward, is_ids, sigmoid
 
 GATES = 3
 STATE = ("h",)
@@ -91,16 +91,10 @@ class _Cache:
         self.hn = hn  # (T, B, H): W_hn h_{t-1} + b_hn
 
 
-def _as_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Ids stay ids; dense inputs are taken in the parameters' dtype, so nothing is upcast."""
-    x = np.asarray(x)
-    return x if is_ids(x) else x.astype(dtype, copy=False)
-
-
 def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     """One window, as the contract in `charrnn.core` says: (hs, (h_T,), cache)."""
     dtype = w_hh.dtype
-    x = _as_input(x, dtype)
+    x = as_layer_input(x, dtype)
     if use_jit(x, w_ih):
         return _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache)
     T, B = x.shape[:2]
@@ -320,7 +314,7 @@ def step(x, w_ih, w_hh, b_ih, b_hh, state):
     # at B=1 both are the same matrix-vector product.
     (h,) = state
     H = w_hh.shape[1]
-    x = _as_input(x, w_hh.dtype)
+    x = as_layer_input(x, w_hh.dtype)
     rec = w_hh @ h.T  # (3H, B), fresh
     rec += b_hh[:, None]
     a = w_ih[:, x] if is_ids(x) else w_ih @ x.T  # a gathered column of W_ih for each id
@@ -345,7 +339,7 @@ def step(x, w_ih, w_hh, b_ih, b_hh, state):
 
 def forward_reference(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     """`forward` written plainly: the equations at the top of this module, step by step."""
-    x = _as_input(x, w_hh.dtype)
+    x = as_layer_input(x, w_hh.dtype)
     H = w_hh.shape[1]
     h = np.asarray(state0[0], dtype=w_hh.dtype)
     xw = input_forward(x, w_ih, b_ih)  # W_ih x_t + b_ih for every step, (T, B, 3H)

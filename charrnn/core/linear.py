@@ -44,6 +44,12 @@ def is_ids(x: np.ndarray) -> bool:
     return x.dtype.kind in "iu"
 
 
+def as_layer_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Ids stay ids; dense inputs are taken in the parameters' dtype, so nothing is upcast."""
+    x = np.asarray(x)
+    return x if is_ids(x) else x.astype(dtype, copy=False)
+
+
 def input_forward(x: np.ndarray, weight_ih: np.ndarray, bias_ih: np.ndarray) -> np.ndarray:
     """xw_t = W_ih x_t + b_ih for every step: (T, B, G*H), a fresh array.
 

@@ -101,7 +101,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit
-from .linear import input_backward, input_backward_reference, input_forward, is_ids, sigmoid
+from .linear import as_layer_input, input_backward, input_backward_reference, input_forward, is_ids, sigmoid
 
 GATES = 4
 STATE = ("h", "c")
@@ -120,16 +120,10 @@ class _Cache:
         self.tanh_c = tanh_c  # (T, B, H): tanh(c_1) .. tanh(c_T)
 
 
-def _as_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Ids stay ids; dense inputs are taken in the parameters' dtype, so nothing is upcast."""
-    x = np.asarray(x)
-    return x if is_ids(x) else x.astype(dtype, copy=False)
-
-
 def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     """One window, as the contract in `charrnn.core` says: (hs, (h_T, c_T), cache)."""
     dtype = w_hh.dtype
-    x = _as_input(x, dtype)
+    x = as_layer_input(x, dtype)
     if use_jit(x, w_ih):
         return _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache)
     T, B = x.shape[:2]
@@ -346,7 +340,7 @@ def step(x, w_ih, w_hh, b_ih, b_hh, state):
     # at B=1 both are the same matrix-vector product.
     h, c = state
     H = w_hh.shape[1]
-    x = _as_input(x, w_hh.dtype)
+    x = as_layer_input(x, w_hh.dtype)
     a = w_hh @ h.T  # (4H, B), fresh
     a += w_ih[:, x] if is_ids(x) else w_ih @ x.T  # a gathered column of W_ih for each id
     a += b_ih[:, None]
@@ -367,7 +361,7 @@ def step(x, w_ih, w_hh, b_ih, b_hh, state):
 
 def forward_reference(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     """`forward` written plainly: the equations at the top of this module, step by step."""
-    x = _as_input(x, w_hh.dtype)
+    x = as_layer_input(x, w_hh.dtype)
     H = w_hh.shape[1]
     h = np.asarray(state0[0], dtype=w_hh.dtype)
     c = np.asarray(state0[1], dtype=w_hh.dtype)
