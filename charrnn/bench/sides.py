@@ -137,15 +137,15 @@ class TorchSide:
         if spec.get("threads"):
             torch.set_num_threads(spec["threads"])
         self.torch, self.spec = torch, spec
-        arrays = load_file(spec["params"])
-        layers = sum(1 for n in arrays if n.startswith("rnn.weight_hh_l"))
-        H = arrays["head.weight"].shape[1]
+        from ..model.params import torch_state_dicts
+
+        state = torch_state_dicts(load_file(spec["params"]))
+        H = state["head"]["weight"].shape[1]
+        layers = len(state["rnn"]) // 4  # four arrays a layer: two weights, two biases
         self.rnn = getattr(torch.nn, spec["cell"].upper())(V, H, layers)
         self.head = torch.nn.Linear(H, V)
-        with torch.no_grad():
-            for prefix, module in (("rnn.", self.rnn), ("head.", self.head)):
-                for name, p in module.named_parameters():
-                    p.copy_(torch.from_numpy(arrays[prefix + name]))
+        self.rnn.load_state_dict({k: torch.from_numpy(v) for k, v in state["rnn"].items()})
+        self.head.load_state_dict({k: torch.from_numpy(v) for k, v in state["head"].items()})
         self.embed = torch.nn.Embedding.from_pretrained(torch.eye(V)) if spec.get("input") == "embedding" else None
         self.H = H
 

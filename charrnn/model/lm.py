@@ -20,7 +20,7 @@ from ..core import CELL_MODULES
 from ..core.linear import linear_backward, linear_forward
 from ..core.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..errors import ConfigError
-from .params import (MAX_PARAMETERS, check_cell, check_size, count_parameters, init_parameters, parameter_shapes,
+from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, check_cell, check_size, count_parameters, init_parameters, parameter_shapes,
                      resolve_dtype)
 from .stack import State, StackCache, stack_backward, stack_forward
 
@@ -175,7 +175,7 @@ class CharRNN:
     def _head_forward(self, top: np.ndarray) -> np.ndarray:
         """Logits (N, V) of the head's input (T, B, H), time-major, a fresh array."""
         T, B, H = top.shape
-        return linear_forward(top.reshape(T * B, H), self.params["head.weight"], self.params["head.bias"])
+        return linear_forward(top.reshape(T * B, H), self.params[HEAD_WEIGHT], self.params[HEAD_BIAS])
 
     def forward(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, ForwardCache]:
         """Loss (mean nats over B*T) of a window in training mode, and the cache for `backward`.
@@ -208,8 +208,8 @@ class CharRNN:
         # dL/d(top), written feature-major (H, T, B) and seen time-major: the cells' tuned
         # backward passes work in column form and take this view without a copy
         dtop = np.empty((H, T, B), dtype=self.dtype)
-        linear_backward(dlogits, cache.top.reshape(T * B, H), p["head.weight"], grads["head.weight"],
-                        grads["head.bias"], dx_out=dtop.reshape(H, T * B).T)
+        linear_backward(dlogits, cache.top.reshape(T * B, H), p[HEAD_WEIGHT], grads[HEAD_WEIGHT],
+                        grads[HEAD_BIAS], dx_out=dtop.reshape(H, T * B).T)
         dstate0 = stack_backward(self.cell_module, p, grads, stack, dtop.transpose(1, 2, 0))
         return grads, self.public_state(dstate0)
 

@@ -39,6 +39,8 @@ LAYER_TEMPLATE = (
 )
 RNN_PREFIX = "rnn."
 HEAD_PREFIX = "head."
+HEAD_WEIGHT = HEAD_PREFIX + "weight"  # V in the seeds: (V, H)
+HEAD_BIAS = HEAD_PREFIX + "bias"  # c in the seeds: (V,)
 
 # Refuse models whose parameter count would not fit a plausible machine before allocating them.
 MAX_PARAMETERS = 2_000_000_000
@@ -72,15 +74,15 @@ def parameter_shapes(
         for (_, cols), name in zip(LAYER_TEMPLATE, layer_names(k)):
             width = {"input": V if k == 0 else H, "hidden": H, None: None}[cols]
             shapes[name] = (G * H,) if width is None else (G * H, width)
-    shapes[HEAD_PREFIX + "weight"] = (V, H)
-    shapes[HEAD_PREFIX + "bias"] = (V,)
+    shapes[HEAD_WEIGHT] = (V, H)
+    shapes[HEAD_BIAS] = (V,)
     return shapes
 
 
 def vocab_axes() -> dict[str, int]:
     """The parameters with one slice per vocabulary symbol, and the axis of those slices: the
     first layer's input columns and the head's output rows."""
-    return {layer_names(0)[0]: 1, HEAD_PREFIX + "weight": 0, HEAD_PREFIX + "bias": 0}
+    return {layer_names(0)[0]: 1, HEAD_WEIGHT: 0, HEAD_BIAS: 0}
 
 
 def transplant(params: dict[str, np.ndarray], into: dict[str, np.ndarray], positions: np.ndarray) -> None:

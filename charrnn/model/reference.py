@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..core.loss import softmax_cross_entropy_reference
+from .params import HEAD_BIAS, HEAD_WEIGHT
 from .stack import stack_backward, stack_forward
 
 
@@ -25,12 +26,12 @@ def reference_loss_and_grads(
     top, state_n, cache = stack_forward(model.cell_module, p, model.num_layers, x, state0, model.dropout, dropout_rng,
                                         forward="forward_reference")
     flat = top.reshape(T * B, H)
-    logits = flat @ p["head.weight"].T + p["head.bias"]
+    logits = flat @ p[HEAD_WEIGHT].T + p[HEAD_BIAS]
     loss, dlogits = softmax_cross_entropy_reference(logits, np.asarray(targets).T.reshape(-1))
     grads = {name: np.zeros_like(a) for name, a in p.items()}
-    grads["head.weight"] += dlogits.T @ flat
-    grads["head.bias"] += dlogits.sum(axis=0)
-    dtop = (dlogits @ p["head.weight"]).reshape(T, B, H)
+    grads[HEAD_WEIGHT] += dlogits.T @ flat
+    grads[HEAD_BIAS] += dlogits.sum(axis=0)
+    dtop = (dlogits @ p[HEAD_WEIGHT]).reshape(T, B, H)
     dstate0 = stack_backward(model.cell_module, p, grads, cache, dtop, backward="backward_reference")
     return loss, grads, model.public_state(state_n), model.public_state(dstate0)
 
@@ -41,7 +42,7 @@ def reference_step(model: Any, tokens: np.ndarray, h: Any) -> tuple[np.ndarray, 
     state = model.check_state(h, tok.shape[1])
     top, state_n, _ = stack_forward(model.cell_module, model.params, model.num_layers, tok, state,
                                     need_cache=False, forward="forward_reference")
-    logits = top[0] @ model.params["head.weight"].T + model.params["head.bias"]
+    logits = top[0] @ model.params[HEAD_WEIGHT].T + model.params[HEAD_BIAS]
     return logits, model.public_state(state_n)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import threads
 from ..errors import ConfigError
-from .params import check_size
+from .params import HEAD_BIAS, HEAD_WEIGHT, check_size
 from .stack import State, layer_params
 
 
@@ -65,6 +65,6 @@ class Stepper:
             for part, value in zip(self.state, new):
                 part[k] = value
             x = new[0]
-        np.matmul(x, p["head.weight"].T, out=self._logits)
-        self._logits += p["head.bias"]
+        np.matmul(x, p[HEAD_WEIGHT].T, out=self._logits)
+        self._logits += p[HEAD_BIAS]
         return self._logits

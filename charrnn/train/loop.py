@@ -23,6 +23,7 @@ import numpy as np
 from .. import checkpoint as ckpt
 from ..config import TrainConfig
 from ..errors import CharRNNError, CheckpointError
+from ..model import layer_names
 from ..evaluate import NATS_TO_BITS, evaluate_ids
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
 from ..sample import SampleConfig, generate
@@ -193,7 +194,7 @@ class Trainer:
                     continue
                 if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
                     for k in range(cfg.num_layers):
-                        grads[f"rnn.bias_hh_l{k}"].fill(0.0)
+                        grads[layer_names(k)[3]].fill(0.0)  # bias_hh
                 if cfg.clip_value:
                     clip_grad_value_(grads, cfg.clip_value)
                 if cfg.clip_norm:
