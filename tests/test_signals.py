@@ -1,7 +1,7 @@
-"""Faults from outside: Ctrl-C, SIGTERM and SIGKILL sent to a real training process.
+"""Faults from outside: Ctrl-C, SIGTERM, SIGHUP and SIGKILL sent to a real training process.
 
-SIGINT / SIGTERM: the step in progress finishes, a checkpoint is written, the exit status is
-130 / 143, and `--resume` continues bit for bit as if the run had never stopped. SIGKILL, even in
+SIGINT / SIGTERM / SIGHUP: the step in progress finishes, a checkpoint is written, the exit status
+is 130 / 143 / 129, and `--resume` continues bit for bit as if the run had never stopped. SIGKILL, even in
 the middle of a checkpoint write, always leaves the last complete checkpoint loadable.
 """
 
@@ -83,7 +83,7 @@ def assert_loadable(path: Path) -> int:
     return c.state["step"]
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_writes_a_checkpoint_and_resume_is_exact(tmp_path, sonnet_file, signum, status):
     run, ref = tmp_path / "run", tmp_path / "ref"
     proc = start("-m", "charrnn", "train", sonnet_file, "--out", run, *COMMON, "--steps", "1000000", "--eval-every", "0")

@@ -2,8 +2,8 @@
 
 Faults: a NaN or infinite loss or gradient never reaches the parameters. The run restores its
 last good checkpoint, halves the learning rate, says so and goes on; after `max_divergences`
-recoveries it stops with that checkpoint intact. SIGINT / SIGTERM finish the current step, write
-a checkpoint and leave with status 130 / 143.
+recoveries it stops with that checkpoint intact. SIGINT / SIGTERM / SIGHUP finish the current step,
+write a checkpoint and leave with status 130 / 143 / 129.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from ..serialization import atomic_copy
 from .schedule import lr_at
 from .setup import Setup, fresh_run, resume_run
 
+# Signals that stop training cleanly (the step finishes, a checkpoint is written): Ctrl-C, a
+# polite kill, and a closed terminal (SIGHUP, which would otherwise end the run unsaved).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 # Periodic validation scores this many parallel streams (the `eval` command uses one).
 VAL_STREAMS = 16
 
@@ -78,7 +81,7 @@ class Trainer:
         self.progress = progress and not quiet and not json_log
         self.stream = stream or sys.stderr
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
-        self._signal: int | None = None  # the first SIGINT / SIGTERM received, handled between steps
+        self._signal: int | None = None  # the first stopping signal received, handled between steps
         self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say) if resume
                              else fresh_run(cfg, Path(run_dir), force, self.say))
         # the loop's horizon; a caller may move it before `run()`
@@ -125,7 +128,7 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
         def on_signal(signum: int, frame: Any) -> None:
             if self._signal is not None and signum == signal.SIGINT:
