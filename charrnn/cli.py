@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .config import CELLS, DATASETS, DTYPES, ENCODINGS, EXPORT_FORMATS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
-from .errors import CharRNNError, ConfigError
+from .errors import CharRNNError, ConfigError, DataError
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = {}
@@ -347,13 +347,18 @@ def _eval(p: argparse.ArgumentParser):
             enc = encode_file(a.text, Path(tmp) / "ids.bin", vocab=c.vocab, unknown="skip")
             result = evaluate_ids(c.model, enc.ids, streams=1)
             del enc.ids  # release the memory map before the directory goes
+        if result.chars == 0:
+            raise DataError(f"{a.text}: fewer than 2 characters the model knows: there is nothing to score")
         unknown = sorted(enc.unknown_symbols, key=str)[:20]
         if a.json:
+            def finite(x: float) -> float | None:  # strict JSON has no Infinity: null says "too large"
+                return x if math.isfinite(x) else None
+
             print(json.dumps({
-                "nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
-                "perplexity": result.perplexity, "chars": result.chars,
+                "nats_per_char": finite(result.nats_per_char), "bits_per_char": finite(result.bits_per_char),
+                "perplexity": finite(result.perplexity), "chars": result.chars,
                 "unknown_chars": enc.n_unknown, "unknown_symbols": unknown,
-            }))
+            }, allow_nan=False))
         else:
             print(f"{result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
                   f"perplexity {result.perplexity:.3f}   {result.chars:,} characters scored")

@@ -30,7 +30,11 @@ class EvalResult:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.nats_per_char)
+        """exp(nats per char); infinite past the largest float (a loss above ~709 nats/char)."""
+        try:
+            return math.exp(self.nats_per_char)
+        except OverflowError:
+            return float("inf")
 
 
 def evaluate_ids(model: CharRNN, ids: np.ndarray, streams: int = 1, window: int = EVAL_WINDOW) -> EvalResult:

@@ -527,3 +527,27 @@ def test_divergence_gives_up_with_exit_3_and_the_last_good_checkpoint(tmp_path, 
     c = load_checkpoint(run / LATEST)
     assert all(np.isfinite(p).all() for p in c.model.params.values())
     assert c.state["divergences"] == 2 and c.state["lr_scale"] == 0.25
+
+
+def test_eval_of_too_little_text_and_of_a_huge_loss(tmp_path, sonnet_file):
+    """Fewer than 2 scorable characters is a one-line error, never NaN; a loss past exp's range
+    prints an infinite perplexity and strict JSON (null), never a traceback."""
+    run = tmp_path / "run"
+    assert run_cli("train", sonnet_file, "--out", run, *TINY).returncode == 0
+    one = tmp_path / "one.txt"
+    one.write_text("S")
+    for args in ([], ["--json"]):
+        proc = run_cli("eval", run, one, *args)
+        assert proc.returncode == 2 and "nothing to score" in proc.stderr and proc.stdout == ""
+        assert len(proc.stderr.strip().splitlines()) == 1
+    ckpt_path = run / "best.safetensors"
+    arrays, meta = read_arrays(ckpt_path)
+    arrays["head.bias"] = np.full_like(arrays["head.bias"], -1e4)
+    arrays["head.bias"][0] = 1e4  # every other character gets ~2e4 nats
+    write_arrays(ckpt_path, arrays, meta)
+    proc = run_cli("eval", ckpt_path, sonnet_file, "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["perplexity"] is None and doc["nats_per_char"] > 1000
+    proc = run_cli("eval", ckpt_path, sonnet_file)
+    assert proc.returncode == 0 and "perplexity inf" in proc.stdout

@@ -179,3 +179,4 @@ def test_checkpoints_written_before_the_cells_still_load_and_resume(tmp_path, so
     rewrite_metadata(run / LATEST, lambda m: m.update(version=3))
     proc = run_cli("train", "--resume", run, "--steps", "30")
     assert proc.returncode == 2 and "newer charrnn" in proc.stderr
+
