@@ -15,6 +15,8 @@ import pytest
 from charrnn import CharRNN
 from charrnn.core import _jit, gru, lstm
 
+from test_cells import assert_close, rel
+
 CELLS = {"lstm": lstm, "gru": gru}
 PARAMS = ("w_ih", "w_hh", "b_ih", "b_hh")
 TIGHT = 1e-12  # float64, relative to the largest magnitude of the compared array
@@ -23,9 +25,6 @@ F32 = 2e-5  # compiled against NumPy code, both in float32 (their tanh differ by
 needs_numba = pytest.mark.skipif(not _jit.available(), reason="numba is not installed")
 
 
-def rel(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
 
 
 def set_path(monkeypatch, path):
@@ -72,21 +71,6 @@ def run(cell, p, x, state0, dhs, dstate_n, reference=False, need_dx=True):
     out.update({f"d{k}0": d for k, d in zip(cell.STATE, dstate0)})
     out["dx"] = dx
     return out
-
-
-def assert_close(got, want, tol):
-    assert got.keys() == want.keys()
-    bad = {}
-    for k in want:
-        if want[k] is None or got[k] is None:
-            if not (want[k] is None and got[k] is None):
-                bad[k] = "None against an array"
-            continue
-        assert got[k].shape == want[k].shape, k
-        err = rel(got[k], want[k])
-        if not err <= tol:
-            bad[k] = f"{err:.2e}"
-    assert not bad, f"above {tol:g}: {bad}"
 
 
 def configs(n, seed):
