@@ -43,12 +43,12 @@ def assert_close(got, want, tol):
     assert not bad, f"above {tol:g}: {bad}"
 
 
-def problem(cell, T, B, H, I, ids, seed, dtype=np.float64):
+def problem(cell, T, B, H, I, ids, seed, dtype=np.float64, scale=0.7):
     """Random parameters, input, initial state and upstream gradients for one window."""
     rng = np.random.default_rng(seed)
     G = cell.GATES
     f = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
-    p = {"w_ih": f(G * H, I) * 0.7, "w_hh": f(G * H, H) * 0.7, "b_ih": f(G * H) * 0.5, "b_hh": f(G * H) * 0.5}
+    p = {"w_ih": f(G * H, I) * scale, "w_hh": f(G * H, H) * scale, "b_ih": f(G * H) * 0.5, "b_hh": f(G * H) * 0.5}
     x = rng.integers(0, I, (T, B)) if ids else f(T, B, I)
     state0 = tuple(f(B, H) for _ in cell.STATE)
     dhs = f(T, B, H)
@@ -264,19 +264,6 @@ def test_step_repeated_equals_forward(name, config):
     for a, b in zip(state, state_n):
         assert rel(a, b) <= TIGHT
     assert all(s.dtype == np.float64 for s in state)
-
-
-@pytest.mark.parametrize("name", CELLS)
-def test_forward_without_cache_gives_the_same_states(name):
-    cell = CELLS[name]
-    p, x, state0, _, _ = problem(cell, 6, 2, 5, 4, True, seed=2)
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    hs, state_n, cache = cell.forward(x, *weights, state0)
-    hs2, state_n2, cache2 = cell.forward(x, *weights, state0, need_cache=False)
-    assert cache is not None and cache2 is None
-    assert np.array_equal(hs, hs2)
-    for a, b in zip(state_n, state_n2):
-        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", CELLS)

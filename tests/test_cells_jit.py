@@ -15,7 +15,7 @@ import pytest
 from charrnn import CharRNN
 from charrnn.core import _jit, gru, lstm
 
-from test_cells import assert_close, rel
+from test_cells import assert_close, problem, rel, run
 
 CELLS = {"lstm": lstm, "gru": gru}
 PARAMS = ("w_ih", "w_hh", "b_ih", "b_hh")
@@ -43,34 +43,6 @@ def set_path(monkeypatch, path):
 def path(request, monkeypatch):
     set_path(monkeypatch, request.param)
     return request.param
-
-
-def problem(cell, T, B, H, I, ids, seed, dtype=np.float64, scale=0.7):
-    """Random parameters, input, initial state and upstream gradients for one window."""
-    rng = np.random.default_rng(seed)
-    G = cell.GATES
-    f = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
-    p = {"w_ih": f(G * H, I) * scale, "w_hh": f(G * H, H) * scale, "b_ih": f(G * H) * 0.5, "b_hh": f(G * H) * 0.5}
-    x = rng.integers(0, I, (T, B)) if ids else f(T, B, I)
-    state0 = tuple(f(B, H) for _ in cell.STATE)
-    dhs = f(T, B, H)
-    dstate_n = tuple(f(B, H) for _ in cell.STATE)
-    return p, x, state0, dhs, dstate_n
-
-
-def run(cell, p, x, state0, dhs, dstate_n, reference=False, need_dx=True):
-    """Forward and backward of one window: every output and gradient by name."""
-    fw, bw = (cell.forward_reference, cell.backward_reference) if reference else (cell.forward, cell.backward)
-    hs, state_n, cache = fw(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
-    out = {"hs": np.array(hs)}
-    out.update({f"{k}_n": s for k, s in zip(cell.STATE, state_n)})
-    grads = {k: np.zeros_like(p[k]) for k in PARAMS}
-    dx, dstate0 = bw(dhs.copy(), cache, p["w_ih"], p["w_hh"], *(grads[k] for k in PARAMS),
-                     dstate_n=dstate_n, need_dx=need_dx)
-    out.update({"d" + k: grads[k] for k in PARAMS})
-    out.update({f"d{k}0": d for k, d in zip(cell.STATE, dstate0)})
-    out["dx"] = dx
-    return out
 
 
 def configs(n, seed):
@@ -154,9 +126,10 @@ def test_backward_adds_and_leaves_the_cache_and_dhs_as_they_were(name, ids, path
 
 
 @pytest.mark.parametrize("name", CELLS)
-def test_forward_without_cache_gives_the_same_states(name, path):
+@pytest.mark.parametrize("ids", [True, False])
+def test_forward_without_cache_gives_the_same_states(name, path, ids):
     cell = CELLS[name]
-    p, x, state0, _, _ = problem(cell, 6, 2, 5, 4, False, seed=2)
+    p, x, state0, _, _ = problem(cell, 6, 2, 5, 4, ids, seed=2)
     weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
     hs, state_n, cache = cell.forward(x, *weights, state0)
     hs2, state_n2, cache2 = cell.forward(x, *weights, state0, need_cache=False)

@@ -13,6 +13,7 @@ from charrnn.checkpoint import CONFIG, LATEST, METRICS, SAMPLES, load_checkpoint
 from charrnn.config import CELLS
 
 from conftest import SONNET, run_cli
+from test_model_cells import parts
 
 TINY = ["--hidden-size", "16", "--seq-len", "12", "--batch-size", "4", "--eval-every", "10",
         "--sample-every", "10", "--sample-length", "30", "--log-every", "5"]
@@ -22,10 +23,6 @@ def metrics(run):
     drop = {"chars_per_s", "elapsed"}
     return [{k: v for k, v in json.loads(line).items() if k not in drop}
             for line in (run / METRICS).read_text().splitlines()]
-
-
-def parts(state):
-    return state if isinstance(state, tuple) else (state,)
 
 
 @pytest.mark.parametrize("cell", CELLS)
