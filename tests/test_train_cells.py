@@ -177,3 +177,13 @@ def test_checkpoints_written_before_the_cells_still_load_and_resume(tmp_path, so
     proc = run_cli("train", "--resume", run, "--steps", "30")
     assert proc.returncode == 2 and "newer charrnn" in proc.stderr
 
+
+
+def test_gradcheck_command_for_every_cell_and_its_bad_values():
+    proc = run_cli("gradcheck", "--cell", "lstm", "--dropout", "0.3", "--num-layers", "2", "--seq-len", "3")
+    assert proc.returncode == 0 and "PASS" in proc.stdout and "c0" in proc.stdout, proc.stderr
+    proc = run_cli("gradcheck", "--cell", "gru", "--seq-len", "2")
+    assert proc.returncode == 0 and "PASS" in proc.stdout
+    for args in (["--cell", "tanh"], ["--dropout", "1.5"], ["--dropout", "nan"], ["--dropout", "x"]):
+        proc = run_cli("gradcheck", *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
