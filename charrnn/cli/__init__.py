@@ -1,0 +1,61 @@
+"""The `charrnn` command line: a thin shell over the Python API, one module per command.
+
+Every user error is one line on stderr and exit status 2; `--debug` shows the traceback instead.
+A command registers itself with `@command` when its module is imported below; the import order
+is the order of `charrnn --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..errors import CharRNNError
+from . import hello, gradcheck, train, sample, evaluate, export, bench  # noqa: F401  (registration)
+from ._common import COMMANDS, Handler, Parser
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    parser = Parser(prog="charrnn", description="Character-level recurrent language models.")
+    parser.add_argument("--version", action="version", version=f"charrnn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    handlers = {}
+    for name, (summary, add) in COMMANDS.items():
+        sp = sub.add_parser(name, help=summary, description=summary)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        handlers[name] = add(sp)
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, handlers = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        args = argparse.Namespace(command="bench", debug=False, bench_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return handlers[args.command](args)
+    except CharRNNError as e:
+        if args.debug:
+            raise
+        print(f"charrnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `charrnn sample ... | head` closed the pipe: not an error
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:  # Ctrl-C outside training's own handler (setup, sampling, a second Ctrl-C)
+        if args.debug:
+            raise
+        print(f"charrnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

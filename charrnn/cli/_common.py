@@ -1,0 +1,67 @@
+"""What every command shares: the registry, the parser class, argument types and loading a model."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from ..errors import ConfigError
+
+Handler = Callable[[argparse.Namespace], int]
+# name -> (one-line summary, function that adds the command's flags and returns its handler);
+# commands appear in `charrnn --help` in the order their modules register them.
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = {}
+
+
+def command(name: str, summary: str):
+    """Register a function that adds a subcommand's flags and returns its handler."""
+
+    def register(fn):
+        COMMANDS[name] = (summary, fn)
+        return fn
+
+    return register
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (no usage dump) and exit 2 like our own errors."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def dropout_probability(text: str) -> float:
+    """A dropout probability: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+
+def apply_threads(n: int | None) -> None:
+    """Set the BLAS thread count when asked (0 or None keeps charrnn's default, see threads.py)."""
+    if n:
+        from ..threads import set_threads
+
+        set_threads(n)
+
+
+def load_for_inference(run: str):
+    """The checkpoint of a run directory or file, refused when it carries no vocabulary."""
+    from ..checkpoint import load_checkpoint
+
+    c = load_checkpoint(run)
+    if c.vocab is None:
+        raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
+    return c

@@ -1,0 +1,18 @@
+"""charrnn bench: speed side by side (its own options: charrnn bench --help)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import command
+
+
+@command("bench", "speed against PyTorch and the seed's loop, side by side (needs: pip install 'charrnn[bench]')")
+def _bench(p: argparse.ArgumentParser):
+    # The benchmark has its own options (charrnn bench --help); main() hands them over untouched.
+    def run(a: argparse.Namespace) -> int:
+        from ..bench import main as bench_main
+
+        return bench_main(a.bench_args)
+
+    return run

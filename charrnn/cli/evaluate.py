@@ -1,0 +1,54 @@
+"""charrnn eval: nats and bits per character of a text."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from ..errors import DataError
+from ._common import apply_threads, command, load_for_inference
+
+
+@command("eval", "score a text: nats and bits per character, perplexity")
+def _eval(p: argparse.ArgumentParser):
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("text", metavar="TEXT_FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--threads", type=int, default=0)
+
+    def run(a: argparse.Namespace) -> int:
+        import json
+        import tempfile
+
+        from ..data import encode_file
+        from ..evaluate import evaluate_ids
+
+        c = load_for_inference(a.run)
+        apply_threads(a.threads)
+        with tempfile.TemporaryDirectory(prefix="charrnn-eval-") as tmp:
+            enc = encode_file(a.text, Path(tmp) / "ids.bin", vocab=c.vocab, unknown="skip")
+            result = evaluate_ids(c.model, enc.ids, streams=1)
+            del enc.ids  # release the memory map before the directory goes
+        if result.chars == 0:
+            raise DataError(f"{a.text}: fewer than 2 characters the model knows: there is nothing to score")
+        unknown = sorted(enc.unknown_symbols, key=str)[:20]
+        if a.json:
+            def finite(x: float) -> float | None:  # strict JSON has no Infinity: null says "too large"
+                return x if math.isfinite(x) else None
+
+            print(json.dumps({
+                "nats_per_char": finite(result.nats_per_char), "bits_per_char": finite(result.bits_per_char),
+                "perplexity": finite(result.perplexity), "chars": result.chars,
+                "unknown_chars": enc.n_unknown, "unknown_symbols": unknown,
+            }, allow_nan=False))
+        else:
+            print(f"{result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
+                  f"perplexity {result.perplexity:.3f}   {result.chars:,} characters scored")
+        if enc.n_unknown:
+            print(f"charrnn eval: {enc.n_unknown:,} character(s) outside the vocabulary were not scored: "
+                  f"{', '.join(repr(u) for u in unknown)}", file=sys.stderr)
+        return 0
+
+    return run

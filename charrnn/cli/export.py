@@ -1,0 +1,25 @@
+"""charrnn export: a model in another framework's format."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import EXPORT_FORMATS
+from ._common import command, load_for_inference
+
+
+@command("export", "export a model for PyTorch (safetensors with nn.RNN / nn.Linear names)")
+def _export(p: argparse.ArgumentParser):
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("out", metavar="OUT.safetensors")
+    p.add_argument("--format", default=EXPORT_FORMATS[0], choices=EXPORT_FORMATS)
+
+    def run(a: argparse.Namespace) -> int:
+        from ..export import export
+
+        path = export(load_for_inference(a.run), a.out, a.format)
+        print(f"wrote {path}", file=sys.stderr)
+        return 0
+
+    return run

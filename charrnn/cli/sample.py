@@ -1,0 +1,79 @@
+"""charrnn sample: text from a trained model, streamed as it is produced."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import ConfigError
+from ._common import apply_threads, command, load_for_inference, positive_int
+
+
+@command("sample", "generate text from a trained model, streamed as it is produced")
+def _sample(p: argparse.ArgumentParser):
+    from ..sample import SampleConfig
+
+    d = SampleConfig()
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--prime", help="text to start from (default: a newline)")
+    g.add_argument("--prime-file", metavar="FILE", help="read the prime text from FILE")
+    p.add_argument("--length", type=int, default=d.length, help=f"characters to generate (default {d.length})")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="< 1 more likely text, > 1 more varied")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="sample among the k most likely characters only")
+    p.add_argument("--top-p", type=float, default=d.top_p, help="sample within this much probability mass only")
+    p.add_argument("--greedy", action="store_true", help="always the most likely character")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, printed on stderr)")
+    p.add_argument("--num-samples", type=positive_int, default=1)
+    p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
+    p.add_argument("--threads", type=int, default=0)
+
+    def run(a: argparse.Namespace) -> int:
+        import numpy as np
+
+        from ..data import read_text
+        from ..sample import default_prime, encode_prime, generate
+
+        cfg = SampleConfig(a.length, a.temperature, a.top_k, a.top_p, a.greedy)
+        cfg.validate()
+        c = load_for_inference(a.run)
+        vocab = c.vocab
+        apply_threads(a.threads)
+        seed = a.seed if a.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
+        rng = np.random.default_rng(seed)
+        prime = a.prime
+        if a.prime_file is not None:
+            prime = read_text(a.prime_file, vocab.encoding)
+        if prime:
+            prime_ids, skipped = encode_prime(vocab, prime, a.skip_unknown)
+            if skipped:
+                print(f"charrnn sample: skipped {skipped} prime character(s) outside the vocabulary", file=sys.stderr)
+            if prime_ids.size == 0:
+                raise ConfigError("no prime character is in the model's vocabulary")
+            shown = prime_ids
+        else:
+            prime_ids = default_prime(vocab, rng)
+            shown = prime_ids[:0]
+        if a.seed is None and not a.greedy:  # printed once the input is known good, so errors stay one line
+            print(f"charrnn sample: seed {seed} (pass --seed {seed} to repeat this sample)", file=sys.stderr)
+        out = sys.stdout.buffer if vocab.encoding == "bytes" else sys.stdout
+        interactive = sys.stdout.isatty()
+
+        def emit(ids) -> None:
+            text = vocab.decode_bytes(ids) if vocab.encoding == "bytes" else vocab.decode(ids)
+            out.write(text)
+            if interactive:
+                out.flush()
+
+        for i in range(a.num_samples):
+            if i:
+                emit_sep = b"\n\n" if vocab.encoding == "bytes" else "\n\n"
+                out.write(emit_sep)
+            if shown.size:
+                emit(shown)
+            generate(c.model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])))
+        out.write(b"\n" if vocab.encoding == "bytes" else "\n")
+        out.flush()
+        return 0
+
+    return run
