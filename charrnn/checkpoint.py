@@ -121,8 +121,11 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         arrays, _ = read_arrays(path, expected)
         return Checkpoint(path, model_from_arrays(arrays, mconf, dtype, src), vocab, None)
 
+    raw = meta.get("config")
+    if isinstance(raw, dict) and "cell" not in raw:  # written before the gated cells: the model says
+        raw = raw | {"cell": mconf["cell"]}
     try:
-        config = TrainConfig.from_dict(meta.get("config"), src)
+        config = TrainConfig.from_dict(raw, src)
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
     except OverflowError:  # an integer beyond any float where a number belongs (the file may be hostile)

@@ -51,7 +51,7 @@ def run_dir(workdir):
     """A real run: two layers so that every kind of array is present, Adam's two slots included."""
     text = workdir / "text.txt"
     text.write_text(TEXT)
-    cfg = TrainConfig(text=str(text), hidden_size=3, num_layers=2, seq_len=8, batch_size=2, steps=3,
+    cfg = TrainConfig(text=str(text), cell="rnn", hidden_size=3, num_layers=2, seq_len=8, batch_size=2, steps=3,
                       eval_every=0, sample_every=0)
     Trainer(cfg, workdir / "run", quiet=True).run()
     return workdir / "run"
@@ -90,7 +90,7 @@ def check_loaded(path: Path) -> None:
         assert "\n" not in str(e)
     else:
         m = c.model
-        shapes = parameter_shapes(m.vocab_size, m.hidden_size, m.num_layers)
+        shapes = parameter_shapes(m.vocab_size, m.hidden_size, m.num_layers, m.cell)
         assert list(m.params) == list(shapes)
         for name, shape in shapes.items():
             p = m.params[name]

@@ -241,7 +241,7 @@ def test_eval_matches_the_model_and_reports_all_units(tmp_path, sonnet_file):
 
 def test_export_loads_into_pytorch_with_the_same_loss_as_eval(tmp_path, sonnet_file):
     run = tmp_path / "run"
-    assert run_cli("train", sonnet_file, "--out", run, "--steps", "20", "--num-layers", "2", *TINY).returncode == 0
+    assert run_cli("train", sonnet_file, "--out", run, "--steps", "20", "--num-layers", "2", "--cell", "rnn", *TINY).returncode == 0
     out = tmp_path / "model.safetensors"
     proc = run_cli("export", run, "--format", "torch", out)
     assert proc.returncode == 0, proc.stderr

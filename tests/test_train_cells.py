@@ -155,7 +155,7 @@ def test_checkpoints_written_before_the_cells_still_load_and_resume(tmp_path, so
     from test_failures import rewrite_metadata
 
     run = tmp_path / "run"
-    assert run_cli("train", sonnet_file, "--out", run, "--steps", "10", *TINY).returncode == 0
+    assert run_cli("train", sonnet_file, "--out", run, "--steps", "10", "--cell", "rnn", *TINY).returncode == 0
 
     def as_version_1(meta):
         meta["version"] = 1
@@ -187,3 +187,30 @@ def test_gradcheck_command_for_every_cell_and_its_bad_values():
     for args in (["--cell", "tanh"], ["--dropout", "1.5"], ["--dropout", "nan"], ["--dropout", "x"]):
         proc = run_cli("gradcheck", *args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_defaults_are_chosen_by_cell_and_an_explicit_default_is_still_seen(tmp_path, sonnet_file):
+    """No --cell: the measured default cell with its init and learning rate; --cell rnn: the tanh
+    RNN's own; explicit values win. Asking for the default cell by name is still a request:
+    fine-tuning a tanh RNN with --cell lstm is refused, and without --cell keeps the RNN."""
+    from charrnn.config import CELL_DEFAULTS, DEFAULT_CELL
+
+    def config_of(run, *args):
+        proc = run_cli("train", sonnet_file, "--out", run, "--steps", "2", *TINY, *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads((run / CONFIG).read_text())
+
+    cfg = config_of(tmp_path / "default")
+    assert (cfg["cell"], cfg["init"], cfg["lr"]) == (DEFAULT_CELL, CELL_DEFAULTS[DEFAULT_CELL]["init"],
+                                                     CELL_DEFAULTS[DEFAULT_CELL]["lr"])
+    for cell in CELLS:
+        cfg = config_of(tmp_path / cell, "--cell", cell)
+        assert (cfg["init"], cfg["lr"]) == (CELL_DEFAULTS[cell]["init"], CELL_DEFAULTS[cell]["lr"])
+    cfg = config_of(tmp_path / "explicit", "--cell", "gru", "--init", "normal", "--lr", "0.01")
+    assert (cfg["init"], cfg["lr"]) == ("normal", 0.01)
+    proc = run_cli("train", sonnet_file, "--init-from", tmp_path / "rnn", "--cell", DEFAULT_CELL,
+                   "--out", tmp_path / "ft", "--steps", "2")
+    assert proc.returncode == 2 and f"--cell {DEFAULT_CELL}" in proc.stderr and not (tmp_path / "ft").exists()
+    cfg = config_of(tmp_path / "ft", "--init-from", tmp_path / "rnn")
+    assert (cfg["cell"], cfg["lr"]) == ("rnn", CELL_DEFAULTS["rnn"]["lr"])
+    assert load_checkpoint(tmp_path / "ft").model.cell == "rnn"

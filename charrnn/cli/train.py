@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..config import CELLS, DATASETS, DTYPES, ENCODINGS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
+from ..config import AUTO, CELL_DEFAULTS, CELLS, DEFAULT_CELL, DATASETS, DTYPES, ENCODINGS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
 from ..errors import ConfigError
 from ._common import apply_threads, command
 
@@ -32,15 +32,15 @@ def _train(p: argparse.ArgumentParser):
         "encoding": "utf-8 (tokens are characters) or bytes (raw bytes, for any file)",
         "val_frac": "fraction held out for validation: the last part of the text",
         "hidden_size": "hidden units per layer (default: from the text's size: 128, 256 or 512)",
-        "cell": "recurrent cell: rnn (tanh), lstm or gru",
+        "cell": f"recurrent cell: rnn (tanh), lstm or gru (default {DEFAULT_CELL}; fine-tuning keeps the model's)",
         "num_layers": "stacked recurrent layers",
         "dropout": "dropout probability between layers and before the output layer, in training only",
-        "init": "weight initialisation",
+        "init": "weight initialisation (default by cell: " + ", ".join(f"{c} {d['init']}" for c, d in CELL_DEFAULTS.items()) + ")",
         "dtype": "float32, or float64 for exactness at about half the speed",
         "seq_len": "BPTT window T; the hidden state is carried across windows",
         "batch_size": "parallel streams B through the text",
         "optimizer": "update rule",
-        "lr": "peak learning rate",
+        "lr": "peak learning rate (default by cell: " + ", ".join(f"{c} {d['lr']:g}" for c, d in CELL_DEFAULTS.items()) + ")",
         "lr_schedule": "constant | step (x --lr-decay per epoch or --lr-decay-every) | cosine",
         "lr_decay": "step schedule factor",
         "lr_decay_every": "step schedule period in steps (0 = one epoch)",
@@ -81,7 +81,7 @@ def _train(p: argparse.ArgumentParser):
             p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
                            help=helps.get(f.name, ""))
             continue
-        shown = "" if default is None or (not default and f.name in ("hidden_size", "steps", "time_budget")) else f" (default {default})"
+        shown = "" if default is None or (not default and f.name in ("hidden_size", "steps", "time_budget", "lr")) or default == AUTO else f" (default {default})"
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, metavar=f.name.split("_")[-1].upper()
                        if kind is not str or "choices" not in extra else None,
                        help=helps.get(f.name, "") + shown, **extra)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import checkpoint as ckpt
-from ..config import DATASETS, TrainConfig, auto_hidden_size, preset_settings, validate
+from ..config import DATASETS, TrainConfig, auto_hidden_size, preset_settings, resolve_auto, validate
 from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file, fit_batch_shape,
                     load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
@@ -235,6 +235,7 @@ def _text_path(cfg: TrainConfig) -> Path:
 
 def _resolve(cfg: TrainConfig, encoded: EncodedText, say: Say) -> TrainConfig:
     """Fill in the automatic choices and refuse what cannot fit in memory."""
+    cfg = resolve_auto(cfg)
     n = len(encoded)
     if encoded.vocab.size < 2:
         raise DataError(
