@@ -150,20 +150,25 @@ def curves_figure(records: Sequence[dict]) -> Any:
     return fig
 
 
-def heatmap_figure(text: str, values: np.ndarray, title: str, width: int = 80, max_chars: int = 800) -> Any:
-    """The text laid out in lines of `width` characters, each cell coloured by its value in [-1, 1]."""
+def heatmap_figure(text: str, panels: Sequence[tuple[str, np.ndarray]], width: int = 80, max_chars: int = 480) -> Any:
+    """For every (title, values) a panel: the text in lines of `width` characters, each cell
+    coloured by its value (scaled into [-1, 1]: red positive, blue negative)."""
+    from .heatmap import scale
+
     plt = pyplot()
-    text, values = text[:max_chars], np.asarray(values[:max_chars], dtype=float)
+    text = text[:max_chars]
     rows = max(1, math.ceil(len(text) / width))
-    grid = np.full((rows, width), np.nan)
-    grid.flat[: len(values)] = values
-    fig, a = plt.subplots(figsize=(width * 0.12, rows * 0.22 + 0.6))
-    a.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
-    for i, ch in enumerate(text):
-        shown = "⏎" if ch == "\n" else ch
-        a.text(i % width, i // width, shown, ha="center", va="center", fontsize=7, family="monospace")
-    a.set_xticks([])
-    a.set_yticks([])
-    a.set_title(title, fontsize=9)
+    panels = list(panels) or [("(no units)", np.zeros(len(text)))]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.11, (rows * 0.2 + 0.5) * len(panels)), squeeze=False)
+    for a, (title, values) in zip(axes[:, 0], panels):
+        grid = np.full((rows, width), np.nan)
+        grid.flat[: len(text)] = scale(np.asarray(values, dtype=float))[: len(text)]
+        a.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+        for i, ch in enumerate(text):
+            a.text(i % width, i // width, "\u21b5" if ch == "\n" else ch, ha="center", va="center", fontsize=6.5,
+                   family="monospace")
+        a.set_xticks([])
+        a.set_yticks([])
+        a.set_title(title, fontsize=9, loc="left")
     fig.tight_layout()
     return fig
