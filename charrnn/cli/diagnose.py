@@ -38,7 +38,8 @@ def fmt(v: float) -> str:
 
 @command("diagnose", "gradient flow through time, spectra and saturation of a trained model")
 def _diagnose(p: argparse.ArgumentParser):
-    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("runs", metavar="RUN", nargs="+",
+                   help="run directory or checkpoint file; several are compared (one plot, a JSON list)")
     p.add_argument("--text", metavar="FILE", default=None,
                    help="text to measure on (default: the run's validation text)")
     p.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW,
@@ -54,9 +55,6 @@ def _diagnose(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         import json
 
-        from ..checkpoint import load_checkpoint
-        from ..diagnostics.gradflow import GATE_NAMES, diagnose
-        from ..errors import ConfigError
         from ._common import apply_threads
 
         if a.plot:
@@ -64,51 +62,64 @@ def _diagnose(p: argparse.ArgumentParser):
 
             pyplot()
         apply_threads(a.threads)
-        c = load_checkpoint(a.run, dtype="float64")  # exact ratios over many lags
-        if c.vocab is None:
-            raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
-        ids, warm, where = analysis_text(c, a.text, a.window, a.warmup)
-        analysed = len(ids) - warm
-        max_lag = a.max_lag if a.max_lag is not None else max(0, min(DEFAULT_MAX_LAG, analysed - 2))
-        if max_lag < 0:
-            raise ConfigError(f"--max-lag must be >= 0, got {max_lag}")
-        if max_lag + 2 > analysed:
-            raise ConfigError(f"a lag of {max_lag} needs a text of at least {max_lag + 2} characters; "
-                              f"{where} gives {analysed}")
-        state0 = None
-        if warm:
-            _, state0 = c.model.logits(ids[None, : warm])
-        d = diagnose(c.model, ids[warm:], max_lag, state0)
+        results = [_diagnose_one(a, run_path) for run_path in a.runs]
         if a.json:
-            print(json.dumps(d.to_json() | {"text": where, "warmup": warm}, allow_nan=False))
-        else:
-            m = c.model
-            print(f"charrnn diagnose: {m.cell}, {m.num_layers} layer(s) of {m.hidden_size} units; "
-                  f"{analysed} characters of {where} after {warm} to settle the state; "
-                  f"{d.targets} targets, lags 0..{max_lag}")
-            gates = GATE_NAMES[m.cell]
-            shown = [k for k in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if k <= max_lag]
-            for l, r in enumerate(d.layers):
-                print(f"layer {l}")
-                g = r.grad_norm_by_lag
-                print("  |dL_t/dh_(t-k)|     " + "  ".join(f"k={k}: {fmt(g[k])}" for k in shown))
-                if m.cell == "rnn":
-                    print(f"  W_hh                spectral radius {r.spectral_radius:.3f}, singular values "
-                          f"{r.singular_values[0]:.3f} (largest) .. {r.singular_values[1]:.3g} (smallest)")
-                else:
-                    print("  W_hh blocks         " + "  ".join(
-                        f"{gname}: radius {rad:.3f}, sv {sv[0]:.3f}..{sv[1]:.3g}"
-                        for gname, rad, sv in zip(gates, r.spectral_radius, r.singular_values)))
-                j = r.jacobian_norm
-                print(f"  |state Jacobian|    median {j['median']:.3f}, mean {j['mean']:.3f}, max {j['max']:.3f}")
-                sat = "  ".join(f"{k}: {v:.1%}" for k, v in r.saturation.items())
-                print(f"  saturated           {sat}")
-            for line in d.reading():
-                print(f"reading: {line}")
+            docs = [d.to_json() | extra for _, d, extra in results]
+            print(json.dumps(docs[0] if len(docs) == 1 else docs, allow_nan=False))
         if a.plot:
             from ..diagnostics.plots import gradflow_figure, write_png
 
-            write_png(gradflow_figure({c.model.cell: d}), a.plot)
+            cells = [d.cell for _, d, _ in results]
+            unique = len(set(cells)) == len(cells)  # label the curves by cell, or by run when cells repeat
+            write_png(gradflow_figure({(d.cell if unique else f"{d.cell} ({run})"): d for run, d, _ in results}), a.plot)
         return 0
 
     return run
+
+
+def _diagnose_one(a: argparse.Namespace, run_path: str):
+    """Measure one run and print its numbers (unless --json): (run_path, diagnosis, JSON extras)."""
+    from ..checkpoint import load_checkpoint
+    from ..diagnostics.gradflow import GATE_NAMES, diagnose
+    from ..errors import ConfigError
+
+    c = load_checkpoint(run_path, dtype="float64")  # exact ratios over many lags
+    if c.vocab is None:
+        raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
+    ids, warm, where = analysis_text(c, a.text, a.window, a.warmup)
+    analysed = len(ids) - warm
+    max_lag = a.max_lag if a.max_lag is not None else max(0, min(DEFAULT_MAX_LAG, analysed - 2))
+    if max_lag < 0:
+        raise ConfigError(f"--max-lag must be >= 0, got {max_lag}")
+    if max_lag + 2 > analysed:
+        raise ConfigError(f"a lag of {max_lag} needs a text of at least {max_lag + 2} characters; "
+                          f"{where} gives {analysed}")
+    state0 = None
+    if warm:
+        _, state0 = c.model.logits(ids[None, : warm])
+    d = diagnose(c.model, ids[warm:], max_lag, state0)
+    if not a.json:
+        m = c.model
+        print(f"charrnn diagnose: {m.cell}, {m.num_layers} layer(s) of {m.hidden_size} units; "
+              f"{analysed} characters of {where} after {warm} to settle the state; "
+              f"{d.targets} targets, lags 0..{max_lag}")
+        gates = GATE_NAMES[m.cell]
+        shown = [k for k in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if k <= max_lag]
+        for l, r in enumerate(d.layers):
+            print(f"layer {l}")
+            g = r.grad_norm_by_lag
+            print("  |dL_t/dh_(t-k)|     " + "  ".join(f"k={k}: {fmt(g[k])}" for k in shown))
+            if m.cell == "rnn":
+                print(f"  W_hh                spectral radius {r.spectral_radius:.3f}, singular values "
+                      f"{r.singular_values[0]:.3f} (largest) .. {r.singular_values[1]:.3g} (smallest)")
+            else:
+                print("  W_hh blocks         " + "  ".join(
+                    f"{gname}: radius {rad:.3f}, sv {sv[0]:.3f}..{sv[1]:.3g}"
+                    for gname, rad, sv in zip(gates, r.spectral_radius, r.singular_values)))
+            j = r.jacobian_norm
+            print(f"  |state Jacobian|    median {j['median']:.3f}, mean {j['mean']:.3f}, max {j['max']:.3f}")
+            sat = "  ".join(f"{k}: {v:.1%}" for k, v in r.saturation.items())
+            print(f"  saturated           {sat}")
+        for line in d.reading():
+            print(f"reading: {line}")
+    return run_path, d, {"run": str(run_path), "text": where, "warmup": warm}

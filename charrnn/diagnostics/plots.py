@@ -111,9 +111,10 @@ def _series(records: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 
-def curves_figure(records: Sequence[dict]) -> Any:
+def curves_figure(records: Sequence[dict], gate_names: Sequence[str] | None = None) -> Any:
     """Loss (train, smoothed, validation; nats with bits on the right), learning rate, gradient
-    norm and the recurrent weights' spectral radius, against the step."""
+    norm and the recurrent weights' spectral radius (gate blocks named by `gate_names`), against
+    the step."""
     plt = pyplot()
     radius = [r for r in records if r.get("spectral_radius")]
     panels = 4 if radius else 3
@@ -141,7 +142,8 @@ def curves_figure(records: Sequence[dict]) -> Any:
         for l in range(len(values[0])):
             for g in range(len(values[0][l])):
                 ys = [v[l][g] if l < len(v) and g < len(v[l]) else np.nan for v in values]
-                axes[3].plot(steps, ys, "o-", ms=3, label=f"layer {l}" + (f", block {g}" if len(values[0][l]) > 1 else ""))
+                block = gate_names[g] if gate_names and len(gate_names) == len(values[0][l]) else f"block {g}"
+                axes[3].plot(steps, ys, "o-", ms=3, label=f"layer {l}" + (f", {block}" if len(values[0][l]) > 1 else ""))
         axes[3].axhline(1.0, color="gray", ls=":", lw=1)
         axes[3].set_ylabel("spectral radius of W_hh")
         axes[3].legend(fontsize="small", ncol=2)

@@ -87,7 +87,10 @@ def _curves_section(run_dir: Path) -> Section:
                      f"({best['val_bits_per_char']:.4f} bits) at step {best['step']:,}")
     if m.skipped:
         facts.append(f"{m.skipped} unreadable line(s) skipped")
-    body = f'<p>{_esc("; ".join(facts))}.</p>' + _img(png_bytes(curves_figure(m.records)), "training curves")
+    from ..diagnostics.gradflow import GATE_NAMES
+
+    gates = GATE_NAMES.get((read_config(run_dir) or {}).get("cell"))
+    body = f'<p>{_esc("; ".join(facts))}.</p>' + _img(png_bytes(curves_figure(m.records, gates)), "training curves")
     norms = last.get("grad_norms")
     if isinstance(norms, dict) and norms:
         rows = "".join(f"<tr><td>{_esc(k)}</td><td>{v:.4g}</td></tr>" for k, v in norms.items())
