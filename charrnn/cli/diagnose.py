@@ -48,7 +48,7 @@ def _diagnose(p: argparse.ArgumentParser):
                    help=f"largest lag k of dL_t/dh_(t-k) (default {DEFAULT_MAX_LAG}, or the window's length - 2)")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                    help=f"characters run before the window to settle the state (default {DEFAULT_WARMUP})")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object (a list of them for several runs)")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="draw gradient norm against lag to FILE.png")
     p.add_argument("--threads", type=int, default=0)
 

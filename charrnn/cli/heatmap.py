@@ -75,7 +75,9 @@ def _heatmap(p: argparse.ArgumentParser):
         if warm:
             _, state0 = m.logits(ids[None, :warm])
         ids = ids[warm:]
-        text = c.vocab.decode(ids) if c.vocab.encoding != "bytes" else c.vocab.decode_bytes(ids).decode("latin-1")
+        from ..diagnostics.heatmap import display_text
+
+        text = display_text(c.vocab, ids)
         trackers, sections = heatmap_sections(m, text, ids, layer, part, a.units, state0)
         print(f"charrnn heatmap: {len(text)} characters of {where}, {m.cell} layer {layer}, state {part}")
         if not trackers:

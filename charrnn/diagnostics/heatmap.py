@@ -111,6 +111,14 @@ def find_trackers(text: str, acts: np.ndarray) -> list[Tracker]:
     return sorted(out, key=lambda t: -abs(t.r))
 
 
+def display_text(vocab: Any, ids: np.ndarray) -> str:
+    """One character per id, so that characters and activations line up: the text, or for a
+    byte vocabulary each byte as the Latin-1 character of that value."""
+    if vocab.encoding == "bytes":
+        return vocab.decode_bytes(ids).decode("latin-1")
+    return vocab.decode(ids)
+
+
 def _colour(v: float) -> str:
     """v in [-1, 1] -> a background: red for positive, blue for negative, white at 0."""
     v = float(np.clip(v, -1, 1))

@@ -148,7 +148,7 @@ def _model_sections(c: Any) -> list[Section]:
     """Gradient flow and heatmaps, measured on the run's validation text."""
     from ..cli.heatmap import heatmap_sections
     from ..diagnostics.gradflow import diagnose
-    from ..diagnostics.heatmap import text_html
+    from ..diagnostics.heatmap import display_text, text_html
     from ..diagnostics.plots import gradflow_figure, png_bytes
 
     rt = run_text(c)
@@ -178,7 +178,7 @@ def _model_sections(c: Any) -> list[Section]:
             "<th>|state Jacobian| (median)</th><th>saturated</th><th>effective memory</th><th>reading</th></tr>"
             f"{rows}</table>")))
     heat_ids = text_ids[:HEATMAP_CHARS]
-    text = c.vocab.decode(heat_ids)
+    text = display_text(c.vocab, heat_ids)
     part = "c" if model.cell == "lstm" else "h"
     trackers, panels = heatmap_sections(model, text, heat_ids, model.num_layers - 1, part, None, state0)
     if not panels:
