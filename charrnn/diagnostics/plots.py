@@ -134,8 +134,15 @@ def curves_figure(records: Sequence[dict], gate_names: Sequence[str] | None = No
     axes[1].plot(x, y)
     axes[1].set_ylabel("learning rate")
     x, y = _series(records, "grad_norm")
-    axes[2].semilogy(x, np.where(y > 0, y, np.nan))
+    axes[2].semilogy(x, np.where(y > 0, y, np.nan), color="black", label="all parameters")
+    per = [r for r in records if isinstance(r.get("grad_norms"), dict)]
+    for name in (per[-1]["grad_norms"] if per else ()):  # every parameter's own norm, before clipping
+        pts = [(r["step"], r["grad_norms"].get(name)) for r in per]
+        xs, ys = zip(*[(a, b) for a, b in pts if isinstance(b, (int, float)) and b > 0] or [(np.nan, np.nan)])
+        axes[2].semilogy(xs, ys, lw=0.8, alpha=0.8, label=name)
     axes[2].set_ylabel("gradient norm")
+    if per:
+        axes[2].legend(fontsize="x-small", ncol=3)
     if radius:
         steps = [r["step"] for r in radius]
         values = [r["spectral_radius"] for r in radius]  # per record: [layer][gate block]
