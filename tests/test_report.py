@@ -64,6 +64,16 @@ def test_diagnose_json(run_dir):
     assert d["verdict"][0] in ("vanishing", "exploding", "healthy") and d["reading"]
 
 
+def test_diagnose_compares_several_runs(run_dir, tmp_path):
+    r = run_cli("diagnose", run_dir, run_dir / "latest.safetensors", "--json", "--window", 30, "--max-lag", 5,
+                "--plot", tmp_path / "both.png")
+    assert r.returncode == 0, r.stderr
+    docs = json.loads(r.stdout)
+    assert [d["run"] for d in docs] == [str(run_dir), str(run_dir / "latest.safetensors")]
+    assert all(len(d["grad_norm_by_lag"][0]) == 6 for d in docs)
+    assert (tmp_path / "both.png").stat().st_size > 1000
+
+
 def test_diagnose_text_plot_and_human_output(run_dir, tmp_path):
     text = tmp_path / "t.txt"
     text.write_text(SONNET, encoding="utf-8")
