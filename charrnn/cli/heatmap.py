@@ -7,7 +7,6 @@ import argparse
 from ._common import command, positive_int
 
 DEFAULT_CHARS = 1500
-AUTO_UNITS = 4
 
 
 def unit_list(text: str) -> list[int]:
@@ -18,27 +17,6 @@ def unit_list(text: str) -> list[int]:
     if not units or min(units) < 0:
         raise argparse.ArgumentTypeError(f"must be unit numbers >= 0 separated by commas, got {text!r}")
     return units
-
-
-def heatmap_sections(model, text: str, ids, layer: int, part: str, units: list[int] | None, state0=None):
-    """(trackers, sections) for the page or picture: the units that track a property of the text
-    first (with their correlation), then the units asked for."""
-    from ..diagnostics.heatmap import activations, find_trackers
-    from ..errors import ConfigError
-
-    acts = activations(model, ids, layer, part, state0)
-    H = acts.shape[1]
-    trackers = find_trackers(text, acts)
-    sections, seen = [], set()
-    for t in trackers:
-        if t.unit not in seen and len(seen) < AUTO_UNITS:
-            seen.add(t.unit)
-            sections.append((f"unit {t.unit} ({part}, layer {layer}) tracks {t.prop}: r = {t.r:+.2f}", acts[:, t.unit]))
-    for u in units or ():
-        if u >= H:
-            raise ConfigError(f"--units: unit {u} does not exist (the layer has {H} units, 0..{H - 1})")
-        sections.append((f"unit {u} ({part}, layer {layer})", acts[:, u]))
-    return trackers, sections
 
 
 @command("heatmap", "colour a text by hidden units' activations; find the units that track quotes, lines, words")
@@ -56,6 +34,7 @@ def _heatmap(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         from pathlib import Path
 
+        from ..diagnostics.heatmap import heatmap_sections
         from ..errors import ConfigError, DataError
         from .diagnose import analysis_text
 

@@ -18,6 +18,8 @@ from ..errors import ConfigError
 from .gradflow import run_trajectory
 
 OPEN, CLOSE = "([{", ")]}"
+# the units found automatically that are shown before any asked for
+AUTO_UNITS = 4
 
 
 def _in_quotes(text: str) -> np.ndarray:
@@ -109,6 +111,24 @@ def find_trackers(text: str, acts: np.ndarray) -> list[Tracker]:
         unit = int(np.argmax(np.abs(r)))
         out.append(Tracker(name, unit, float(r[unit])))
     return sorted(out, key=lambda t: -abs(t.r))
+
+
+def heatmap_sections(model, text: str, ids, layer: int, part: str, units: list[int] | None, state0=None):
+    """(trackers, sections) for the page or picture: the units that track a property of the text
+    first (with their correlation), then the units asked for."""
+    acts = activations(model, ids, layer, part, state0)
+    H = acts.shape[1]
+    trackers = find_trackers(text, acts)
+    sections, seen = [], set()
+    for t in trackers:
+        if t.unit not in seen and len(seen) < AUTO_UNITS:
+            seen.add(t.unit)
+            sections.append((f"unit {t.unit} ({part}, layer {layer}) tracks {t.prop}: r = {t.r:+.2f}", acts[:, t.unit]))
+    for u in units or ():
+        if u >= H:
+            raise ConfigError(f"--units: unit {u} does not exist (the layer has {H} units, 0..{H - 1})")
+        sections.append((f"unit {u} ({part}, layer {layer})", acts[:, u]))
+    return trackers, sections
 
 
 def display_text(vocab: Any, ids: np.ndarray) -> str:

@@ -146,9 +146,8 @@ def _samples_section(run_dir: Path, c: Any) -> Section:
 
 def _model_sections(c: Any) -> list[Section]:
     """Gradient flow and heatmaps, measured on the run's validation text."""
-    from ..cli.heatmap import heatmap_sections
     from ..diagnostics.gradflow import diagnose
-    from ..diagnostics.heatmap import display_text, text_html
+    from ..diagnostics.heatmap import display_text, heatmap_sections, text_html
     from ..diagnostics.plots import gradflow_figure, png_bytes
 
     rt = run_text(c)
