@@ -27,6 +27,8 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--num-samples", type=positive_int, default=1)
     p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--novelty", action="store_true",
+                   help="say on stderr how much of each sample occurs in the run's training text")
 
     def run(a: argparse.Namespace) -> int:
         import numpy as np
@@ -38,6 +40,7 @@ def _sample(p: argparse.ArgumentParser):
         cfg.validate()
         c = load_for_inference(a.run)
         vocab = c.vocab
+        index = _novelty_index(c) if a.novelty else None  # refused before anything is generated
         apply_threads(a.threads)
         seed = a.seed if a.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
         rng = np.random.default_rng(seed)
@@ -71,9 +74,26 @@ def _sample(p: argparse.ArgumentParser):
                 out.write(emit_sep)
             if shown.size:
                 emit(shown)
-            generate(c.model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])))
+            ids = generate(c.model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])))
+            if index is not None:
+                out.flush()
+                print(f"\ncharrnn sample: novelty: {index.novelty(ids).summary()}", file=sys.stderr)
         out.write(b"\n" if vocab.encoding == "bytes" else "\n")
         out.flush()
         return 0
 
     return run
+
+
+def _novelty_index(c):
+    """The run's training text indexed for `--novelty` (its first MAX_CHARS characters)."""
+    from ..diagnostics.novelty import MAX_CHARS, NoveltyIndex
+    from ..report.rundir import run_text
+
+    text = run_text(c, "--novelty needs the run directory of the model")
+    if len(text.train) > MAX_CHARS:
+        print(f"charrnn sample: novelty is measured against the first {MAX_CHARS:,} of {len(text.train):,} "
+              "training characters", file=sys.stderr)
+    if c.vocab.encoding == "bytes":  # words and lines of binary data: one character per byte
+        return NoveltyIndex(text.train, lambda ids: c.vocab.decode_bytes(ids).decode("latin-1"))
+    return NoveltyIndex(text.train, c.vocab.decode)

@@ -23,6 +23,7 @@ import numpy as np
 from .. import checkpoint as ckpt
 from ..config import TrainConfig
 from ..errors import CharRNNError, CheckpointError
+from ..diagnostics.gradflow import spectral_radii
 from ..model import layer_names
 from ..evaluate import NATS_TO_BITS, evaluate_ids
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
@@ -195,6 +196,9 @@ class Trainer:
                     what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
                     self._recover(what)  # nothing of this step reaches the parameters
                     continue
+                if (st.step + 1) % cfg.log_every == 0 or (cfg.eval_every and (st.step + 1) % cfg.eval_every == 0):
+                    # before clipping; only on steps that may report, so other steps pay nothing
+                    self._grad_norms = {k: float(np.linalg.norm(g)) for k, g in grads.items()}
                 if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
                     for k in range(cfg.num_layers):
                         grads[layer_names(k)[3]].fill(0.0)  # bias_hh
@@ -280,7 +284,11 @@ class Trainer:
             "grad_norm": grad_norm,
             "chars_per_s": round(self._report_chars / max(self._report_busy, 1e-9), 1),
             "elapsed": round(st.elapsed, 3),
+            "grad_norms": getattr(self, "_grad_norms", None),  # per parameter, of the last step that computed them
         }
+        if evaluated:  # the recurrent weights' spectral radius per layer and gate block: an eigvals per block
+            m = self.setup.model
+            record["spectral_radius"] = spectral_radii(m.params, m.num_layers, m.hidden_size)
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
         if self.json_log:

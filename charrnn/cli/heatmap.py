@@ -1,0 +1,94 @@
+"""charrnn heatmap: a text coloured by hidden units' activations, the telling units found first."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import command, positive_int
+
+DEFAULT_CHARS = 1500
+
+
+def unit_list(text: str) -> list[int]:
+    try:
+        units = [int(u) for u in text.split(",") if u.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be unit numbers separated by commas, got {text!r}") from None
+    if not units or min(units) < 0:
+        raise argparse.ArgumentTypeError(f"must be unit numbers >= 0 separated by commas, got {text!r}")
+    return units
+
+
+@command("heatmap", "colour a text by hidden units' activations; find the units that track quotes, lines, words")
+def _heatmap(p: argparse.ArgumentParser):
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("--text", metavar="FILE", default=None, help="text to read (default: the run's validation text)")
+    p.add_argument("--units", type=unit_list, default=None, metavar="U,U,...", help="also show these units")
+    p.add_argument("--layer", type=int, default=None, help="the layer (default: the top one)")
+    p.add_argument("--state", choices=("h", "c"), default=None,
+                   help="the hidden state h, or the LSTM's cell state c (the LSTM's default)")
+    p.add_argument("--max-chars", type=positive_int, default=DEFAULT_CHARS,
+                   help=f"characters of the text shown (default {DEFAULT_CHARS})")
+    p.add_argument("--out", metavar="FILE.html|FILE.png", default=None, help="write the heatmap here")
+
+    def run(a: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from ..diagnostics.heatmap import heatmap_sections
+        from ..errors import ConfigError, DataError
+        from .diagnose import analysis_text
+
+        out = Path(a.out) if a.out else None
+        if out is not None and out.suffix.lower() not in (".html", ".htm", ".png"):
+            raise ConfigError(f"--out must end in .html or .png, got {out.name}")
+        if out is not None and out.suffix.lower() == ".png":
+            from ..diagnostics.plots import pyplot
+
+            pyplot()
+        c = load(a.run)
+        m = c.model
+        layer = m.num_layers - 1 if a.layer is None else a.layer
+        part = a.state or ("c" if m.cell == "lstm" else "h")
+        ids, warm, where = analysis_text(c, a.text, a.max_chars, 100)
+        state0 = None
+        if warm:
+            _, state0 = m.logits(ids[None, :warm])
+        ids = ids[warm:]
+        from ..diagnostics.heatmap import display_text
+
+        text = display_text(c.vocab, ids)
+        trackers, sections = heatmap_sections(m, text, ids, layer, part, a.units, state0)
+        print(f"charrnn heatmap: {len(text)} characters of {where}, {m.cell} layer {layer}, state {part}")
+        if not trackers:
+            print("no property varies over this text (no quotes, brackets, lines, words or capitals)")
+        for t in trackers:
+            print(f"  {t.prop:<18} unit {t.unit:>4}   r = {t.r:+.3f}")
+        if out is None:
+            print("(--out FILE.html or FILE.png to see the text coloured by these units)")
+            return 0
+        title = f"charrnn heatmap: {m.cell}, layer {layer}, state {part}"
+        try:
+            if out.suffix.lower() == ".png":
+                from ..diagnostics.plots import heatmap_figure, write_png
+
+                write_png(heatmap_figure(text, [(h, v) for h, v in sections]), out)
+            else:
+                from ..diagnostics.heatmap import heatmap_page
+
+                out.write_text(heatmap_page(title, [(h, text, v) for h, v in sections]), encoding="utf-8")
+        except OSError as e:
+            raise DataError(f"cannot write {out}: {e.strerror or e}") from None
+        print(f"wrote {out}")
+        return 0
+
+    return run
+
+
+def load(run: str):
+    from ..checkpoint import load_checkpoint
+    from ..errors import ConfigError
+
+    c = load_checkpoint(run)
+    if c.vocab is None:
+        raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
+    return c

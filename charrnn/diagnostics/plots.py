@@ -1,0 +1,183 @@
+"""The figures: impulse responses, gradient flow by lag, training curves, heatmap strips.
+
+matplotlib is an optional extra (`pip install 'charrnn[report]'`); without it every function here
+raises one ConfigError naming the extra. Figures are drawn off-screen (the Agg backend) and come
+back as PNG bytes, which the report inlines and the commands write to files.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+
+EXTRA = "report"
+NATS_TO_BITS = 1.0 / math.log(2.0)
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or a one-line error naming the extra to install."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError(f"plots need matplotlib, which is not installed: pip install 'charrnn[{EXTRA}]'") from None
+    return plt
+
+
+def png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    plt = pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_png(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    p = Path(path)
+    data = png_bytes(fig, dpi)
+    try:
+        p.write_bytes(data)
+    except OSError as e:
+        raise DataError(f"cannot write {p}: {e.strerror or e}") from None
+    return p
+
+
+def impulse_figure(imp: Any) -> Any:
+    """The impulse response against its envelope R^t (log scale), and for the scalar h_t itself."""
+    plt = pyplot()
+    t = np.arange(len(imp.values))
+    if imp.kind == "scalar":
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        a.plot(t, imp.values, "o-", ms=3, label="h_t")
+        a.plot(t, imp.envelope, "--", color="gray", label="±|w|^t")
+        a.plot(t, -imp.envelope, "--", color="gray")
+        a.axhline(0, color="black", lw=0.5)
+        a.set_title(f"impulse response of h_t = w h_(t-1) + x_t, w = {imp.values[1] if len(imp.values) > 1 else imp.radius:g}")
+        a.set_xlabel("t")
+        a.legend()
+        mag = np.abs(imp.values)
+        b.semilogy(t, np.where(mag > 0, mag, np.nan), "o-", ms=3, label="|h_t|")
+        b.semilogy(t, imp.envelope, "--", color="gray", label="|w|^t")
+        b.set_title("the same, log scale")
+        b.set_xlabel("t")
+        b.legend()
+    else:
+        fig, a = plt.subplots(figsize=(6.5, 3.8))
+        a.semilogy(t, imp.values, "-", label="max |h_t| over unit impulses = |W^t|")
+        a.semilogy(t, imp.random, "-", label="|h_t|, one random unit impulse")
+        a.semilogy(t, imp.envelope, "--", color="gray", label="R^t")
+        a.set_title(f"{imp.kind} W, spectral radius R = {imp.radius:g}")
+        a.set_xlabel("t")
+        a.legend()
+    fig.tight_layout()
+    return fig
+
+
+def gradflow_figure(diagnoses: dict[str, Any], normalise: bool = True) -> Any:
+    """grad_norm_by_lag of every layer of every labelled diagnosis, on a log scale, each curve
+    divided by its lag-0 value when `normalise` (so cells of different output scales compare)."""
+    plt = pyplot()
+    fig, a = plt.subplots(figsize=(7, 4))
+    for label, d in diagnoses.items():
+        for l, r in enumerate(d.layers):
+            g = np.asarray(r.grad_norm_by_lag)
+            if normalise and g[0] > 0:
+                g = g / g[0]
+            name = label if d.num_layers == 1 else f"{label}, layer {l}"
+            a.semilogy(np.arange(len(g)), np.where(g > 0, g, np.nan), label=name)
+    a.axhline(0.01 if normalise else np.nan, color="gray", ls=":", lw=1)
+    a.set_xlabel("lag k (characters)")
+    a.set_ylabel("|dL_t/dh_(t-k)| / |dL_t/dh_t|" if normalise else "|dL_t/dh_(t-k)|")
+    a.set_title("gradient flow through time (mean over targets t)")
+    a.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _series(records: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and r.get(key) is not None
+           and math.isfinite(r[key])]
+    if not pts:
+        return np.zeros(0), np.zeros(0)
+    x, y = zip(*pts)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+def curves_figure(records: Sequence[dict], gate_names: Sequence[str] | None = None) -> Any:
+    """Loss (train, smoothed, validation; nats with bits on the right), learning rate, gradient
+    norm and the recurrent weights' spectral radius (gate blocks named by `gate_names`), against
+    the step."""
+    plt = pyplot()
+    radius = [r for r in records if r.get("spectral_radius")]
+    panels = 4 if radius else 3
+    fig, axes = plt.subplots(panels, 1, figsize=(8, 2.4 * panels + 1), sharex=True)
+    a = axes[0]
+    for key, style, label in (("train_loss", "-", "train"), ("smoothed_loss", "-", "train, smoothed"),
+                              ("val_nats_per_char", "o-", "validation")):
+        x, y = _series(records, key)
+        if x.size:
+            a.plot(x, y, style, ms=3, label=label, alpha=0.5 if key == "train_loss" else 1.0)
+    a.set_ylabel("loss (nats/char)")
+    bits = a.secondary_yaxis("right", functions=(lambda n: n * NATS_TO_BITS, lambda b: b / NATS_TO_BITS))
+    bits.set_ylabel("bits/char")
+    a.legend()
+    a.set_title("training")
+    x, y = _series(records, "lr")
+    axes[1].plot(x, y)
+    axes[1].set_ylabel("learning rate")
+    x, y = _series(records, "grad_norm")
+    axes[2].semilogy(x, np.where(y > 0, y, np.nan), color="black", label="all parameters")
+    per = [r for r in records if isinstance(r.get("grad_norms"), dict)]
+    for name in (per[-1]["grad_norms"] if per else ()):  # every parameter's own norm, before clipping
+        pts = [(r["step"], r["grad_norms"].get(name)) for r in per]
+        xs, ys = zip(*[(a, b) for a, b in pts if isinstance(b, (int, float)) and b > 0] or [(np.nan, np.nan)])
+        axes[2].semilogy(xs, ys, lw=0.8, alpha=0.8, label=name)
+    axes[2].set_ylabel("gradient norm")
+    if per:
+        axes[2].legend(fontsize="x-small", ncol=3)
+    if radius:
+        steps = [r["step"] for r in radius]
+        values = [r["spectral_radius"] for r in radius]  # per record: [layer][gate block]
+        for l in range(len(values[0])):
+            for g in range(len(values[0][l])):
+                ys = [v[l][g] if l < len(v) and g < len(v[l]) else np.nan for v in values]
+                block = gate_names[g] if gate_names and len(gate_names) == len(values[0][l]) else f"block {g}"
+                axes[3].plot(steps, ys, "o-", ms=3, label=f"layer {l}" + (f", {block}" if len(values[0][l]) > 1 else ""))
+        axes[3].axhline(1.0, color="gray", ls=":", lw=1)
+        axes[3].set_ylabel("spectral radius of W_hh")
+        axes[3].legend(fontsize="small", ncol=2)
+    axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_figure(text: str, panels: Sequence[tuple[str, np.ndarray]], width: int = 80, max_chars: int = 480) -> Any:
+    """For every (title, values) a panel: the text in lines of `width` characters, each cell
+    coloured by its value (scaled into [-1, 1]: red positive, blue negative)."""
+    from .heatmap import scale
+
+    plt = pyplot()
+    text = text[:max_chars]
+    rows = max(1, math.ceil(len(text) / width))
+    panels = list(panels) or [("(no units)", np.zeros(len(text)))]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.11, (rows * 0.2 + 0.5) * len(panels)), squeeze=False)
+    for a, (title, values) in zip(axes[:, 0], panels):
+        grid = np.full((rows, width), np.nan)
+        grid.flat[: len(text)] = scale(np.asarray(values, dtype=float))[: len(text)]
+        a.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+        for i, ch in enumerate(text):
+            a.text(i % width, i // width, "\u21b5" if ch == "\n" else ch, ha="center", va="center", fontsize=6.5,
+                   family="monospace")
+        a.set_xticks([])
+        a.set_yticks([])
+        a.set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
