@@ -24,7 +24,7 @@ def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
     text = d / "sonnet.txt"
     text.write_text(SONNET * 8, encoding="utf-8")
-    r = run_cli("train", text, "--out", d / "run", "--hidden-size", 24, "--seq-len", 16, "--batch-size", 4,
+    r = run_cli("train", text, "--out", d / "run", "--cell", "rnn", "--hidden-size", 24, "--seq-len", 16, "--batch-size", 4,
                 "--steps", 60, "--eval-every", 20, "--log-every", 10, "--sample-every", 20, "--sample-length", 120,
                 "--quiet", "--seed", 3)
     assert r.returncode == 0, r.stderr
