@@ -1,0 +1,1 @@
+"""Built-in data for the task models (placeholder filled in below)."""
