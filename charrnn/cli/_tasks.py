@@ -111,7 +111,7 @@ def _train(a: argparse.Namespace, task: str) -> int:
         run_dir = a.resume
     else:
         if cfg.data is None and cfg.dataset is None:
-            raise ConfigError(f"give a data file to train on, or --dataset")
+            raise ConfigError("give a data file to train on, or --dataset")
         if cfg.data is not None and cfg.dataset is not None:
             raise ConfigError("give either a data file or --dataset, not both")
         run_dir = a.out or _fresh_run_dir(f"{task}-{cfg.dataset or Path(cfg.data).stem or 'run'}")

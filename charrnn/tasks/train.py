@@ -133,6 +133,8 @@ class TaskTrainer:
             self._resume(cfg)
         else:
             self._fresh(cfg, force)
+        # where this invocation stops; the schedule follows cfg.steps. A caller may move it.
+        self.total_steps: int = self.cfg.steps
 
     def say(self, message: str) -> None:
         if not self.quiet:
@@ -253,7 +255,7 @@ class TaskTrainer:
 
     def _loop(self) -> dict[str, Any]:
         cfg, st = self.cfg, self.state
-        total, budget = cfg.steps, cfg.time_budget
+        total, budget = self.total_steps, cfg.time_budget
         started = time.perf_counter()
         elapsed0 = st["elapsed"]
         self._saved_at = st["step"]
@@ -304,7 +306,7 @@ class TaskTrainer:
                     clip_grad_value_(grads, cfg.clip_value)
                 if cfg.clip_norm:
                     clip_grad_norm_(grads, cfg.clip_norm)
-                lr = lr_at(cfg, st["step"], total, self.batcher.batches_per_epoch,  # type: ignore[arg-type]
+                lr = lr_at(cfg, st["step"], cfg.steps, self.batcher.batches_per_epoch,  # type: ignore[arg-type]
                            run_time / budget if budget else None) * st["lr_scale"]
                 self.optimizer.lr = lr
                 self.optimizer.step(grads)
