@@ -225,3 +225,12 @@ def test_eval_problems_name_the_line_and_keep_the_run(tmp_path):
     error_line(charrnn("tag", "eval", run, other), "tag")  # a classifier is not a tagger
     error_line(charrnn("classify", "train", data, "--out", run), "classify")  # no --force: refused
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_language_model_commands_refuse_a_task_run(tmp_path):
+    data = first_char_tsv(tmp_path / "c.tsv", n=40)
+    run = tmp_path / "run"
+    assert charrnn("classify", "train", data, "--out", run, "--steps", 2, "--hidden-size", 4, "--quiet").returncode == 0
+    for args in (("sample", run), ("eval", run, data), ("train", "--resume", run)):
+        line = error_line(charrnn(*args), args[0])
+        assert "a classify model, not a language model" in line
