@@ -65,3 +65,20 @@ def test_wordlang_files(tmp_path):
     assert meta["dropped_in_several_languages"] > 0
     assert all(e.text.isalpha() and e.text == e.text.lower() for e in every)
     assert sum(meta["examples"].values()) == len(every)
+
+
+@pytest.mark.parametrize("task,name", [("tag", "pytokens"), ("classify", "wordlang")])
+def test_one_line_commands_on_built_in_data(tmp_path, monkeypatch, task, name):
+    if name == "wordlang" and importlib.util.find_spec("wordfreq") is None:
+        pytest.skip("needs pip install wordfreq==3.1.1")
+    from test_tasks import charrnn
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    extra = ["--output-recurrence"] if task == "tag" else []
+    proc = charrnn(task, "train", "--dataset", name, "--out", run, "--steps", 2, "--hidden-size", 4,
+                   "--batch-size", 4, "--quiet", *extra)
+    assert proc.returncode == 0, proc.stderr
+    proc = charrnn(task, "eval", run, "--dataset", name, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert 0.0 <= json.loads(proc.stdout)["accuracy"] <= 1.0
