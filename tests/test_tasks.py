@@ -234,3 +234,40 @@ def test_language_model_commands_refuse_a_task_run(tmp_path):
     for args in (("sample", run), ("eval", run, data), ("train", "--resume", run)):
         line = error_line(charrnn(*args), args[0])
         assert "a classify model, not a language model" in line
+
+
+def test_a_nan_step_is_rolled_back_and_a_signal_checkpoints(tmp_path, monkeypatch):
+    """The language model's fault handling: a NaN loss never reaches the parameters (the last
+    checkpoint is restored, the rate halved, training goes on), and SIGTERM finishes the step,
+    checkpoints and stops with status 143, from where a resume continues."""
+    import os
+    import signal
+
+    from charrnn.model import CharClassifier
+    from charrnn.train import Interrupted
+
+    data = first_char_tsv(tmp_path / "c.tsv", n=80)
+    real = CharClassifier.loss_and_grads
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        loss, grads = real(self, *args, **kwargs)
+        if calls["n"] == 7:
+            return float("nan"), grads
+        if calls["n"] == 15:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss, grads
+
+    monkeypatch.setattr(CharClassifier, "loss_and_grads", flaky)
+    trainer = TaskTrainer(train_cfg(data, steps=40, eval_every=5), tmp_path / "run", quiet=True)
+    with pytest.raises(Interrupted) as e:
+        trainer.run()
+    assert e.value.status == 143
+    c = load_task_checkpoint(tmp_path / "run" / LATEST)
+    # steps 1-6 ran, the 7th was NaN: back to the checkpoint of step 5, then on to step 13
+    assert c.state["divergences"] == 1 and c.state["lr_scale"] == 0.5 and c.state["step"] == 13
+    assert all(np.isfinite(p).all() for p in c.model.params.values())
+    monkeypatch.setattr(CharClassifier, "loss_and_grads", real)
+    result = TaskTrainer(TaskConfig(), tmp_path / "run", resume=True, quiet=True).run()
+    assert result["step"] == 40
