@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import random
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np

@@ -44,7 +44,8 @@ def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
     fmt = "TSV file: text<TAB>label per line" if task == "classify" else 'JSON Lines: {"text": ..., "tags": [...]}'
     datasets = TASK_DATASETS[task]
 
-    t = sub.add_parser("train", help=f"train a {task} model", description=f"train on DATA ({fmt})")
+    noun = "classifier" if task == "classify" else "tagger"
+    t = sub.add_parser("train", help=f"train a {noun}", description=f"train a {noun} on DATA ({fmt})")
     t.add_argument("data", nargs="?", metavar="DATA", help=fmt)
     t.add_argument("--dataset", choices=datasets, help=f"built-in data instead of DATA: {', '.join(datasets)}")
     t.add_argument("--out", metavar="RUN_DIR", help=f"run directory (default: runs/{task}-<name of DATA>)")
