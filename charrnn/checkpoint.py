@@ -28,7 +28,7 @@ from .config import TrainConfig
 from .data import Vocab
 from .errors import CheckpointError, ConfigError
 from .model import CharRNN
-from .modelfile import expected_arrays, model_from_arrays, validate_config
+from .modelfile import expected_arrays, model_from_arrays, refuse_task_model, validate_config
 from .serialization import read_arrays, read_header, write_arrays
 
 CHECKPOINT_FORMAT = "charrnn.checkpoint"
@@ -109,6 +109,7 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
     path = resolve_checkpoint(run)
     src = str(path)
     meta, table = read_header(path)
+    refuse_task_model(meta, src)
     mconf = validate_config(meta.get("model"), src, len(table))
     expected = expected_arrays(mconf)
     shapes = {name: shape for name, (shape, _) in expected.items()}

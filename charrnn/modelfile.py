@@ -34,9 +34,17 @@ def save_model(model: CharRNN, path: str | Path, metadata: dict[str, Any] | None
 def load_model(path: str | Path, dtype: Any = None) -> CharRNN:
     """Read a model written by `save_model` (or a training checkpoint); `dtype` converts on load."""
     meta, table = read_header(path)
+    refuse_task_model(meta, str(path))
     config = validate_config(meta.get("model"), str(path), len(table))
     arrays, _ = read_arrays(path, expected_arrays(config), allow_extra=True)
     return model_from_arrays(arrays, config, dtype=dtype, source=str(path))
+
+
+def refuse_task_model(meta: dict[str, Any], source: str) -> None:
+    """A classifier's or tagger's file (charrnn/tasks/) named where a language model belongs."""
+    if meta.get("format") == "charrnn.task":
+        task = meta.get("task") if meta.get("task") in ("classify", "tag") else "classify"
+        raise CheckpointError(f"{source}: a {task} model, not a language model: use charrnn {task} eval / predict")
 
 
 def expected_arrays(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -10,8 +10,15 @@ the rows (G = 1, 4 for LSTM's i|f|g|o, 3 for GRU's r|z|n):
     W   (W_hh)       rnn.weight_hh_l{k}      (G*H, H)
     b   (b_h)        rnn.bias_ih_l{k}        (G*H,)   } PyTorch keeps two biases; only their sum
                      rnn.bias_hh_l{k}        (G*H,)   } matters, except GRU's n gate (r * b_hn)
-    V   (W_hy)       head.weight             (V, H)
-    c   (b_y)        head.bias               (V,)
+    V   (W_hy)       head.weight             (V, H)   (K, H) for a task head over K classes / tags
+    c   (b_y)        head.bias               (V,)     (K,)
+    R                feedback.weight         (G*H, K) the tagger's output-to-hidden recurrence: R y_{t-1}
+                                                      joins U x_t in every gate of the first layer
+
+The language model's head predicts the next of V symbols; the task models of charrnn/tasks/ have a
+head over their K labels (`num_outputs`) and, for the tagger with output recurrence, R
+(`feedback`), outside "rnn." so that the recurrent layers still load into PyTorch's modules as
+they are.
 
 Creation, counting, initialisation, checkpoint validation and the PyTorch name map all derive
 from `parameter_shapes`; no other module spells a parameter name.
@@ -41,6 +48,7 @@ RNN_PREFIX = "rnn."
 HEAD_PREFIX = "head."
 HEAD_WEIGHT = HEAD_PREFIX + "weight"  # V in the seeds: (V, H)
 HEAD_BIAS = HEAD_PREFIX + "bias"  # c in the seeds: (V,)
+FEEDBACK_WEIGHT = "feedback.weight"  # R in seed 002: (G*H, K), y_{t-1} -> the first layer's gates
 
 # Refuse models whose parameter count would not fit a plausible machine before allocating them.
 MAX_PARAMETERS = 2_000_000_000
@@ -65,17 +73,24 @@ def layer_names(k: int) -> tuple[str, str, str, str]:
 
 
 def parameter_shapes(
-    vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn"
+    vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn",
+    num_outputs: int | None = None, feedback: bool = False,
 ) -> dict[str, tuple[int, ...]]:
-    """The name -> shape table of a model; its order is the order of `CharRNN.params`."""
+    """The name -> shape table of a model; its order is the order of `CharRNN.params`.
+
+    num_outputs: K, the head's outputs (None: V, the language model's next symbol).
+    feedback: add R (G*H, K), the output-to-hidden recurrence of the tagger."""
     V, H, G = vocab_size, hidden_size, gates(cell)
+    K = V if num_outputs is None else num_outputs
     shapes: dict[str, tuple[int, ...]] = {}
     for k in range(num_layers):
         for (_, cols), name in zip(LAYER_TEMPLATE, layer_names(k)):
             width = {"input": V if k == 0 else H, "hidden": H, None: None}[cols]
             shapes[name] = (G * H,) if width is None else (G * H, width)
-    shapes[HEAD_WEIGHT] = (V, H)
-    shapes[HEAD_BIAS] = (V,)
+    shapes[HEAD_WEIGHT] = (K, H)
+    shapes[HEAD_BIAS] = (K,)
+    if feedback:
+        shapes[FEEDBACK_WEIGHT] = (G * H, K)
     return shapes
 
 
@@ -100,19 +115,24 @@ def transplant(params: dict[str, np.ndarray], into: dict[str, np.ndarray], posit
             target[...] = source
 
 
-def count_parameters(vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn") -> int:
+def count_parameters(
+    vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn",
+    num_outputs: int | None = None, feedback: bool = False,
+) -> int:
     """The sum of the sizes in `parameter_shapes`, in closed form: the sizes come from flags and
     files and are checked with this before anything (even the shape table) is built."""
     V, H, L, G = vocab_size, hidden_size, num_layers, gates(cell)
-    return G * (H * V + (L - 1) * H * H + L * (H * H + 2 * H)) + V * H + V
+    K = V if num_outputs is None else num_outputs
+    return G * (H * V + (L - 1) * H * H + L * (H * H + 2 * H)) + K * H + K + (G * H * K if feedback else 0)
 
 
 def torch_state_dicts(params: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """The parameters as the state dicts of PyTorch's two modules: {"rnn": ..., "head": ...}."""
+    """The parameters as the state dicts of PyTorch's modules: {"rnn": ..., "head": ...}, and
+    {"feedback": ...} (an nn.Linear without bias) for a model with R."""
     out: dict[str, dict[str, np.ndarray]] = {"rnn": {}, "head": {}}
     for name, value in params.items():
         module, _, key = name.partition(".")
-        out[module][key] = value
+        out.setdefault(module, {})[key] = value
     return out
 
 

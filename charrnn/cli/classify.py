@@ -1,0 +1,13 @@
+"""charrnn classify train | eval | predict: one label per text (seed 002's many-to-one network)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import command
+from ._tasks import add_task_commands
+
+
+@command("classify", "classify whole texts (TSV text<TAB>label): train | eval | predict")
+def _classify(p: argparse.ArgumentParser):
+    return add_task_commands(p, "classify")

@@ -1,0 +1,14 @@
+"""charrnn tag train | eval | predict: a tag per character, optionally with the output-to-hidden
+recurrence R of seed 002 (--output-recurrence)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import command
+from ._tasks import add_task_commands
+
+
+@command("tag", "tag every character (JSON Lines text + tags), optionally with output recurrence: train | eval | predict")
+def _tag(p: argparse.ArgumentParser):
+    return add_task_commands(p, "tag")
