@@ -28,7 +28,7 @@ DTYPES = ("float32", "float64")  # names of the parameter dtypes; the model maps
 INITS = ("pytorch", "orthogonal", "normal")  # weight initialisations
 CELLS = ("rnn", "lstm", "gru")  # recurrent cells
 DATASETS = ("shakespeare",)  # built-in corpora (see datasets)
-EXPORT_FORMATS = ("torch",)  # what `charrnn export` writes
+EXPORT_FORMATS = ("torch", "keras")  # what `charrnn export` writes (keras: interop/keras.py)
 MAX_SAMPLE_LENGTH = 1_000_000  # training-time samples are read by people, not stored corpora
 
 
