@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import CharRNNError
-from . import hello, gradcheck, train, sample, evaluate, export, importer, bench  # noqa: F401  (registration)
+from . import hello, gradcheck, explain, train, sample, evaluate, export, importer, bench  # noqa: F401  (registration)
 from ._common import COMMANDS, Handler, Parser
 
 
