@@ -15,14 +15,16 @@ def train_request(
     given: dict[str, Any],
     config_file: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
-    source: str = "train",
+    source: str | None = None,
 ) -> tuple[TrainConfig, Path]:
-    """(configuration, run directory) of a new run. `given`: settings by name (the flags that were
-    given, or `fit`'s keyword arguments), checked by name and type, overriding the file's."""
+    """(configuration, run directory) of a new run. `given`: settings by name overriding the
+    file's: `fit`'s keyword arguments, checked by name and type (errors say `source`), or with
+    source None the command line's flags, which argparse has typed already (and `validate` then
+    names by their flag)."""
     cfg = TrainConfig()
     if config_file is not None:
         cfg = apply_overrides(cfg, read_config_file(config_file), str(config_file))
-    cfg = apply_overrides(cfg, given, source)
+    cfg = apply_overrides(cfg, given, source) if source is not None else cfg.replace(**given)
     if cfg.text is None and cfg.dataset is None:
         raise ConfigError(f"give a text file to train on, or --dataset {' | '.join(DATASETS)}")
     if cfg.text is not None and cfg.dataset is not None:
