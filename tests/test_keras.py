@@ -72,7 +72,8 @@ def test_export_gives_keras_the_same_logits_and_comes_back_exactly(tmp_path, cel
 
 def keras_model(layer, units=5, layers=2, **kwargs):
     rnn = [layer(units, return_sequences=True, **kwargs) for _ in range(layers)]
-    return keras.Sequential([keras.Input((None, V)), *rnn, keras.layers.Dense(V)])
+    # a Dropout layer (training only) between them, as Keras char models often have
+    return keras.Sequential([keras.Input((None, V)), rnn[0], keras.layers.Dropout(0.2), *rnn[1:], keras.layers.Dense(V)])
 
 
 @pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU"])

@@ -182,11 +182,12 @@ def read_vocab(path: str | Path) -> Vocab:
 def model_from_keras(km: Any, vocab: Vocab, source: str) -> CharRNN:
     """A CharRNN computing what the Keras model `km` computes: recurrent layers of one supported
     kind, then one Dense layer. Anything else is refused in one line naming the layer."""
-    layers = [layer for layer in km.layers if type(layer).__name__ != "InputLayer"]
+    # Dropout acts in training only: at inference it is the identity, and it is left out
+    layers = [layer for layer in km.layers if type(layer).__name__ not in ("InputLayer", "Dropout")]
     kinds = [type(layer).__name__ for layer in layers]
     if len(layers) < 2 or kinds[-1] != "Dense" or kinds[0] not in CELL_OF_LAYER or len(set(kinds[:-1])) != 1:
         raise ConfigError(f"{source}: unsupported architecture ({' -> '.join(kinds) or 'no layers'}); charrnn "
-                          "imports SimpleRNN, LSTM or GRU layers (one kind) followed by one Dense layer")
+                          "imports SimpleRNN, LSTM or GRU layers (one kind) followed by one Dense layer, Dropout allowed")
     cell = CELL_OF_LAYER[kinds[0]]
     rnn_layers, head = layers[:-1], layers[-1]
     for k, layer in enumerate(rnn_layers):
