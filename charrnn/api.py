@@ -255,6 +255,7 @@ def fit(
     *,
     out: str | os.PathLike[str] | None = None,
     config: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
     force: bool = False,
     quiet: bool = False,
     progress: bool = True,
@@ -264,7 +265,8 @@ def fit(
 
     text: the text file (or give dataset="shakespeare"). out: the run directory (default
     runs/<name of the text>, or runs/<name>-2, ... when taken). config: a TOML or JSON file of
-    settings, as `--config`. options: any setting of `charrnn train` by its Python name
+    settings, as `--config`. resume: a run directory to continue exactly where it stopped
+    (`--resume`; then only settings such as steps or time_budget may change). options: any setting of `charrnn train` by its Python name
     (hidden_size=128, cell="lstm", steps=500, ...), with the same defaults; None means "not
     given". Progress shows as a tqdm.auto bar (a widget in notebooks); quiet=True prints nothing.
     Raises ConfigError / DataError / CheckpointError for bad settings, text or runs.
@@ -275,6 +277,13 @@ def fit(
     given = {k: v for k, v in options.items() if v is not None}
     if text is not None:
         given["text"] = os.fspath(text)
-    cfg, run_dir = train_request(given, config_file=config, out=out, source="fit")
-    result = Trainer(cfg, run_dir, force=force, quiet=quiet, progress=progress).run()
+    if resume is not None:
+        if config is not None or (out is not None and Path(out) != Path(resume)):
+            raise ConfigError("resume continues a run with its own settings and directory: give neither config nor out")
+        from .config import TrainConfig, apply_overrides
+
+        cfg, run_dir = apply_overrides(TrainConfig(), given, "fit"), Path(resume)
+    else:
+        cfg, run_dir = train_request(given, config_file=config, out=out, source="fit")
+    result = Trainer(cfg, run_dir, resume=resume is not None, force=force, quiet=quiet, progress=progress).run()
     return LanguageModel.load(result.run_dir)

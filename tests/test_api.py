@@ -198,3 +198,18 @@ def test_the_readme_example_runs(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.rstrip().endswith("OK LanguageModel")
+
+
+def test_fit_resumes_a_run_exactly(tmp_path):
+    text = tmp_path / "s.txt"
+    text.write_text(SONNET * 2, encoding="utf-8")
+    # a constant schedule: raising the step count then changes nothing of the first steps
+    small = dict(hidden_size=8, seq_len=8, batch_size=2, sample_every=0, eval_every=0, lr_schedule="constant",
+                 quiet=True)
+    charrnn.fit(text, out=tmp_path / "half", steps=4, **small)
+    assert isinstance(charrnn.fit(resume=tmp_path / "half", steps=8, quiet=True), charrnn.LanguageModel)
+    charrnn.fit(text, out=tmp_path / "whole", steps=8, **small)
+    resumed, whole = (charrnn.load(tmp_path / run / "latest.safetensors").model.params for run in ("half", "whole"))
+    assert all(np.array_equal(resumed[k], whole[k]) for k in whole)
+    with pytest.raises(ConfigError, match="cannot change --hidden-size"):
+        charrnn.fit(resume=tmp_path / "half", hidden_size=9, steps=9)
