@@ -358,7 +358,12 @@ def render(ex: Explanation) -> str:
     say("   b_ih and b_hh both move, so the sum b moves twice as far as Keras's single bias does)")
     say("")
     if ex.frameworks or ex.skipped:
-        say("The same step elsewhere, from the same weights (largest absolute difference from charrnn's numbers):")
+        say("The same step elsewhere, from the same weights. The gradient of V (W_hy), row by row:")
+        columns = {"charrnn": ex.grads[HEAD_WEIGHT]} | {n: f["grads"][HEAD_WEIGHT] for n, f in ex.frameworks.items()}
+        say(f"  {'':<6}" + " |".join(f"{name:>{12 * H}}" for name in columns))
+        for i, s in enumerate(symbols):
+            say(f"  {s:>5} " + " |".join("".join(f"{v:>12.8f}" for v in g[i]) for g in columns.values()))
+        say("and the largest absolute difference from charrnn's numbers, array by array:")
         header = f"  {'':<24}" + "".join(f"{name + ' (' + ex.frameworks[name]['modules'] + ')':>40}" for name in ex.frameworks)
         say(header)
         say(f"  {'loss':<24}" + "".join(f"{abs(f['loss'] - ex.loss):>40.2e}" for f in ex.frameworks.values()))
