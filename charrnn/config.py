@@ -8,8 +8,12 @@ are checked against the type of the default and unknown keys are refused.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import tomllib
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -24,7 +28,7 @@ DTYPES = ("float32", "float64")  # names of the parameter dtypes; the model maps
 INITS = ("pytorch", "orthogonal", "normal")  # weight initialisations
 CELLS = ("rnn", "lstm", "gru")  # recurrent cells
 DATASETS = ("shakespeare",)  # built-in corpora (see datasets)
-EXPORT_FORMATS = ("torch",)  # what `charrnn export` writes
+EXPORT_FORMATS = ("torch", "keras")  # what `charrnn export` writes (keras: interop/keras.py)
 MAX_SAMPLE_LENGTH = 1_000_000  # training-time samples are read by people, not stored corpora
 AUTO = "auto"  # a setting chosen by `resolve_auto` (for a string setting; numbers use 0)
 
@@ -134,6 +138,47 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str = "
             raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
         changes[key] = value
     return cfg.replace(**changes)
+
+
+# Settings that name files: a config file's relative paths are taken from the file's folder.
+PATH_SETTINGS = ("text", "init_from")
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings in a TOML or JSON file (by its suffix; otherwise JSON when it starts with "{"),
+    keyed as config.json is, with relative paths made relative to the file's folder. Unknown
+    keys and wrong types are refused later, by `apply_overrides`, naming the file and the key."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, not a config file") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read it ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    as_json = p.suffix.lower() == ".json" or (p.suffix.lower() != ".toml" and text.lstrip().startswith("{"))
+    try:
+        if as_json:
+            def no_constants(name: str) -> Any:
+                raise ValueError(f"{name} is not a number JSON allows")
+
+            data = json.loads(text, parse_constant=no_constants)
+        else:
+            data = tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{p}: not valid {'JSON' if as_json else 'TOML'} ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the settings must be an object of key: value pairs")
+    for key in PATH_SETTINGS:
+        value = data.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            data[key] = os.path.join(p.parent, value)
+    return data
 
 
 def preset_settings(name: str) -> dict[str, Any]:

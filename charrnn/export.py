@@ -28,6 +28,10 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch") -> Path:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if c.vocab is None:
         raise CheckpointError(f"{c.path}: the model has no vocabulary to export with")
+    if fmt == "keras":  # a .keras file and its vocabulary beside it
+        from .interop.keras import export_keras
+
+        return export_keras(c.model, c.vocab, out)
     out = Path(out)
     metadata = {
         "format": "charrnn.torch-export",

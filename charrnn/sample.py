@@ -83,25 +83,49 @@ def generate(
     cfg: SampleConfig,
     rng: np.random.Generator,
     on_token: Callable[[int], None] | None = None,
+    stop: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Feed `prime_ids` (K >= 1,) and generate `cfg.length` more ids, returned (length,).
+    """Feed `prime_ids` (K >= 1,) and generate up to `cfg.length` more ids, returned (n,).
 
     The prime runs through the network in one forward pass; then each step feeds the last
     character and chooses the next. `on_token` is called with every new id as it is chosen.
+
+    `stop` (M >= 1,) ids: generation ends at the first occurrence of that sequence among the
+    generated ids, which is left out of the result; `cfg.length` is then a cap. `on_token` hears
+    of an id only once it cannot be part of the stop sequence (at most M - 1 ids later), so a
+    stream shows exactly what is returned.
     """
     cfg.validate()
     prime_ids = np.asarray(prime_ids, dtype=np.intp).reshape(-1)
     if prime_ids.size == 0:
         raise DataError("the prime is empty")
+    m = 0
+    if stop is not None:
+        stop = np.asarray(stop, dtype=np.intp).reshape(-1)
+        m = stop.size
+        if m == 0:
+            raise ConfigError("the stop string is empty")
     h = None
     if prime_ids.size > 1:
         _, h = model.logits(prime_ids[None, :-1])
     stepper = model.stepper(1, h)  # keeps its state and buffers between characters
     out = np.empty(cfg.length, dtype=np.intp)
     current = int(prime_ids[-1])
+    emitted = 0  # ids handed to on_token so far
+    n = cfg.length
     for i in range(cfg.length):
         current = choose(stepper(current)[0], cfg, rng)
         out[i] = current
+        if m and i + 1 >= m and current == stop[-1] and np.array_equal(out[i + 1 - m : i + 1], stop):
+            n = i + 1 - m
+            break
         if on_token is not None:
-            on_token(current)
-    return out
+            # ids before the last m - 1 can no longer start a match of the stop sequence
+            while emitted <= i - (m - 1 if m else 0):
+                on_token(int(out[emitted]))
+                emitted += 1
+    if on_token is not None:
+        while emitted < n:
+            on_token(int(out[emitted]))
+            emitted += 1
+    return out[:n]

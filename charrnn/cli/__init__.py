@@ -13,9 +13,9 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import CharRNNError
-from . import hello, gradcheck, train, sample, evaluate, export, bench  # noqa: F401  (registration)
+from . import hello, gradcheck, explain, train, sample, evaluate, export, importer, bench  # noqa: F401  (registration)
 from . import impulse, diagnose, heatmap, report, plot  # noqa: F401
-from . import classify, tag  # noqa: F401  (registration)
+from . import classify, tag  # noqa: F401
 from ._common import COMMANDS, Handler, Parser
 
 

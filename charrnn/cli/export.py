@@ -9,10 +9,10 @@ from ..config import EXPORT_FORMATS
 from ._common import command, load_for_inference
 
 
-@command("export", "export a model for PyTorch (safetensors with nn.RNN / nn.Linear names)")
+@command("export", "export a model for PyTorch (safetensors with nn.RNN / nn.Linear names) or Keras (.keras)")
 def _export(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
-    p.add_argument("out", metavar="OUT.safetensors")
+    p.add_argument("out", metavar="OUT", help="OUT.safetensors (torch) or OUT.keras (keras, with OUT.vocab.json beside it)")
     p.add_argument("--format", default=EXPORT_FORMATS[0], choices=EXPORT_FORMATS)
 
     def run(a: argparse.Namespace) -> int:

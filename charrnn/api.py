@@ -1,0 +1,289 @@
+"""The front door: a trained model with its vocabulary, taking and giving strings.
+
+    import charrnn
+    lm = charrnn.load("runs/demo")                 # a run directory (its best checkpoint) or a checkpoint file
+    lm.generate("ROMEO:", length=200, seed=1)      # the prime, then 200 characters: what `charrnn sample` prints
+    lm.score("Some text.").nats_per_char           # what `charrnn eval` reports for that text
+    lm.hidden_states("Some text.")                 # (L, T, H): every layer's h after every character
+    lm = charrnn.fit("my.txt", steps=500, out="runs/x")   # `charrnn train`, then load the result
+
+Everything here goes through the same functions as the command line (checkpoint, sample, evaluate,
+train), so the two agree by construction; the tests hold them to it. Every problem with the
+caller's input raises a `CharRNNError` subclass (charrnn.errors) with a one-line message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Vocab
+from .errors import CheckpointError, ConfigError, DataError
+from .evaluate import EVAL_WINDOW, NATS_TO_BITS
+from .model import CharRNN
+from .model.stack import layer_params
+
+__all__ = ["LanguageModel", "Score", "fit", "load"]
+
+
+@dataclass(frozen=True)
+class Score:
+    """How well a model predicts a text: every character after the first is scored given all
+    the text before it (the hidden state carried through the whole text)."""
+
+    log_probs: np.ndarray  # (N - 1,) float64: ln p(char_t | chars before it), in nats (<= 0)
+    text_ids: np.ndarray  # (N,) the text's token ids
+
+    @property
+    def chars(self) -> int:
+        """Characters scored (all but the first)."""
+        return int(self.log_probs.size)
+
+    @property
+    def nats_per_char(self) -> float:
+        """The mean negative log-probability: `charrnn eval`'s nats/char."""
+        return float(-self.log_probs.mean()) if self.chars else float("nan")
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.nats_per_char * NATS_TO_BITS
+
+    @property
+    def perplexity(self) -> float:
+        try:
+            return math.exp(self.nats_per_char)
+        except OverflowError:
+            return float("inf")
+
+    def __repr__(self) -> str:
+        return (f"Score(nats_per_char={self.nats_per_char:.4f}, bits_per_char={self.bits_per_char:.4f}, "
+                f"perplexity={self.perplexity:.3f}, chars={self.chars})")
+
+
+class LanguageModel:
+    """A trained character model and its vocabulary. Made by `charrnn.load` or `charrnn.fit`.
+
+    `model` is the `CharRNN` (its `params` are the live arrays, named as PyTorch names them),
+    `vocab` the symbols it knows, `path` the checkpoint it came from.
+    """
+
+    def __init__(self, model: CharRNN, vocab: Vocab, path: Path | None = None) -> None:
+        self.model = model
+        self.vocab = vocab
+        self.path = path
+
+    # -- loading -----------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, run_or_checkpoint: str | os.PathLike[str], dtype: Any = None) -> "LanguageModel":
+        """A run directory (its best checkpoint, else its latest) or a checkpoint file.
+
+        Raises CheckpointError for a path that is neither, for a damaged file, and for a bare
+        model file that carries no vocabulary."""
+        from .checkpoint import load_checkpoint
+
+        c = load_checkpoint(run_or_checkpoint, dtype)
+        if c.vocab is None:
+            raise CheckpointError(f"{c.path}: this model file has no vocabulary; load a run directory or a training checkpoint")
+        return cls(c.model, c.vocab, c.path)
+
+    # -- what it is --------------------------------------------------------------------------
+
+    @property
+    def cell(self) -> str:
+        return self.model.cell
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.num_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.hidden_size
+
+    @property
+    def symbols(self) -> list[str] | list[int]:
+        """The vocabulary, in id order (characters, or byte values for a bytes model)."""
+        return self.vocab.symbols
+
+    def __repr__(self) -> str:
+        where = f" from {self.path}" if self.path is not None else ""
+        return f"LanguageModel({self.model!r}, {self.vocab.size} symbols{where})"
+
+    # -- text -> ids ---------------------------------------------------------------------------
+
+    def encode(self, text: str | bytes, skip_unknown: bool = False) -> np.ndarray:
+        """Text -> token ids (N,). Characters outside the vocabulary raise DataError naming
+        them, or are dropped with `skip_unknown`."""
+        if not isinstance(text, (str, bytes)):
+            raise DataError(f"expected a str, got {type(text).__name__}")
+        return self.vocab.encode(text, unknown="skip" if skip_unknown else "error").astype(np.intp)
+
+    def decode(self, ids: Any) -> str:
+        return self.vocab.decode(np.asarray(ids, dtype=np.intp))
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prime: str | None = None,
+        length: int = 500,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        stop: str | None = None,
+        seed: int | None = None,
+        skip_unknown: bool = False,
+    ) -> str:
+        """The prime followed by up to `length` generated characters, as `charrnn sample` prints
+        it with the same settings and `--seed seed` (without its final newline).
+
+        prime: text to start from (None or "": a newline, not shown, as the command does).
+        temperature, top_k, top_p, greedy: how each character is chosen (see charrnn.sample).
+        stop: end at the first occurrence of this string among the generated characters, which
+            is left out; `length` is then a cap. seed: None draws a fresh one.
+        """
+        return self.samples(1, prime, length, temperature, top_k, top_p, greedy, stop, seed, skip_unknown)[0]
+
+    def samples(
+        self,
+        n: int,
+        prime: str | None = None,
+        length: int = 500,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        stop: str | None = None,
+        seed: int | None = None,
+        skip_unknown: bool = False,
+    ) -> list[str]:
+        """`n` samples drawn one after another from one generator: `charrnn sample --num-samples n`
+        (with `stop`, the items it prints one per line)."""
+        from .sample import SampleConfig, default_prime, encode_prime, generate
+
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
+        cfg = SampleConfig(length, temperature, 0 if top_k is None else top_k, 1.0 if top_p is None else top_p, greedy)
+        cfg.validate()
+        stop_ids = self._stop_ids(stop)
+        rng = np.random.default_rng(seed)
+        if prime:
+            prime_ids, _ = encode_prime(self.vocab, prime, skip_unknown)
+            if prime_ids.size == 0:
+                raise DataError("no prime character is in the model's vocabulary")
+            shown = prime_ids
+        else:
+            prime_ids = default_prime(self.vocab, rng)
+            shown = prime_ids[:0]
+        return [self.vocab.decode(np.concatenate([shown, generate(self.model, prime_ids, cfg, rng, stop=stop_ids)]))
+                for _ in range(n)]
+
+    def _stop_ids(self, stop: str | None) -> np.ndarray | None:
+        if stop is None:
+            return None
+        if not isinstance(stop, str):
+            raise ConfigError(f"stop must be a string, got {type(stop).__name__}")
+        if stop == "":
+            raise ConfigError("the stop string is empty")
+        return stop_ids(self.vocab, stop)
+
+    # -- scoring and states --------------------------------------------------------------------
+
+    def score(self, text: str, skip_unknown: bool = False) -> Score:
+        """Per-character log-probabilities of `text` and their mean, from a zero state, with the
+        state carried through the whole text (as `charrnn eval` scores a file)."""
+        ids = self.encode(text, skip_unknown)
+        if ids.size < 2:
+            raise DataError("fewer than 2 characters the model knows: there is nothing to score")
+        out = np.empty(ids.size - 1, dtype=np.float64)
+        h = None
+        for start in range(0, ids.size - 1, EVAL_WINDOW):
+            x = ids[start : start + EVAL_WINDOW]
+            y = ids[start + 1 : start + 1 + EVAL_WINDOW]
+            logits, h = self.model.logits(x[None, : y.size], h)
+            z = logits[0].astype(np.float64)  # (T, V)
+            z -= z.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(z).sum(axis=1))
+            out[start : start + y.size] = z[np.arange(y.size), y] - log_norm
+        return Score(out, ids)
+
+    def hidden_states(self, text: str, skip_unknown: bool = False) -> np.ndarray:
+        """(L, T, H): h of every layer after each of the text's T characters, from a zero state
+        (for an LSTM h, not c). A new array of the model's dtype, owned by the caller."""
+        ids = self.encode(text, skip_unknown)
+        if ids.size == 0:
+            raise DataError("the text holds no character the model knows")
+        m = self.model
+        out = np.empty((m.num_layers, ids.size, m.hidden_size), dtype=m.dtype)
+        state = m._zero_state(1)
+        for start in range(0, ids.size, EVAL_WINDOW):
+            x: np.ndarray = np.ascontiguousarray(ids[start : start + EVAL_WINDOW, None])  # (T, 1)
+            finals = []
+            for k in range(m.num_layers):
+                hs, s_n, _ = m.cell_module.forward(x, *layer_params(m.params, k), tuple(p[k] for p in state),
+                                                   need_cache=False)
+                out[k, start : start + x.shape[0]] = hs[:, 0]  # copied: hs may be a view of a reused buffer
+                finals.append(s_n)
+                x = np.ascontiguousarray(hs)
+            state = tuple(np.stack([f[i] for f in finals]) for i in range(len(state)))
+        return out
+
+
+def stop_ids(vocab: Vocab, stop: str) -> np.ndarray:
+    """The ids of a stop string; one with symbols the model never generates is refused by name."""
+    try:
+        return vocab.encode(stop).astype(np.intp)
+    except DataError as e:
+        raise DataError(f"the stop string: {e}") from None
+
+
+def load(run_or_checkpoint: str | os.PathLike[str], dtype: Any = None) -> LanguageModel:
+    """A trained model with its vocabulary: a run directory (its best checkpoint) or a checkpoint
+    file. `dtype` ("float32" / "float64") converts the parameters on load."""
+    return LanguageModel.load(run_or_checkpoint, dtype)
+
+
+def fit(
+    text: str | os.PathLike[str] | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> LanguageModel:
+    """Train as `charrnn train` does and return the best model of the run.
+
+    text: the text file (or give dataset="shakespeare"). out: the run directory (default
+    runs/<name of the text>, or runs/<name>-2, ... when taken). config: a TOML or JSON file of
+    settings, as `--config`. resume: a run directory to continue exactly where it stopped
+    (`--resume`; then only settings such as steps or time_budget may change). options: any setting of `charrnn train` by its Python name
+    (hidden_size=128, cell="lstm", steps=500, ...), with the same defaults; None means "not
+    given". Progress shows as a tqdm.auto bar (a widget in notebooks); quiet=True prints nothing.
+    Raises ConfigError / DataError / CheckpointError for bad settings, text or runs.
+    """
+    from .train import Trainer
+    from .train.request import train_request
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if text is not None:
+        given["text"] = os.fspath(text)
+    if resume is not None:
+        if config is not None or (out is not None and Path(out) != Path(resume)):
+            raise ConfigError("resume continues a run with its own settings and directory: give neither config nor out")
+        from .config import TrainConfig, apply_overrides
+
+        cfg, run_dir = apply_overrides(TrainConfig(), given, "fit"), Path(resume)
+    else:
+        cfg, run_dir = train_request(given, config_file=config, out=out, source="fit")
+    result = Trainer(cfg, run_dir, resume=resume is not None, force=force, quiet=quiet, progress=progress).run()
+    return LanguageModel.load(result.run_dir)

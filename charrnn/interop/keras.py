@@ -1,0 +1,262 @@
+"""Keras 3 models in and out: SimpleRNN / LSTM / GRU layers and a Dense head over one-hot input.
+
+The exported model is what seed 000 builds in Keras, whole:
+
+    keras.Sequential([keras.Input((None, V)),                       # one-hot characters (B, T, V)
+                      SimpleRNN | LSTM | GRU (H, return_sequences=True)  x L,
+                      Dense(V)])                                      # logits (B, T, V)
+
+with the vocabulary beside it as JSON (a list of symbols: characters, or byte values for a
+bytes model). The layouts differ from PyTorch's (charrnn's); `keras_weights` / `torch_weights`
+are the one place that knows how:
+
+    PyTorch (charrnn)                          Keras
+    weight_ih (G*H, I)                         kernel (I, G*H)            transposed
+    weight_hh (G*H, H)                         recurrent_kernel (H, G*H)  transposed
+    bias_ih, bias_hh (G*H,)  rnn, lstm         bias (G*H,) = bias_ih + bias_hh   (one bias: only the sum acts)
+                             gru               bias (2, G*H) = [bias_ih; bias_hh] (reset_after=True keeps both)
+    gate blocks  lstm i|f|g|o                  i|f|c|o  (the same order)
+                 gru  r|z|n                    z|r|h    (the first two swapped)
+    head.weight (V, H), head.bias (V,)         Dense kernel (H, V), bias (V,)
+
+Both sides compute the same functions: Keras's GRU with reset_after=True is PyTorch's
+(n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h). Dropout is a training
+matter and is not exported. Keras is optional (`pip install 'charrnn[keras]'`); it runs on
+whichever backend is configured, and on PyTorch's when none is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Vocab
+from ..errors import CheckpointError, ConfigError, DataError
+from ..model import CharRNN
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
+from ..modelfile import model_from_arrays
+
+# charrnn cell -> Keras layer class name
+KERAS_LAYERS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+CELL_OF_LAYER = {v: k for k, v in KERAS_LAYERS.items()}
+
+
+# Keras backends and the package each needs
+BACKEND_PACKAGES = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "numpy": "numpy", "openvino": "openvino"}
+
+
+def import_keras() -> Any:
+    """The keras module, on the backend configured (KERAS_BACKEND, or keras.json) when that
+    backend is installed, else on PyTorch's; a one-line error when Keras is not installed.
+    (Keras writes a keras.json naming tensorflow on its first import, installed or not.)"""
+    import importlib.util
+
+    if "keras" not in sys.modules:
+        wanted = os.environ.get("KERAS_BACKEND") or _configured_backend()
+        package = BACKEND_PACKAGES.get(wanted or "")
+        if package is None or importlib.util.find_spec(package) is None:
+            os.environ["KERAS_BACKEND"] = "torch"
+    try:
+        import keras
+    except ImportError as e:
+        raise ConfigError(f"Keras is not installed or cannot start ({e}): pip install 'charrnn[keras]'") from None
+    if not str(getattr(keras, "__version__", "0")).startswith("3"):
+        raise ConfigError(f"Keras 3 is needed, this is Keras {keras.__version__}")
+    return keras
+
+
+def _configured_backend() -> str | None:
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) else None
+
+
+def _gru_order(a: np.ndarray, H: int) -> np.ndarray:
+    """Swap the first two gate blocks along axis 0: r|z|n <-> z|r|h (its own inverse)."""
+    return np.concatenate([a[H : 2 * H], a[:H], a[2 * H :]], axis=0)
+
+
+def keras_weights(model: CharRNN) -> list[list[np.ndarray]]:
+    """Per recurrent layer [kernel, recurrent_kernel, bias], then the Dense [kernel, bias]."""
+    H, out = model.hidden_size, []
+    for k in range(model.num_layers):
+        w_ih, w_hh, b_ih, b_hh = (model.params[n] for n in layer_names(k))
+        if model.cell == "gru":
+            out.append([_gru_order(w_ih, H).T, _gru_order(w_hh, H).T,
+                        np.stack([_gru_order(b_ih, H), _gru_order(b_hh, H)])])
+        else:
+            out.append([w_ih.T, w_hh.T, b_ih + b_hh])
+    out.append([model.params[HEAD_WEIGHT].T, model.params[HEAD_BIAS]])
+    return [[np.ascontiguousarray(w) for w in ws] for ws in out]
+
+
+def torch_weights(cell: str, layers: list[list[np.ndarray]], head: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The inverse of `keras_weights`: charrnn's (PyTorch's) parameters. A single Keras bias goes
+    to bias_ih, with bias_hh zero: the sum is what the cell computes with."""
+    params: dict[str, np.ndarray] = {}
+    for k, (kernel, recurrent, bias) in enumerate(layers):
+        H = recurrent.shape[0]
+        w_ih, w_hh = kernel.T, recurrent.T
+        if cell == "gru":
+            w_ih, w_hh = _gru_order(w_ih, H), _gru_order(w_hh, H)
+            b_ih, b_hh = _gru_order(bias[0], H), _gru_order(bias[1], H)
+        else:
+            b_ih, b_hh = bias, np.zeros_like(bias)
+        for name, a in zip(layer_names(k), (w_ih, w_hh, b_ih, b_hh)):
+            params[name] = np.ascontiguousarray(a)
+    params[HEAD_WEIGHT] = np.ascontiguousarray(head[0].T)
+    params[HEAD_BIAS] = np.ascontiguousarray(head[1])
+    return params
+
+
+def build_keras_model(model: CharRNN) -> Any:
+    """A Keras model computing `model`'s logits from one-hot input (B, T, V)."""
+    keras = import_keras()
+    layer_class = getattr(keras.layers, KERAS_LAYERS[model.cell])
+    dtype = model.dtype.name
+    extra = {"reset_after": True} if model.cell == "gru" else {}
+    layers = [keras.Input(shape=(None, model.vocab_size), dtype=dtype)]
+    layers += [layer_class(model.hidden_size, return_sequences=True, dtype=dtype, name=f"{KERAS_LAYERS[model.cell].lower()}_{k}",
+                           **extra) for k in range(model.num_layers)]
+    layers.append(keras.layers.Dense(model.vocab_size, dtype=dtype, name="head"))
+    km = keras.Sequential(layers, name=f"charrnn_{model.cell}")
+    for layer, weights in zip(km.layers, keras_weights(model)):
+        layer.set_weights(weights)
+    return km
+
+
+def vocab_path(model_path: str | Path) -> Path:
+    """Where the vocabulary of an exported model goes: model.keras -> model.vocab.json."""
+    p = Path(model_path)
+    return p.with_name(p.name[: -len(p.suffix)] + ".vocab.json" if p.suffix else p.name + ".vocab.json")
+
+
+def export_keras(model: CharRNN, vocab: Vocab, out: str | Path) -> Path:
+    """Write `model` as a .keras file and its vocabulary beside it; returns the model's path."""
+    from ..serialization import atomic_write_bytes, dump_json
+
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise ConfigError(f"{out}: a Keras model file must end in .keras")
+    km = build_keras_model(model)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")  # Keras insists on the suffix
+    try:
+        km.save(tmp)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise CheckpointError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    symbols = vocab.symbols
+    atomic_write_bytes(vocab_path(out), (dump_json(symbols) + "\n").encode("utf-8"))
+    return out
+
+
+def read_vocab(path: str | Path) -> Vocab:
+    """A vocabulary file: a JSON list of symbols (one-character strings, or byte values 0-255 for
+    a bytes model), or charrnn's {"encoding": ..., "symbols": [...]}."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{p}: no such vocabulary file") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{p}: not a JSON vocabulary ({e})") from None
+    if isinstance(data, list):
+        data = {"encoding": "bytes" if data and all(isinstance(s, int) for s in data) else "utf-8", "symbols": data}
+    try:
+        return Vocab.from_json(data)
+    except CheckpointError as e:
+        raise DataError(f"{p}: {e}") from None
+
+
+def model_from_keras(km: Any, vocab: Vocab, source: str) -> CharRNN:
+    """A CharRNN computing what the Keras model `km` computes: recurrent layers of one supported
+    kind, then one Dense layer. Anything else is refused in one line naming the layer."""
+    # Dropout acts in training only: at inference it is the identity, and it is left out
+    layers = [layer for layer in km.layers if type(layer).__name__ not in ("InputLayer", "Dropout")]
+    kinds = [type(layer).__name__ for layer in layers]
+    if len(layers) < 2 or kinds[-1] != "Dense" or kinds[0] not in CELL_OF_LAYER or len(set(kinds[:-1])) != 1:
+        raise ConfigError(f"{source}: unsupported architecture ({' -> '.join(kinds) or 'no layers'}); charrnn "
+                          "imports SimpleRNN, LSTM or GRU layers (one kind) followed by one Dense layer, Dropout allowed")
+    cell = CELL_OF_LAYER[kinds[0]]
+    rnn_layers, head = layers[:-1], layers[-1]
+    for k, layer in enumerate(rnn_layers):
+        c = layer.get_config()
+        want = {"activation": "tanh", "use_bias": True, "return_sequences": True, "go_backwards": False}
+        if cell != "rnn":
+            want["recurrent_activation"] = "sigmoid"
+        if cell == "gru":
+            want["reset_after"] = True
+        bad = [f"{key}={c.get(key)!r}" for key, value in want.items() if c.get(key) != value]
+        if bad:
+            raise ConfigError(f"{source}: layer {layer.name} ({kinds[k]}) has {', '.join(bad)}; charrnn imports "
+                              f"{', '.join(f'{key}={value!r}' for key, value in want.items())}")
+    hc = head.get_config()
+    if hc.get("activation") not in ("linear", "softmax") or not hc.get("use_bias", False):
+        raise ConfigError(f"{source}: the Dense layer must be linear (or softmax) with a bias, "
+                          f"has activation={hc.get('activation')!r}, use_bias={hc.get('use_bias')!r}")
+    weights = [[np.asarray(w) for w in layer.get_weights()] for layer in rnn_layers]
+    head_w = [np.asarray(w) for w in head.get_weights()]
+    V, H = weights[0][0].shape[0], weights[0][1].shape[0]
+    for k, (kernel, recurrent, _) in enumerate(weights):
+        if recurrent.shape[0] != H or (k and kernel.shape[0] != H):
+            raise ConfigError(f"{source}: every recurrent layer must have the same units ({H}); layer {k} differs")
+    if head_w[0].shape != (H, V):
+        raise ConfigError(f"{source}: the Dense layer maps {head_w[0].shape[0]} to {head_w[0].shape[1]} "
+                          f"values; a character model maps {H} to the input's {V}")
+    if vocab.size != V:
+        raise DataError(f"the vocabulary has {vocab.size} symbols, the Keras model takes {V} (one-hot input size)")
+    dtype = np.result_type(*(w.dtype for ws in weights for w in ws))
+    if dtype.name not in ("float32", "float64"):
+        raise ConfigError(f"{source}: weights of dtype {dtype.name}; charrnn uses float32 or float64")
+    params = {k: v.astype(dtype, copy=False) for k, v in torch_weights(cell, weights, head_w).items()}
+    config = {"vocab_size": V, "hidden_size": H, "num_layers": len(rnn_layers), "dtype": dtype.name, "cell": cell}
+    try:  # shapes and finiteness checked as for any model file
+        return model_from_arrays(params, config, None, source)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
+
+
+def save_imported(model: CharRNN, vocab: Vocab, run_dir: str | Path, force: bool = False) -> Path:
+    """A run directory holding the model with its vocabulary (best.safetensors): what
+    `charrnn sample`, `eval`, `export`, `charrnn.load` and `train --init-from` read."""
+    from ..checkpoint import BEST, CONFIG, LATEST
+    from ..modelfile import MODEL_FORMAT, MODEL_FORMAT_VERSION
+    from ..serialization import write_arrays
+
+    d = Path(run_dir)
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"--out {d} exists and is not a directory")
+    if d.is_dir() and any((d / n).exists() for n in (BEST, LATEST, CONFIG)) and not force:
+        raise ConfigError(f"{d} already holds a run: use --force to replace it")
+    d.mkdir(parents=True, exist_ok=True)
+    for name in (LATEST, CONFIG):  # a replaced run's other files would contradict the new model
+        (d / name).unlink(missing_ok=True)
+    meta = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "model": model.config, "vocab": vocab.to_json()}
+    write_arrays(d / BEST, model.params, meta)
+    return d / BEST
+
+
+def load_keras(path: str | Path, vocab_file: str | Path) -> tuple[CharRNN, Vocab]:
+    """Read a .keras file (Keras's safe mode: no code in the file runs) and its vocabulary."""
+    keras = import_keras()
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such Keras model file")
+    vocab = read_vocab(vocab_file)
+    try:
+        km = keras.saving.load_model(p, safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises many kinds for a damaged or foreign file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{p}: not a loadable Keras model ({first[:200]})") from None
+    return model_from_keras(km, vocab, str(p)), vocab
