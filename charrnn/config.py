@@ -25,6 +25,9 @@ INITS = ("pytorch", "orthogonal", "normal")  # weight initialisations
 CELLS = ("rnn", "lstm", "gru")  # recurrent cells
 DATASETS = ("shakespeare",)  # built-in corpora (see datasets)
 EXPORT_FORMATS = ("torch",)  # what `charrnn export` writes
+BACKENDS = ("numpy", "torch")  # what computes training, sampling and evaluation (torch: optional extra)
+DEVICES = ("cpu", "cuda", "mps")  # where the torch backend runs; the NumPy engine runs on the CPU only
+TORCH_INSTALL = "pip install 'charrnn[torch]'"  # said by every error that needs PyTorch
 MAX_SAMPLE_LENGTH = 1_000_000  # training-time samples are read by people, not stored corpora
 
 
@@ -70,6 +73,8 @@ class TrainConfig:
     smooth: float = 0.99  # exponential smoothing of the reported training loss
     seed: int = 1337  # seeds the initial weights and every random generator of the run
     threads: int = 0  # BLAS threads (0 = charrnn's default)
+    backend: str = "numpy"  # "numpy": the exact reference engine; "torch": nn.RNN/LSTM/GRU, GPUs, torchrun
+    device: str = "cpu"  # torch backend: cpu, cuda (NVIDIA) or mps (Apple); under torchrun, one GPU per process
     max_divergences: int = 5  # NaN/inf recoveries (restore + halve lr) before giving up
     preset: str | None = None  # "min-char-rnn": seed 002's program
     # ---- fine-tuning
@@ -199,6 +204,9 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.threads >= 0, "--threads must be >= 0")
     need(cfg.max_divergences >= 0, "--max-divergences must be >= 0")
     need(cfg.patience >= 0, "--patience must be >= 0")
+    need(cfg.backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    need(cfg.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    need(cfg.device == "cpu" or cfg.backend == "torch", f"--device {cfg.device} needs --backend torch")
     need(cfg.dtype in DTYPES, f"--dtype must be {' or '.join(DTYPES)}, got {cfg.dtype!r}")
     need(cfg.preset is None or cfg.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}")
     need((cfg.text is None) != (cfg.dataset is None), "give either a text file or --dataset, not both")

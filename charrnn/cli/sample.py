@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from ._common import apply_threads, command, load_for_inference, positive_int
+from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference, positive_int
 
 
 @command("sample", "generate text from a trained model, streamed as it is produced")
@@ -27,6 +27,7 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--num-samples", type=positive_int, default=1)
     p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
     p.add_argument("--threads", type=int, default=0)
+    add_backend_flags(p)
 
     def run(a: argparse.Namespace) -> int:
         import numpy as np
@@ -37,6 +38,7 @@ def _sample(p: argparse.ArgumentParser):
         cfg = SampleConfig(a.length, a.temperature, a.top_k, a.top_p, a.greedy)
         cfg.validate()
         c = load_for_inference(a.run)
+        model = inference_model(c.model, a.backend, a.device)
         vocab = c.vocab
         apply_threads(a.threads)
         seed = a.seed if a.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
@@ -71,7 +73,7 @@ def _sample(p: argparse.ArgumentParser):
                 out.write(emit_sep)
             if shown.size:
                 emit(shown)
-            generate(c.model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])))
+            generate(model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])))
         out.write(b"\n" if vocab.encoding == "bytes" else "\n")
         out.flush()
         return 0

@@ -7,8 +7,8 @@ import math
 import sys
 from pathlib import Path
 
-from ..config import CELLS, DATASETS, DTYPES, ENCODINGS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
-from ..errors import ConfigError
+from ..config import BACKENDS, CELLS, DATASETS, DEVICES, DTYPES, ENCODINGS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
+from ..errors import CharRNNError, ConfigError
 from ._common import apply_threads, command
 
 
@@ -67,10 +67,13 @@ def _train(p: argparse.ArgumentParser):
                      "or checkpoint file; the optimizer starts fresh",
         "extend_vocab": "with --init-from: add the new text's unseen characters to the vocabulary",
         "single_bias": "train one hidden bias per layer (the seeds' b); rnn.bias_hh keeps its initial value",
+        "backend": "numpy (the exact reference) or torch (nn.RNN/LSTM/GRU; GPUs; data-parallel under torchrun); "
+                   "either one resumes the other's runs",
+        "device": "where the torch backend computes: cpu, cuda or mps",
     }
     skip = {"text", "preset"}
     choices = {"cell": CELLS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
-               "encoding": ENCODINGS}
+               "encoding": ENCODINGS, "backend": BACKENDS, "device": DEVICES}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
@@ -107,15 +110,25 @@ def _train(p: argparse.ArgumentParser):
                 raise ConfigError("give either a text file or --dataset, not both")
             run_dir = a.out or _fresh_run_dir(cfg.dataset or Path(cfg.text).stem or "run")
         apply_threads(cfg.threads)
-        trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log)
+        rank = _rank()  # under torchrun: rank 0 speaks for the run, the others only of their own faults
         try:
+            trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet or rank > 0,
+                              json_log=a.json_log and rank == 0)
             result = trainer.run()
         except Interrupted as e:
-            print(f"charrnn train: {e}", file=sys.stderr)
+            if rank == 0:
+                print(f"charrnn train: {e}", file=sys.stderr)
             return e.status
         except Diverged as e:
-            print(f"charrnn train: error: {e}", file=sys.stderr)
+            if rank == 0:
+                print(f"charrnn train: error: {e}", file=sys.stderr)
             return 3
+        except CharRNNError as e:
+            if rank > 0 and type(e).__name__ != "PeerLost":
+                return 2
+            raise
+        if rank > 0:
+            return 0
         if not a.quiet:
             val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)" if result.val_loss is not None else ""
             why = {"steps": "all steps done", "time": "time budget used",
@@ -125,6 +138,16 @@ def _train(p: argparse.ArgumentParser):
         return 0
 
     return run
+
+
+def _rank() -> int:
+    """This process's rank when torchrun started several, else 0."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    except ValueError:
+        return 0
 
 
 def _fresh_run_dir(name: str) -> str:
