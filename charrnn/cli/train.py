@@ -92,8 +92,9 @@ def _train(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         from ..train import Diverged, Interrupted, Trainer
 
+        engine = {"backend": a.backend, "device": a.device}  # given by name, so they apply to a resume too
         overrides = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
-                     if getattr(a, f.name, None) is not None}
+                     if getattr(a, f.name, None) is not None and f.name not in engine}
         if a.text is not None:
             overrides["text"] = a.text
         if a.preset:
@@ -113,7 +114,7 @@ def _train(p: argparse.ArgumentParser):
         rank = _rank()  # under torchrun: rank 0 speaks for the run, the others only of their own faults
         try:
             trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet or rank > 0,
-                              json_log=a.json_log and rank == 0)
+                              json_log=a.json_log and rank == 0, engine=engine)
             result = trainer.run()
         except Interrupted as e:
             if rank == 0:
@@ -127,6 +128,11 @@ def _train(p: argparse.ArgumentParser):
             if rank > 0 and type(e).__name__ != "PeerLost":
                 return 2
             raise
+        finally:
+            if "torch.distributed" in sys.modules:  # leave torchrun's process group cleanly
+                from ..torch_backend.distributed import leave
+
+                leave()
         if rank > 0:
             return 0
         if not a.quiet:

@@ -48,7 +48,7 @@ class World:
             raise ConfigError("WORLD_SIZE is set but RANK is not: start data-parallel runs with torchrun") from None
 
     def uneven_message(self, batch_size: int) -> str:
-        return (f"--batch-size {batch_size} does not split evenly among {self.size} processes: "
+        return (f"the batch of {batch_size} streams (--batch-size) does not split evenly among {self.size} processes: "
                 f"each trains B/{self.size} of the streams; use a batch size that is a multiple of {self.size}, "
                 f"or a number of processes that divides {batch_size}")
 
@@ -65,12 +65,13 @@ class World:
             dist.init_process_group(backend, timeout=TIMEOUT)
         self.comm_device = self.device if backend == "nccl" else torch.device("cpu")
 
-    def set_up(self, cfg: TrainConfig, run_dir: Path, resume: bool, force: bool, say: Callable[[str], None]) -> Any:
+    def set_up(self, cfg: TrainConfig, run_dir: Path, resume: bool, force: bool, say: Callable[[str], None],
+               engine: dict[str, str]) -> Any:
         """The run's Setup in every process: rank 0 makes (or resumes) it and writes its checkpoint,
         then the others resume from that checkpoint. An error of rank 0's stops every process."""
         from ..train.setup import fresh_run, resume_run
 
-        backend, device = _launch_settings(cfg, run_dir, resume)
+        backend, device = _launch_settings(cfg, run_dir, resume, engine)
         if backend != "torch":
             raise ConfigError("torchrun trains with the torch backend: add --backend torch")
         self.join(device)
@@ -126,7 +127,18 @@ class World:
         return _Guard(self, what)
 
 
-def _launch_settings(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[str, str]:
+def leave() -> None:
+    """Close the process group, if this process joined one (its sockets, its threads)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except RuntimeError:
+            pass  # a group whose peers are gone: the process is ending anyway
+
+
+def _launch_settings(cfg: TrainConfig, run_dir: Path, resume: bool, engine: dict[str, str]) -> tuple[str, str]:
     """The backend and device the run will have, known before it is set up (the process group
     depends on them): the flags, or for a resume the saved configuration's unless given."""
     if not resume:
@@ -140,8 +152,7 @@ def _launch_settings(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[str
         saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     except CharRNNError:
         saved = {}  # the resume itself will say what is wrong with the file
-    pick = {k: getattr(cfg, k) if getattr(cfg, k) != getattr(default, k) else saved.get(k, getattr(default, k))
-            for k in ("backend", "device")}
+    pick = {k: engine.get(k, saved.get(k, getattr(default, k))) for k in ("backend", "device")}
     return str(pick["backend"]), str(pick["device"])
 
 

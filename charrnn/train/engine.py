@@ -90,6 +90,9 @@ def check_backend(backend: str, device: str) -> None:
 def make_engine(setup: Any, world: Any = None) -> Any:
     """The engine the run's configuration names; the torch one is imported only here."""
     if setup.cfg.backend == "torch":
+        from ..torch_backend import import_torch
+
+        import_torch()  # one line saying how to install it, when it is not
         from ..torch_backend.engine import TorchEngine
 
         return TorchEngine(setup, world)

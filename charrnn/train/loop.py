@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .. import checkpoint as ckpt
-from ..config import TrainConfig
+from ..config import TrainConfig, validate
 from ..errors import CharRNNError, CheckpointError
 from ..evaluate import NATS_TO_BITS, evaluate_ids
 from ..sample import SampleConfig, generate
@@ -75,21 +75,32 @@ class Trainer:
         json_log: bool = False,
         progress: bool = True,
         stream: TextIO | None = None,
+        engine: dict[str, str] | None = None,
     ) -> None:
+        """`engine`: the backend and device asked for by name ({"backend": ..., "device": ...});
+        they apply to a resumed run too, whose saved ones they replace (either backend resumes
+        the other's runs)."""
         self.quiet = quiet
         self.json_log = json_log
         self.progress = progress and not quiet and not json_log
         self.stream = stream or sys.stderr
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
         self._signal: int | None = None  # the first stopping signal received, handled between steps
+        engine = {k: v for k, v in (engine or {}).items() if v is not None}
+        if not resume:
+            cfg = cfg.replace(**engine)
         world = _world()
         if world is None:
-            if not resume:  # a missing torch or GPU is refused before the run directory is made
-                check_backend(cfg.backend, cfg.device)
+            # a missing torch or GPU is refused before anything is written (the engine checks again)
+            if not resume or engine.get("backend"):
+                check_backend(engine.get("backend", cfg.backend), engine.get("device", cfg.device))
             self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say) if resume
                                  else fresh_run(cfg, Path(run_dir), force, self.say))
         else:  # launched by torchrun: rank 0 sets the run up, the others then read it
-            self.setup = world.set_up(cfg, Path(run_dir), resume, force, self.say)
+            self.setup = world.set_up(cfg, Path(run_dir), resume, force, self.say, engine)
+        if resume and engine:
+            self.setup.cfg = self.setup.cfg.replace(**engine)
+            validate(self.setup.cfg)
         self.setup.engine = make_engine(self.setup, world)
         # the loop's horizon; a caller may move it before `run()`
         self.total_steps: int = self.setup.cfg.steps
