@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -101,14 +102,14 @@ class World:
     def broadcast(self, objects: list) -> list:
         import torch.distributed as dist
 
-        with self.guard("setting the run up"):
+        with self.guard("the set-up of the run"):
             dist.broadcast_object_list(objects, src=0)
         return objects
 
     def barrier(self) -> None:
         import torch.distributed as dist
 
-        with self.guard("setting the run up"):
+        with self.guard("the set-up of the run"):
             dist.barrier()
 
     def all_reduce(self, tensor: Any, op: str = "sum") -> None:
@@ -172,9 +173,10 @@ class _Guard:
 
     def __exit__(self, kind: Any, error: Any, tb: Any) -> bool:
         if kind is not None and issubclass(kind, RuntimeError) and not isinstance(error, CharRNNError):
-            reason = (str(error).strip().splitlines() or [kind.__name__])[0][:200]
+            reason = (str(error).strip().splitlines() or [kind.__name__])[0]
+            reason = re.sub(r"^\[[^\]]*\]\s*", "", reason)[:160]  # gloo's source location first
             raise PeerLost(
-                f"rank {self.world.rank} of {self.world.size}: another process of this run stopped while "
-                f"{self.what} ({reason}); stopping too, the last checkpoint stands: resume it with --resume"
+                f"rank {self.world.rank} of {self.world.size}: another process of this run stopped, during "
+                f"{self.what} ({reason}); stopping too: the last checkpoint stands, continue with --resume"
             ) from None
         return False

@@ -140,7 +140,7 @@ class TorchEngine:
         if self.size == 1:
             return signum, out_of_time
         flags = torch.tensor([signum or 0, int(out_of_time)], dtype=torch.int64, device=self.world.comm_device)
-        with self._collective("agreeing on when to stop"):
+        with self._collective("the agreement on when to stop"):
             self.world.all_reduce(flags, op="max")
         got, late = flags.tolist()
         return (got or None), bool(late)
@@ -150,7 +150,7 @@ class TorchEngine:
     def pull(self, setup: Any) -> Any:
         """Parameters and optimizer slots into the NumPy model and optimizer; the state of all B
         streams returned as NumPy (every process must call this at the same step)."""
-        with self._collective("gathering the state for a checkpoint"):
+        with self._collective("a checkpoint"):
             hidden = self._numpy_state(setup.hidden)
         self.module.store_numpy(setup.model.params)
         self._optimizer_out(setup.optimizer)
