@@ -75,6 +75,7 @@ class TrainConfig:
     threads: int = 0  # BLAS threads (0 = charrnn's default)
     backend: str = "numpy"  # "numpy": the exact reference engine; "torch": nn.RNN/LSTM/GRU, GPUs, torchrun
     device: str = "cpu"  # torch backend: cpu, cuda (NVIDIA) or mps (Apple); under torchrun, one GPU per process
+    deterministic: bool = False  # torch backend: deterministic kernels and no TF32 (slower); NumPy always is
     max_divergences: int = 5  # NaN/inf recoveries (restore + halve lr) before giving up
     preset: str | None = None  # "min-char-rnn": seed 002's program
     # ---- fine-tuning

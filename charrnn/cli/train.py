@@ -70,6 +70,7 @@ def _train(p: argparse.ArgumentParser):
         "backend": "numpy (the exact reference) or torch (nn.RNN/LSTM/GRU; GPUs; data-parallel under torchrun); "
                    "either one resumes the other's runs",
         "device": "where the torch backend computes: cpu, cuda or mps",
+        "deterministic": "torch backend: deterministic GPU kernels and full float32 (no TF32), at some speed",
     }
     skip = {"text", "preset"}
     choices = {"cell": CELLS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,

@@ -16,6 +16,7 @@ the streams of this process, and is gathered into all B streams when a checkpoin
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ class TorchEngine:
         self.setup, self.world = setup, world
         self.rank, self.size = (world.rank, world.size) if world is not None else (0, 1)
         self.writes = self.rank == 0
+        if cfg.deterministic:
+            deterministic()
         self.device = world.device if world is not None else resolve_device(cfg.device)
         if self.device.type == "mps" and model.dtype.name == "float64":
             raise_float64_on_mps()
@@ -200,6 +203,17 @@ class _nothing:
 
     def __exit__(self, *exc: Any) -> bool:
         return False
+
+
+def deterministic() -> None:
+    """The same numbers from the same run on the same GPU: deterministic cuDNN and cuBLAS kernels
+    (an error for any op that has none), and float32 products in float32 rather than TF32."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS starts
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:

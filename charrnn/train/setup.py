@@ -31,7 +31,7 @@ from .state import TrainState, restore_generator
 # Settings a resumed run may change; every other one would change what the run computes.
 RESUMABLE = {"steps", "time_budget", "log_every", "eval_every", "eval_max_chars", "sample_every",
              "sample_length", "sample_temperature", "threads", "max_divergences", "patience", "text",
-             "backend", "device"}
+             "backend", "device", "deterministic"}
 # When neither --steps nor --time-budget is given: this many epochs but at least AUTO_MIN_STEPS
 # (a small text needs many passes), within this many seconds, validating about AUTO_EVALS times
 # and stopping early after AUTO_PATIENCE validations without a new best. best.safetensors keeps
