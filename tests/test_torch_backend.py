@@ -190,3 +190,19 @@ assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith
 """
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert got.returncode == 0, got.stderr
+
+
+def test_deterministic_and_fine_tuning_across_backends(tmp_path, sonnet_file):
+    cfg = config(sonnet_file, cell="gru", steps=4)
+    plain = train(cfg.replace(backend="torch"), tmp_path / "plain")
+    got = run_cli("train", sonnet_file, "--out", tmp_path / "det", "--backend", "torch", "--deterministic",
+                  "--cell", "gru", "--hidden-size", "12", "--num-layers", "2", "--seq-len", "8", "--batch-size", "4",
+                  "--dtype", "float64", "--log-every", "1", "--eval-every", "10", "--sample-every", "0",
+                  "--steps", "4", "--quiet")
+    assert got.returncode == 0, got.stderr
+    assert rel(losses(tmp_path / "det"), losses(plain)) < 1e-12
+    assert load_checkpoint(tmp_path / "det" / LATEST).config.deterministic
+    # a torch run fine-tuned by the NumPy engine, and the reverse: same weights to start from
+    for source, backend in ((plain, "numpy"), (tmp_path / "det", "torch")):
+        tuned = train(cfg.replace(init_from=str(source), backend=backend, steps=2), tmp_path / f"tuned-{backend}")
+        assert load_checkpoint(tuned / LATEST).state["step"] == 2
