@@ -14,7 +14,6 @@ engine's lookup of W_ih's columns computes (exactly: a product with 0 and 1).
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
