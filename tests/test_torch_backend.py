@@ -206,3 +206,16 @@ def test_deterministic_and_fine_tuning_across_backends(tmp_path, sonnet_file):
     for source, backend in ((plain, "numpy"), (tmp_path / "det", "torch")):
         tuned = train(cfg.replace(init_from=str(source), backend=backend, steps=2), tmp_path / f"tuned-{backend}")
         assert load_checkpoint(tuned / LATEST).state["step"] == 2
+
+
+def test_divergence_is_recovered_from_the_last_checkpoint(tmp_path, sonnet_file):
+    from charrnn.train import Diverged
+
+    cfg = config(sonnet_file, backend="torch", dtype="float32", optimizer="sgd", lr=1e36, clip_norm=0.0,
+                 steps=20, max_divergences=2, eval_every=5)
+    run = tmp_path / "run"
+    with pytest.raises(Diverged, match="diverged"):
+        train(cfg, run)
+    saved = load_checkpoint(run / LATEST)  # the last good state, with the count and the lowered rate
+    assert saved.state["divergences"] == 2 and saved.state["lr_scale"] == 0.25
+    assert all(np.isfinite(p).all() for p in saved.model.params.values())

@@ -15,7 +15,6 @@ the streams of this process, and is gathered into all B streams when a checkpoin
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -92,6 +91,11 @@ class TorchEngine:
     # -- a step --------------------------------------------------------------------------------
 
     def train_step(self, x: np.ndarray, y: np.ndarray, hidden: Any, lr: float) -> tuple[float, float, Any]:
+        """One step, with one synchronisation: the loss, the gradient norm and whether every
+        parameter is finite after the update are read together at the end, so the device never
+        waits for the host in between. A step whose loss or norm is not finite has then already
+        been applied, to parameters the loop is about to replace: it restores the last checkpoint
+        (`push`), so, as with the NumPy engine, nothing of that step outlives it."""
         state = self._local(hidden)
         rows = slice(self.rank * self.share, (self.rank + 1) * self.share)
         xt = torch.from_numpy(np.ascontiguousarray(x[rows].T)).to(self.device, non_blocking=True)  # (T, b)
@@ -99,40 +103,40 @@ class TorchEngine:
         if self.generator is not None:  # masks from the run's dropout generator: a resume draws the same
             self.generator.manual_seed(int(self.setup.model.dropout_rng.integers(2**62)) + self.rank)
         self.module.train()
+        cfg = self.setup.cfg
         with self._collective("a training step"):
             logits, state_n = self.trained(xt, state, self.generator)
             loss = torch.nn.functional.cross_entropy(logits, yt.reshape(-1))
             self.optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            grads = [p.grad for p in self.params.values()]
-            norm = _total_norm(grads)
-            stats = torch.stack([loss.detach(), norm.to(loss.dtype)])
-            if self.size > 1:  # the mean loss of all B streams; the norm is the same everywhere
-                self.world.all_reduce(stats)
-                stats /= self.size
-            loss_value, norm_value = stats.tolist()
-        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-            return loss_value, norm_value, hidden
-        cfg = self.setup.cfg
-        with torch.no_grad():
-            for b in self.single_bias:  # the seeds' one bias: bias_hh keeps its initial value
-                b.grad.zero_()
-            if cfg.clip_value:
-                torch.nn.utils.clip_grad_value_(self.params.values(), cfg.clip_value)
-                norm = _total_norm(grads)
-            if cfg.clip_norm:  # as optim.clip_grad_norm_ and torch's: scale when the norm exceeds it
-                coef = torch.clamp(cfg.clip_norm / (norm + _CLIP_NORM_EPS), max=1.0)
-                torch._foreach_mul_(grads, coef.to(grads[0].dtype))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+            loss.backward()  # under torchrun, DDP averages the gradients on the way
+            with torch.no_grad():
+                grads = [p.grad for p in self.params.values()]
+                norm = reported = _total_norm(grads)
+                for b in self.single_bias:  # the seeds' one bias: bias_hh keeps its initial value
+                    b.grad.zero_()
+                if cfg.clip_value:
+                    torch.nn.utils.clip_grad_value_(self.params.values(), cfg.clip_value)
+                    norm = _total_norm(grads)
+                if cfg.clip_norm:  # as optim.clip_grad_norm_ and torch's: scale when the norm exceeds it
+                    coef = torch.clamp(cfg.clip_norm / (norm + _CLIP_NORM_EPS), max=1.0)
+                    torch._foreach_mul_(grads, coef.to(grads[0].dtype))
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                self.optimizer.step()
+                finite = torch.stack([torch.isfinite(p).all() for p in self.params.values()]).all()
+                stats = torch.stack([loss.detach(), reported.to(loss.dtype), finite.to(loss.dtype)])
+                if self.size > 1:  # the mean loss of all B streams; norm and parameters are the same everywhere
+                    self.world.all_reduce(stats)
+                    stats /= self.size
+            loss_value, norm_value, finite_value = stats.tolist()
+        self._finite = finite_value == 1.0
         self.lr = lr
         self.step_count += 1
         return loss_value, norm_value, tuple(s.detach() for s in state_n)
 
     def params_finite(self) -> bool:
-        with torch.no_grad():
-            return bool(torch.stack([torch.isfinite(p).all() for p in self.params.values()]).all())
+        """Whether the last step left every parameter finite (read with its loss)."""
+        return self._finite
 
     def inference_model(self) -> TorchModel:
         self.module.eval()
