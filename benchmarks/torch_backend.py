@@ -22,6 +22,7 @@ validation at or below the target, with the elapsed training time (validations i
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shlex
 import sys
@@ -130,6 +131,7 @@ def speed(args: argparse.Namespace) -> None:
                       f"charrnn {row['charrnn_tokens_per_s']:12,.0f} tok/s   overhead {row['overhead']:+6.1%}",
                       flush=True)
                 del bare, ours
+                gc.collect()  # the trainer's objects refer to each other: free them before the next size
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     info = {"device": torch.cuda.get_device_name() if device.type == "cuda" else device.type,

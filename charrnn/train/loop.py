@@ -217,7 +217,7 @@ class Trainer:
                 loss, grad_norm, h_last = s.engine.train_step(x, y, s.hidden, lr)
                 if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                     what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
-                    self._recover(what)  # nothing of this step reached the parameters
+                    self._recover(what)  # the last good checkpoint replaces whatever the step did
                     continue
                 if not s.engine.params_finite():
                     # a finite gradient times a huge rate can still overflow: roll the step back
