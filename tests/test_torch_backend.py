@@ -129,6 +129,15 @@ def test_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, sonnet_file
     for command in (("sample", run), ("eval", run, sonnet_file)):
         got = run_cli(*command, "--backend", "torch", "--device", "cuda")
         assert got.returncode == 2 and got.stderr.count("\n") == 1 and "--device cuda" in got.stderr
+    # a run saved on a GPU: resumed here it says how, and the NumPy engine takes it over
+    from charrnn.serialization import read_arrays, write_arrays
+
+    arrays, meta = read_arrays(run / LATEST)
+    write_arrays(run / LATEST, arrays, meta | {"config": meta["config"] | {"backend": "torch", "device": "cuda"}})
+    got = run_cli("train", "--resume", run, "--steps", "3")
+    assert got.returncode == 2 and "use --device cpu" in got.stderr and "Traceback" not in got.stderr
+    train(TrainConfig(steps=3), run, resume=True, backend="numpy")
+    assert load_checkpoint(run / LATEST).config.device == "cpu"
 
 
 def test_cuda_is_chosen_by_local_rank(monkeypatch):

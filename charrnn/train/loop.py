@@ -87,6 +87,8 @@ class Trainer:
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
         self._signal: int | None = None  # the first stopping signal received, handled between steps
         engine = {k: v for k, v in (engine or {}).items() if v is not None}
+        if engine.get("backend") == "numpy":
+            engine.setdefault("device", "cpu")  # a GPU run resumed on the NumPy engine leaves its device
         if not resume:
             cfg = cfg.replace(**engine)
         world = _world()
