@@ -29,6 +29,9 @@ INITS = ("pytorch", "orthogonal", "normal")  # weight initialisations
 CELLS = ("rnn", "lstm", "gru")  # recurrent cells
 DATASETS = ("shakespeare",)  # built-in corpora (see datasets)
 EXPORT_FORMATS = ("torch", "keras")  # what `charrnn export` writes (keras: interop/keras.py)
+BACKENDS = ("numpy", "torch")  # what computes training, sampling and evaluation (torch: optional extra)
+DEVICES = ("cpu", "cuda", "mps")  # where the torch backend runs; the NumPy engine runs on the CPU only
+TORCH_INSTALL = "pip install 'charrnn[torch]'"  # said by every error that needs PyTorch
 MAX_SAMPLE_LENGTH = 1_000_000  # training-time samples are read by people, not stored corpora
 AUTO = "auto"  # a setting chosen by `resolve_auto` (for a string setting; numbers use 0)
 
@@ -88,6 +91,9 @@ class TrainConfig:
     smooth: float = 0.99  # exponential smoothing of the reported training loss
     seed: int = 1337  # seeds the initial weights and every random generator of the run
     threads: int = 0  # BLAS threads (0 = charrnn's default)
+    backend: str = "numpy"  # "numpy": the exact reference engine; "torch": nn.RNN/LSTM/GRU, GPUs, torchrun
+    device: str = "cpu"  # torch backend: cpu, cuda (NVIDIA) or mps (Apple); under torchrun, one GPU per process
+    deterministic: bool = False  # torch backend: deterministic kernels and no TF32 (slower); NumPy always is
     max_divergences: int = 5  # NaN/inf recoveries (restore + halve lr) before giving up
     preset: str | None = None  # "min-char-rnn": seed 002's program
     # ---- fine-tuning
@@ -269,6 +275,9 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.max_divergences >= 0, "--max-divergences must be >= 0")
     need(cfg.patience >= 0, "--patience must be >= 0")
     need(cfg.init in INITS or cfg.init == AUTO, f"--init must be one of {', '.join(INITS)}, got {cfg.init!r}")
+    need(cfg.backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    need(cfg.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    need(cfg.device == "cpu" or cfg.backend == "torch", f"--device {cfg.device} needs --backend torch")
     need(cfg.dtype in DTYPES, f"--dtype must be {' or '.join(DTYPES)}, got {cfg.dtype!r}")
     need(cfg.preset is None or cfg.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}")
     need((cfg.text is None) != (cfg.dataset is None), "give either a text file or --dataset, not both")

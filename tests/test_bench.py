@@ -31,3 +31,11 @@ def test_peak_row_and_bad_options(capsys):
     for bad in (["--rows", "nope"], ["--cells", "lstm,xyz"], ["--threads", "0"], ["--repeats", "0"],
                 ["--baseline-threads", "all"]):
         assert bench.main(bad) == 2, bad
+
+
+@pytest.mark.parametrize("setting", [Setting("train", "gru", H=8, B=2, T=5), Setting("gen", "lstm", H=8, chars=5)])
+def test_torch_backend_rows(setting, tmp_path):
+    row = compare(setting, 1, 1, "matched", tmp_path, backend="torch")
+    assert row.ours > 0 and row.theirs > 0 and "agree" in row.check and "(torch backend)" in row.name
+    assert compare(Setting("train", "rnn", H=8, B=1, T=5, seed_style=True), 1, 1, "matched", tmp_path,
+                   backend="torch") is None

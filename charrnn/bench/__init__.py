@@ -2,6 +2,10 @@
 
     charrnn bench [--quick] [--threads N] [--baseline-threads matched|default]
                   [--rows peak,train,seed,gen,eval] [--cells rnn,lstm,gru] [--json PATH]
+                  [--backend numpy|torch]
+
+With --backend torch, charrnn's side is its torch backend (TorchEngine's step, TorchModel's
+evaluation and generation) and each row reads as that backend's overhead over bare PyTorch.
 
 Every side of a row runs in a process of its own (see `protocol`): charrnn through its public
 API, PyTorch written as its users write it (`sides`), the seed's loop as the seed writes it
@@ -37,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .. import threads
-from ..config import CELLS
+from ..config import BACKENDS, CELLS
 from ..errors import ConfigError
 from ..model import CharRNN
 from ..model.params import gates
@@ -177,13 +181,16 @@ class Setting:
     seed_style: bool = False  # the seed's setting: normal init, Adagrad + clip, against its own loop
 
 
-def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str, workdir: Path) -> Row | None:
+def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str, workdir: Path,
+            backend: str = "numpy") -> Row | None:
     """Build the row of one setting: both sides in their own processes, checked, then timed."""
     params = workdir / f"{s.cell}-{s.H}-{s.L}.safetensors"
     CharRNN(V, s.H, s.L, "float32", seed=0, init="normal" if s.seed_style else "pytorch", cell=s.cell).save(params)
     common = {"job": s.job, "cell": s.cell, "B": s.B, "T": s.T, "chars": s.chars, "params": str(params),
               "calls": repeats + 8, "data_seed": 1, "threads": threads}
-    ours_spec = common | {"side": "ours", "seed_optimizer": s.seed_style}
+    ours_spec = common | {"side": "ours", "seed_optimizer": s.seed_style, "backend": backend}
+    if s.seed_style and backend == "torch":
+        return None  # the seed's Adagrad has no torch.optim counterpart
     if s.seed_style:
         if not MINCHAR.exists():
             print("bench: benchmarks/minchar.py not found (run from a source checkout); skipping the seed row")
@@ -220,6 +227,8 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
         torch_cls = f"nn.{s.cell.upper()}"
         baseline = {"train": f"PyTorch {torch_cls}+Adam", "eval": "PyTorch no_grad", "gen": "PyTorch step loop"}[s.job]
         baseline += f", {best}"
+    if backend == "torch":
+        name += " (torch backend)"
     return Row(name, setting, speeds["ours"], speeds[best], baseline, gflops=g, check=check, samples=t)
 
 
@@ -300,6 +309,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"cells of the train, gen and eval rows: subset of {','.join(CELLS)}")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 15, quick 5)")
     p.add_argument("--json", type=Path, default=None, help="also write the results (with every sample) here")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="charrnn's side: the NumPy engine, or the torch backend (its overhead over bare PyTorch)")
     p.add_argument(
         "--burn", action="store_true",
         help="keep one core busy with another process during the run, to measure the contention collapse",
@@ -374,7 +385,7 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
         for setting, mult in settings(args.rows, args.cells, args.quick):
             n = reps * mult if mult else max(3, reps // 3)
-            add(compare(setting, n, n_threads, args.baseline_threads, Path(tmp)))
+            add(compare(setting, n, n_threads, args.baseline_threads, Path(tmp), args.backend))
     if "peak" in args.rows and not args.quick:
         add(peak_row(max(3, reps // 2)))  # again at the end: the machine's speed drifts during a run
     return rows

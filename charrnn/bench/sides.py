@@ -116,12 +116,50 @@ class OursGenerate:
             tok = (step(tok)[0] + noise[i]).argmax()
 
 
+class OursTorchTrain(OursTrain):
+    """The torch backend's training step (`TorchEngine.train_step`: forward, backward, the norm,
+    Adam, and its one synchronisation) on a fresh window per call, from a zero state as the other
+    sides start, without clipping as they run."""
+
+    def __init__(self, spec: dict[str, Any], model: Any) -> None:
+        from types import SimpleNamespace
+
+        from ..config import TrainConfig
+        from ..optim import make_optimizer
+        from ..torch_backend.engine import TorchEngine
+        from ..torch_backend.infer import TorchModel
+
+        cfg = TrainConfig(backend="torch", device=spec.get("device", "cpu"), cell=model.cell,
+                          num_layers=model.num_layers, clip_norm=0.0)
+        setup = SimpleNamespace(cfg=cfg, model=model, batch_size=spec["B"],
+                                optimizer=make_optimizer("adam", model.params, 1e-3))
+        self.engine = TorchEngine(setup)
+        self.data = Windows(spec["B"], spec["T"], spec["calls"], spec["data_seed"])
+        self.chars = spec["B"] * spec["T"]
+        self.spec = spec
+        self.model = TorchModel(self.engine.module, self.engine.device, model.hidden_size, model.num_layers,
+                                len(model.state_parts))
+
+    def __call__(self) -> None:
+        self.engine.train_step(*self.data(), self.engine.initial_state(self.spec["B"]), 1e-3)
+
+
 def ours_job(spec: dict[str, Any]) -> Any:
     from .. import CharRNN, threads
 
     if spec.get("threads"):
         threads.set_threads(spec["threads"])
     model = CharRNN.load(spec["params"])
+    if spec.get("backend") == "torch":  # the same jobs through charrnn's torch backend
+        import torch
+
+        from ..torch_backend.infer import TorchModel
+
+        if spec.get("threads"):
+            torch.set_num_threads(spec["threads"])
+        if spec["job"] == "train":
+            return OursTorchTrain(spec, model)
+        model = TorchModel.from_numpy(model, spec.get("device", "cpu"))
     return {"train": OursTrain, "eval": OursEval, "gen": OursGenerate}[spec["job"]](spec, model)
 
 

@@ -57,6 +57,29 @@ def apply_threads(n: int | None) -> None:
         set_threads(n)
 
 
+def add_backend_flags(p: argparse.ArgumentParser) -> None:
+    """--backend and --device, for the commands that run a trained model."""
+    from ..config import BACKENDS, DEVICES
+
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="numpy (default) or torch (PyTorch: pip install 'charrnn[torch]')")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend: cpu, cuda or mps")
+
+
+def inference_model(model, backend: str, device: str):
+    """The model as the chosen backend runs it: the NumPy model itself, or its weights in torch."""
+    if device != "cpu" and backend != "torch":
+        raise ConfigError(f"--device {device} needs --backend torch")
+    if backend == "numpy":
+        return model
+    from ..torch_backend import import_torch
+
+    import_torch()
+    from ..torch_backend.infer import TorchModel
+
+    return TorchModel.from_numpy(model, device)
+
+
 def load_for_inference(run: str):
     """The checkpoint of a run directory or file, refused when it carries no vocabulary."""
     from ..checkpoint import load_checkpoint

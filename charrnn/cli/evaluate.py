@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError
-from ._common import apply_threads, command, load_for_inference
+from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference
 
 
 @command("eval", "score a text: nats and bits per character, perplexity")
@@ -17,6 +17,7 @@ def _eval(p: argparse.ArgumentParser):
     p.add_argument("text", metavar="TEXT_FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--threads", type=int, default=0)
+    add_backend_flags(p)
 
     def run(a: argparse.Namespace) -> int:
         import json
@@ -26,10 +27,11 @@ def _eval(p: argparse.ArgumentParser):
         from ..evaluate import evaluate_ids
 
         c = load_for_inference(a.run)
+        model = inference_model(c.model, a.backend, a.device)
         apply_threads(a.threads)
         with tempfile.TemporaryDirectory(prefix="charrnn-eval-") as tmp:
             enc = encode_file(a.text, Path(tmp) / "ids.bin", vocab=c.vocab, unknown="skip")
-            result = evaluate_ids(c.model, enc.ids, streams=1)
+            result = evaluate_ids(model, enc.ids, streams=1)
             del enc.ids  # release the memory map before the directory goes
         if result.chars == 0:
             raise DataError(f"{a.text}: fewer than 2 characters the model knows: there is nothing to score")

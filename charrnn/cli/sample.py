@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from ._common import apply_threads, command, load_for_inference, positive_int
+from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference, positive_int
 
 
 @command("sample", "generate text from a trained model, streamed as it is produced")
@@ -31,6 +31,7 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--novelty", action="store_true",
                    help="say on stderr how much of each sample occurs in the run's training text")
+    add_backend_flags(p)
 
     def run(a: argparse.Namespace) -> int:
         import numpy as np
@@ -41,6 +42,7 @@ def _sample(p: argparse.ArgumentParser):
         cfg = SampleConfig(a.length, a.temperature, a.top_k, a.top_p, a.greedy)
         cfg.validate()
         c = load_for_inference(a.run)
+        model = inference_model(c.model, a.backend, a.device)
         vocab = c.vocab
         index = _novelty_index(c) if a.novelty else None  # refused before anything is generated
         stop = None
@@ -83,7 +85,7 @@ def _sample(p: argparse.ArgumentParser):
                 out.write(emit_sep.encode() if vocab.encoding == "bytes" else emit_sep)
             if shown.size:
                 emit(shown)
-            ids = generate(c.model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])), stop=stop)
+            ids = generate(model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])), stop=stop)
             if index is not None:
                 out.flush()
                 print(f"\ncharrnn sample: novelty: {index.novelty(ids).summary()}", file=sys.stderr)

@@ -6,8 +6,9 @@ import argparse
 import math
 import sys
 
-from ..config import AUTO, CELL_DEFAULTS, CELLS, DEFAULT_CELL, DATASETS, DTYPES, ENCODINGS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
-from ..errors import ConfigError
+from ..config import (AUTO, BACKENDS, CELL_DEFAULTS, CELLS, DATASETS, DEFAULT_CELL, DEVICES, DTYPES, ENCODINGS, INITS,
+                      OPTIMIZERS, PRESETS, SCHEDULES)
+from ..errors import CharRNNError, ConfigError
 from ._common import apply_threads, command
 
 
@@ -68,10 +69,14 @@ def _train(p: argparse.ArgumentParser):
                      "or checkpoint file; the optimizer starts fresh",
         "extend_vocab": "with --init-from: add the new text's unseen characters to the vocabulary",
         "single_bias": "train one hidden bias per layer (the seeds' b); rnn.bias_hh keeps its initial value",
+        "backend": "numpy (the exact reference) or torch (nn.RNN/LSTM/GRU; GPUs; data-parallel under torchrun); "
+                   "either one resumes the other's runs",
+        "device": "where the torch backend computes: cpu, cuda or mps",
+        "deterministic": "torch backend: deterministic GPU kernels and full float32 (no TF32), at some speed",
     }
     skip = {"text", "preset"}
     choices = {"cell": CELLS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
-               "encoding": ENCODINGS}
+               "encoding": ENCODINGS, "backend": BACKENDS, "device": DEVICES}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
@@ -91,8 +96,9 @@ def _train(p: argparse.ArgumentParser):
         from ..train import Diverged, Interrupted, Trainer
         from ..train.request import train_request
 
+        engine = {"backend": a.backend, "device": a.device}  # given by name, so they apply to a resume too
         overrides = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
-                     if getattr(a, f.name, None) is not None}
+                     if getattr(a, f.name, None) is not None and f.name not in engine}
         if a.text is not None:
             overrides["text"] = a.text
         if a.preset:
@@ -106,15 +112,30 @@ def _train(p: argparse.ArgumentParser):
         else:
             cfg, run_dir = train_request(overrides, config_file=a.config, out=a.out)
         apply_threads(cfg.threads)
-        trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log)
+        rank = _rank()  # under torchrun: rank 0 speaks for the run, the others only of their own faults
         try:
+            trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet or rank > 0,
+                              json_log=a.json_log and rank == 0, engine=engine)
             result = trainer.run()
         except Interrupted as e:
-            print(f"charrnn train: {e}", file=sys.stderr)
+            if rank == 0:
+                print(f"charrnn train: {e}", file=sys.stderr)
             return e.status
         except Diverged as e:
-            print(f"charrnn train: error: {e}", file=sys.stderr)
+            if rank == 0:
+                print(f"charrnn train: error: {e}", file=sys.stderr)
             return 3
+        except CharRNNError as e:
+            if rank > 0 and type(e).__name__ != "PeerLost":
+                return 2
+            raise
+        finally:
+            if "torch.distributed" in sys.modules:  # leave torchrun's process group cleanly
+                from ..torch_backend.distributed import leave
+
+                leave()
+        if rank > 0:
+            return 0
         if not a.quiet:
             val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)" if result.val_loss is not None else ""
             why = {"steps": "all steps done", "time": "time budget used",
@@ -125,3 +146,12 @@ def _train(p: argparse.ArgumentParser):
 
     return run
 
+
+def _rank() -> int:
+    """This process's rank when torchrun started several, else 0."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    except ValueError:
+        return 0

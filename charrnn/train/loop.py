@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -21,14 +22,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from .. import checkpoint as ckpt
-from ..config import TrainConfig
+from ..config import TrainConfig, validate
 from ..errors import CharRNNError, CheckpointError
 from ..diagnostics.gradflow import spectral_radii
-from ..model import layer_names
 from ..evaluate import NATS_TO_BITS, evaluate_ids
-from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
 from ..sample import SampleConfig, generate
 from ..serialization import atomic_copy
+from .engine import check_backend, make_engine
 from .schedule import lr_at
 from .setup import Setup, fresh_run, resume_run
 
@@ -76,15 +76,35 @@ class Trainer:
         json_log: bool = False,
         progress: bool = True,
         stream: TextIO | None = None,
+        engine: dict[str, str] | None = None,
     ) -> None:
+        """`engine`: the backend and device asked for by name ({"backend": ..., "device": ...});
+        they apply to a resumed run too, whose saved ones they replace (either backend resumes
+        the other's runs)."""
         self.quiet = quiet
         self.json_log = json_log
         self.progress = progress and not quiet and not json_log
         self.stream = stream or sys.stderr
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
         self._signal: int | None = None  # the first stopping signal received, handled between steps
-        self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say) if resume
-                             else fresh_run(cfg, Path(run_dir), force, self.say))
+        engine = {k: v for k, v in (engine or {}).items() if v is not None}
+        if engine.get("backend") == "numpy":
+            engine.setdefault("device", "cpu")  # a GPU run resumed on the NumPy engine leaves its device
+        if not resume:
+            cfg = cfg.replace(**engine)
+        world = _world()
+        if world is None:
+            # a missing torch or GPU is refused before anything is written (the engine checks again)
+            if not resume or engine.get("backend"):
+                check_backend(engine.get("backend", cfg.backend), engine.get("device", cfg.device))
+            self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say) if resume
+                                 else fresh_run(cfg, Path(run_dir), force, self.say))
+        else:  # launched by torchrun: rank 0 sets the run up, the others then read it
+            self.setup = world.set_up(cfg, Path(run_dir), resume, force, self.say, engine)
+        if resume and engine:
+            self.setup.cfg = self.setup.cfg.replace(**engine)
+            validate(self.setup.cfg)
+        self.setup.engine = make_engine(self.setup, world)
         # the loop's horizon; a caller may move it before `run()`
         self.total_steps: int = self.setup.cfg.steps
         self.time_budget: float = self.setup.cfg.time_budget
@@ -117,13 +137,13 @@ class Trainer:
         ids = s.val_ids
         if s.cfg.eval_max_chars and len(ids) > s.cfg.eval_max_chars + 1:
             ids = ids[: s.cfg.eval_max_chars + 1]
-        result = evaluate_ids(s.model, ids, streams=VAL_STREAMS)
+        result = evaluate_ids(s.engine.inference_model(), ids, streams=VAL_STREAMS)
         return result.nats_per_char
 
     def take_sample(self, first_token: int) -> str:
         s = self.setup
         sc = SampleConfig(length=s.cfg.sample_length, temperature=s.cfg.sample_temperature)
-        ids = generate(s.model, np.array([first_token]), sc, s.sample_rng)
+        ids = generate(s.engine.inference_model(), np.array([first_token]), sc, s.sample_rng)
         return s.vocab.decode(ids)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -164,7 +184,8 @@ class Trainer:
         if total and s.state.step >= total:
             self.say(f"charrnn: the run is already at step {s.state.step:,} of {total:,}; raise --steps to continue")
             return self._result("steps")
-        self._metrics = open(s.run_dir / ckpt.METRICS, "a", encoding="utf-8")
+        # under torchrun rank 0 alone writes the run directory; the others report into nothing
+        self._metrics = open(s.run_dir / ckpt.METRICS if s.engine.writes else os.devnull, "a", encoding="utf-8")
         self._bar = self._make_bar(total)
         self._started = time.perf_counter()
         self._elapsed0 = s.state.elapsed
@@ -180,37 +201,30 @@ class Trainer:
                 run_time = time.perf_counter() - self._started
                 if total and st.step >= total:
                     break
-                if budget and run_time >= budget:
+                # under torchrun every process must stop at the same step: the engine agrees on it
+                signum, out_of_time = s.engine.agree(self._signal, bool(budget and run_time >= budget))
+                if out_of_time:
                     stopped = "time"
                     break
-                if self._signal is not None:
+                if signum is not None:
+                    self._signal = signum
                     stopped = "signal"
                     break
                 step_started = time.perf_counter()
                 x, y, reset = s.batcher.next_batch()
                 if reset:
-                    s.hidden = s.model.initial_state(s.batch_size)
-                loss, grads, h_last = s.model.loss_and_grads(x, y, s.hidden)
-                grad_norm = global_grad_norm(grads)
-                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
-                    self._recover(what)  # nothing of this step reaches the parameters
-                    continue
-                if (st.step + 1) % cfg.log_every == 0 or (cfg.eval_every and (st.step + 1) % cfg.eval_every == 0):
-                    # before clipping; only on steps that may report, so other steps pay nothing
-                    self._grad_norms = {k: float(np.linalg.norm(g)) for k, g in grads.items()}
-                if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
-                    for k in range(cfg.num_layers):
-                        grads[layer_names(k)[3]].fill(0.0)  # bias_hh
-                if cfg.clip_value:
-                    clip_grad_value_(grads, cfg.clip_value)
-                if cfg.clip_norm:
-                    clip_grad_norm_(grads, cfg.clip_norm)
+                    s.hidden = s.engine.initial_state(s.batch_size)
                 time_frac = run_time / budget if budget else None
                 lr = lr_at(cfg, st.step, total, s.batcher.windows_per_epoch, time_frac) * st.lr_scale
-                s.optimizer.lr = lr
-                s.optimizer.step(grads)
-                if not all(np.isfinite(p).all() for p in s.model.params.values()):
+                # forward, backward, clipping and the update, unless the loss or gradient is not finite
+                # per-parameter gradient norms only on steps that may report: other steps pay nothing
+                reports = (st.step + 1) % cfg.log_every == 0 or bool(cfg.eval_every and (st.step + 1) % cfg.eval_every == 0)
+                loss, grad_norm, h_last = s.engine.train_step(x, y, s.hidden, lr, record_norms=reports)
+                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+                    self._recover(what)  # the last good checkpoint replaces whatever the step did
+                    continue
+                if not s.engine.params_finite():
                     # a finite gradient times a huge rate can still overflow: roll the step back
                     # before anything (a checkpoint above all) can see it
                     self._recover("a parameter overflowed in the update")
@@ -225,7 +239,7 @@ class Trainer:
                 self._report_chars += x.size
                 self._report_busy += time.perf_counter() - step_started
                 step = st.step
-                if cfg.sample_every and step % cfg.sample_every == 0:
+                if cfg.sample_every and step % cfg.sample_every == 0 and s.engine.writes:
                     self._write_sample(step, int(x[0, 0]))
                 last = bool(total and step >= total)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
@@ -284,7 +298,7 @@ class Trainer:
             "grad_norm": grad_norm,
             "chars_per_s": round(self._report_chars / max(self._report_busy, 1e-9), 1),
             "elapsed": round(st.elapsed, 3),
-            "grad_norms": getattr(self, "_grad_norms", None),  # per parameter, of the last step that computed them
+            "grad_norms": self.setup.engine.grad_norms,  # per parameter before clipping, of the last step that computed them
         }
         if evaluated:  # the recurrent weights' spectral radius per layer and gate block: an eigvals per block
             m = self.setup.model
@@ -341,7 +355,7 @@ class Trainer:
             st.best_val_loss = val
             st.best_step = st.step
         s.save(s.run_dir / ckpt.LATEST)
-        if improved:
+        if improved and s.engine.writes:
             atomic_copy(s.run_dir / ckpt.LATEST, s.run_dir / ckpt.BEST)
 
     def _write_sample(self, step: int, first_token: int) -> None:
@@ -363,6 +377,15 @@ class Trainer:
         st = s.state
         return TrainResult(s.run_dir, st.step, st.smoothed_loss, st.val_loss, st.best_val_loss, stopped,
                            s.cfg.patience)
+
+
+def _world() -> Any:
+    """The process group torchrun launched this process into, or None (one process: no torch)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    from ..torch_backend.distributed import World
+
+    return World.from_env()
 
 
 def _finite_or_none(x: float | None) -> bool:

@@ -30,7 +30,8 @@ from .state import TrainState, restore_generator
 
 # Settings a resumed run may change; every other one would change what the run computes.
 RESUMABLE = {"steps", "time_budget", "log_every", "eval_every", "eval_max_chars", "sample_every",
-             "sample_length", "sample_temperature", "threads", "max_divergences", "patience", "text"}
+             "sample_length", "sample_temperature", "threads", "max_divergences", "patience", "text",
+             "backend", "device", "deterministic"}
 # When neither --steps nor --time-budget is given: this many epochs but at least AUTO_MIN_STEPS
 # (a small text needs many passes), within this many seconds, validating about AUTO_EVALS times
 # and stopping early after AUTO_PATIENCE validations without a new best. best.safetensors keeps
@@ -72,8 +73,9 @@ class Setup:
     model: CharRNN
     optimizer: Optimizer  # holds the model's parameter arrays: they are updated in place, never replaced
     sample_rng: np.random.Generator  # draws the training-time samples, and nothing else
-    hidden: np.ndarray  # (L, B, H), carried from one window into the next
+    hidden: np.ndarray  # (L, B, H), carried from one window into the next (the engine's own form while training)
     state: TrainState
+    engine: Any = None  # what computes the steps (train/engine.py), attached by the trainer; None: NumPy
 
     @property
     def vocab(self) -> Vocab:
@@ -88,12 +90,17 @@ class Setup:
         return self.batcher.seq_len
 
     def save(self, path: Path) -> None:
-        """Write the whole run to the checkpoint `path`, atomically."""
+        """Write the whole run to the checkpoint `path`, atomically. Under torchrun every process
+        calls this at the same step (the carried state is gathered) and rank 0 alone writes."""
+        hidden = self.hidden
+        if self.engine is not None:  # the engine's parameters and state, as NumPy arrays
+            hidden = self.engine.pull(self)
+            if not self.engine.writes:
+                return
         self.state.data = self.batcher.state_dict()
         self.state.sample_rng = self.sample_rng.bit_generator.state
         self.state.dropout_rng = self.model.dropout_rng.bit_generator.state
-        ckpt.save_checkpoint(path, self.model, self.vocab, self.cfg, self.state.to_json(), self.optimizer,
-                             self.hidden)
+        ckpt.save_checkpoint(path, self.model, self.vocab, self.cfg, self.state.to_json(), self.optimizer, hidden)
 
     def restore(self, c: ckpt.Checkpoint) -> None:
         """Continue from checkpoint `c` of this run: parameters (copied into the arrays the
@@ -110,6 +117,8 @@ class Setup:
             raise CheckpointError(f"{c.path}: the carried hidden state is missing")
         self.hidden = c.hidden
         self.state = TrainState.from_json(c.state, c.path)
+        if self.engine is not None:
+            self.engine.push(self)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""CharRNN as torch modules: one nn.RNN / nn.LSTM / nn.GRU per layer, dropout, a Linear head.
+
+    x^0_t = one-hot(char_t)      h^k = layer_k(x^k, state0^k)      x^{k+1} = dropout(h^k)
+    o_t = head(x^L_t)            loss = cross_entropy(o, y), the mean over B*T
+
+the model of model/lm.py and model/stack.py, time-major (T, B) like the NumPy engine's internals
+and cuDNN's native layout. One module per layer, rather than one module of L layers, so that the
+dropout between layers is ours: its masks come from a generator the run seeds (from the NumPy
+dropout generator that checkpoints carry), which makes a torch run resume with the same masks;
+nn.LSTM's own inter-layer dropout draws from a global generator (cuDNN from a state it seeds
+once), which a checkpoint cannot hold. The first layer takes the one-hot vectors, as the NumPy
+engine's lookup of W_ih's columns computes (exactly: a product with 0 and 1).
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
+
+LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class TorchLM(nn.Module):
+    def __init__(self, cell: str, vocab_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+        super().__init__()
+        V, H = vocab_size, hidden_size
+        self.cell, self.vocab_size, self.dropout = cell, V, dropout
+        extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+        self.layers = nn.ModuleList(LAYERS[cell](V if k == 0 else H, H, 1, **extra) for k in range(num_layers))
+        self.head = nn.Linear(H, V)
+
+    def named_charrnn_parameters(self) -> dict[str, nn.Parameter]:
+        """Our name -> the module's parameter. nn.RNN lists a layer's parameters in the order of
+        params.LAYER_TEMPLATE (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
+        out: dict[str, nn.Parameter] = {}
+        for k, layer in enumerate(self.layers):
+            out.update(zip(layer_names(k), layer.parameters()))
+        out.update(zip((HEAD_WEIGHT, HEAD_BIAS), self.head.parameters()))
+        return out
+
+    @torch.no_grad()
+    def load_numpy(self, params: dict[str, np.ndarray]) -> None:
+        """Copy the NumPy model's parameters in (shapes are PyTorch's: a copy, never a transpose)."""
+        for name, p in self.named_charrnn_parameters().items():
+            p.copy_(torch.from_numpy(np.ascontiguousarray(params[name])))
+
+    @torch.no_grad()
+    def store_numpy(self, params: dict[str, np.ndarray]) -> None:
+        """Copy the parameters into the NumPy model's arrays, in place (a GPU's are brought over)."""
+        for name, p in self.named_charrnn_parameters().items():
+            params[name][...] = p.detach().cpu().numpy()
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...],
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """x: (T, B) ids; state: one (L, B, H) tensor per part (h, or h and c).
+        Returns logits (T*B, V), time-major, and the final state. Dropout only with a generator."""
+        T, B = x.shape
+        out = nn.functional.one_hot(x, self.vocab_size).to(self.head.weight.dtype)  # (T, B, V)
+        finals = []
+        for k, layer in enumerate(self.layers):
+            s0 = tuple(part[k : k + 1] for part in state)
+            out, s_n = layer(out, s0 if len(s0) > 1 else s0[0])  # (T, B, H)
+            finals.append(s_n if isinstance(s_n, tuple) else (s_n,))
+            if generator is not None and self.dropout:
+                keep = 1.0 - self.dropout
+                mask = torch.empty_like(out).bernoulli_(keep, generator=generator).div_(keep)
+                out = out * mask
+        state_n = tuple(torch.cat([f[i] for f in finals]) for i in range(len(state)))
+        return self.head(out.reshape(T * B, -1)), state_n

@@ -1,0 +1,106 @@
+"""The engine seam: what computes a training step, behind one small interface, so the loop is one.
+
+An engine owns the arithmetic of a run; the `Setup` (the NumPy model, the NumPy optimizer, the
+batcher, the counters) stays the record of where the run stands, and checkpoints are written
+from it alone. Two engines implement the interface:
+
+    NumpyEngine   (here)  the exact reference: charrnn's own forward, BPTT and optimizers in place
+    TorchEngine   (torch_backend/engine.py)  nn.RNN / nn.LSTM / nn.GRU and torch.optim on a
+                  device, data-parallel under torchrun; imported only when asked for
+
+    initial_state(B)                  the zero state the loop carries after a reset
+    train_step(x, y, hidden, lr, record_norms=False)
+                                      -> (loss, grad_norm, hidden): one window of (B, T) ids,
+                                      forward, backward, clipping and the update; when the loss or
+                                      the gradient norm is not finite nothing is updated and the
+                                      loop recovers from its last checkpoint; with record_norms,
+                                      `grad_norms` holds every parameter's gradient norm before
+                                      clipping (for the metrics; a synchronisation on a device)
+    params_finite()                   False when an update overflowed a parameter
+    inference_model()                 a model for evaluate_ids and generate (the live weights)
+    pull(setup) -> hidden             the device's parameters and optimizer slots written into the
+                                      NumPy model and optimizer; returns the carried state as NumPy
+                                      arrays of all B streams (a collective under torchrun)
+    push(setup)                       the reverse, after the Setup was restored from a checkpoint
+    agree(signum, out_of_time)        the stopping decision every process takes (under torchrun)
+    writes                            whether this process writes the run directory (rank 0 only)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..model import layer_names
+from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
+
+
+class NumpyEngine:
+    """charrnn's own engine: the NumPy model and optimizer of the Setup, updated in place."""
+
+    name = "numpy"
+    writes = True
+
+    def __init__(self, setup: Any) -> None:
+        self.setup = setup
+        self.grad_norms: dict[str, float] | None = None  # of the last step that recorded them
+
+    def initial_state(self, batch_size: int) -> Any:
+        return self.setup.model.initial_state(batch_size)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, hidden: Any, lr: float,
+                   record_norms: bool = False) -> tuple[float, float, Any]:
+        s, cfg = self.setup, self.setup.cfg
+        loss, grads, h_last = s.model.loss_and_grads(x, y, hidden)
+        grad_norm = global_grad_norm(grads)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            return loss, grad_norm, hidden  # nothing of this step reaches the parameters
+        if record_norms:
+            self.grad_norms = {k: float(np.linalg.norm(g)) for k, g in grads.items()}
+        if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
+            for k in range(cfg.num_layers):
+                grads[layer_names(k)[3]].fill(0.0)  # bias_hh
+        if cfg.clip_value:
+            clip_grad_value_(grads, cfg.clip_value)
+        if cfg.clip_norm:
+            clip_grad_norm_(grads, cfg.clip_norm)
+        s.optimizer.lr = lr
+        s.optimizer.step(grads)
+        return loss, grad_norm, h_last
+
+    def params_finite(self) -> bool:
+        return all(np.isfinite(p).all() for p in self.setup.model.params.values())
+
+    def inference_model(self) -> Any:
+        return self.setup.model
+
+    def pull(self, setup: Any) -> Any:
+        return setup.hidden
+
+    def push(self, setup: Any) -> None:
+        pass
+
+    def agree(self, signum: int | None, out_of_time: bool) -> tuple[int | None, bool]:
+        return signum, out_of_time
+
+
+def check_backend(backend: str, device: str) -> None:
+    """Refuse a torch backend or device that is not there before anything is written."""
+    if backend == "torch":
+        from ..torch_backend import resolve_device
+
+        resolve_device(device)
+
+
+def make_engine(setup: Any, world: Any = None) -> Any:
+    """The engine the run's configuration names; the torch one is imported only here."""
+    if setup.cfg.backend == "torch":
+        from ..torch_backend import import_torch
+
+        import_torch()  # one line saying how to install it, when it is not
+        from ..torch_backend.engine import TorchEngine
+
+        return TorchEngine(setup, world)
+    return NumpyEngine(setup)
