@@ -3,7 +3,8 @@
 Faults: a NaN or infinite loss or gradient never reaches the parameters. The run restores its
 last good checkpoint, halves the learning rate, says so and goes on; after `max_divergences`
 recoveries it stops with that checkpoint intact. SIGINT / SIGTERM / SIGHUP finish the current step,
-write a checkpoint and leave with status 130 / 143 / 129.
+write a checkpoint (neither validated nor logged, so that the resumed run is the one that never
+stopped) and leave with status 130 / 143 / 129.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ class Trainer:
         self._started = time.perf_counter()
         self._elapsed0 = s.state.elapsed
         # chars/s counts the time of training steps only, not validation, samples or checkpoints
-        self._report_losses, self._report_chars, self._report_busy = [], 0, 0.0
+        self._report_chars, self._report_busy = 0, 0.0
         # the last step checkpointed and the last step reported; a recovery moves both back
         self._saved_at = self._logged_at = s.state.step
         lr = grad_norm = float("nan")
@@ -217,7 +218,8 @@ class Trainer:
                 # like min-char-rnn, smoothing starts from the loss of a uniform guess
                 smoothed = st.smoothed_loss if st.smoothed_loss is not None else math.log(s.vocab.size)
                 st.smoothed_loss = cfg.smooth * smoothed + (1 - cfg.smooth) * loss
-                self._report_losses.append(loss)
+                st.report_steps += 1
+                st.report_loss_sum += loss
                 self._report_chars += x.size
                 self._report_busy += time.perf_counter() - step_started
                 step = st.step
@@ -242,7 +244,15 @@ class Trainer:
                 if self._bar is not None:
                     self._bar.update(1)
             st = s.state
-            if st.step != self._saved_at:  # stopped by time or signal between checkpoints
+            if stopped == "signal":
+                if st.step != self._saved_at:
+                    # Saved as it stands, neither validated nor reported: a validation here would
+                    # become a best and move early stopping, and a record would split the next
+                    # one's average, which a run that never stopped would not do. The losses of
+                    # the record in progress are in the state, so the resumed run writes it whole.
+                    st.elapsed = self._elapsed0 + (time.perf_counter() - self._started)
+                    s.save(s.run_dir / ckpt.LATEST)
+            elif st.step != self._saved_at:  # stopped by time between checkpoints
                 st.val_loss = self.validate_loss()
                 if _finite_or_none(st.val_loss):
                     self._report(lr, grad_norm, evaluated=True)
@@ -267,12 +277,11 @@ class Trainer:
         st = self.setup.state
         st.elapsed = self._elapsed0 + (now - self._started)
         val = st.val_loss if evaluated else None
-        losses = self._report_losses
         record = {
             "step": st.step,
             "chars": st.chars_seen,
             "epoch": round(self.setup.batcher.progress, 4),
-            "train_loss": float(np.mean(losses)) if losses else None,
+            "train_loss": st.report_loss_sum / st.report_steps if st.report_steps else None,
             "smoothed_loss": st.smoothed_loss,
             "val_nats_per_char": val,
             "val_bits_per_char": val * NATS_TO_BITS if val is not None else None,
@@ -285,7 +294,8 @@ class Trainer:
         self._metrics.flush()
         if self.json_log:
             print(json.dumps(record), flush=True)
-        self._report_losses, self._report_chars, self._report_busy = [], 0, 0.0
+        st.report_steps, st.report_loss_sum = 0, 0.0
+        self._report_chars, self._report_busy = 0, 0.0
         if self._bar is not None:
             post = {"loss": f"{st.smoothed_loss:.3f}"}
             if st.val_loss is not None:

@@ -21,6 +21,8 @@ from ..errors import CheckpointError
 # belongs (JSON does not tell 1.0 from 1) and kept as it is, so a state read and written again is
 # the same document.
 _COUNTERS = {"step": int, "chars_seen": int, "elapsed": float, "lr_scale": float, "divergences": int}
+# Counters added after the first version, with the value a checkpoint without them stands for.
+_LATER_COUNTERS = {"report_steps": (int, 0), "report_loss_sum": (float, 0.0)}
 # Sizes of the run, each with its least valid value: two tokens are the least text that trains.
 _SIZES = {"n_tokens": 2, "batch_size": 1, "seq_len": 1}
 _LOSSES = ("best_val_loss", "smoothed_loss", "val_loss")
@@ -41,6 +43,10 @@ class TrainState:
     best_step: int = 0  # step of best_val_loss, which best.safetensors holds; drives --patience
     smoothed_loss: float | None = None  # the reported training loss (None until the first step)
     val_loss: float | None = None  # the latest validation nats/char (None: none yet, or no validation)
+    # The training losses since the last metrics record, which the next record averages: saved so
+    # that a run stopped between records and resumed writes the records of one that never stopped.
+    report_steps: int = 0
+    report_loss_sum: float = 0.0
     # Taken from the live objects at each save (see Setup.save): between saves these are stale.
     data: dict[str, Any] | None = None  # the batcher's position, Batcher.state_dict()
     sample_rng: dict[str, Any] | None = None  # the PCG64 state of the training-time sampler
@@ -72,6 +78,14 @@ class TrainState:
             value = d.get(key)
             if type(value) is not int or value < low:
                 raise CheckpointError(f"{source}: training state {key!r} is missing or malformed")
+        later = {}
+        for key, (kind, default) in _LATER_COUNTERS.items():
+            value = d.get(key, default)  # absent from checkpoints of earlier versions
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise CheckpointError(f"{source}: training state {key!r} is malformed")
+            if abs(value) >= _LIMIT or (isinstance(value, float) and not math.isfinite(value)) or (kind is int and value < 0):
+                raise CheckpointError(f"{source}: training state {key!r} = {value!r} is out of range")
+            later[key] = value
         best_step = d.get("best_step", 0)  # absent from the first checkpoints of a run's history
         if type(best_step) is not int or not 0 <= best_step < _LIMIT:
             raise CheckpointError(f"{source}: training state 'best_step' = {best_step!r} is malformed")
@@ -82,7 +96,7 @@ class TrainState:
             if not ok:
                 raise CheckpointError(f"{source}: training state {key!r} = {value!r} is malformed")
         # keys of other versions are dropped, as the trainer has always done on resume
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)} | {"best_step": best_step})
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)} | later | {"best_step": best_step})
 
     def __getitem__(self, key: str) -> Any:
         # Read access by the saved names (state["step"]), the way a checkpoint's raw state is read,

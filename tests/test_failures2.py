@@ -1,0 +1,95 @@
+"""Nothing lost, part two: exact resume with validation on, locked run directories, every input
+checked before anything on disk is touched, safe export targets, content-checked resumes, closed
+output channels, absurd losses, special files and temporaries.
+
+Like test_failures.py, each case goes through the command line where the process matters and
+in-process otherwise.
+"""
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charrnn.checkpoint import BEST, LATEST, METRICS, load_checkpoint
+from charrnn.config import TrainConfig
+from charrnn.train import Interrupted, Trainer
+
+from conftest import SONNET, run_cli
+from test_failures import charrnn, error_line, snapshot
+
+TINY = ["--hidden-size", "16", "--seq-len", "16", "--batch-size", "4", "--steps", "4", "--eval-every", "2",
+        "--sample-every", "0", "--lr-schedule", "constant", "--quiet"]
+
+
+@pytest.fixture
+def text(tmp_path) -> Path:
+    p = tmp_path / "sonnet.txt"
+    p.write_text(SONNET * 6, encoding="utf-8")
+    return p
+
+
+def timeless_records(run: Path) -> list[dict]:
+    """Every metrics record without its wall-clock fields."""
+    return [{k: v for k, v in json.loads(line).items() if k not in ("chars_per_s", "elapsed")}
+            for line in (run / METRICS).read_text().splitlines()]
+
+
+def checkpoint_arrays(path: Path) -> dict:
+    c = load_checkpoint(path)
+    state = {k: v for k, v in c.state.items() if k != "elapsed"}
+    return {"state": state, **c.model.params, **{"optim/" + k: v for k, v in c.optimizer_arrays.items()},
+            "hidden": c.hidden}
+
+
+def assert_same_checkpoint(a: Path, b: Path) -> None:
+    ca, cb = checkpoint_arrays(a), checkpoint_arrays(b)
+    assert ca.keys() == cb.keys()
+    assert ca.pop("state") == cb.pop("state")
+    for k in ca:
+        assert np.array_equal(ca[k], cb[k]), k
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. a signal between validations changes nothing a run that never stopped would not have
+
+# Overfits the sonnets quickly: validation stops improving at step 240 and patience 2 ends the run
+# at 260, so a best or a patience count moved by the stop would show.
+EARLY = dict(hidden_size=32, seq_len=16, batch_size=8, steps=400, eval_every=10, patience=2, sample_every=7,
+             lr=0.03, log_every=3, seed=7)
+
+
+def stop_after(trainer: Trainer, step: int) -> None:
+    """Deliver SIGINT's effect (the handler's flag) while step `step` is being taken."""
+    batcher = trainer.setup.batcher
+    real = batcher.next_batch
+
+    def next_batch():
+        if trainer.setup.state.step == step - 1:
+            trainer._signal = signal.SIGINT
+        return real()
+
+    batcher.next_batch = next_batch
+
+
+@pytest.mark.parametrize("stops", [[13], [244, 251]])
+def test_interrupt_and_resume_with_validation_is_the_uninterrupted_run(tmp_path, text, stops):
+    cfg = TrainConfig(text=str(text), **EARLY)
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    result = Trainer(cfg, ref, quiet=True).run()
+    assert result.stopped == "early" and result.step == 260  # the case this test is about
+    trainer = Trainer(cfg, run, quiet=True)
+    for i, step in enumerate(stops):
+        stop_after(trainer, step)
+        with pytest.raises(Interrupted):
+            trainer.run()
+        assert load_checkpoint(run / LATEST).state["step"] == step
+        trainer = Trainer(TrainConfig(), run, resume=True, quiet=True)
+    assert trainer.run().step == 260
+    assert_same_checkpoint(run / LATEST, ref / LATEST)
+    assert_same_checkpoint(run / BEST, ref / BEST)
+    assert load_checkpoint(run / BEST).state["step"] == 240
+    assert timeless_records(run) == timeless_records(ref)
+    assert (run / "samples.txt").read_text() == (ref / "samples.txt").read_text()
