@@ -93,3 +93,57 @@ def test_interrupt_and_resume_with_validation_is_the_uninterrupted_run(tmp_path,
     assert load_checkpoint(run / BEST).state["step"] == 240
     assert timeless_records(run) == timeless_records(ref)
     assert (run / "samples.txt").read_text() == (ref / "samples.txt").read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. one writer per run directory; readers go on
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_readers_still_work(tmp_path, text):
+    import os
+    import socket
+
+    from charrnn.rundir import LOCK
+
+    run = tmp_path / "run"
+    assert run_cli("train", text, "--out", run, *TINY).returncode == 0
+    holder = Trainer(TrainConfig(steps=8), run, resume=True, quiet=True)  # holds the lock from set-up on
+    before = snapshot(run)
+    me = f"pid {os.getpid()} on host {socket.gethostname()}"
+    for args in (["--resume", run, "--steps", "12"], [text, "--out", run, "--force", *TINY]):
+        line = error_line(run_cli("train", *args), "train")
+        assert f"{run} is being written by {me}" in line
+    assert snapshot(run) == before  # --force removed nothing, and nothing was staged
+    # readers do not lock
+    assert run_cli("sample", run, "--length", "5", "--seed", "1").returncode == 0
+    assert run_cli("eval", run, text).returncode == 0
+    assert run_cli("export", run, tmp_path / "m.safetensors").returncode == 0
+    assert holder.run().step == 8
+    assert not (run / LOCK).exists()  # let go at the end
+    proc = run_cli("train", "--resume", run, "--steps", "10")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_stale_lock_is_taken_over_on_this_host_and_refused_from_another(tmp_path, text):
+    import socket
+    import subprocess
+    import sys
+
+    from charrnn.rundir import LOCK, RunLock
+
+    run = tmp_path / "run"
+    assert run_cli("train", text, "--out", run, *TINY).returncode == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "since": 0}))
+    proc = run_cli("train", "--resume", run, "--steps", "6")
+    assert proc.returncode == 0, proc.stderr
+    assert not (run / LOCK).exists()
+    (run / LOCK).write_text(json.dumps({"host": "elsewhere.example", "pid": 1, "since": 0}))
+    line = error_line(run_cli("train", "--resume", run, "--steps", "8"), "train")
+    assert "pid 1 on host elsewhere.example" in line and f"delete {run / LOCK}" in line
+    (run / LOCK).unlink()
+    # in one process too: a second lock object on the same directory is refused
+    with RunLock(run):
+        with pytest.raises(Exception, match="is being written by"):
+            RunLock(run).acquire()
+    assert not (run / LOCK).exists()

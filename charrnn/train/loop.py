@@ -136,6 +136,8 @@ class Trainer:
                 raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stands
             self._signal = signum
 
+        if self.setup.lock is not None:
+            self.setup.lock.acquire()  # held since set-up; taken again by a second run()
         in_main = threading.current_thread() is threading.main_thread()
         if in_main:
             for s in previous:
@@ -156,6 +158,8 @@ class Trainer:
             if in_main:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
+            if self.setup.lock is not None:
+                self.setup.lock.release()
 
     def _loop(self) -> TrainResult:
         s = self.setup

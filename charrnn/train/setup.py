@@ -24,6 +24,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
+from ..rundir import RunLock
 from ..serialization import atomic_write_bytes, replace_durably
 from .schedule import optimizer_options
 from .state import TrainState, restore_generator
@@ -74,6 +75,7 @@ class Setup:
     sample_rng: np.random.Generator  # draws the training-time samples, and nothing else
     hidden: np.ndarray  # (L, B, H), carried from one window into the next
     state: TrainState
+    lock: RunLock | None = None  # held from set-up on: this process alone writes to run_dir
 
     @property
     def vocab(self) -> Vocab:
@@ -128,8 +130,6 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
     replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
     if replacing and not force:
         raise ConfigError(f"{d} already holds a run: use --resume {d} to continue it, or --force to replace it")
-    if replacing:
-        _remove_temporaries(d)  # garbage of a killed process, never part of a run
     text_path = _text_path(cfg)
     source = None
     if cfg.init_from is not None:
@@ -143,9 +143,16 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
+    lock = RunLock(d)
+    try:
+        lock.acquire()  # before anything in d is touched: another writer's files are its own
+    except BaseException:
+        _remove_dirs(created)
+        raise
     staged = d / f".{ckpt.TOKENS}.new"
     written: list[Path] = []
     try:
+        _remove_temporaries(d)  # garbage of a killed process, never part of a run
         if source is None:
             encoded = encode_file(text_path, staged, encoding=cfg.encoding)
         else:
@@ -160,7 +167,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
         B, T = text.batcher.batch_size, text.batcher.seq_len
         s = Setup(d, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
                   sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B),
-                  state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded)))
+                  state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded)), lock=lock)
         if replacing:
             for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
                 (d / n).unlink(missing_ok=True)
@@ -173,11 +180,8 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
     except BaseException:
         for p in (staged, *written):
             p.unlink(missing_ok=True)
-        for p in reversed(created):
-            try:
-                p.rmdir()
-            except OSError:
-                pass
+        lock.release()
+        _remove_dirs(created)
         raise
     if source is not None:
         added = encoded.vocab.size - source.vocab.size
@@ -327,6 +331,16 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
     cfg = cfg.replace(**changes)
     validate(cfg)
     run_dir = c.path.parent
+    lock = RunLock(run_dir).acquire()
+    try:
+        return _resume_locked(c, cfg, changes, run_dir, lock, say)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], run_dir: Path, lock: RunLock,
+                   say: Say) -> Setup:
     tokens = run_dir / ckpt.TOKENS
     saved = TrainState.from_json(c.state, c.path)
     _remove_temporaries(run_dir)  # left by a process killed in the middle of a write
@@ -347,7 +361,8 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
     optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
     # set up as a fresh run would be on the saved model, then moved to where the checkpoint stands
     s = Setup(run_dir, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
-              sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B), state=saved)
+              sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B), state=saved,
+              lock=lock)
     s.restore(c)
     _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
     if c.path.name != ckpt.LATEST:  # resumed from best (or another file): make it the last good state
@@ -397,6 +412,15 @@ def _install_tokens(staged: Path, tokens: Path) -> None:
         replace_durably(staged, tokens)
     except OSError as e:
         raise CheckpointError(f"cannot write {tokens}: {e.strerror or e}") from None
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    """Remove the directories `_missing_dirs` listed, innermost first, where they are empty."""
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:
+            pass
 
 
 def _missing_dirs(d: Path) -> list[Path]:
