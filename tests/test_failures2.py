@@ -147,3 +147,24 @@ def test_a_stale_lock_is_taken_over_on_this_host_and_refused_from_another(tmp_pa
         with pytest.raises(Exception, match="is being written by"):
             RunLock(run).acquire()
     assert not (run / LOCK).exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. every option, variable and input is checked before anything on disk changes
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3"])
+def test_a_bad_charrnn_threads_changes_nothing(tmp_path, text, value):
+    run = tmp_path / "run"
+    assert run_cli("train", text, "--out", run, *TINY).returncode == 0
+    before = snapshot(run)
+    env = {"CHARRNN_THREADS": value}
+    for args in ([text, "--out", run, "--force", *TINY], ["--resume", run, "--steps", "8"]):
+        assert "CHARRNN_THREADS must be a whole number" in error_line(run_cli("train", *args, env=env), "train")
+        assert snapshot(run) == before
+    error_line(run_cli("train", text, "--out", tmp_path / "new" / "run", *TINY, env=env), "train")
+    assert not (tmp_path / "new").exists()
+    for cmd in (["hello"], ["sample", run, "--length", "3"], ["eval", run, text], ["gradcheck"]):
+        proc = run_cli(*cmd, env=env)
+        error_line(proc, cmd[0])
+        assert proc.stdout == ""  # refused before any work, not half-way through it

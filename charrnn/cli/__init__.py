@@ -13,6 +13,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import CharRNNError
+from ..threads import requested_threads
 from . import hello, gradcheck, train, sample, evaluate, export, bench  # noqa: F401  (registration)
 from ._common import COMMANDS, Handler, Parser
 
@@ -41,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        requested_threads()  # a bad CHARRNN_THREADS is refused before any command starts work
         return handlers[args.command](args)
     except CharRNNError as e:
         if args.debug:

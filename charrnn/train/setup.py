@@ -25,6 +25,7 @@ from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
 from ..rundir import RunLock
+from ..threads import requested_threads
 from ..serialization import atomic_write_bytes, replace_durably
 from .schedule import optimizer_options
 from .state import TrainState, restore_generator
@@ -124,6 +125,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
     if cfg.preset:
         cfg = TrainConfig(**(cfg.to_dict() | preset_settings(cfg.preset) | _explicit(cfg)))
     validate(cfg)
+    requested_threads()  # CHARRNN_THREADS: refused now, not at the first step after an old run is gone
     d = run_dir
     if d.exists() and not d.is_dir():
         raise ConfigError(f"--out {d} exists and is not a directory")
@@ -330,6 +332,7 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
         raise ConfigError(f"cannot change {', '.join(sorted('--' + k.replace('_', '-') for k in fixed))} when resuming")
     cfg = cfg.replace(**changes)
     validate(cfg)
+    requested_threads()
     run_dir = c.path.parent
     lock = RunLock(run_dir).acquire()
     try:
