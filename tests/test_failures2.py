@@ -168,3 +168,57 @@ def test_a_bad_charrnn_threads_changes_nothing(tmp_path, text, value):
         proc = run_cli(*cmd, env=env)
         error_line(proc, cmd[0])
         assert proc.stdout == ""  # refused before any work, not half-way through it
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. export writes new or (--force) regular files, and never a run's checkpoints
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("finished")
+    (base / "sonnet.txt").write_text(SONNET * 6)
+    run = base / "run"
+    assert run_cli("train", base / "sonnet.txt", "--out", run, *TINY).returncode == 0
+    return run
+
+
+def test_export_needs_force_to_replace_a_file_and_refuses_anything_but_a_regular_file(finished, tmp_path):
+    import os
+
+    from safetensors import safe_open
+
+    out = tmp_path / "model.safetensors"
+    out.write_text("mine")
+    assert "already exists: --force replaces it" in error_line(charrnn("export", finished, out), "export")
+    assert out.read_text() == "mine"
+    assert charrnn("export", finished, out, "--force").returncode == 0
+    with safe_open(str(out), framework="numpy") as f:
+        assert f.metadata()["format"] == "charrnn.torch-export"
+    target = tmp_path / "target.txt"
+    target.write_text("kept")
+    (tmp_path / "link.safetensors").symlink_to(target)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "adir").mkdir()
+    for name, kind in [("link.safetensors", "a symbolic link"), ("fifo", "a FIFO"), ("adir", "a directory")]:
+        line = error_line(charrnn("export", finished, tmp_path / name, "--force"), "export")
+        assert f"is {kind}: export writes regular files only" in line
+    assert target.read_text() == "kept" and (tmp_path / "link.safetensors").is_symlink()
+
+
+def test_export_never_writes_a_runs_checkpoints(finished, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    before = snapshot(run)
+    for name in (LATEST, BEST):
+        line = error_line(charrnn("export", run, run / name, "--force"), "export")
+        assert "export never writes a run's checkpoints" in line
+    (run / BEST).unlink()  # a run without a best yet: its best is still no target
+    assert "never writes a run's checkpoints" in error_line(charrnn("export", run, run / BEST), "export")
+    shutil.copy(run / LATEST, tmp_path / "copy.safetensors")  # a checkpoint anywhere, under any name
+    line = error_line(charrnn("export", run, tmp_path / "copy.safetensors", "--force"), "export")
+    assert "is a training checkpoint: export never replaces one" in line
+    assert snapshot(run) == {k: v for k, v in before.items() if k != BEST}
+    assert run_cli("train", "--resume", run, "--steps", "6").returncode == 0
