@@ -15,6 +15,7 @@ decoding stay an exact round trip of the file's bytes.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import math
 import os
 import tempfile
@@ -418,21 +419,26 @@ def _chunks(f: Any, chunk_bytes: int, where: str) -> Iterator[tuple[int, bytes]]
         offset += len(b)
 
 
-def _decoded_values(path: Path, encoding: str, chunk_bytes: int) -> Iterator[np.ndarray]:
+def _decoded_values(path: Path, encoding: str, chunk_bytes: int, digest: Any = None) -> Iterator[np.ndarray]:
     """Stream a file as arrays of code points (utf-8) or byte values (bytes), chunk by chunk.
 
     UTF-8 is decoded incrementally, so a character split across a chunk boundary is reassembled;
-    invalid UTF-8 raises DataError with the absolute byte offset of the first bad byte.
+    invalid UTF-8 raises DataError with the absolute byte offset of the first bad byte. `digest`
+    (a hashlib object), when given, is fed every byte read.
     """
     where = _show_path(path)
     with _open_for_reading(path) as f:
         if encoding == "bytes":
             for _, b in _chunks(f, chunk_bytes, where):
+                if digest is not None:
+                    digest.update(b)
                 yield np.frombuffer(b, dtype=np.uint8)
             return
         dec = codecs.getincrementaldecoder("utf-8")(errors="strict")
         end = 0
         for offset, b in _chunks(f, chunk_bytes, where):
+            if digest is not None:
+                digest.update(b)
             # Bytes held back from the previous chunk (an unfinished character) lead this decode,
             # so the error position is relative to where they started.
             pending = len(dec.getstate()[0])
@@ -494,6 +500,10 @@ class EncodedText:
     ids: np.memmap
     n_unknown: int = 0
     unknown_symbols: list[Any] = field(default_factory=list)
+    # SHA-256 (hex) of the text file's bytes and of the ids file, as `encode_file` wrote them
+    # (None for a re-opened file: see `ids_digest`)
+    text_sha256: str | None = None
+    ids_sha256: str | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -553,9 +563,10 @@ def encode_file(
     tmp = Path(tmp_name)
     unknown_counts: dict[int, int] = {}
     n_written = 0
+    text_digest, ids_digest_ = hashlib.sha256(), hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
-            for values in _decoded_values(src, encoding, chunk_bytes):
+            for values in _decoded_values(src, encoding, chunk_bytes, text_digest):
                 ids, counts = vocab._encode_values(values)
                 if counts:
                     if fixed_vocab is None:
@@ -565,7 +576,9 @@ def encode_file(
                     if unknown == "error":
                         continue  # keep scanning only to name every unknown symbol at once
                 if not unknown_counts or unknown == "skip":
-                    out.write(ids.astype(dtype, copy=False).tobytes())
+                    data = ids.astype(dtype, copy=False).tobytes()
+                    ids_digest_.update(data)
+                    out.write(data)
                     n_written += int(ids.size)
             if unknown_counts and unknown == "error":
                 raise DataError(_unknown_message(unknown_counts, encoding, where))
@@ -582,7 +595,8 @@ def encode_file(
         raise
     ids_map = np.memmap(dst, dtype=dtype, mode="r", shape=(n_written,))
     unknown_symbols = [chr(v) for v in unknown_counts] if encoding == "utf-8" else list(unknown_counts)
-    return EncodedText(vocab, dst, ids_map, sum(unknown_counts.values()), unknown_symbols)
+    return EncodedText(vocab, dst, ids_map, sum(unknown_counts.values()), unknown_symbols,
+                       text_digest.hexdigest(), ids_digest_.hexdigest())
 
 
 def load_encoded(path: str | os.PathLike[str], vocab: Vocab, *, check: bool = True) -> EncodedText:
@@ -613,6 +627,17 @@ def load_encoded(path: str | os.PathLike[str], vocab: Vocab, *, check: bool = Tr
                     "it was encoded for another vocabulary"
                 )
     return EncodedText(vocab, p, ids)
+
+
+def ids_digest(ids: np.ndarray) -> tuple[str, int]:
+    """(SHA-256 hex of the ids' bytes as stored, the largest id) in one chunked pass, so that a
+    memory map is never read whole. An empty array's largest id is -1."""
+    digest, top, step = hashlib.sha256(), -1, 1 << 22
+    for start in range(0, len(ids), step):
+        chunk = np.ascontiguousarray(ids[start : start + step])
+        digest.update(chunk.tobytes())
+        top = max(top, int(chunk.max()))
+    return digest.hexdigest(), top
 
 
 def encode_text(

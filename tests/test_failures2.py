@@ -222,3 +222,61 @@ def test_export_never_writes_a_runs_checkpoints(finished, tmp_path):
     assert "is a training checkpoint: export never replaces one" in line
     assert snapshot(run) == {k: v for k, v in before.items() if k != BEST}
     assert run_cli("train", "--resume", run, "--steps", "6").returncode == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# 3, 16. a resume trains on the very text of the run, or refuses
+
+
+def rewrite_state(path: Path, change) -> None:
+    from test_failures import rewrite_metadata
+
+    rewrite_metadata(path, lambda meta: change(meta["state"]))
+
+
+@pytest.fixture
+def trained_run(tmp_path, text) -> Path:
+    run = tmp_path / "run"
+    assert run_cli("train", text, "--out", run, *TINY).returncode == 0
+    return run
+
+
+def test_a_changed_text_of_the_same_length_is_caught_after_tokens_bin_is_gone(trained_run, text):
+    from charrnn.checkpoint import TOKENS
+
+    (trained_run / TOKENS).unlink()
+    before = snapshot(trained_run)
+    text.write_text((SONNET * 6)[::-1])  # same symbols, same length, another text
+    line = error_line(run_cli("train", "--resume", trained_run, "--steps", "6"), "train")
+    assert "is not the text this run was trained on (its content hash differs)" in line
+    assert snapshot(trained_run) == before  # no tokens.bin of the wrong text
+
+
+def test_a_swapped_or_damaged_tokens_bin_is_caught(trained_run, tmp_path, text):
+    from charrnn.checkpoint import TOKENS
+
+    other = tmp_path / "other"
+    (tmp_path / "reversed.txt").write_text((SONNET * 6)[::-1])
+    assert run_cli("train", tmp_path / "reversed.txt", "--out", other, *TINY).returncode == 0
+    good = (trained_run / TOKENS).read_bytes()
+    (trained_run / TOKENS).write_bytes((other / TOKENS).read_bytes())  # same vocabulary and length
+    line = error_line(run_cli("train", "--resume", trained_run, "--steps", "6"), "train")
+    assert "tokens.bin is not the encoded text this run was trained on" in line
+    c = load_checkpoint(trained_run / LATEST)
+    ids = np.frombuffer(good, dtype=c.vocab.id_dtype).copy()
+    ids[len(ids) // 3] = c.vocab.size  # one id past the vocabulary
+    (trained_run / TOKENS).write_bytes(ids.tobytes())
+    line = error_line(run_cli("train", "--resume", trained_run, "--steps", "6"), "train")
+    assert f"holds token id {c.vocab.size}, outside this run's vocabulary" in line
+    (trained_run / TOKENS).write_bytes(good)
+    assert run_cli("train", "--resume", trained_run, "--steps", "6").returncode == 0
+
+
+def test_a_checkpoint_without_hashes_still_resumes_and_records_them(trained_run):
+    for name in (LATEST, BEST):
+        rewrite_state(trained_run / name, lambda st: [st.pop(k) for k in ("text_sha256", "tokens_sha256",
+                                                                           "report_steps", "report_loss_sum")])
+    assert load_checkpoint(trained_run / LATEST).state.get("tokens_sha256") is None
+    proc = run_cli("train", "--resume", trained_run, "--steps", "6")
+    assert proc.returncode == 0, proc.stderr
+    assert len(load_checkpoint(trained_run / LATEST).state["tokens_sha256"]) == 64

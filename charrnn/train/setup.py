@@ -19,7 +19,7 @@ import numpy as np
 from .. import checkpoint as ckpt
 from ..config import DATASETS, TrainConfig, auto_hidden_size, preset_settings, validate
 from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file, fit_batch_shape,
-                    load_encoded, name_symbols, split_train_val)
+                    ids_digest, load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
@@ -169,7 +169,8 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
         B, T = text.batcher.batch_size, text.batcher.seq_len
         s = Setup(d, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
                   sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B),
-                  state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded)), lock=lock)
+                  state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded), text_sha256=encoded.text_sha256,
+                                   tokens_sha256=encoded.ids_sha256), lock=lock)
         if replacing:
             for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
                 (d / n).unlink(missing_ok=True)
@@ -348,9 +349,10 @@ def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any]
     saved = TrainState.from_json(c.state, c.path)
     _remove_temporaries(run_dir)  # left by a process killed in the middle of a write
     if "text" in changes or not tokens.is_file():
-        encoded = _reencode(_text_path(cfg), tokens, c.vocab, saved.n_tokens)
+        encoded = _reencode(_text_path(cfg), tokens, c.vocab, saved)
     else:
         encoded = load_encoded(tokens, c.vocab, check=False)
+        _check_tokens(encoded, saved)
     if len(encoded) != saved.n_tokens:
         raise DataError(
             f"the text now has {len(encoded):,} characters, the run was trained on {saved.n_tokens:,}: "
@@ -367,6 +369,8 @@ def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any]
               sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B), state=saved,
               lock=lock)
     s.restore(c)
+    # the hashes checked just now, recorded from here on where the checkpoint predates them
+    s.state.text_sha256, s.state.tokens_sha256 = saved.text_sha256, saved.tokens_sha256
     _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
     if c.path.name != ckpt.LATEST:  # resumed from best (or another file): make it the last good state
         s.save(run_dir / ckpt.LATEST)
@@ -374,13 +378,37 @@ def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any]
     return s
 
 
-def _reencode(text: Path, tokens: Path, vocab: Vocab | None, n_tokens: int) -> EncodedText:
+def _check_tokens(encoded: EncodedText, saved: TrainState) -> None:
+    """Check the run's tokens.bin against the checkpoint: every id inside the vocabulary, and the
+    content hash the run recorded (a checkpoint made before hashes were recorded gets this one)."""
+    where = encoded.path
+    digest, top = ids_digest(encoded.ids)
+    if top >= encoded.vocab.size:
+        raise DataError(f"{where} holds token id {top}, outside this run's vocabulary of {encoded.vocab.size} "
+                        f"symbols: it is not this run's encoded text; delete it to encode the text again")
+    if saved.tokens_sha256 is not None and digest != saved.tokens_sha256:
+        raise DataError(f"{where} is not the encoded text this run was trained on (its content hash differs): "
+                        "delete it to encode the text again")
+    saved.tokens_sha256 = digest
+
+
+def _reencode(text: Path, tokens: Path, vocab: Vocab | None, saved: TrainState) -> EncodedText:
     """Encode the run's text again (it moved, or tokens.bin was deleted) without touching the
-    run's tokens.bin until the new ids are known to be the very same text."""
+    run's tokens.bin until the new ids are known to be the very same text: by the content hashes
+    the checkpoint recorded, or (older checkpoints) by the ids in tokens.bin or their number."""
+    n_tokens = saved.n_tokens
     staged = tokens.with_name(f".{tokens.name}.new")
     try:
         encoded = encode_file(text, staged, vocab=vocab)
-        if tokens.is_file():
+        recorded = saved.text_sha256 is not None or saved.tokens_sha256 is not None
+        if recorded:
+            if (saved.text_sha256 not in (None, encoded.text_sha256)
+                    or saved.tokens_sha256 not in (None, encoded.ids_sha256)):
+                raise DataError(
+                    f"{text} is not the text this run was trained on (its content hash differs): resuming on "
+                    "different text would not continue the same run"
+                )
+        elif tokens.is_file():
             if not _same_ids(encoded.ids, load_encoded(tokens, vocab, check=False).ids):
                 raise DataError(
                     f"{text} is not the text this run was trained on: resuming on different text "
@@ -396,6 +424,7 @@ def _reencode(text: Path, tokens: Path, vocab: Vocab | None, n_tokens: int) -> E
         staged.unlink(missing_ok=True)
         raise
     encoded.path = tokens
+    saved.text_sha256, saved.tokens_sha256 = encoded.text_sha256, encoded.ids_sha256
     return encoded
 
 

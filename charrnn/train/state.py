@@ -9,6 +9,7 @@ holds a state the trainer can continue from.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ _LATER_COUNTERS = {"report_steps": (int, 0), "report_loss_sum": (float, 0.0)}
 # Sizes of the run, each with its least valid value: two tokens are the least text that trains.
 _SIZES = {"n_tokens": 2, "batch_size": 1, "seq_len": 1}
 _LOSSES = ("best_val_loss", "smoothed_loss", "val_loss")
+_DIGESTS = ("text_sha256", "tokens_sha256")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 # Bounded like an int64 so that no later arithmetic on a value from a file can overflow a float.
 _LIMIT = 2**63
 
@@ -55,6 +58,10 @@ class TrainState:
     batch_size: int = 0  # B after fitting the batch to the text
     seq_len: int = 0  # T after fitting the batch to the text
     n_tokens: int = 0  # tokens in the whole text, validation part included
+    # SHA-256 (hex) of the training text's bytes and of tokens.bin, checked on resume (None in
+    # checkpoints made before they were recorded)
+    text_sha256: str | None = None
+    tokens_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The document saved in a checkpoint: every field under its own name."""
@@ -95,6 +102,10 @@ class TrainState:
             ok = value is None or (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < _LIMIT)
             if not ok:
                 raise CheckpointError(f"{source}: training state {key!r} = {value!r} is malformed")
+        for key in _DIGESTS:
+            value = d.get(key)
+            if value is not None and not (isinstance(value, str) and _HEX64.fullmatch(value)):
+                raise CheckpointError(f"{source}: training state {key!r} is malformed")
         # keys of other versions are dropped, as the trainer has always done on resume
         return cls(**{f.name: d.get(f.name) for f in fields(cls)} | later | {"best_step": best_step})
 
