@@ -280,3 +280,39 @@ def test_a_checkpoint_without_hashes_still_resumes_and_records_them(trained_run)
     proc = run_cli("train", "--resume", trained_run, "--steps", "6")
     assert proc.returncode == 0, proc.stderr
     assert len(load_checkpoint(trained_run / LATEST).state["tokens_sha256"]) == 64
+
+
+# ------------------------------------------------------------------------------------------------
+# 12. an earlier checkpoint continues only in a new run directory
+
+
+def test_resume_from_best_is_refused_in_place_and_continues_in_a_new_directory(tmp_path, text):
+    import shutil
+
+    from charrnn.checkpoint import CONFIG, TOKENS
+
+    run = tmp_path / "run"
+    Trainer(TrainConfig(text=str(text), **EARLY), run, quiet=True).run()  # best at 240, latest at 260
+    before = snapshot(run)
+    line = error_line(charrnn("train", "--resume", run / BEST, "--steps", "300"), "train")
+    assert f"{run / BEST} is not the latest checkpoint of {run}" in line and "--out NEW_DIR" in line
+    assert snapshot(run) == before
+    new = tmp_path / "new"
+    proc = run_cli("train", "--resume", run / BEST, "--out", new, "--steps", "250")
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(run) == before  # the source run is only read
+    assert sorted(p.name for p in new.iterdir()) == sorted([BEST, CONFIG, LATEST, METRICS, TOKENS, "samples.txt"])
+    assert json.loads((new / CONFIG).read_text())["steps"] == 250
+    # the same as putting best in latest's place and resuming there: optimizer, data, generators
+    ref = tmp_path / "ref"
+    shutil.copytree(run, ref)
+    shutil.copy(ref / BEST, ref / LATEST)
+    assert run_cli("train", "--resume", ref, "--steps", "250").returncode == 0
+    assert_same_checkpoint(new / LATEST, ref / LATEST)
+    assert timeless_records(new) == timeless_records(ref)
+    assert [r["step"] for r in timeless_records(new)][:3] == [3, 6, 9]  # the log up to step 240 came along
+    # a new directory that holds a run needs --force
+    line = error_line(charrnn("train", "--resume", run, "--out", new, "--steps", "270"), "train")
+    assert "already holds a run" in line
+    assert charrnn("train", "--resume", run, "--out", new, "--steps", "262", "--force", "--quiet").returncode == 0
+    assert load_checkpoint(new / LATEST).state["step"] == 262

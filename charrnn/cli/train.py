@@ -21,8 +21,10 @@ def _train(p: argparse.ArgumentParser):
 
     d = TrainConfig()
     p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<name of the text>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<name of the text>); with --resume, "
+                   "continue the run in this new directory instead")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped (or from "
+                   "RUN_DIR/best.safetensors, with --out NEW_DIR)")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--json-log", action="store_true", help="print each metrics record as a JSON line on stdout")
@@ -97,8 +99,6 @@ def _train(p: argparse.ArgumentParser):
             overrides["preset"] = a.preset
         cfg = TrainConfig().replace(**overrides)
         if a.resume:
-            if a.out and a.out != a.resume:
-                raise ConfigError("give the run directory once: --resume RUN_DIR (without --out)")
             run_dir = a.resume
         else:
             if cfg.text is None and cfg.dataset is None:
@@ -107,7 +107,8 @@ def _train(p: argparse.ArgumentParser):
                 raise ConfigError("give either a text file or --dataset, not both")
             run_dir = a.out or _fresh_run_dir(cfg.dataset or Path(cfg.text).stem or "run")
         apply_threads(cfg.threads)
-        trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log)
+        trainer = Trainer(cfg, run_dir, resume=bool(a.resume), out=a.out if a.resume else None, force=a.force,
+                          quiet=a.quiet, json_log=a.json_log)
         try:
             result = trainer.run()
         except Interrupted as e:

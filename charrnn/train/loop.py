@@ -71,6 +71,7 @@ class Trainer:
         run_dir: str | Path,
         *,
         resume: bool = False,
+        out: str | Path | None = None,
         force: bool = False,
         quiet: bool = False,
         json_log: bool = False,
@@ -83,7 +84,8 @@ class Trainer:
         self.stream = stream or sys.stderr
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
         self._signal: int | None = None  # the first stopping signal received, handled between steps
-        self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say) if resume
+        # with `resume`, `out` (another directory) continues the run there (see resume_run)
+        self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say, Path(out) if out else None, force) if resume
                              else fresh_run(cfg, Path(run_dir), force, self.say))
         # the loop's horizon; a caller may move it before `run()`
         self.total_steps: int = self.setup.cfg.steps

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,7 @@ from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
 from ..rundir import RunLock
 from ..threads import requested_threads
-from ..serialization import atomic_write_bytes, replace_durably
+from ..serialization import atomic_copy, atomic_write_bytes, replace_durably
 from .schedule import optimizer_options
 from .state import TrainState, restore_generator
 
@@ -317,9 +318,14 @@ def _auto_plan(cfg: TrainConfig, windows_per_epoch: int, validates: bool) -> Tra
 # a resumed run
 
 
-def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
+def resume_run(overrides: TrainConfig, run_dir: Path, say: Say, out: Path | None = None, force: bool = False) -> Setup:
     """Set up the run saved in `run_dir` (a run directory or a checkpoint file) where it stopped.
-    Of `overrides`, only the settings in RESUMABLE may differ from the saved configuration."""
+    Of `overrides`, only the settings in RESUMABLE may differ from the saved configuration.
+
+    With `out` (another directory) the run continues there, from the same state, optimizer
+    included, and its own run is left as it is; a checkpoint other than a run's latest (its best,
+    say) can only be continued that way, as continuing it in place would overwrite the later
+    state. `force` lets `out` replace a run already there."""
     if run_dir.is_dir() and not (run_dir / ckpt.LATEST).exists():
         raise CheckpointError(f"{run_dir}: no checkpoint in this directory to resume (no {ckpt.LATEST})")
     c = ckpt.load_checkpoint(run_dir / ckpt.LATEST if run_dir.is_dir() else run_dir)
@@ -335,12 +341,87 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
     validate(cfg)
     requested_threads()
     run_dir = c.path.parent
+    if out is not None and not _same_dir(out, run_dir):
+        return _fork_run(c, cfg, changes, out, force, say)
+    if c.path.name != ckpt.LATEST:
+        raise ConfigError(
+            f"{c.path} is not the latest checkpoint of {run_dir}: continuing it there would overwrite "
+            f"{ckpt.LATEST} and the metrics after step {c.state['step']:,}; give --out NEW_DIR to continue it "
+            "in a new run directory"
+        )
     lock = RunLock(run_dir).acquire()
     try:
         return _resume_locked(c, cfg, changes, run_dir, lock, say)
     except BaseException:
         lock.release()
         raise
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: Path, force: bool,
+              say: Say) -> Setup:
+    """Continue checkpoint `c` in the new run directory `d`: its tokens.bin (checked, or the text
+    encoded again), the checkpoint as latest, the best as of it, config.json and the metrics up
+    to its step. The source run is only read."""
+    source = c.path.parent
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"--out {d} exists and is not a directory")
+    replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
+    if replacing and not force:
+        raise ConfigError(f"{d} already holds a run: give another --out, or --force to replace it")
+    saved = TrainState.from_json(c.state, c.path)
+    created = _missing_dirs(d)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
+    lock = RunLock(d)
+    try:
+        lock.acquire()
+    except BaseException:
+        _remove_dirs(created)
+        raise
+    staged = d / f".{ckpt.TOKENS}.new"
+    written: list[Path] = []
+    try:
+        _remove_temporaries(d)
+        if "text" in changes or not (source / ckpt.TOKENS).is_file():
+            encoded = _encode_same_text(_text_path(cfg), staged, c.vocab, saved, source / ckpt.TOKENS)
+        else:
+            shutil.copyfile(source / ckpt.TOKENS, staged)
+            encoded = load_encoded(staged, c.vocab, check=False)
+            _check_tokens(encoded, saved)
+        best = c.path if saved.best_step == saved.step else source / ckpt.BEST
+        if saved.best_val_loss is None or not best.is_file() or ckpt.load_checkpoint(best).state.get("step") != saved.best_step:
+            best = None  # no best yet, or not at hand: the next improvement writes one
+        metrics = _metrics_upto(source / ckpt.METRICS, saved.step)
+        s = _continue(c, cfg, encoded, saved, d, lock, say)  # every check done: d may change now
+        if replacing:
+            for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
+                (d / n).unlink(missing_ok=True)
+        written = [d / n for n in (ckpt.TOKENS, ckpt.METRICS, ckpt.LATEST, ckpt.BEST, ckpt.CONFIG)]
+        _install_tokens(staged, d / ckpt.TOKENS)
+        encoded.path = d / ckpt.TOKENS
+        if metrics:
+            atomic_write_bytes(d / ckpt.METRICS, metrics)
+        s.save(d / ckpt.LATEST)
+        if best is not None:
+            atomic_copy(best, d / ckpt.BEST)
+        _write_json(d / ckpt.CONFIG, s.cfg.to_dict() | {"batch_size": s.batch_size, "seq_len": s.seq_len})
+    except BaseException:
+        for p in (staged, *written):
+            p.unlink(missing_ok=True)
+        lock.release()
+        _remove_dirs(created)
+        raise
+    say(f"charrnn: continuing {c.path} (step {s.state.step:,}) in {d}")
+    return s
 
 
 def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], run_dir: Path, lock: RunLock,
@@ -353,6 +434,15 @@ def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any]
     else:
         encoded = load_encoded(tokens, c.vocab, check=False)
         _check_tokens(encoded, saved)
+    s = _continue(c, cfg, encoded, saved, run_dir, lock, say)
+    _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
+    say(f"charrnn: resuming {run_dir} at step {s.state.step:,}")
+    return s
+
+
+def _continue(c: ckpt.Checkpoint, cfg: TrainConfig, encoded: EncodedText, saved: TrainState, run_dir: Path,
+              lock: RunLock, say: Say) -> Setup:
+    """The run of checkpoint `c` on its checked text, set up in `run_dir` where `c` stands."""
     if len(encoded) != saved.n_tokens:
         raise DataError(
             f"the text now has {len(encoded):,} characters, the run was trained on {saved.n_tokens:,}: "
@@ -371,10 +461,6 @@ def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any]
     s.restore(c)
     # the hashes checked just now, recorded from here on where the checkpoint predates them
     s.state.text_sha256, s.state.tokens_sha256 = saved.text_sha256, saved.tokens_sha256
-    _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
-    if c.path.name != ckpt.LATEST:  # resumed from best (or another file): make it the last good state
-        s.save(run_dir / ckpt.LATEST)
-    say(f"charrnn: resuming {run_dir} at step {s.state.step:,}")
     return s
 
 
@@ -394,10 +480,23 @@ def _check_tokens(encoded: EncodedText, saved: TrainState) -> None:
 
 def _reencode(text: Path, tokens: Path, vocab: Vocab | None, saved: TrainState) -> EncodedText:
     """Encode the run's text again (it moved, or tokens.bin was deleted) without touching the
-    run's tokens.bin until the new ids are known to be the very same text: by the content hashes
-    the checkpoint recorded, or (older checkpoints) by the ids in tokens.bin or their number."""
-    n_tokens = saved.n_tokens
+    run's tokens.bin until the new ids are known to be the very same text."""
     staged = tokens.with_name(f".{tokens.name}.new")
+    encoded = _encode_same_text(text, staged, vocab, saved, tokens)
+    try:
+        _install_tokens(staged, tokens)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    encoded.path = tokens
+    return encoded
+
+
+def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: TrainState, tokens: Path) -> EncodedText:
+    """Encode `text` into `staged` and check that it is the run's text: by the content hashes the
+    checkpoint recorded, or (older checkpoints) by the ids of the run's `tokens`, or their number.
+    The hashes are recorded in `saved`; on any failure `staged` is removed."""
+    n_tokens = saved.n_tokens
     try:
         encoded = encode_file(text, staged, vocab=vocab)
         recorded = saved.text_sha256 is not None or saved.tokens_sha256 is not None
@@ -419,11 +518,9 @@ def _reencode(text: Path, tokens: Path, vocab: Vocab | None, saved: TrainState) 
                 f"{text} has {len(encoded):,} characters, the run was trained on {n_tokens:,}: "
                 "resuming on different text would not continue the same run"
             )
-        _install_tokens(staged, tokens)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    encoded.path = tokens
     saved.text_sha256, saved.tokens_sha256 = encoded.text_sha256, encoded.ids_sha256
     return encoded
 
@@ -491,6 +588,22 @@ def _trim_metrics(path: Path, step: int) -> None:
         return
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    keep = _records_upto(data, step)
+    if len(keep) != len(data.splitlines()):
+        atomic_write_bytes(path, b"".join(keep))
+
+
+def _metrics_upto(path: Path, step: int) -> bytes:
+    """The metrics records of `path` up to `step` (none if there is no log)."""
+    try:
+        return b"".join(_records_upto(path.read_bytes(), step))
+    except FileNotFoundError:
+        return b""
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _records_upto(data: bytes, step: int) -> list[bytes]:
     keep = []
     for line in data.splitlines(keepends=True):
         try:
@@ -499,8 +612,7 @@ def _trim_metrics(path: Path, step: int) -> None:
             record = None
         if isinstance(record, dict) and not (type(record.get("step")) is int and record["step"] > step):
             keep.append(line)
-    if len(keep) != len(data.splitlines()):
-        atomic_write_bytes(path, b"".join(keep))
+    return keep
 
 
 def _write_json(path: Path, obj: Any) -> None:
