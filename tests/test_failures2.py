@@ -316,3 +316,43 @@ def test_resume_from_best_is_refused_in_place_and_continues_in_a_new_directory(t
     assert "already holds a run" in line
     assert charrnn("train", "--resume", run, "--out", new, "--steps", "262", "--force", "--quiet").returncode == 0
     assert load_checkpoint(new / LATEST).state["step"] == 262
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. a closed stdout or stderr never stops training
+
+
+def run_with_closed(channel: str, *args):
+    """Run `python -m charrnn ARGS` with stdout or stderr a pipe nobody reads (closed at once);
+    returns (status, what the other channel said)."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
+    streams = {"stdout": w, "stderr": subprocess.PIPE} if channel == "stdout" else {"stdout": subprocess.PIPE, "stderr": w}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], env=env, timeout=300, **streams)
+    finally:
+        os.close(w)
+    other = proc.stderr if channel == "stdout" else proc.stdout
+    return proc.returncode, other.decode()
+
+
+@pytest.mark.parametrize("channel", ["stdout", "stderr"])
+def test_training_goes_on_when_its_output_is_closed(tmp_path, text, channel):
+    run = tmp_path / "run"
+    flags = [a for a in TINY if a != "--quiet"]  # progress bar and lines on stderr, records on stdout
+    status, said = run_with_closed(channel, "train", text, "--out", run, *flags, "--steps", "12",
+                                   "--json-log", "--log-every", "1", "--sample-every", "5")
+    assert status == 0, said
+    assert "Traceback" not in said and "cannot write" not in said
+    assert load_checkpoint(run / LATEST).state["step"] == 12
+    assert len(timeless_records(run)) == 12
+
+
+def test_sample_into_a_closed_pipe_is_quiet(finished):
+    status, said = run_with_closed("stdout", "sample", finished, "--length", "200000", "--seed", "1")
+    assert status == 0 and said == ""

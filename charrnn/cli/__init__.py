@@ -8,6 +8,7 @@ is the order of `charrnn --help`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -15,7 +16,7 @@ from .. import __version__
 from ..errors import CharRNNError
 from ..threads import requested_threads
 from . import hello, gradcheck, train, sample, evaluate, export, bench  # noqa: F401  (registration)
-from ._common import COMMANDS, Handler, Parser
+from ._common import COMMANDS, Handler, Parser, tell
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
@@ -47,16 +48,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CharRNNError as e:
         if args.debug:
             raise
-        print(f"charrnn {args.command}: error: {e}", file=sys.stderr)
+        tell(f"charrnn {args.command}: error: {e}")
         return 2
     except BrokenPipeError:  # `charrnn sample ... | head` closed the pipe: not an error
-        sys.stderr.close()
+        _silence_stdout()
         return 0
     except KeyboardInterrupt:  # Ctrl-C outside training's own handler (setup, sampling, a second Ctrl-C)
         if args.debug:
             raise
-        print(f"charrnn {args.command}: interrupted", file=sys.stderr)
+        tell(f"charrnn {args.command}: interrupted")
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush of text a closed
+    pipe can no longer take does not fail loudly on the way out."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

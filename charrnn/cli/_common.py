@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Callable
 
 from ..errors import ConfigError
@@ -28,6 +29,15 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def tell(message: str) -> None:
+    """A line on stderr that cannot fail: with stderr closed (a pipe read by `head`, a terminal
+    gone) there is no one left to tell, and the command's outcome must not depend on it."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def dropout_probability(text: str) -> float:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from ..config import CELLS, DATASETS, DTYPES, ENCODINGS, INITS, OPTIMIZERS, PRESETS, SCHEDULES
 from ..errors import ConfigError
-from ._common import apply_threads, command
+from ._common import apply_threads, command, tell
 
 
 @command("train", f"train on a text file (or --dataset {' | '.join(DATASETS)}), with checkpoints and exact resume")
@@ -112,17 +111,17 @@ def _train(p: argparse.ArgumentParser):
         try:
             result = trainer.run()
         except Interrupted as e:
-            print(f"charrnn train: {e}", file=sys.stderr)
+            tell(f"charrnn train: {e}")
             return e.status
         except Diverged as e:
-            print(f"charrnn train: error: {e}", file=sys.stderr)
+            tell(f"charrnn train: error: {e}")
             return 3
         if not a.quiet:
             val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)" if result.val_loss is not None else ""
             why = {"steps": "all steps done", "time": "time budget used",
                    "early": f"no better validation in the last {result.patience} evaluations; best.safetensors holds the best"}
-            print(f"charrnn: {result.step:,} steps{val}; {why.get(result.stopped, result.stopped)}. "
-                  f"Sample with: charrnn sample {result.run_dir}", file=sys.stderr)
+            tell(f"charrnn: {result.step:,} steps{val}; {why.get(result.stopped, result.stopped)}. "
+                 f"Sample with: charrnn sample {result.run_dir}")
         return 0
 
     return run

@@ -81,7 +81,10 @@ class Trainer:
         self.quiet = quiet
         self.json_log = json_log
         self.progress = progress and not quiet and not json_log
-        self.stream = stream or sys.stderr
+        # progress lines are a courtesy: metrics.jsonl and the checkpoints are the run's record, so
+        # a closed pipe or a vanished terminal must not stop training (see _Tolerant)
+        self.stream = _Tolerant(stream or sys.stderr)
+        self._stdout = _Tolerant(sys.stdout)
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
         self._signal: int | None = None  # the first stopping signal received, handled between steps
         # with `resume`, `out` (another directory) continues the run there (see resume_run)
@@ -299,7 +302,7 @@ class Trainer:
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
         if self.json_log:
-            print(json.dumps(record), flush=True)
+            print(json.dumps(record), file=self._stdout, flush=True)
         st.report_steps, st.report_loss_sum = 0, 0.0
         self._report_chars, self._report_busy = 0, 0.0
         if self._bar is not None:
@@ -371,6 +374,33 @@ class Trainer:
         st = s.state
         return TrainResult(s.run_dir, st.step, st.smoothed_loss, st.val_loss, st.best_val_loss, stopped,
                            s.cfg.patience)
+
+
+class _Tolerant:
+    """A text stream whose failures to write (a closed pipe, a terminal gone, a closed file) are
+    swallowed: after the first one it stays silent."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _finite_or_none(x: float | None) -> bool:
