@@ -356,3 +356,39 @@ def test_training_goes_on_when_its_output_is_closed(tmp_path, text, channel):
 def test_sample_into_a_closed_pipe_is_quiet(finished):
     status, said = run_with_closed("stdout", "sample", finished, "--length", "200000", "--seed", "1")
     assert status == 0 and said == ""
+
+
+# ------------------------------------------------------------------------------------------------
+# 14. an absurd loss is divergence, however finite
+
+
+def test_an_absurd_finite_loss_is_divergence(tmp_path, text, monkeypatch):
+    from charrnn import CharRNN
+
+    run = tmp_path / "run"
+    # finite weights whose loss is some 1e18 nats per character: diverged, not healthy
+    proc = run_cli("train", text, "--out", run, *TINY, "--steps", "30", "--optimizer", "sgd", "--lr", "1e20",
+                   "--clip-norm", "0", "--max-divergences", "2")
+    line = error_line(proc, "train", status=3)
+    assert "training diverged (loss" in line and "over 3x the initial" in line
+    # one absurd step in a healthy run is rolled back like a NaN, judged by the first step's loss,
+    # which the checkpoint keeps, so that a resumed run judges alike
+    real, calls = CharRNN.loss_and_grads, {"n": 0}
+
+    def spiking(self, x, y, h0=None):
+        calls["n"] += 1
+        loss, grads, h = real(self, x, y, h0)
+        return (loss * 10 if calls["n"] == 9 else loss), grads, h
+
+    monkeypatch.setattr(CharRNN, "loss_and_grads", spiking)
+    cfg = TrainConfig(text=str(text), hidden_size=16, seq_len=16, batch_size=4, steps=6, eval_every=2,
+                      sample_every=0, log_every=1, smooth=0.0)  # unsmoothed: the step's own loss is judged
+    assert Trainer(cfg, tmp_path / "ok", quiet=True).run().step == 6
+    first = load_checkpoint(tmp_path / "ok" / LATEST).state["initial_loss"]
+    assert first == json.loads((tmp_path / "ok" / METRICS).read_text().splitlines()[0])["train_loss"]
+    import io
+
+    out = io.StringIO()
+    trainer = Trainer(TrainConfig(steps=10), tmp_path / "ok", resume=True, stream=out, progress=False)
+    assert trainer.run().step == 10
+    assert f"over 3x the initial {first:.4g}) at step 9: restored the last good checkpoint (step 8)" in out.getvalue()

@@ -1,6 +1,6 @@
 """The training loop over a `Setup`: steps, reports, validation, checkpoints, signals, recovery.
 
-Faults: a NaN or infinite loss or gradient never reaches the parameters. The run restores its
+Faults: a NaN or infinite loss or gradient, or an absurd loss (see EXPLODED), never reaches the parameters. The run restores its
 last good checkpoint, halves the learning rate, says so and goes on; after `max_divergences`
 recoveries it stops with that checkpoint intact. SIGINT / SIGTERM / SIGHUP finish the current step,
 write a checkpoint (neither validated nor logged, so that the resumed run is the one that never
@@ -37,6 +37,11 @@ from .setup import Setup, fresh_run, resume_run
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 # Periodic validation scores this many parallel streams (the `eval` command uses one).
 VAL_STREAMS = 16
+# A smoothed training loss above this multiple of the run's first loss is divergence, as a NaN is
+# (char-rnn aborts at 3x): weights that far gone only get worse, however finite. The smoothed loss,
+# not the step's own: one window of a small batch can well be 3x the first, a diverged run is
+# every window, and one absurd step (1e18 nats) moves the smoothed loss past the mark at once.
+EXPLODED = 3.0
 
 
 class Interrupted(CharRNNError):
@@ -205,6 +210,17 @@ class Trainer:
                     what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
                     self._recover(what)  # nothing of this step reaches the parameters
                     continue
+                if st.step == 0 and st.initial_loss is None:
+                    st.initial_loss = loss
+                # like min-char-rnn, smoothing starts from the loss of a uniform guess
+                smoothed = st.smoothed_loss if st.smoothed_loss is not None else math.log(s.vocab.size)
+                smoothed = cfg.smooth * smoothed + (1 - cfg.smooth) * loss
+                # a checkpoint from before the first loss was recorded judges by a uniform guess's
+                reference = st.initial_loss if st.initial_loss is not None else math.log(s.vocab.size)
+                if smoothed > EXPLODED * reference:
+                    self._recover(f"loss {loss:.4g} (smoothed {smoothed:.4g}, over {EXPLODED:g}x the initial "
+                                  f"{reference:.4g})")
+                    continue
                 if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
                     for k in range(cfg.num_layers):
                         grads[layer_names(k)[3]].fill(0.0)  # bias_hh
@@ -224,9 +240,7 @@ class Trainer:
                 s.hidden = h_last
                 st.step += 1
                 st.chars_seen += x.size
-                # like min-char-rnn, smoothing starts from the loss of a uniform guess
-                smoothed = st.smoothed_loss if st.smoothed_loss is not None else math.log(s.vocab.size)
-                st.smoothed_loss = cfg.smooth * smoothed + (1 - cfg.smooth) * loss
+                st.smoothed_loss = smoothed
                 st.report_steps += 1
                 st.report_loss_sum += loss
                 self._report_chars += x.size

@@ -26,7 +26,7 @@ _COUNTERS = {"step": int, "chars_seen": int, "elapsed": float, "lr_scale": float
 _LATER_COUNTERS = {"report_steps": (int, 0), "report_loss_sum": (float, 0.0)}
 # Sizes of the run, each with its least valid value: two tokens are the least text that trains.
 _SIZES = {"n_tokens": 2, "batch_size": 1, "seq_len": 1}
-_LOSSES = ("best_val_loss", "smoothed_loss", "val_loss")
+_LOSSES = ("best_val_loss", "smoothed_loss", "val_loss", "initial_loss")
 _DIGESTS = ("text_sha256", "tokens_sha256")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # Bounded like an int64 so that no later arithmetic on a value from a file can overflow a float.
@@ -46,6 +46,9 @@ class TrainState:
     best_step: int = 0  # step of best_val_loss, which best.safetensors holds; drives --patience
     smoothed_loss: float | None = None  # the reported training loss (None until the first step)
     val_loss: float | None = None  # the latest validation nats/char (None: none yet, or no validation)
+    # the loss of the run's first step: a step's loss far above it counts as divergence (None: not
+    # taken yet, or a checkpoint from before it was recorded)
+    initial_loss: float | None = None
     # The training losses since the last metrics record, which the next record averages: saved so
     # that a run stopped between records and resumed writes the records of one that never stopped.
     report_steps: int = 0
