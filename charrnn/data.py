@@ -18,6 +18,7 @@ import codecs
 import hashlib
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -380,12 +381,28 @@ def _merge_counts(into: dict[int, int], new: dict[int, int]) -> None:
 
 
 def _open_for_reading(path: Path) -> Any:
-    """Open `path` in binary mode, turning every OS complaint into a one-line DataError."""
+    """Open `path` in binary mode, turning every OS complaint into a one-line DataError.
+
+    Only a regular file is read: a FIFO or pipe (`/dev/stdin`) would be consumed by the first of
+    the passes a text needs, or hang with no writer, and a device may never end. The file is
+    opened without blocking and checked by its descriptor, so a FIFO is refused at once."""
     where = _show_path(path)
     try:
         if path.is_dir():
             raise DataError(f"{where} is a directory, not a text file")
-        f = open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise DataError(f"{where} is a directory, not a text file")
+            if not stat.S_ISREG(mode):
+                kind = "a FIFO or pipe" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
+                raise DataError(f"{where} is {kind}, not a regular file: save the text to a file and give that")
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        f = os.fdopen(fd, "rb")
     except FileNotFoundError:
         raise DataError(f"{where}: no such file") from None
     except PermissionError:

@@ -392,3 +392,26 @@ def test_an_absurd_finite_loss_is_divergence(tmp_path, text, monkeypatch):
     trainer = Trainer(TrainConfig(steps=10), tmp_path / "ok", resume=True, stream=out, progress=False)
     assert trainer.run().step == 10
     assert f"over 3x the initial {first:.4g}) at step 9: restored the last good checkpoint (step 8)" in out.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# 9. FIFOs, pipes and devices are refused at once
+
+
+def test_a_fifo_a_pipe_or_a_device_is_refused_at_once(tmp_path, finished):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # with no writer: opening it to read would wait forever
+    for args in (["train", fifo, "--out", tmp_path / "run", *TINY], ["eval", finished, fifo],
+                 ["sample", finished, "--prime-file", fifo, "--length", "3"]):
+        line = error_line(run_cli(*args, timeout=30), args[0])
+        assert f"{fifo} is a FIFO or pipe, not a regular file" in line
+    assert not (tmp_path / "run").exists()
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "charrnn", "train", "/dev/stdin", "--out", tmp_path / "run", *TINY],
+                          input=SONNET.encode() * 6, capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 2 and b"/dev/stdin is a FIFO or pipe, not a regular file" in proc.stderr
+    assert "/dev/zero is a device" in error_line(run_cli("eval", finished, "/dev/zero", timeout=60), "eval")
