@@ -415,3 +415,79 @@ def test_a_fifo_a_pipe_or_a_device_is_refused_at_once(tmp_path, finished):
                           input=SONNET.encode() * 6, capture_output=True, env=env, timeout=60)
     assert proc.returncode == 2 and b"/dev/stdin is a FIFO or pipe, not a regular file" in proc.stderr
     assert "/dev/zero is a device" in error_line(run_cli("eval", finished, "/dev/zero", timeout=60), "eval")
+
+
+# ------------------------------------------------------------------------------------------------
+# 10. temporaries: removed on every way out, and those of dead processes by the next run
+
+# Run in a child process: SIGTERM to itself in the middle of a chosen function (argv[1]: module,
+# argv[2]: attribute), then the command line (argv[3:]).
+TERM_INSIDE = '''
+import importlib, os, signal, sys, time
+
+module, name = importlib.import_module(sys.argv[1]), sys.argv[2]
+owner, _, attr = name.rpartition(".")
+target = getattr(module, owner) if owner else module
+real = getattr(target, attr)
+
+def terminated(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # the handler runs here
+    return real(*args, **kwargs)
+
+setattr(target, attr, terminated)
+from charrnn.cli import main
+sys.exit(main(sys.argv[3:]))
+'''
+
+
+def run_terminated(tmp_path, where: str, *args):
+    import os
+    import subprocess
+    import sys
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(TERM_INSIDE)
+    module, _, name = where.partition(":")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TMPDIR=str(tmp_path / "tmp"))
+    return subprocess.run([sys.executable, driver, module, name, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_sigterm_during_set_up_or_eval_leaves_no_temporary(tmp_path, text, finished):
+    (tmp_path / "tmp").mkdir()
+    run = tmp_path / "run"
+    # in the middle of encoding the text into the run directory (a temporary file open there)
+    proc = run_terminated(tmp_path, "charrnn.data:Vocab._encode_values", "train", text, "--out", run, *TINY)
+    assert proc.returncode == 143 and proc.stderr == "charrnn train: stopped by SIGTERM\n", proc.stderr
+    assert not run.exists()
+    # ... and of an eval, whose encoded text lives in the system's temporary directory
+    proc = run_terminated(tmp_path, "charrnn.evaluate:evaluate_ids", "eval", finished, text)
+    assert proc.returncode == 143 and proc.stderr == "charrnn eval: stopped by SIGTERM\n", proc.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, text, finished):
+    import os
+    import subprocess
+    import sys
+
+    from charrnn.cli.evaluate import EVAL_TMP_PREFIX
+
+    tmp = tmp_path / "tmp"
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    for pid in (dead, os.getpid()):
+        (tmp / f"{EVAL_TMP_PREFIX}{pid}-abc123").mkdir(parents=True)
+        (tmp / f"{EVAL_TMP_PREFIX}{pid}-abc123" / "ids.bin").write_bytes(b"\0" * 64)
+    assert run_cli("eval", finished, text, env={"TMPDIR": str(tmp)}).returncode == 0
+    assert [p.name for p in tmp.iterdir()] == [f"{EVAL_TMP_PREFIX}{os.getpid()}-abc123"]
+    # in a run directory, under its lock: what a killed writer left
+    run = tmp_path / "run"
+    assert run_cli("train", text, "--out", run, *TINY).returncode == 0
+    stale = [run / f".{LATEST}.tmp{dead}", run / ".tokens.bin.new", run / "..tokens.bin.new.x1y2.tmp",
+             run / f".{METRICS}.tmp{dead}"]
+    for p in stale:
+        p.write_bytes(b"left by a killed process")
+    assert run_cli("train", "--resume", run, "--steps", "6").returncode == 0
+    assert not [p for p in stale if p.exists()]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from .. import __version__
@@ -42,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    previous = _stop_on_signals()
     try:
         requested_threads()  # a bad CHARRNN_THREADS is refused before any command starts work
         return handlers[args.command](args)
@@ -58,6 +61,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         tell(f"charrnn {args.command}: interrupted")
         return 130
+    except Stopped as e:  # SIGTERM / SIGHUP outside training's own handler: cleaned up on the way out
+        if args.debug:
+            raise
+        tell(f"charrnn {args.command}: stopped by {signal.Signals(e.signum).name}")
+        return 128 + e.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP, raised where the program stands so that every `finally` and clean-up
+    runs (the default action would end the process with its temporary files left behind)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+def _stop_on_signals() -> dict[int, object]:
+    """Turn SIGTERM and SIGHUP into `Stopped`; a signal already ignored (SIGHUP under nohup) stays
+    ignored. Returns the handlers to put back."""
+    previous: dict[int, object] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _raise_stopped)
+    return previous
 
 
 def _silence_stdout() -> None:

@@ -150,8 +150,9 @@ class Trainer:
             self.setup.lock.acquire()  # held since set-up; taken again by a second run()
         in_main = threading.current_thread() is threading.main_thread()
         if in_main:
-            for s in previous:
-                signal.signal(s, on_signal)
+            for s, handler in previous.items():
+                if handler is not signal.SIG_IGN:  # SIGHUP under nohup stays ignored
+                    signal.signal(s, on_signal)
         try:
             # overflow and NaN are detected and handled (see _recover); numpy's warnings would
             # only add noise to that one message

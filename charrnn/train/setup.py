@@ -562,8 +562,9 @@ def _missing_dirs(d: Path) -> list[Path]:
 
 
 def _remove_temporaries(run_dir: Path) -> None:
-    """Delete the temporary files of atomic writes that a killed process never renamed."""
-    names = (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.TOKENS)
+    """Delete the temporary files of atomic writes that a killed process never renamed. Called
+    with the run's lock held, so no live process is writing any of them."""
+    names = (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.TOKENS, ckpt.METRICS)
     try:
         for p in run_dir.iterdir():
             bare = p.name.lstrip(".")
