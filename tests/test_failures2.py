@@ -491,3 +491,17 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_
         p.write_bytes(b"left by a killed process")
     assert run_cli("train", "--resume", run, "--steps", "6").returncode == 0
     assert not [p for p in stale if p.exists()]
+
+
+# ------------------------------------------------------------------------------------------------
+# 11. memory is judged at the batch and window a short text leaves
+
+
+def test_a_huge_batch_on_a_short_text_shrinks_and_trains(tmp_path):
+    (tmp_path / "short.txt").write_text("abcdefgh" * 4)
+    run = tmp_path / "run"
+    proc = run_cli("train", tmp_path / "short.txt", "--out", run, "--hidden-size", "16", "--steps", "3",
+                   "--batch-size", "100000000", "--seq-len", "1000000", "--sample-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "batch_size 100000000 -> 1" in proc.stderr and "seq_len 1000000 -> 28" in proc.stderr
+    assert load_checkpoint(run / LATEST).state["step"] == 3

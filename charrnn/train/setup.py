@@ -258,7 +258,9 @@ def _resolve(cfg: TrainConfig, encoded: EncodedText, say: Say) -> TrainConfig:
         cfg = cfg.replace(hidden_size=auto_hidden_size(n))
     V, H, L = encoded.vocab.size, cfg.hidden_size, cfg.num_layers
     itemsize = np.dtype(cfg.dtype).itemsize
-    need = estimate_memory(V, H, L, cfg.batch_size, cfg.seq_len, itemsize, cfg.cell)
+    # judged at the batch and window the text leaves (a short text shrinks them), not as asked
+    B, T, _ = fit_batch_shape(len(split_train_val(n, cfg.val_frac)[0]), cfg.batch_size, cfg.seq_len)
+    need = estimate_memory(V, H, L, B, T, itemsize, cfg.cell)
     have = physical_memory()
     if have and need > MEMORY_FRACTION * have:
         raise ConfigError(
