@@ -505,3 +505,23 @@ def test_a_huge_batch_on_a_short_text_shrinks_and_trains(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "batch_size 100000000 -> 1" in proc.stderr and "seq_len 1000000 -> 28" in proc.stderr
     assert load_checkpoint(run / LATEST).state["step"] == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# 13. config.json stays true
+
+
+def test_config_json_follows_a_resume_and_a_hand_edit_is_named_and_undone(trained_run):
+    from charrnn.checkpoint import CONFIG
+
+    proc = run_cli("train", "--resume", trained_run, "--steps", "6")
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((trained_run / CONFIG).read_text())
+    assert config["steps"] == 6
+    config["lr"] = 0.5  # not an input: the run goes on with the checkpoint's rate
+    (trained_run / CONFIG).write_text(json.dumps(config))
+    proc = run_cli("train", "--resume", trained_run, "--steps", "8", "--log-every", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{trained_run / CONFIG} was changed by hand (lr)" in proc.stderr
+    assert json.loads((trained_run / CONFIG).read_text()) == config | {"lr": 0.003, "steps": 8, "log_every": 1}
+    assert json.loads((trained_run / METRICS).read_text().splitlines()[-1])["lr"] == 0.003

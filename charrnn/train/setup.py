@@ -415,7 +415,7 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
         s.save(d / ckpt.LATEST)
         if best is not None:
             atomic_copy(best, d / ckpt.BEST)
-        _write_json(d / ckpt.CONFIG, s.cfg.to_dict() | {"batch_size": s.batch_size, "seq_len": s.seq_len})
+        _write_json(d / ckpt.CONFIG, _config_record(s.cfg, s))
     except BaseException:
         for p in (staged, *written):
             p.unlink(missing_ok=True)
@@ -438,8 +438,32 @@ def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any]
         _check_tokens(encoded, saved)
     s = _continue(c, cfg, encoded, saved, run_dir, lock, say)
     _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
+    _update_config(run_dir / ckpt.CONFIG, c.config, s, say)
     say(f"charrnn: resuming {run_dir} at step {s.state.step:,}")
     return s
+
+
+def _config_record(cfg: TrainConfig, s: Setup) -> dict[str, Any]:
+    """config.json: the resolved configuration with the batch and window the text left."""
+    return cfg.to_dict() | {"batch_size": s.batch_size, "seq_len": s.seq_len}
+
+
+def _update_config(path: Path, saved: TrainConfig, s: Setup, say: Say) -> None:
+    """Rewrite config.json for the resumed run (a new --steps, say). It is a record, never read
+    back: the checkpoint holds the configuration. An edit found in it is named and undone."""
+    try:
+        found = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        found = None
+    except (OSError, ValueError):
+        found = {}
+    if found is not None:
+        expected = _config_record(saved, s)
+        edited = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k)) if isinstance(found, dict) else ["(all)"]
+        if edited:
+            say(f"charrnn: {path} was changed by hand ({', '.join(edited)}); it only records the run's settings, "
+                "which come from the checkpoint and the flags: rewritten")
+    _write_json(path, _config_record(s.cfg, s))
 
 
 def _continue(c: ckpt.Checkpoint, cfg: TrainConfig, encoded: EncodedText, saved: TrainState, run_dir: Path,
