@@ -525,3 +525,25 @@ def test_config_json_follows_a_resume_and_a_hand_edit_is_named_and_undone(traine
     assert f"{trained_run / CONFIG} was changed by hand (lr)" in proc.stderr
     assert json.loads((trained_run / CONFIG).read_text()) == config | {"lr": 0.003, "steps": 8, "log_every": 1}
     assert json.loads((trained_run / METRICS).read_text().splitlines()[-1])["lr"] == 0.003
+
+
+# ------------------------------------------------------------------------------------------------
+# an output channel that is not UTF-8
+
+
+def test_sample_on_an_ascii_stdout_escapes_what_it_cannot_show(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "u.txt").write_text("héllo wörld, ça va? " * 64)
+    run = tmp_path / "run"
+    assert run_cli("train", tmp_path / "u.txt", "--out", run, *TINY).returncode == 0
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONIOENCODING="ascii")
+    proc = subprocess.run([sys.executable, "-m", "charrnn", "sample", run, "--length", "300", "--seed", "1",
+                           "--prime", "é"], capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii() and proc.stdout.startswith(b"\\xe9")
+    assert proc.stderr.decode().splitlines() == [
+        "charrnn sample: stdout's encoding (ascii) cannot show every character of this model; those are written "
+        "as backslash escapes (PYTHONIOENCODING=utf-8 writes them as they are)"]
