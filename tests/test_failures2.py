@@ -547,3 +547,24 @@ def test_sample_on_an_ascii_stdout_escapes_what_it_cannot_show(tmp_path):
     assert proc.stderr.decode().splitlines() == [
         "charrnn sample: stdout's encoding (ascii) cannot show every character of this model; those are written "
         "as backslash escapes (PYTHONIOENCODING=utf-8 writes them as they are)"]
+
+
+# ------------------------------------------------------------------------------------------------
+# every command: a bad value is one line and exit 2, before any output
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["hello", "--seed", "-1"], "--seed: must be >= 0"),
+    (["hello", "--lr", "nan"], "--lr must be a positive number"),
+    (["hello", "--lr", "-1"], "--lr must be a positive number"),
+    (["hello", "--hidden-size", "100000000"], "is too large"),
+    (["gradcheck", "--seed", "-1"], "--seed: must be >= 0"),
+    (["sample", "RUN", "--seed", "-1"], "--seed: must be >= 0"),
+    (["sample", "RUN", "--threads", "100000000000000000000"], "threads must be at most 4096"),
+    (["train", "TEXT", "--seed", "-3", "--out", "NEW"], "--seed must be >= 0"),
+])
+def test_every_command_refuses_a_bad_value_in_one_line(finished, tmp_path, args, expect):
+    args = [{"RUN": finished, "TEXT": finished.parent / "sonnet.txt", "NEW": tmp_path / "new"}.get(a, a) for a in args]
+    proc = charrnn(*args)
+    assert expect in error_line(proc, args[0]) and proc.stdout == ""
+    assert not (tmp_path / "new").exists()

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from ._common import apply_threads, command, load_for_inference, positive_int, tell
+from ._common import apply_threads, command, load_for_inference, positive_int, seed_int, tell
 
 
 def _escape_what_stdout_cannot_show(symbols: list[str]) -> None:
@@ -42,7 +42,7 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--top-k", type=int, default=d.top_k, help="sample among the k most likely characters only")
     p.add_argument("--top-p", type=float, default=d.top_p, help="sample within this much probability mass only")
     p.add_argument("--greedy", action="store_true", help="always the most likely character")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, printed on stderr)")
+    p.add_argument("--seed", type=seed_int, default=None, help="random seed (default: fresh, printed on stderr)")
     p.add_argument("--num-samples", type=positive_int, default=1)
     p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
     p.add_argument("--threads", type=int, default=0)
