@@ -259,3 +259,16 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, s
     assert assert_loadable(run / LATEST) == 2
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+
+
+def test_sighup_under_nohup_stays_ignored(tmp_path, sonnet_file):
+    """A run started with SIGHUP ignored (`nohup`) goes on when its terminal closes."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", sonnet_file, "--out", run, *COMMON,
+                             "--steps", "150", "--eval-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_for(lambda: metrics_lines(run) >= 3, proc)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert load_checkpoint(run / LATEST).state["step"] == 150
