@@ -33,6 +33,8 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if c.vocab is None:
         raise CheckpointError(f"{c.path}: the model has no vocabulary to export with")
+    if isinstance(out, str) and out.endswith(("/", os.sep)):  # Path() would drop the slash
+        raise ConfigError(f"{out} names a directory: give the path of the file to write")
     out = Path(out)
     check_target(out, force)
     metadata = {

@@ -204,6 +204,8 @@ def test_export_needs_force_to_replace_a_file_and_refuses_anything_but_a_regular
         line = error_line(charrnn("export", finished, tmp_path / name, "--force"), "export")
         assert f"is {kind}: export writes regular files only" in line
     assert target.read_text() == "kept" and (tmp_path / "link.safetensors").is_symlink()
+    line = error_line(charrnn("export", finished, f"{tmp_path / 'newdir'}/"), "export")
+    assert "names a directory" in line and not (tmp_path / "newdir").exists()
 
 
 def test_export_never_writes_a_runs_checkpoints(finished, tmp_path):
