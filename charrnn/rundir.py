@@ -111,7 +111,8 @@ class RunLock:
                     raise self._refusal(holder, other_host=holder["host"] != _host())
                 record = {"host": _host(), "pid": os.getpid(), "since": round(time.time(), 3)}
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, (json.dumps(record) + "\n").encode())
             except OSError as e:
                 os.close(fd)
                 raise CheckpointError(f"cannot lock {self.run_dir}: {e.strerror or e}") from None
@@ -180,7 +181,8 @@ class RunLock:
 
 def _read_fd(fd: int) -> bytes:
     try:
-        return os.pread(fd, 4096, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 4096)
     except OSError:
         return b""
 
