@@ -1,10 +1,10 @@
 """The training loop over a `Setup`: steps, reports, validation, checkpoints, signals, recovery.
 
-Faults: a NaN or infinite loss or gradient, or an absurd loss (see EXPLODED), never reaches the parameters. The run restores its
-last good checkpoint, halves the learning rate, says so and goes on; after `max_divergences`
-recoveries it stops with that checkpoint intact. SIGINT / SIGTERM / SIGHUP finish the current step,
-write a checkpoint (neither validated nor logged, so that the resumed run is the one that never
-stopped) and leave with status 130 / 143 / 129.
+Faults: a NaN or infinite loss or gradient, or an absurd loss (see EXPLODED), never reaches the
+parameters. The run restores its last good checkpoint, halves the learning rate, says so and goes
+on; after `max_divergences` recoveries it stops with that checkpoint intact. SIGINT / SIGTERM /
+SIGHUP finish the current step, write a checkpoint (neither validated nor logged, so that the
+resumed run is the one that never stopped) and leave with status 130 / 143 / 129.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Trainer:
         # progress lines are a courtesy: metrics.jsonl and the checkpoints are the run's record, so
         # a closed pipe or a vanished terminal must not stop training (see _Tolerant)
         self.stream = _Tolerant(stream or sys.stderr)
-        self._stdout = _Tolerant(sys.stdout)
+        self._stdout = _Tolerant(None)
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
         self._signal: int | None = None  # the first stopping signal received, handled between steps
         # with `resume`, `out` (another directory) continues the run there (see resume_run)
@@ -393,16 +393,21 @@ class Trainer:
 
 class _Tolerant:
     """A text stream whose failures to write (a closed pipe, a terminal gone, a closed file) are
-    swallowed: after the first one it stays silent."""
+    swallowed: after the first one it stays silent. None stands for sys.stdout as it is at each
+    write."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream
         self.broken = False
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stdout
 
     def write(self, text: str) -> int:
         if not self.broken:
             try:
-                return self._stream.write(text)
+                return self.stream.write(text)
             except (OSError, ValueError):
                 self.broken = True
         return len(text)
@@ -410,12 +415,12 @@ class _Tolerant:
     def flush(self) -> None:
         if not self.broken:
             try:
-                self._stream.flush()
+                self.stream.flush()
             except (OSError, ValueError):
                 self.broken = True
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+        return getattr(self.stream, name)
 
 
 def _finite_or_none(x: float | None) -> bool:
