@@ -484,6 +484,13 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_
         (tmp / f"{EVAL_TMP_PREFIX}{pid}-abc123" / "ids.bin").write_bytes(b"\0" * 64)
     assert run_cli("eval", finished, text, env={"TMPDIR": str(tmp)}).returncode == 0
     assert [p.name for p in tmp.iterdir()] == [f"{EVAL_TMP_PREFIX}{os.getpid()}-abc123"]
+    # beside any file written atomically (an export's output, say)
+    out = tmp_path / "m.safetensors"
+    stale, live = tmp_path / f".m.safetensors.tmp{dead}", tmp_path / f".m.safetensors.tmp{os.getpid()}"
+    stale.write_bytes(b"x")
+    live.write_bytes(b"x")
+    assert run_cli("export", finished, out).returncode == 0
+    assert not stale.exists() and live.exists()
     # in a run directory, under its lock: what a killed writer left
     run = tmp_path / "run"
     assert run_cli("train", text, "--out", run, *TINY).returncode == 0
