@@ -605,15 +605,23 @@ def encode_file(
             os.fsync(out.fileno())
         replace_durably(tmp, dst)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise DataError(f"cannot write {_show_path(dst)}: {e.strerror or e}") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     ids_map = np.memmap(dst, dtype=dtype, mode="r", shape=(n_written,))
     unknown_symbols = [chr(v) for v in unknown_counts] if encoding == "utf-8" else list(unknown_counts)
     return EncodedText(vocab, dst, ids_map, sum(unknown_counts.values()), unknown_symbols,
                        text_digest.hexdigest(), ids_digest_.hexdigest())
+
+
+def _discard(p: Path) -> None:
+    """Remove a temporary file after a failure, never raising over the failure itself."""
+    try:
+        p.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def load_encoded(path: str | os.PathLike[str], vocab: Vocab, *, check: bool = True) -> EncodedText:

@@ -577,3 +577,22 @@ def test_every_command_refuses_a_bad_value_in_one_line(finished, tmp_path, args,
     proc = charrnn(*args)
     assert expect in error_line(proc, args[0]) and proc.stdout == ""
     assert not (tmp_path / "new").exists()
+
+
+def test_a_clean_up_that_cannot_remove_its_files_does_not_hide_the_error(tmp_path, text, monkeypatch):
+    """A directory that turned read-only under a failing set-up: the one line is the failure's."""
+    import errno
+
+    from charrnn.errors import ConfigError
+    from charrnn.train import setup as train_setup
+
+    def refused(*args, **kwargs):
+        raise ConfigError("refused for the test")
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(train_setup, "make_optimizer", refused)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    line = error_line(charrnn("train", text, "--out", tmp_path / "run", *TINY), "train")
+    assert line == "charrnn train: error: refused for the test"

@@ -183,7 +183,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
         _write_json(d / ckpt.CONFIG, cfg.to_dict() | {"batch_size": B, "seq_len": T})
     except BaseException:
         for p in (staged, *written):
-            p.unlink(missing_ok=True)
+            _discard(p)
         lock.release()
         _remove_dirs(created)
         raise
@@ -418,7 +418,7 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
         _write_json(d / ckpt.CONFIG, _config_record(s.cfg, s))
     except BaseException:
         for p in (staged, *written):
-            p.unlink(missing_ok=True)
+            _discard(p)
         lock.release()
         _remove_dirs(created)
         raise
@@ -512,7 +512,7 @@ def _reencode(text: Path, tokens: Path, vocab: Vocab | None, saved: TrainState) 
     try:
         _install_tokens(staged, tokens)
     except BaseException:
-        staged.unlink(missing_ok=True)
+        _discard(staged)
         raise
     encoded.path = tokens
     return encoded
@@ -545,7 +545,7 @@ def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: Trai
                 "resuming on different text would not continue the same run"
             )
     except BaseException:
-        staged.unlink(missing_ok=True)
+        _discard(staged)
         raise
     saved.text_sha256, saved.tokens_sha256 = encoded.text_sha256, encoded.ids_sha256
     return encoded
@@ -567,6 +567,15 @@ def _install_tokens(staged: Path, tokens: Path) -> None:
         replace_durably(staged, tokens)
     except OSError as e:
         raise CheckpointError(f"cannot write {tokens}: {e.strerror or e}") from None
+
+
+def _discard(p: Path) -> None:
+    """Remove a file on the way out of a failure: one that cannot be removed (a directory made
+    read-only meanwhile) must not hide the failure being reported."""
+    try:
+        p.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _remove_dirs(created: list[Path]) -> None:
