@@ -26,8 +26,8 @@ from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
 from ..rundir import RunLock
-from ..threads import requested_threads
 from ..serialization import atomic_copy, atomic_write_bytes, replace_durably
+from ..threads import requested_threads
 from .schedule import optimizer_options
 from .state import TrainState, restore_generator
 
@@ -400,7 +400,8 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
             encoded = load_encoded(staged, c.vocab, check=False)
             _check_tokens(encoded, saved)
         best = c.path if saved.best_step == saved.step else source / ckpt.BEST
-        if saved.best_val_loss is None or not best.is_file() or ckpt.load_checkpoint(best).state.get("step") != saved.best_step:
+        if (saved.best_val_loss is None or not best.is_file()
+                or ckpt.load_checkpoint(best).state.get("step") != saved.best_step):
             best = None  # no best yet, or not at hand: the next improvement writes one
         metrics = _metrics_upto(source / ckpt.METRICS, saved.step)
         s = _continue(c, cfg, encoded, saved, d, lock, say)  # every check done: d may change now
@@ -416,11 +417,13 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
         if best is not None:
             atomic_copy(best, d / ckpt.BEST)
         _write_json(d / ckpt.CONFIG, _config_record(s.cfg, s))
-    except BaseException:
+    except BaseException as e:
         for p in (staged, *written):
             _discard(p)
         lock.release()
         _remove_dirs(created)
+        if isinstance(e, OSError):  # copying the run's files (a full disk, a special file)
+            raise CheckpointError(f"cannot continue {c.path} in {d}: {e.strerror or e}") from None
         raise
     say(f"charrnn: continuing {c.path} (step {s.state.step:,}) in {d}")
     return s
@@ -459,7 +462,10 @@ def _update_config(path: Path, saved: TrainConfig, s: Setup, say: Say) -> None:
         found = {}
     if found is not None:
         expected = _config_record(saved, s)
-        edited = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k)) if isinstance(found, dict) else ["(all)"]
+        if isinstance(found, dict):
+            edited = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+        else:
+            edited = ["(all)"]
         if edited:
             say(f"charrnn: {path} was changed by hand ({', '.join(edited)}); it only records the run's settings, "
                 "which come from the checkpoint and the flags: rewritten")
