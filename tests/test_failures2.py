@@ -596,3 +596,15 @@ def test_a_clean_up_that_cannot_remove_its_files_does_not_hide_the_error(tmp_pat
     monkeypatch.setattr(Path, "unlink", read_only)
     line = error_line(charrnn("train", text, "--out", tmp_path / "run", *TINY), "train")
     assert line == "charrnn train: error: refused for the test"
+
+
+def test_bench_checks_its_json_path_before_measuring(tmp_path, capsys):
+    from charrnn import bench
+
+    for path, expect in [(tmp_path / "no" / "r.json", f"{tmp_path / 'no' / 'r.json'}: no such directory"),
+                         (tmp_path, f"{tmp_path} is not a regular file")]:
+        assert bench.main(["--rows", "peak", "--repeats", "1", "--json", str(path)]) == 2
+        out = capsys.readouterr()
+        assert out.out == "" and out.err.startswith(f"bench: --json {expect}")
+    assert bench.main(["--rows", "peak", "--repeats", "1", "--threads", "1", "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["peak_gflops"] > 0
