@@ -372,7 +372,7 @@ def test_an_absurd_finite_loss_is_divergence(tmp_path, text, monkeypatch):
     proc = run_cli("train", text, "--out", run, *TINY, "--steps", "30", "--optimizer", "sgd", "--lr", "1e20",
                    "--clip-norm", "0", "--max-divergences", "2")
     line = error_line(proc, "train", status=3)
-    assert "training diverged (loss" in line and "over 3x the initial" in line
+    assert "training diverged (loss" in line and "over 3x" in line and "the run's first loss" in line
     # one absurd step in a healthy run is rolled back like a NaN, judged by the first step's loss,
     # which the checkpoint keeps, so that a resumed run judges alike
     real, calls = CharRNN.loss_and_grads, {"n": 0}
@@ -386,14 +386,38 @@ def test_an_absurd_finite_loss_is_divergence(tmp_path, text, monkeypatch):
     cfg = TrainConfig(text=str(text), hidden_size=16, seq_len=16, batch_size=4, steps=6, eval_every=2,
                       sample_every=0, log_every=1, smooth=0.0)  # unsmoothed: the step's own loss is judged
     assert Trainer(cfg, tmp_path / "ok", quiet=True).run().step == 6
-    first = load_checkpoint(tmp_path / "ok" / LATEST).state["initial_loss"]
+    c = load_checkpoint(tmp_path / "ok" / LATEST)
+    first = c.state["initial_loss"]
     assert first == json.loads((tmp_path / "ok" / METRICS).read_text().splitlines()[0])["train_loss"]
     import io
+    import math
 
     out = io.StringIO()
     trainer = Trainer(TrainConfig(steps=10), tmp_path / "ok", resume=True, stream=out, progress=False)
     assert trainer.run().step == 10
-    assert f"over 3x the initial {first:.4g}) at step 9: restored the last good checkpoint (step 8)" in out.getvalue()
+    reference = max(first, math.log(c.vocab.size))
+    assert f"over 3x {reference:.4g}, the run's first loss or a uniform guess's) at step 9: restored the last good " \
+           "checkpoint (step 8)" in out.getvalue()
+
+
+def test_a_run_that_starts_far_below_a_uniform_guess_is_not_divergence(tmp_path, text, monkeypatch):
+    """A fine-tuned model starts far below the smoothed loss's starting point (a uniform guess's):
+    that is not 3x its first loss."""
+    from charrnn import CharRNN
+
+    real = CharRNN.loss_and_grads
+
+    def low(self, x, y, h0=None):
+        loss, grads, h = real(self, x, y, h0)
+        return loss / 10, grads, h
+
+    monkeypatch.setattr(CharRNN, "loss_and_grads", low)
+    import io
+
+    out = io.StringIO()
+    cfg = TrainConfig(text=str(text), hidden_size=16, seq_len=16, batch_size=4, steps=6, eval_every=3, sample_every=0)
+    assert Trainer(cfg, tmp_path / "run", stream=out, progress=False).run().step == 6
+    assert "restored" not in out.getvalue()
 
 
 # ------------------------------------------------------------------------------------------------

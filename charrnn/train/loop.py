@@ -37,10 +37,11 @@ from .setup import Setup, fresh_run, resume_run
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 # Periodic validation scores this many parallel streams (the `eval` command uses one).
 VAL_STREAMS = 16
-# A smoothed training loss above this multiple of the run's first loss is divergence, as a NaN is
-# (char-rnn aborts at 3x): weights that far gone only get worse, however finite. The smoothed loss,
-# not the step's own: one window of a small batch can well be 3x the first, a diverged run is
-# every window, and one absurd step (1e18 nats) moves the smoothed loss past the mark at once.
+# A smoothed training loss above this multiple of the run's first loss (or of a uniform guess's, if
+# higher) is divergence, as a NaN is (char-rnn aborts at 3x): weights that far gone only get worse,
+# however finite. The smoothed loss, not the step's own: one window of a small batch can well be 3x
+# the first, a diverged run is every window, and one absurd step (1e18 nats) moves the smoothed
+# loss past the mark at once.
 EXPLODED = 3.0
 
 
@@ -216,11 +217,12 @@ class Trainer:
                 # like min-char-rnn, smoothing starts from the loss of a uniform guess
                 smoothed = st.smoothed_loss if st.smoothed_loss is not None else math.log(s.vocab.size)
                 smoothed = cfg.smooth * smoothed + (1 - cfg.smooth) * loss
-                # a checkpoint from before the first loss was recorded judges by a uniform guess's
-                reference = st.initial_loss if st.initial_loss is not None else math.log(s.vocab.size)
+                # never below a uniform guess's loss, where the smoothing starts: a fine-tuned model
+                # starts far lower, and a checkpoint from before the first loss was recorded has none
+                reference = max(st.initial_loss or 0.0, math.log(s.vocab.size))
                 if smoothed > EXPLODED * reference:
-                    self._recover(f"loss {loss:.4g} (smoothed {smoothed:.4g}, over {EXPLODED:g}x the initial "
-                                  f"{reference:.4g})")
+                    self._recover(f"loss {loss:.4g} (smoothed {smoothed:.4g}, over {EXPLODED:g}x {reference:.4g}, the "
+                                  "run's first loss or a uniform guess's)")
                     continue
                 if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
                     for k in range(cfg.num_layers):
