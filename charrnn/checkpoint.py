@@ -13,6 +13,7 @@ A run directory holds:
     metrics.jsonl         one JSON object per report
     samples.txt           text sampled during training
     tokens.bin            the text's token ids (memory-mapped while training)
+    .lock                 while a process writes to the run (see `rundir`)
 """
 
 from __future__ import annotations

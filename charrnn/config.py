@@ -272,6 +272,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.sample_temperature > 0, "--sample-temperature must be positive")
     need(0 <= cfg.smooth < 1, "--smooth must be in [0, 1)")
     need(cfg.threads >= 0, "--threads must be >= 0")
+    need(cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}")
     need(cfg.max_divergences >= 0, "--max-divergences must be >= 0")
     need(cfg.patience >= 0, "--patience must be >= 0")
     need(cfg.init in INITS or cfg.init == AUTO, f"--init must be one of {', '.join(INITS)}, got {cfg.init!r}")

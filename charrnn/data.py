@@ -15,8 +15,10 @@ decoding stay an exact round trip of the file's bytes.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,12 +381,28 @@ def _merge_counts(into: dict[int, int], new: dict[int, int]) -> None:
 
 
 def _open_for_reading(path: Path) -> Any:
-    """Open `path` in binary mode, turning every OS complaint into a one-line DataError."""
+    """Open `path` in binary mode, turning every OS complaint into a one-line DataError.
+
+    Only a regular file is read: a FIFO or pipe (`/dev/stdin`) would be consumed by the first of
+    the passes a text needs, or hang with no writer, and a device may never end. The file is
+    opened without blocking and checked by its descriptor, so a FIFO is refused at once."""
     where = _show_path(path)
     try:
         if path.is_dir():
             raise DataError(f"{where} is a directory, not a text file")
-        f = open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise DataError(f"{where} is a directory, not a text file")
+            if not stat.S_ISREG(mode):
+                kind = "a FIFO or pipe" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
+                raise DataError(f"{where} is {kind}, not a regular file: save the text to a file and give that")
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        f = os.fdopen(fd, "rb")
     except FileNotFoundError:
         raise DataError(f"{where}: no such file") from None
     except PermissionError:
@@ -418,21 +436,26 @@ def _chunks(f: Any, chunk_bytes: int, where: str) -> Iterator[tuple[int, bytes]]
         offset += len(b)
 
 
-def _decoded_values(path: Path, encoding: str, chunk_bytes: int) -> Iterator[np.ndarray]:
+def _decoded_values(path: Path, encoding: str, chunk_bytes: int, digest: Any = None) -> Iterator[np.ndarray]:
     """Stream a file as arrays of code points (utf-8) or byte values (bytes), chunk by chunk.
 
     UTF-8 is decoded incrementally, so a character split across a chunk boundary is reassembled;
-    invalid UTF-8 raises DataError with the absolute byte offset of the first bad byte.
+    invalid UTF-8 raises DataError with the absolute byte offset of the first bad byte. `digest`
+    (a hashlib object), when given, is fed every byte read.
     """
     where = _show_path(path)
     with _open_for_reading(path) as f:
         if encoding == "bytes":
             for _, b in _chunks(f, chunk_bytes, where):
+                if digest is not None:
+                    digest.update(b)
                 yield np.frombuffer(b, dtype=np.uint8)
             return
         dec = codecs.getincrementaldecoder("utf-8")(errors="strict")
         end = 0
         for offset, b in _chunks(f, chunk_bytes, where):
+            if digest is not None:
+                digest.update(b)
             # Bytes held back from the previous chunk (an unfinished character) lead this decode,
             # so the error position is relative to where they started.
             pending = len(dec.getstate()[0])
@@ -494,6 +517,10 @@ class EncodedText:
     ids: np.memmap
     n_unknown: int = 0
     unknown_symbols: list[Any] = field(default_factory=list)
+    # SHA-256 (hex) of the text file's bytes and of the ids file, as `encode_file` wrote them
+    # (None for a re-opened file: see `ids_digest`)
+    text_sha256: str | None = None
+    ids_sha256: str | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -553,9 +580,10 @@ def encode_file(
     tmp = Path(tmp_name)
     unknown_counts: dict[int, int] = {}
     n_written = 0
+    text_digest, ids_digest_ = hashlib.sha256(), hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
-            for values in _decoded_values(src, encoding, chunk_bytes):
+            for values in _decoded_values(src, encoding, chunk_bytes, text_digest):
                 ids, counts = vocab._encode_values(values)
                 if counts:
                     if fixed_vocab is None:
@@ -565,7 +593,9 @@ def encode_file(
                     if unknown == "error":
                         continue  # keep scanning only to name every unknown symbol at once
                 if not unknown_counts or unknown == "skip":
-                    out.write(ids.astype(dtype, copy=False).tobytes())
+                    data = ids.astype(dtype, copy=False).tobytes()
+                    ids_digest_.update(data)
+                    out.write(data)
                     n_written += int(ids.size)
             if unknown_counts and unknown == "error":
                 raise DataError(_unknown_message(unknown_counts, encoding, where))
@@ -575,14 +605,23 @@ def encode_file(
             os.fsync(out.fileno())
         replace_durably(tmp, dst)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise DataError(f"cannot write {_show_path(dst)}: {e.strerror or e}") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     ids_map = np.memmap(dst, dtype=dtype, mode="r", shape=(n_written,))
     unknown_symbols = [chr(v) for v in unknown_counts] if encoding == "utf-8" else list(unknown_counts)
-    return EncodedText(vocab, dst, ids_map, sum(unknown_counts.values()), unknown_symbols)
+    return EncodedText(vocab, dst, ids_map, sum(unknown_counts.values()), unknown_symbols,
+                       text_digest.hexdigest(), ids_digest_.hexdigest())
+
+
+def _discard(p: Path) -> None:
+    """Remove a temporary file after a failure, never raising over the failure itself."""
+    try:
+        p.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def load_encoded(path: str | os.PathLike[str], vocab: Vocab, *, check: bool = True) -> EncodedText:
@@ -613,6 +652,17 @@ def load_encoded(path: str | os.PathLike[str], vocab: Vocab, *, check: bool = Tr
                     "it was encoded for another vocabulary"
                 )
     return EncodedText(vocab, p, ids)
+
+
+def ids_digest(ids: np.ndarray) -> tuple[str, int]:
+    """(SHA-256 hex of the ids' bytes as stored, the largest id) in one chunked pass, so that a
+    memory map is never read whole. An empty array's largest id is -1."""
+    digest, top, step = hashlib.sha256(), -1, 1 << 22
+    for start in range(0, len(ids), step):
+        chunk = np.ascontiguousarray(ids[start : start + step])
+        digest.update(chunk.tobytes())
+        top = max(top, int(chunk.max()))
+    return digest.hexdigest(), top
 
 
 def encode_text(

@@ -7,6 +7,7 @@ Everything runs through the same engine as real training (`CharRNN.loss_and_grad
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,9 +39,13 @@ def run_hello(cfg: HelloConfig = HelloConfig(), out: Callable[[str], None] = pri
     chars = sorted(set(text))
     if len(chars) < 2:
         raise ConfigError("--text needs at least two different characters")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ConfigError(f"--lr must be a positive number, got {cfg.lr}")
     char_to_idx = {c: i for i, c in enumerate(chars)}
     idx_to_char = {i: c for i, c in enumerate(chars)}
     V, H = len(chars), cfg.hidden_size
+    # made before anything is printed: a size it refuses is the one line the lesson prints
+    model = CharRNN(vocab_size=V, hidden_size=H, num_layers=1, dtype="float64", seed=cfg.seed)
 
     out(f"1. The text is {text!r}. Its vocabulary, sorted: {chars}")
     out(f"   char_to_idx: {char_to_idx}")
@@ -51,7 +56,6 @@ def run_hello(cfg: HelloConfig = HelloConfig(), out: Callable[[str], None] = pri
         out(f"   {c!r}: {np.eye(V, dtype=int)[char_to_idx[c]]}")
     out("")
 
-    model = CharRNN(vocab_size=V, hidden_size=H, num_layers=1, dtype="float64", seed=cfg.seed)
     out(f"3. The network: {model}")
     out("   a_t = W h_(t-1) + U x_t + b,   h_t = tanh(a_t),   o_t = V h_t + c,   p_t = softmax(o_t)")
     for name, p in model.params.items():

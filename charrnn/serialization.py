@@ -79,6 +79,7 @@ def _atomic_replace(path: str | Path, fill: Callable[[Path], None]) -> None:
     `path`, and the folder is fsynced so the rename itself is durable."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    _remove_stale_temporaries(path)
     try:
         fill(tmp)
         with open(tmp, "rb+") as f:
@@ -94,6 +95,25 @@ def _atomic_replace(path: str | Path, fill: Callable[[Path], None]) -> None:
         if isinstance(e, OSError):
             raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files of earlier writes of `path` whose process is gone (killed in the
+    middle of the write); a live process's are left alone. Best effort."""
+    from .rundir import pid_alive
+
+    prefix = f".{path.name}.tmp"
+    try:
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for e in entries:
+        pid = e.name[len(prefix):]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            try:
+                os.unlink(e.path)
+            except OSError:
+                pass
 
 
 def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:

@@ -47,13 +47,18 @@ def _blas_controller() -> Any:
     return _controller
 
 
+# More threads than any machine has cores; the BLAS libraries take a C int.
+MAX_THREADS = 4096
+
+
 def _parse(value: Any, where: str) -> int:
     try:
         n = int(str(value).strip())
     except ValueError:
         raise ConfigError(f"{where} must be a whole number of threads >= 1, got {value!r}") from None
-    if n < 1:
-        raise ConfigError(f"{where} must be a whole number of threads >= 1, got {value!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ConfigError(f"{where} must be a whole number of threads >= 1, got {value!r}"
+                          if n < 1 else f"{where} must be at most {MAX_THREADS}, got {value!r}")
     return n
 
 

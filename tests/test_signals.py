@@ -107,6 +107,49 @@ def test_signal_writes_a_checkpoint_and_resume_is_exact(tmp_path, sonnet_file, s
     assert records(run) == records(ref)
 
 
+# Run in a child process: a real SIGTERM sent to itself while taking step N (argv[1]).
+SELF_SIGNAL = '''
+import os, signal, sys
+from charrnn.data import Batcher
+
+at, calls = int(sys.argv[1]), [0]
+real = Batcher.next_batch
+
+def next_batch(self):
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(self)
+
+Batcher.next_batch = next_batch
+from charrnn.cli import main
+sys.exit(main(sys.argv[2:]))
+'''
+
+
+@pytest.mark.parametrize("at", [12, 25])
+def test_a_real_signal_with_validation_on_resumes_to_the_uninterrupted_run(tmp_path, sonnet_file, at):
+    """Validation every 10 steps with patience: a stop between validations neither validates,
+    nor moves the best, nor writes a metrics record there (with log-every 3, step 12 is one that
+    writes a record anyway)."""
+    run, ref, driver = tmp_path / "run", tmp_path / "ref", tmp_path / "driver.py"
+    driver.write_text(SELF_SIGNAL)
+    flags = [*COMMON, "--eval-every", "10", "--patience", "2", "--log-every", "3", "--lr", "0.03", "--seed", "7"]
+    proc = start(driver, at, "train", sonnet_file, "--out", run, *flags, "--steps", "1000000")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert assert_loadable(run / LATEST) == at
+    total = at + 23
+    assert run_cli("train", "--resume", run, "--steps", total).returncode == 0
+    assert run_cli("train", sonnet_file, "--out", ref, *flags, "--steps", total).returncode == 0
+    assert_same_run(run, ref)
+    best_a, best_b = load_checkpoint(run / "best.safetensors"), load_checkpoint(ref / "best.safetensors")
+    assert best_a.state["step"] == best_b.state["step"] and best_a.state["best_val_loss"] == best_b.state["best_val_loss"]
+    timeless = lambda r: [{k: v for k, v in json.loads(line).items() if k not in ("chars_per_s", "elapsed")}
+                          for line in (r / METRICS).read_text().splitlines()]
+    assert timeless(run) == timeless(ref)
+
+
 # Run in a child process: the third save of latest.safetensors writes half the file, says so,
 # and hangs there, so that the test can SIGKILL it in the middle of the write.
 TORN_WRITER = '''
@@ -216,3 +259,16 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, s
     assert assert_loadable(run / LATEST) == 2
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+
+
+def test_sighup_under_nohup_stays_ignored(tmp_path, sonnet_file):
+    """A run started with SIGHUP ignored (`nohup`) goes on when its terminal closes."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", sonnet_file, "--out", run, *COMMON,
+                             "--steps", "150", "--eval-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_for(lambda: metrics_lines(run) >= 3, proc)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert load_checkpoint(run / LATEST).state["step"] == 150

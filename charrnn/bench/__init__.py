@@ -42,9 +42,10 @@ import numpy as np
 
 from .. import threads
 from ..config import BACKENDS, CELLS
-from ..errors import ConfigError
+from ..errors import CharRNNError, ConfigError
 from ..model import CharRNN
 from ..model.params import gates
+from ..serialization import atomic_write_bytes
 from .protocol import thread_env
 from .sides import V
 
@@ -326,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats is not None and args.repeats < 1:
         print("bench: --repeats must be >= 1", file=sys.stderr)
         return 2
+    if args.json is not None and (problem := _json_target_problem(args.json)):
+        print(f"bench: --json {problem}", file=sys.stderr)  # said now, not after minutes of measuring
+        return 2
     try:
         if args.threads is not None:
             threads.set_threads(args.threads)
@@ -367,8 +371,21 @@ def main(argv: list[str] | None = None) -> int:
             "peak_gflops": peak,
             "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
         }
-        args.json.write_text(json.dumps(doc, indent=1))
+        try:
+            atomic_write_bytes(args.json, json.dumps(doc, indent=1).encode())
+        except CharRNNError as e:
+            print(f"bench: {e}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _json_target_problem(path: Path) -> str | None:
+    """Why the results could not be written to `path`, or None."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        return f"{path} is not a regular file"
+    if not path.parent.is_dir():
+        return f"{path}: no such directory {path.parent}"
+    return None
 
 
 def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:

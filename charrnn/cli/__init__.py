@@ -8,15 +8,19 @@ is the order of `charrnn --help`.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from .. import __version__
 from ..errors import CharRNNError
+from ..threads import requested_threads
 from . import hello, gradcheck, explain, train, sample, evaluate, export, importer, bench  # noqa: F401  (registration)
 from . import impulse, diagnose, heatmap, report, plot  # noqa: F401
 from . import classify, tag  # noqa: F401
-from ._common import COMMANDS, Handler, Parser
+from ._common import COMMANDS, Handler, Parser, tell
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
@@ -42,21 +46,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    previous = _stop_on_signals()
     try:
+        requested_threads()  # a bad CHARRNN_THREADS is refused before any command starts work
         return handlers[args.command](args)
     except CharRNNError as e:
         if args.debug:
             raise
-        print(f"charrnn {args.command}: error: {e}", file=sys.stderr)
+        tell(f"charrnn {args.command}: error: {e}")
         return 2
     except BrokenPipeError:  # `charrnn sample ... | head` closed the pipe: not an error
-        sys.stderr.close()
+        _silence_stdout()
         return 0
     except KeyboardInterrupt:  # Ctrl-C outside training's own handler (setup, sampling, a second Ctrl-C)
         if args.debug:
             raise
-        print(f"charrnn {args.command}: interrupted", file=sys.stderr)
+        tell(f"charrnn {args.command}: interrupted")
         return 130
+    except Stopped as e:  # SIGTERM / SIGHUP outside training's own handler: cleaned up on the way out
+        if args.debug:
+            raise
+        tell(f"charrnn {args.command}: stopped by {signal.Signals(e.signum).name}")
+        return 128 + e.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP, raised where the program stands so that every `finally` and clean-up
+    runs (the default action would end the process with its temporary files left behind)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+def _stop_on_signals() -> dict[int, object]:
+    """Turn SIGTERM and SIGHUP into `Stopped`; a signal already ignored (SIGHUP under nohup) stays
+    ignored. Returns the handlers to put back."""
+    previous: dict[int, object] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _raise_stopped)
+    return previous
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush of text a closed
+    pipe can no longer take does not fail loudly on the way out."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Callable
 
 from ..errors import ConfigError
@@ -30,6 +31,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def tell(message: str) -> None:
+    """A line on stderr that cannot fail: with stderr closed (a pipe read by `head`, a terminal
+    gone) there is no one left to tell, and the command's outcome must not depend on it."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def dropout_probability(text: str) -> float:
     """A dropout probability: a number in [0, 1)."""
     try:
@@ -38,6 +48,17 @@ def dropout_probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A random seed: a whole number >= 0 (NumPy's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 

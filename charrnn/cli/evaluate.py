@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
 from ..errors import DataError
 from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference
+
+
+# Each eval encodes its text into a folder of the system's temporary directory named with its pid,
+# so that one left by a killed process can be told from one in use.
+EVAL_TMP_PREFIX = "charrnn-eval-"
+
+
+def remove_stale_temporaries() -> None:
+    """Remove the folders of evals killed before they could (their pid no longer runs here)."""
+    import re
+    import shutil
+    import tempfile
+
+    from ..rundir import pid_alive
+
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return
+    for entry in entries:
+        m = re.fullmatch(re.escape(EVAL_TMP_PREFIX) + r"(\d+)-\w+", entry.name)
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 @command("eval", "score a text: nats and bits per character, perplexity")
@@ -29,7 +53,8 @@ def _eval(p: argparse.ArgumentParser):
         c = load_for_inference(a.run)
         model = inference_model(c.model, a.backend, a.device)
         apply_threads(a.threads)
-        with tempfile.TemporaryDirectory(prefix="charrnn-eval-") as tmp:
+        remove_stale_temporaries()
+        with tempfile.TemporaryDirectory(prefix=f"{EVAL_TMP_PREFIX}{os.getpid()}-") as tmp:
             enc = encode_file(a.text, Path(tmp) / "ids.bin", vocab=c.vocab, unknown="skip")
             result = evaluate_ids(model, enc.ids, streams=1)
             del enc.ids  # release the memory map before the directory goes

@@ -6,7 +6,7 @@ import argparse
 
 from ..config import CELLS
 from ..errors import CharRNNError
-from ._common import command, dropout_probability, positive_int
+from ._common import command, dropout_probability, positive_int, seed_int
 
 
 @command("gradcheck", "prove the BPTT gradients against finite differences")
@@ -24,7 +24,7 @@ def _gradcheck(p: argparse.ArgumentParser):
     p.add_argument("--dropout", type=dropout_probability, default=0.0,
                    help="check with dropout on (the same masks for every evaluation)")
     p.add_argument("--max-per-param", type=positive_int, default=None, help="check a random subset of elements")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
 
     def run(a: argparse.Namespace) -> int:
         from ..gradcheck import TOLERANCE, gradcheck, random_problem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import command, positive_int
+from ._common import command, positive_int, seed_int
 
 
 @command("hello", "the seed's walkthrough on one word, as a lesson")
@@ -17,7 +17,7 @@ def _hello(p: argparse.ArgumentParser):
     p.add_argument("--hidden-size", type=positive_int, default=d.hidden_size)
     p.add_argument("--steps", type=positive_int, default=d.steps)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=seed_int, default=d.seed)
 
     def run(a: argparse.Namespace) -> int:
         from ..hello import run_hello

@@ -6,7 +6,27 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference, positive_int
+from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference, positive_int, seed_int, tell
+
+
+
+def _escape_what_stdout_cannot_show(symbols: list[str]) -> None:
+    """On a stdout whose encoding lacks some of the model's characters (an ASCII terminal, say),
+    write those as backslash escapes, and say so once, rather than fail in mid-sample."""
+    encoding = getattr(sys.stdout, "encoding", None)
+    if not encoding:
+        return
+    try:
+        "".join(symbols).encode(encoding)
+    except UnicodeEncodeError:
+        try:
+            sys.stdout.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            return
+        tell(f"charrnn sample: stdout's encoding ({encoding}) cannot show every character of this model; "
+             "those are written as backslash escapes (PYTHONIOENCODING=utf-8 writes them as they are)")
+    except LookupError:
+        pass
 
 
 @command("sample", "generate text from a trained model, streamed as it is produced")
@@ -23,7 +43,7 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--top-k", type=int, default=d.top_k, help="sample among the k most likely characters only")
     p.add_argument("--top-p", type=float, default=d.top_p, help="sample within this much probability mass only")
     p.add_argument("--greedy", action="store_true", help="always the most likely character")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, printed on stderr)")
+    p.add_argument("--seed", type=seed_int, default=None, help="random seed (default: fresh, printed on stderr)")
     p.add_argument("--num-samples", type=positive_int, default=1)
     p.add_argument("--stop", metavar="STR", help="end each sample at the first STR generated (left out); "
                    "--length is then a cap, and the samples are printed one per line")
@@ -70,6 +90,8 @@ def _sample(p: argparse.ArgumentParser):
             shown = prime_ids[:0]
         if a.seed is None and not a.greedy:  # printed once the input is known good, so errors stay one line
             print(f"charrnn sample: seed {seed} (pass --seed {seed} to repeat this sample)", file=sys.stderr)
+        if vocab.encoding != "bytes":
+            _escape_what_stdout_cannot_show(vocab.symbols)
         out = sys.stdout.buffer if vocab.encoding == "bytes" else sys.stdout
         interactive = sys.stdout.isatty()
 

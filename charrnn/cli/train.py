@@ -9,7 +9,7 @@ import sys
 from ..config import (AUTO, BACKENDS, CELL_DEFAULTS, CELLS, DATASETS, DEFAULT_CELL, DEVICES, DTYPES, ENCODINGS, INITS,
                       OPTIMIZERS, PRESETS, SCHEDULES)
 from ..errors import CharRNNError, ConfigError
-from ._common import apply_threads, command
+from ._common import apply_threads, command, tell
 
 
 @command("train", f"train on a text file (or --dataset {' | '.join(DATASETS)}), with checkpoints and exact resume")
@@ -21,8 +21,10 @@ def _train(p: argparse.ArgumentParser):
 
     d = TrainConfig()
     p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<name of the text>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<name of the text>); with --resume, "
+                   "continue the run in this new directory instead")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped (or from "
+                   "RUN_DIR/best.safetensors, with --out NEW_DIR)")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--json-log", action="store_true", help="print each metrics record as a JSON line on stdout")
@@ -104,8 +106,6 @@ def _train(p: argparse.ArgumentParser):
         if a.preset:
             overrides["preset"] = a.preset
         if a.resume:
-            if a.out and a.out != a.resume:
-                raise ConfigError("give the run directory once: --resume RUN_DIR (without --out)")
             if a.config:
                 raise ConfigError("--config starts a new run; a resumed run keeps its own settings (flags may change some)")
             cfg, run_dir = TrainConfig().replace(**overrides), a.resume
@@ -114,16 +114,16 @@ def _train(p: argparse.ArgumentParser):
         apply_threads(cfg.threads)
         rank = _rank()  # under torchrun: rank 0 speaks for the run, the others only of their own faults
         try:
-            trainer = Trainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet or rank > 0,
-                              json_log=a.json_log and rank == 0, engine=engine)
+            trainer = Trainer(cfg, run_dir, resume=bool(a.resume), out=a.out if a.resume else None, force=a.force,
+                              quiet=a.quiet or rank > 0, json_log=a.json_log and rank == 0, engine=engine)
             result = trainer.run()
         except Interrupted as e:
             if rank == 0:
-                print(f"charrnn train: {e}", file=sys.stderr)
+                tell(f"charrnn train: {e}")
             return e.status
         except Diverged as e:
             if rank == 0:
-                print(f"charrnn train: error: {e}", file=sys.stderr)
+                tell(f"charrnn train: error: {e}")
             return 3
         except CharRNNError as e:
             if rank > 0 and type(e).__name__ != "PeerLost":
@@ -140,8 +140,8 @@ def _train(p: argparse.ArgumentParser):
             val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)" if result.val_loss is not None else ""
             why = {"steps": "all steps done", "time": "time budget used",
                    "early": f"no better validation in the last {result.patience} evaluations; best.safetensors holds the best"}
-            print(f"charrnn: {result.step:,} steps{val}; {why.get(result.stopped, result.stopped)}. "
-                  f"Sample with: charrnn sample {result.run_dir}", file=sys.stderr)
+            tell(f"charrnn: {result.step:,} steps{val}; {why.get(result.stopped, result.stopped)}. "
+                 f"Sample with: charrnn sample {result.run_dir}")
         return 0
 
     return run

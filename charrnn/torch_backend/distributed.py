@@ -93,7 +93,7 @@ class World:
             raise _Quiet(shared[1])
         if self.rank != 0:
             # rank 0's checkpoint, with the settings a resume may change given as rank 0 had them
-            setup = resume_run(cfg if resume else TrainConfig(), Path(shared[0]), lambda message: None)
+            setup = resume_run(cfg if resume else TrainConfig(), Path(shared[0]), lambda message: None, reader=True)
         self.barrier()  # nobody trains (or writes) before everybody has read the checkpoint
         return setup
 

@@ -1,9 +1,10 @@
 """The training loop over a `Setup`: steps, reports, validation, checkpoints, signals, recovery.
 
-Faults: a NaN or infinite loss or gradient never reaches the parameters. The run restores its
-last good checkpoint, halves the learning rate, says so and goes on; after `max_divergences`
-recoveries it stops with that checkpoint intact. SIGINT / SIGTERM / SIGHUP finish the current step,
-write a checkpoint and leave with status 130 / 143 / 129.
+Faults: a NaN or infinite loss or gradient, or an absurd loss (see EXPLODED), never reaches the
+parameters. The run restores its last good checkpoint, halves the learning rate, says so and goes
+on; after `max_divergences` recoveries it stops with that checkpoint intact. SIGINT / SIGTERM /
+SIGHUP finish the current step, write a checkpoint (neither validated nor logged, so that the
+resumed run is the one that never stopped) and leave with status 130 / 143 / 129.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ from .setup import Setup, fresh_run, resume_run
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 # Periodic validation scores this many parallel streams (the `eval` command uses one).
 VAL_STREAMS = 16
+# A smoothed training loss above this multiple of the run's first loss (or of a uniform guess's, if
+# higher) is divergence, as a NaN is (char-rnn aborts at 3x): weights that far gone only get worse,
+# however finite. The smoothed loss, not the step's own: one window of a small batch can well be 3x
+# the first, a diverged run is every window, and one absurd step (1e18 nats) moves the smoothed
+# loss past the mark at once.
+EXPLODED = 3.0
 
 
 class Interrupted(CharRNNError):
@@ -71,6 +78,7 @@ class Trainer:
         run_dir: str | Path,
         *,
         resume: bool = False,
+        out: str | Path | None = None,
         force: bool = False,
         quiet: bool = False,
         json_log: bool = False,
@@ -84,7 +92,10 @@ class Trainer:
         self.quiet = quiet
         self.json_log = json_log
         self.progress = progress and not quiet and not json_log
-        self.stream = stream or sys.stderr
+        # progress lines are a courtesy: metrics.jsonl and the checkpoints are the run's record, so
+        # a closed pipe or a vanished terminal must not stop training (see _Tolerant)
+        self.stream = _Tolerant(stream or sys.stderr)
+        self._stdout = _Tolerant(None)
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
         self._signal: int | None = None  # the first stopping signal received, handled between steps
         engine = {k: v for k, v in (engine or {}).items() if v is not None}
@@ -97,7 +108,8 @@ class Trainer:
             # a missing torch or GPU is refused before anything is written (the engine checks again)
             if not resume or engine.get("backend"):
                 check_backend(engine.get("backend", cfg.backend), engine.get("device", cfg.device))
-            self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say) if resume
+            # with `resume`, `out` (another directory) continues the run there (see resume_run)
+            self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say, Path(out) if out else None, force) if resume
                                  else fresh_run(cfg, Path(run_dir), force, self.say))
         else:  # launched by torchrun: rank 0 sets the run up, the others then read it
             self.setup = world.set_up(cfg, Path(run_dir), resume, force, self.say, engine)
@@ -156,10 +168,13 @@ class Trainer:
                 raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stands
             self._signal = signum
 
+        if self.setup.lock is not None:
+            self.setup.lock.acquire()  # held since set-up; taken again by a second run()
         in_main = threading.current_thread() is threading.main_thread()
         if in_main:
-            for s in previous:
-                signal.signal(s, on_signal)
+            for s, handler in previous.items():
+                if handler is not signal.SIG_IGN:  # SIGHUP under nohup stays ignored
+                    signal.signal(s, on_signal)
         try:
             # overflow and NaN are detected and handled (see _recover); numpy's warnings would
             # only add noise to that one message
@@ -176,6 +191,8 @@ class Trainer:
             if in_main:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
+            if self.setup.lock is not None:
+                self.setup.lock.release()
 
     def _loop(self) -> TrainResult:
         s = self.setup
@@ -190,7 +207,7 @@ class Trainer:
         self._started = time.perf_counter()
         self._elapsed0 = s.state.elapsed
         # chars/s counts the time of training steps only, not validation, samples or checkpoints
-        self._report_losses, self._report_chars, self._report_busy = [], 0, 0.0
+        self._report_chars, self._report_busy = 0, 0.0
         # the last step checkpointed and the last step reported; a recovery moves both back
         self._saved_at = self._logged_at = s.state.step
         lr = grad_norm = float("nan")
@@ -229,13 +246,24 @@ class Trainer:
                     # before anything (a checkpoint above all) can see it
                     self._recover("a parameter overflowed in the update")
                     continue
+                if st.step == 0 and st.initial_loss is None:
+                    st.initial_loss = loss
+                # like min-char-rnn, smoothing starts from the loss of a uniform guess
+                smoothed = st.smoothed_loss if st.smoothed_loss is not None else math.log(s.vocab.size)
+                smoothed = cfg.smooth * smoothed + (1 - cfg.smooth) * loss
+                # never below a uniform guess's loss, where the smoothing starts: a fine-tuned model
+                # starts far lower, and a checkpoint from before the first loss was recorded has none
+                reference = max(st.initial_loss or 0.0, math.log(s.vocab.size))
+                if smoothed > EXPLODED * reference:  # finite but absurd: diverged all the same
+                    self._recover(f"loss {loss:.4g} (smoothed {smoothed:.4g}, over {EXPLODED:g}x {reference:.4g}, the "
+                                  "run's first loss or a uniform guess's)")
+                    continue
                 s.hidden = h_last
                 st.step += 1
                 st.chars_seen += x.size
-                # like min-char-rnn, smoothing starts from the loss of a uniform guess
-                smoothed = st.smoothed_loss if st.smoothed_loss is not None else math.log(s.vocab.size)
-                st.smoothed_loss = cfg.smooth * smoothed + (1 - cfg.smooth) * loss
-                self._report_losses.append(loss)
+                st.smoothed_loss = smoothed
+                st.report_steps += 1
+                st.report_loss_sum += loss
                 self._report_chars += x.size
                 self._report_busy += time.perf_counter() - step_started
                 step = st.step
@@ -260,7 +288,15 @@ class Trainer:
                 if self._bar is not None:
                     self._bar.update(1)
             st = s.state
-            if st.step != self._saved_at:  # stopped by time or signal between checkpoints
+            if stopped == "signal":
+                if st.step != self._saved_at:
+                    # Saved as it stands, neither validated nor reported: a validation here would
+                    # become a best and move early stopping, and a record would split the next
+                    # one's average, which a run that never stopped would not do. The losses of
+                    # the record in progress are in the state, so the resumed run writes it whole.
+                    st.elapsed = self._elapsed0 + (time.perf_counter() - self._started)
+                    s.save(s.run_dir / ckpt.LATEST)
+            elif st.step != self._saved_at:  # stopped by time between checkpoints
                 st.val_loss = self.validate_loss()
                 if _finite_or_none(st.val_loss):
                     self._report(lr, grad_norm, evaluated=True)
@@ -285,12 +321,11 @@ class Trainer:
         st = self.setup.state
         st.elapsed = self._elapsed0 + (now - self._started)
         val = st.val_loss if evaluated else None
-        losses = self._report_losses
         record = {
             "step": st.step,
             "chars": st.chars_seen,
             "epoch": round(self.setup.batcher.progress, 4),
-            "train_loss": float(np.mean(losses)) if losses else None,
+            "train_loss": st.report_loss_sum / st.report_steps if st.report_steps else None,
             "smoothed_loss": st.smoothed_loss,
             "val_nats_per_char": val,
             "val_bits_per_char": val * NATS_TO_BITS if val is not None else None,
@@ -306,8 +341,9 @@ class Trainer:
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
         if self.json_log:
-            print(json.dumps(record), flush=True)
-        self._report_losses, self._report_chars, self._report_busy = [], 0, 0.0
+            print(json.dumps(record), file=self._stdout, flush=True)
+        st.report_steps, st.report_loss_sum = 0, 0.0
+        self._report_chars, self._report_busy = 0, 0.0
         if self._bar is not None:
             post = {"loss": f"{st.smoothed_loss:.3f}"}
             if st.val_loss is not None:
@@ -386,6 +422,38 @@ def _world() -> Any:
     from ..torch_backend.distributed import World
 
     return World.from_env()
+
+
+class _Tolerant:
+    """A text stream whose failures to write (a closed pipe, a terminal gone, a closed file) are
+    swallowed: after the first one it stays silent. None stands for sys.stdout as it is at each
+    write."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+        self.broken = False
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stdout
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError):
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def _finite_or_none(x: float | None) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,12 +20,14 @@ import numpy as np
 from .. import checkpoint as ckpt
 from ..config import DATASETS, PATH_SETTINGS, TrainConfig, auto_hidden_size, preset_settings, resolve_auto, validate
 from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file, fit_batch_shape,
-                    load_encoded, name_symbols, split_train_val)
+                    ids_digest, load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
-from ..serialization import atomic_write_bytes, replace_durably
+from ..rundir import RunLock
+from ..serialization import atomic_copy, atomic_write_bytes, replace_durably
+from ..threads import requested_threads
 from .schedule import optimizer_options
 from .state import TrainState, restore_generator
 
@@ -76,6 +79,7 @@ class Setup:
     hidden: np.ndarray  # (L, B, H), carried from one window into the next (the engine's own form while training)
     state: TrainState
     engine: Any = None  # what computes the steps (train/engine.py), attached by the trainer; None: NumPy
+    lock: RunLock | None = None  # held from set-up on: this process alone writes to run_dir
 
     @property
     def vocab(self) -> Vocab:
@@ -131,14 +135,13 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
     if cfg.preset:
         cfg = TrainConfig(**(cfg.to_dict() | preset_settings(cfg.preset) | _explicit(cfg)))
     validate(cfg)
+    requested_threads()  # CHARRNN_THREADS: refused now, not at the first step after an old run is gone
     d = run_dir
     if d.exists() and not d.is_dir():
         raise ConfigError(f"--out {d} exists and is not a directory")
     replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
     if replacing and not force:
         raise ConfigError(f"{d} already holds a run: use --resume {d} to continue it, or --force to replace it")
-    if replacing:
-        _remove_temporaries(d)  # garbage of a killed process, never part of a run
     text_path = _text_path(cfg)
     source = None
     if cfg.init_from is not None:
@@ -152,9 +155,16 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
+    lock = RunLock(d)
+    try:
+        lock.acquire()  # before anything in d is touched: another writer's files are its own
+    except BaseException:
+        _remove_dirs(created)
+        raise
     staged = d / f".{ckpt.TOKENS}.new"
     written: list[Path] = []
     try:
+        _remove_temporaries(d)  # garbage of a killed process, never part of a run
         if source is None:
             encoded = encode_file(text_path, staged, encoding=cfg.encoding)
         else:
@@ -169,7 +179,8 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
         B, T = text.batcher.batch_size, text.batcher.seq_len
         s = Setup(d, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
                   sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B),
-                  state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded)))
+                  state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded), text_sha256=encoded.text_sha256,
+                                   tokens_sha256=encoded.ids_sha256), lock=lock)
         if replacing:
             for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
                 (d / n).unlink(missing_ok=True)
@@ -184,12 +195,9 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
         _write_json(d / ckpt.CONFIG, cfg.to_dict() | {"batch_size": B, "seq_len": T} | paths)
     except BaseException:
         for p in (staged, *written):
-            p.unlink(missing_ok=True)
-        for p in reversed(created):
-            try:
-                p.rmdir()
-            except OSError:
-                pass
+            _discard(p)
+        lock.release()
+        _remove_dirs(created)
         raise
     if source is not None:
         added = encoded.vocab.size - source.vocab.size
@@ -263,7 +271,9 @@ def _resolve(cfg: TrainConfig, encoded: EncodedText, say: Say) -> TrainConfig:
         cfg = cfg.replace(hidden_size=auto_hidden_size(n))
     V, H, L = encoded.vocab.size, cfg.hidden_size, cfg.num_layers
     itemsize = np.dtype(cfg.dtype).itemsize
-    need = estimate_memory(V, H, L, cfg.batch_size, cfg.seq_len, itemsize, cfg.cell)
+    # judged at the batch and window the text leaves (a short text shrinks them), not as asked
+    B, T, _ = fit_batch_shape(len(split_train_val(n, cfg.val_frac)[0]), cfg.batch_size, cfg.seq_len)
+    need = estimate_memory(V, H, L, B, T, itemsize, cfg.cell)
     have = physical_memory()
     if have and need > MEMORY_FRACTION * have:
         raise ConfigError(
@@ -323,9 +333,15 @@ def _auto_plan(cfg: TrainConfig, windows_per_epoch: int, validates: bool) -> Tra
 # a resumed run
 
 
-def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
+def resume_run(overrides: TrainConfig, run_dir: Path, say: Say, out: Path | None = None, force: bool = False,
+               reader: bool = False) -> Setup:
     """Set up the run saved in `run_dir` (a run directory or a checkpoint file) where it stopped.
-    Of `overrides`, only the settings in RESUMABLE may differ from the saved configuration."""
+    Of `overrides`, only the settings in RESUMABLE may differ from the saved configuration.
+
+    With `out` (another directory) the run continues there, from the same state, optimizer
+    included, and its own run is left as it is; a checkpoint other than a run's latest (its best,
+    say) can only be continued that way, as continuing it in place would overwrite the later
+    state. `force` lets `out` replace a run already there."""
     if run_dir.is_dir() and not (run_dir / ckpt.LATEST).exists():
         raise CheckpointError(f"{run_dir}: no checkpoint in this directory to resume (no {ckpt.LATEST})")
     c = ckpt.load_checkpoint(run_dir / ckpt.LATEST if run_dir.is_dir() else run_dir)
@@ -339,14 +355,145 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
         raise ConfigError(f"cannot change {', '.join(sorted('--' + k.replace('_', '-') for k in fixed))} when resuming")
     cfg = cfg.replace(**changes)
     validate(cfg)
+    requested_threads()
     run_dir = c.path.parent
+    if out is not None and not _same_dir(out, run_dir):
+        return _fork_run(c, cfg, changes, out, force, say)
+    if c.path.name != ckpt.LATEST:
+        raise ConfigError(
+            f"{c.path} is not the latest checkpoint of {run_dir}: continuing it there would overwrite "
+            f"{ckpt.LATEST} and the metrics after step {c.state['step']:,}; give --out NEW_DIR to continue it "
+            "in a new run directory"
+        )
+    if reader:  # another process (torchrun's rank 0) holds the run and writes it: read, take nothing
+        return _resume_locked(c, cfg, changes, run_dir, None, say)
+    lock = RunLock(run_dir).acquire()
+    try:
+        return _resume_locked(c, cfg, changes, run_dir, lock, say)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: Path, force: bool,
+              say: Say) -> Setup:
+    """Continue checkpoint `c` in the new run directory `d`: its tokens.bin (checked, or the text
+    encoded again), the checkpoint as latest, the best as of it, config.json and the metrics up
+    to its step. The source run is only read."""
+    source = c.path.parent
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"--out {d} exists and is not a directory")
+    replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
+    if replacing and not force:
+        raise ConfigError(f"{d} already holds a run: give another --out, or --force to replace it")
+    saved = TrainState.from_json(c.state, c.path)
+    created = _missing_dirs(d)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
+    lock = RunLock(d)
+    try:
+        lock.acquire()
+    except BaseException:
+        _remove_dirs(created)
+        raise
+    staged = d / f".{ckpt.TOKENS}.new"
+    written: list[Path] = []
+    try:
+        _remove_temporaries(d)
+        if "text" in changes or not (source / ckpt.TOKENS).is_file():
+            encoded = _encode_same_text(_text_path(cfg), staged, c.vocab, saved, source / ckpt.TOKENS)
+        else:
+            shutil.copyfile(source / ckpt.TOKENS, staged)
+            encoded = load_encoded(staged, c.vocab, check=False)
+            _check_tokens(encoded, saved)
+        best = c.path if saved.best_step == saved.step else source / ckpt.BEST
+        if (saved.best_val_loss is None or not best.is_file()
+                or ckpt.load_checkpoint(best).state.get("step") != saved.best_step):
+            best = None  # no best yet, or not at hand: the next improvement writes one
+        metrics = _metrics_upto(source / ckpt.METRICS, saved.step)
+        s = _continue(c, cfg, encoded, saved, d, lock, say)  # every check done: d may change now
+        if replacing:
+            for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
+                (d / n).unlink(missing_ok=True)
+        written = [d / n for n in (ckpt.TOKENS, ckpt.METRICS, ckpt.LATEST, ckpt.BEST, ckpt.CONFIG)]
+        _install_tokens(staged, d / ckpt.TOKENS)
+        encoded.path = d / ckpt.TOKENS
+        if metrics:
+            atomic_write_bytes(d / ckpt.METRICS, metrics)
+        s.save(d / ckpt.LATEST)
+        if best is not None:
+            atomic_copy(best, d / ckpt.BEST)
+        _write_json(d / ckpt.CONFIG, _config_record(s.cfg, s))
+    except BaseException as e:
+        for p in (staged, *written):
+            _discard(p)
+        lock.release()
+        _remove_dirs(created)
+        if isinstance(e, OSError):  # copying the run's files (a full disk, a special file)
+            raise CheckpointError(f"cannot continue {c.path} in {d}: {e.strerror or e}") from None
+        raise
+    say(f"charrnn: continuing {c.path} (step {s.state.step:,}) in {d}")
+    return s
+
+
+def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], run_dir: Path,
+                   lock: RunLock | None, say: Say) -> Setup:
+    """The resume itself; without a lock (a reader) nothing in run_dir is changed."""
     tokens = run_dir / ckpt.TOKENS
     saved = TrainState.from_json(c.state, c.path)
-    _remove_temporaries(run_dir)  # left by a process killed in the middle of a write
+    if lock is not None:
+        _remove_temporaries(run_dir)  # left by a process killed in the middle of a write
     if "text" in changes or not tokens.is_file():
-        encoded = _reencode(_text_path(cfg), tokens, c.vocab, saved.n_tokens)
+        encoded = _reencode(_text_path(cfg), tokens, c.vocab, saved)
     else:
         encoded = load_encoded(tokens, c.vocab, check=False)
+        _check_tokens(encoded, saved)
+    s = _continue(c, cfg, encoded, saved, run_dir, lock, say)
+    if lock is not None:
+        _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
+        _update_config(run_dir / ckpt.CONFIG, c.config, s, say)
+    say(f"charrnn: resuming {run_dir} at step {s.state.step:,}")
+    return s
+
+
+def _config_record(cfg: TrainConfig, s: Setup) -> dict[str, Any]:
+    """config.json: the resolved configuration with the batch and window the text left."""
+    return cfg.to_dict() | {"batch_size": s.batch_size, "seq_len": s.seq_len}
+
+
+def _update_config(path: Path, saved: TrainConfig, s: Setup, say: Say) -> None:
+    """Rewrite config.json for the resumed run (a new --steps, say). It is a record, never read
+    back: the checkpoint holds the configuration. An edit found in it is named and undone."""
+    try:
+        found = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        found = None
+    except (OSError, ValueError):
+        found = {}
+    if found is not None:
+        expected = _config_record(saved, s)
+        if isinstance(found, dict):
+            edited = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+        else:
+            edited = ["(all)"]
+        if edited:
+            say(f"charrnn: {path} was changed by hand ({', '.join(edited)}); it only records the run's settings, "
+                "which come from the checkpoint and the flags: rewritten")
+    _write_json(path, _config_record(s.cfg, s))
+
+
+def _continue(c: ckpt.Checkpoint, cfg: TrainConfig, encoded: EncodedText, saved: TrainState, run_dir: Path,
+              lock: RunLock | None, say: Say) -> Setup:
+    """The run of checkpoint `c` on its checked text, set up in `run_dir` where `c` stands."""
     if len(encoded) != saved.n_tokens:
         raise DataError(
             f"the text now has {len(encoded):,} characters, the run was trained on {saved.n_tokens:,}: "
@@ -360,22 +507,58 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
     optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
     # set up as a fresh run would be on the saved model, then moved to where the checkpoint stands
     s = Setup(run_dir, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
-              sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B), state=saved)
+              sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B), state=saved,
+              lock=lock)
     s.restore(c)
-    _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
-    if c.path.name != ckpt.LATEST:  # resumed from best (or another file): make it the last good state
-        s.save(run_dir / ckpt.LATEST)
-    say(f"charrnn: resuming {run_dir} at step {s.state.step:,}")
+    # the hashes checked just now, recorded from here on where the checkpoint predates them
+    s.state.text_sha256, s.state.tokens_sha256 = saved.text_sha256, saved.tokens_sha256
     return s
 
 
-def _reencode(text: Path, tokens: Path, vocab: Vocab | None, n_tokens: int) -> EncodedText:
+def _check_tokens(encoded: EncodedText, saved: TrainState) -> None:
+    """Check the run's tokens.bin against the checkpoint: every id inside the vocabulary, and the
+    content hash the run recorded (a checkpoint made before hashes were recorded gets this one)."""
+    where = encoded.path
+    digest, top = ids_digest(encoded.ids)
+    if top >= encoded.vocab.size:
+        raise DataError(f"{where} holds token id {top}, outside this run's vocabulary of {encoded.vocab.size} "
+                        f"symbols: it is not this run's encoded text; delete it to encode the text again")
+    if saved.tokens_sha256 is not None and digest != saved.tokens_sha256:
+        raise DataError(f"{where} is not the encoded text this run was trained on (its content hash differs): "
+                        "delete it to encode the text again")
+    saved.tokens_sha256 = digest
+
+
+def _reencode(text: Path, tokens: Path, vocab: Vocab | None, saved: TrainState) -> EncodedText:
     """Encode the run's text again (it moved, or tokens.bin was deleted) without touching the
     run's tokens.bin until the new ids are known to be the very same text."""
     staged = tokens.with_name(f".{tokens.name}.new")
+    encoded = _encode_same_text(text, staged, vocab, saved, tokens)
+    try:
+        _install_tokens(staged, tokens)
+    except BaseException:
+        _discard(staged)
+        raise
+    encoded.path = tokens
+    return encoded
+
+
+def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: TrainState, tokens: Path) -> EncodedText:
+    """Encode `text` into `staged` and check that it is the run's text: by the content hashes the
+    checkpoint recorded, or (older checkpoints) by the ids of the run's `tokens`, or their number.
+    The hashes are recorded in `saved`; on any failure `staged` is removed."""
+    n_tokens = saved.n_tokens
     try:
         encoded = encode_file(text, staged, vocab=vocab)
-        if tokens.is_file():
+        recorded = saved.text_sha256 is not None or saved.tokens_sha256 is not None
+        if recorded:
+            if (saved.text_sha256 not in (None, encoded.text_sha256)
+                    or saved.tokens_sha256 not in (None, encoded.ids_sha256)):
+                raise DataError(
+                    f"{text} is not the text this run was trained on (its content hash differs): resuming on "
+                    "different text would not continue the same run"
+                )
+        elif tokens.is_file():
             if not _same_ids(encoded.ids, load_encoded(tokens, vocab, check=False).ids):
                 raise DataError(
                     f"{text} is not the text this run was trained on: resuming on different text "
@@ -386,11 +569,10 @@ def _reencode(text: Path, tokens: Path, vocab: Vocab | None, n_tokens: int) -> E
                 f"{text} has {len(encoded):,} characters, the run was trained on {n_tokens:,}: "
                 "resuming on different text would not continue the same run"
             )
-        _install_tokens(staged, tokens)
     except BaseException:
-        staged.unlink(missing_ok=True)
+        _discard(staged)
         raise
-    encoded.path = tokens
+    saved.text_sha256, saved.tokens_sha256 = encoded.text_sha256, encoded.ids_sha256
     return encoded
 
 
@@ -412,6 +594,24 @@ def _install_tokens(staged: Path, tokens: Path) -> None:
         raise CheckpointError(f"cannot write {tokens}: {e.strerror or e}") from None
 
 
+def _discard(p: Path) -> None:
+    """Remove a file on the way out of a failure: one that cannot be removed (a directory made
+    read-only meanwhile) must not hide the failure being reported."""
+    try:
+        p.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    """Remove the directories `_missing_dirs` listed, innermost first, where they are empty."""
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:
+            pass
+
+
 def _missing_dirs(d: Path) -> list[Path]:
     """The directories `d.mkdir(parents=True)` would create, outermost first."""
     missing = []
@@ -422,8 +622,9 @@ def _missing_dirs(d: Path) -> list[Path]:
 
 
 def _remove_temporaries(run_dir: Path) -> None:
-    """Delete the temporary files of atomic writes that a killed process never renamed."""
-    names = (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.TOKENS)
+    """Delete the temporary files of atomic writes that a killed process never renamed. Called
+    with the run's lock held, so no live process is writing any of them."""
+    names = (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.TOKENS, ckpt.METRICS)
     try:
         for p in run_dir.iterdir():
             bare = p.name.lstrip(".")
@@ -448,6 +649,22 @@ def _trim_metrics(path: Path, step: int) -> None:
         return
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    keep = _records_upto(data, step)
+    if len(keep) != len(data.splitlines()):
+        atomic_write_bytes(path, b"".join(keep))
+
+
+def _metrics_upto(path: Path, step: int) -> bytes:
+    """The metrics records of `path` up to `step` (none if there is no log)."""
+    try:
+        return b"".join(_records_upto(path.read_bytes(), step))
+    except FileNotFoundError:
+        return b""
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _records_upto(data: bytes, step: int) -> list[bytes]:
     keep = []
     for line in data.splitlines(keepends=True):
         try:
@@ -456,8 +673,7 @@ def _trim_metrics(path: Path, step: int) -> None:
             record = None
         if isinstance(record, dict) and not (type(record.get("step")) is int and record["step"] > step):
             keep.append(line)
-    if len(keep) != len(data.splitlines()):
-        atomic_write_bytes(path, b"".join(keep))
+    return keep
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -9,6 +9,7 @@ holds a state the trainer can continue from.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,13 @@ from ..errors import CheckpointError
 # belongs (JSON does not tell 1.0 from 1) and kept as it is, so a state read and written again is
 # the same document.
 _COUNTERS = {"step": int, "chars_seen": int, "elapsed": float, "lr_scale": float, "divergences": int}
+# Counters added after the first version, with the value a checkpoint without them stands for.
+_LATER_COUNTERS = {"report_steps": (int, 0), "report_loss_sum": (float, 0.0)}
 # Sizes of the run, each with its least valid value: two tokens are the least text that trains.
 _SIZES = {"n_tokens": 2, "batch_size": 1, "seq_len": 1}
-_LOSSES = ("best_val_loss", "smoothed_loss", "val_loss")
+_LOSSES = ("best_val_loss", "smoothed_loss", "val_loss", "initial_loss")
+_DIGESTS = ("text_sha256", "tokens_sha256")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 # Bounded like an int64 so that no later arithmetic on a value from a file can overflow a float.
 _LIMIT = 2**63
 
@@ -41,6 +46,13 @@ class TrainState:
     best_step: int = 0  # step of best_val_loss, which best.safetensors holds; drives --patience
     smoothed_loss: float | None = None  # the reported training loss (None until the first step)
     val_loss: float | None = None  # the latest validation nats/char (None: none yet, or no validation)
+    # the loss of the run's first step: a step's loss far above it counts as divergence (None: not
+    # taken yet, or a checkpoint from before it was recorded)
+    initial_loss: float | None = None
+    # The training losses since the last metrics record, which the next record averages: saved so
+    # that a run stopped between records and resumed writes the records of one that never stopped.
+    report_steps: int = 0
+    report_loss_sum: float = 0.0
     # Taken from the live objects at each save (see Setup.save): between saves these are stale.
     data: dict[str, Any] | None = None  # the batcher's position, Batcher.state_dict()
     sample_rng: dict[str, Any] | None = None  # the PCG64 state of the training-time sampler
@@ -49,6 +61,10 @@ class TrainState:
     batch_size: int = 0  # B after fitting the batch to the text
     seq_len: int = 0  # T after fitting the batch to the text
     n_tokens: int = 0  # tokens in the whole text, validation part included
+    # SHA-256 (hex) of the training text's bytes and of tokens.bin, checked on resume (None in
+    # checkpoints made before they were recorded)
+    text_sha256: str | None = None
+    tokens_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The document saved in a checkpoint: every field under its own name."""
@@ -72,6 +88,14 @@ class TrainState:
             value = d.get(key)
             if type(value) is not int or value < low:
                 raise CheckpointError(f"{source}: training state {key!r} is missing or malformed")
+        later = {}
+        for key, (kind, default) in _LATER_COUNTERS.items():
+            value = d.get(key, default)  # absent from checkpoints of earlier versions
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise CheckpointError(f"{source}: training state {key!r} is malformed")
+            if abs(value) >= _LIMIT or (isinstance(value, float) and not math.isfinite(value)) or (kind is int and value < 0):
+                raise CheckpointError(f"{source}: training state {key!r} = {value!r} is out of range")
+            later[key] = value
         best_step = d.get("best_step", 0)  # absent from the first checkpoints of a run's history
         if type(best_step) is not int or not 0 <= best_step < _LIMIT:
             raise CheckpointError(f"{source}: training state 'best_step' = {best_step!r} is malformed")
@@ -81,8 +105,12 @@ class TrainState:
             ok = value is None or (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < _LIMIT)
             if not ok:
                 raise CheckpointError(f"{source}: training state {key!r} = {value!r} is malformed")
+        for key in _DIGESTS:
+            value = d.get(key)
+            if value is not None and not (isinstance(value, str) and _HEX64.fullmatch(value)):
+                raise CheckpointError(f"{source}: training state {key!r} is malformed")
         # keys of other versions are dropped, as the trainer has always done on resume
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)} | {"best_step": best_step})
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)} | later | {"best_step": best_step})
 
     def __getitem__(self, key: str) -> Any:
         # Read access by the saved names (state["step"]), the way a checkpoint's raw state is read,
