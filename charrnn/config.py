@@ -63,7 +63,7 @@ class TrainConfig:
     # ---- reporting and checkpoints
     log_every: int = 20  # steps between metrics lines (and progress-bar updates)
     eval_every: int = 500  # steps between validation passes and checkpoints (0 = only at the end)
-    eval_max_chars: int = 0  # cap on validation characters per periodic pass (0 = all of them)
+    eval_max_chars: int = 0  # characters a periodic validation scores (0 = a fifth of those trained between two)
     sample_every: int = 1000  # steps between samples written to samples.txt (0 = never)
     sample_length: int = 200  # characters per training-time sample
     sample_temperature: float = 0.8  # temperature of training-time samples

@@ -54,7 +54,7 @@ def _train(p: argparse.ArgumentParser):
         "time_budget": "seconds to train in this invocation",
         "log_every": "steps between metrics lines",
         "eval_every": "steps between validation + checkpoint (0 = at the end only)",
-        "eval_max_chars": "validation characters per periodic evaluation (0 = all)",
+        "eval_max_chars": "characters scored by a periodic validation (0 = a fifth of those trained in between; the last validation scores all)",
         "sample_every": "steps between samples written to samples.txt (0 = never)",
         "sample_length": "characters per training-time sample",
         "sample_temperature": "temperature of training-time samples",
