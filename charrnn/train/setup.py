@@ -92,6 +92,7 @@ class Setup:
         self.state.data = self.batcher.state_dict()
         self.state.sample_rng = self.sample_rng.bit_generator.state
         self.state.dropout_rng = self.model.dropout_rng.bit_generator.state
+        self.state.workers = self.model.workers_for(self.batch_size)
         ckpt.save_checkpoint(path, self.model, self.vocab, self.cfg, self.state.to_json(), self.optimizer,
                              self.hidden)
 
@@ -353,6 +354,10 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say) -> Setup:
     if c.path.name != ckpt.LATEST:  # resumed from best (or another file): make it the last good state
         s.save(run_dir / ckpt.LATEST)
     say(f"charrnn: resuming {run_dir} at step {s.state.step:,}")
+    now = model.workers_for(B)
+    if saved.workers and saved.workers != now:
+        say(f"charrnn: the run was trained with {saved.workers} worker thread(s) and continues with {now}: "
+            f"the result will differ by float rounding from an uninterrupted run (--threads {saved.workers} keeps it bit-identical)")
     return s
 
 
