@@ -24,18 +24,17 @@ from .. import checkpoint as ckpt
 from ..config import TrainConfig
 from ..errors import CharRNNError, CheckpointError
 from ..model import layer_names
-from ..evaluate import NATS_TO_BITS, evaluate_ids
+from ..evaluate import NATS_TO_BITS, evaluate_ids, evaluate_sample, periodic_budget
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
 from ..sample import SampleConfig, generate
 from ..serialization import atomic_copy
+from .fused import FusedStep
 from .schedule import lr_at
 from .setup import Setup, fresh_run, resume_run
 
 # Signals that stop training cleanly (the step finishes, a checkpoint is written): Ctrl-C, a
 # polite kill, and a closed terminal (SIGHUP, which would otherwise end the run unsaved).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-# Periodic validation scores this many parallel streams (the `eval` command uses one).
-VAL_STREAMS = 16
 
 
 class Interrupted(CharRNNError):
@@ -87,6 +86,9 @@ class Trainer:
         # the loop's horizon; a caller may move it before `run()`
         self.total_steps: int = self.setup.cfg.steps
         self.time_budget: float = self.setup.cfg.time_budget
+        c = self.setup.cfg
+        self._fused = FusedStep.for_model(self.setup.model, self.setup.optimizer, self.setup.batch_size,
+                                          c.clip_value, c.clip_norm, c.single_bias)
 
     def __getattr__(self, name: str) -> Any:
         # The run's objects read as the trainer's own (trainer.model, trainer.state, ...), which is
@@ -109,15 +111,16 @@ class Trainer:
 
     # -- validation and samples -----------------------------------------------------------------
 
-    def validate_loss(self) -> float | None:
+    def validate_loss(self, full: bool = False) -> float | None:
+        """Validation nats/char: of the fixed periodic sample, or of the whole split (`full`,
+        the run's last validation); see evaluate.py."""
         s = self.setup
         if s.val_ids is None:
             return None
-        ids = s.val_ids
-        if s.cfg.eval_max_chars and len(ids) > s.cfg.eval_max_chars + 1:
-            ids = ids[: s.cfg.eval_max_chars + 1]
-        result = evaluate_ids(s.model, ids, streams=VAL_STREAMS)
-        return result.nats_per_char
+        if full:
+            return evaluate_ids(s.model, s.val_ids).nats_per_char
+        budget = periodic_budget(s.cfg.eval_max_chars, s.cfg.eval_every, s.batch_size, s.batcher.seq_len)
+        return evaluate_sample(s.model, s.val_ids, budget).nats_per_char
 
     def take_sample(self, first_token: int) -> str:
         s = self.setup
@@ -189,28 +192,37 @@ class Trainer:
                 x, y, reset = s.batcher.next_batch()
                 if reset:
                     s.hidden = s.model.initial_state(s.batch_size)
-                loss, grads, h_last = s.model.loss_and_grads(x, y, s.hidden)
-                grad_norm = global_grad_norm(grads)
-                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
-                    self._recover(what)  # nothing of this step reaches the parameters
-                    continue
-                if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
-                    for k in range(cfg.num_layers):
-                        grads[layer_names(k)[3]].fill(0.0)  # bias_hh
-                if cfg.clip_value:
-                    clip_grad_value_(grads, cfg.clip_value)
-                if cfg.clip_norm:
-                    clip_grad_norm_(grads, cfg.clip_norm)
-                time_frac = run_time / budget if budget else None
-                lr = lr_at(cfg, st.step, total, s.batcher.windows_per_epoch, time_frac) * st.lr_scale
-                s.optimizer.lr = lr
-                s.optimizer.step(grads)
-                if not all(np.isfinite(p).all() for p in s.model.params.values()):
-                    # a finite gradient times a huge rate can still overflow: roll the step back
-                    # before anything (a checkpoint above all) can see it
-                    self._recover("a parameter overflowed in the update")
-                    continue
+                if self._fused is not None:  # the whole step in one compiled call (train/fused.py)
+                    time_frac = run_time / budget if budget else None
+                    lr = lr_at(cfg, st.step, total, s.batcher.windows_per_epoch, time_frac) * st.lr_scale
+                    loss, grad_norm, h_last, status = self._fused(x, y, s.hidden, lr)
+                    if status:  # as below: 1, nothing reached the parameters; 2, an update overflowed
+                        self._recover(f"loss {loss} / gradient norm {grad_norm}" if status == 1
+                                      else "a parameter overflowed in the update")
+                        continue
+                else:
+                    loss, grads, h_last = s.model.loss_and_grads(x, y, s.hidden)
+                    grad_norm = global_grad_norm(grads)
+                    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+                        self._recover(what)  # nothing of this step reaches the parameters
+                        continue
+                    if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
+                        for k in range(cfg.num_layers):
+                            grads[layer_names(k)[3]].fill(0.0)  # bias_hh
+                    if cfg.clip_value:
+                        clip_grad_value_(grads, cfg.clip_value)
+                    if cfg.clip_norm:
+                        clip_grad_norm_(grads, cfg.clip_norm)
+                    time_frac = run_time / budget if budget else None
+                    lr = lr_at(cfg, st.step, total, s.batcher.windows_per_epoch, time_frac) * st.lr_scale
+                    s.optimizer.lr = lr
+                    s.optimizer.step(grads)
+                    if not all(np.isfinite(p).all() for p in s.model.params.values()):
+                        # a finite gradient times a huge rate can still overflow: roll the step back
+                        # before anything (a checkpoint above all) can see it
+                        self._recover("a parameter overflowed in the update")
+                        continue
                 s.hidden = h_last
                 st.step += 1
                 st.chars_seen += x.size
@@ -225,7 +237,7 @@ class Trainer:
                     self._write_sample(step, int(x[0, 0]))
                 last = bool(total and step >= total)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
-                    st.val_loss = self.validate_loss()
+                    st.val_loss = self.validate_loss(full=last)
                     if not _finite_or_none(st.val_loss):
                         # weights that overflow on unseen text are as broken as a NaN loss
                         self._recover(f"validation loss {st.val_loss}", step)
@@ -243,7 +255,7 @@ class Trainer:
                     self._bar.update(1)
             st = s.state
             if st.step != self._saved_at:  # stopped by time or signal between checkpoints
-                st.val_loss = self.validate_loss()
+                st.val_loss = self.validate_loss(full=True)
                 if _finite_or_none(st.val_loss):
                     self._report(lr, grad_norm, evaluated=True)
                     self._checkpoint()
