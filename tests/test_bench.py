@@ -31,3 +31,15 @@ def test_peak_row_and_bad_options(capsys):
     for bad in (["--rows", "nope"], ["--cells", "lstm,xyz"], ["--threads", "0"], ["--repeats", "0"],
                 ["--baseline-threads", "all"]):
         assert bench.main(bad) == 2, bad
+
+
+def test_cores_rows_compare_the_default_with_one_thread_and_blas_threads(tmp_path):
+    rows = bench.compare_cores(Setting("train", "rnn", H=8, B=4, T=5), 1, 2, tmp_path)
+    assert len(rows) == 2 and all(r.ours > 0 and r.theirs > 0 and "losses agree" in r.check for r in rows)
+    assert {r.baseline for r in rows} == {"charrnn, 1 thread", "charrnn, BLAS 2 threads"}
+
+
+def test_end_to_end_rows_time_the_real_commands(tmp_path):
+    row = bench.compare_cli(Setting("train", "rnn", H=8, B=2, T=5), (1, 3), 1, 1, tmp_path)
+    assert row.ours > 0 and row.theirs > 0 and "whole command" in row.setting
+    assert (tmp_path / "cli-run" / "latest.safetensors").is_file() and (tmp_path / "cli-torch.safetensors").is_file()
