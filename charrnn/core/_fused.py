@@ -38,6 +38,8 @@ def kernel():
     """The compiled step (numba, cached on disk), built on first use."""
     global _kernel
     if _kernel is None:
+        if not _jit.available():
+            raise RuntimeError("the fused step needs numba (and CHARRNN_JIT not set to 0)")
         _jit.kernels()  # registers the compiled tanh the kernel calls
         _define_helpers()
         _kernel = _build()
@@ -66,7 +68,6 @@ def _build():
         dt = w_hh.dtype.type
         hs = np.empty((T + 1, B, H), dtype=w_hh.dtype)
         ps = np.empty((T, B, V), dtype=w_hh.dtype)
-        g_ih = np.empty((H, V), dtype=w_hh.dtype)
         g_hh = np.zeros((H, H), dtype=w_hh.dtype)
         gb_ih = np.zeros(H, dtype=w_hh.dtype)
         gb_hh = np.empty(H, dtype=w_hh.dtype)
@@ -76,9 +77,9 @@ def _build():
         hprev = np.empty(H, dtype=w_hh.dtype)
         one = dt(1.0)
         # transposed copies: every product below reads contiguous rows
-        whh_t = np.ascontiguousarray(w_hh.T)  # (H, H)
-        wih_t = np.ascontiguousarray(w_ih.T)  # (V, H): row v is the column of U a one-hot v selects
-        hw_t = np.ascontiguousarray(hw.T)  # (H, V)
+        whh_t = _transpose(w_hh)  # (H, H)
+        wih_t = _transpose(w_ih)  # (V, H): row v is the column of U a one-hot v selects
+        hw_t = _transpose(hw)  # (H, V)
         bias = np.empty(H, dtype=w_hh.dtype)
         for i in range(H):
             bias[i] = b_ih[i] + b_hh[i]
@@ -168,9 +169,7 @@ def _build():
                         dh[i] += w_hh[j, i] * dj
                 for i in range(H):
                     dnext[b, i] = dh[i]
-        for v in range(V):
-            for i in range(H):
-                g_ih[i, v] = gih_t[v, i]
+        g_ih = _transpose(gih_t)
         for i in range(H):
             gb_hh[i] = gb_ih[i]  # both biases get the same gradient: only their sum enters
         # ---- the norm before clipping, in float64; nothing changes unless all is finite
@@ -189,7 +188,8 @@ def _build():
             _clamp(g_hw, c)
             _clamp(g_hb, c)
         if clip_norm > 0:
-            sq = _sumsq(g_ih) + _sumsq(g_hh) + _sumsq(gb_ih) + _sumsq(gb_hh) + _sumsq(g_hw) + _sumsq(g_hb)
+            if clip_value > 0 or single_bias:  # the norm of what clipping by value (or the bias) left
+                sq = _sumsq(g_ih) + _sumsq(g_hh) + _sumsq(gb_ih) + _sumsq(gb_hh) + _sumsq(g_hw) + _sumsq(g_hb)
             coef = clip_norm / (math.sqrt(sq) + 1e-6)
             if coef < 1.0:
                 c = dt(coef)
@@ -212,7 +212,7 @@ def _build():
 
 def _define_helpers():
     """The kernel's helpers, module globals (numba's disk cache keys on a kernel's globals)."""
-    global _sumsq, _clamp, _scale, _update
+    global _sumsq, _clamp, _scale, _update, _transpose
     numba = _jit.numba
     helper = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -222,21 +222,30 @@ def _define_helpers():
         would make every addition wait for the one before it."""
         f = a.reshape(-1)
         n = f.shape[0]
-        part = np.zeros(8)
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
         k = 0
         while k + 8 <= n:
-            for j in range(8):
-                v = np.float64(f[k + j])
-                part[j] += v * v
+            v0, v1, v2, v3 = np.float64(f[k]), np.float64(f[k + 1]), np.float64(f[k + 2]), np.float64(f[k + 3])
+            v4, v5, v6, v7 = np.float64(f[k + 4]), np.float64(f[k + 5]), np.float64(f[k + 6]), np.float64(f[k + 7])
+            s0 += v0 * v0
+            s1 += v1 * v1
+            s2 += v2 * v2
+            s3 += v3 * v3
+            s4 += v4 * v4
+            s5 += v5 * v5
+            s6 += v6 * v6
+            s7 += v7 * v7
             k += 8
-        s = 0.0
         while k < n:
             v = np.float64(f[k])
-            s += v * v
+            s0 += v * v
             k += 1
-        for j in range(8):
-            s += part[j]
-        return s
+        return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+    @helper
+    def _transpose(a):
+        """a.T as a new C-contiguous array."""
+        return np.ascontiguousarray(a.T)
 
     @helper
     def _clamp(a, c):
@@ -290,4 +299,4 @@ def _define_helpers():
         return bad == 0
 
 
-_sumsq = _clamp = _scale = _update = None
+_sumsq = _clamp = _scale = _update = _transpose = None
