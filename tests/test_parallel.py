@@ -65,7 +65,9 @@ def test_a_fixed_worker_count_gives_identical_numbers(workers):
 
 
 def test_shards_cover_the_streams_and_small_work_stays_whole():
-    assert stream_shards(7, 512, 3) == [slice(0, 3), slice(3, 5), slice(5, 7)]
+    assert stream_shards(7, 4096, 3) == [slice(0, 3), slice(3, 5), slice(5, 7)]
+    assert stream_shards(64, 128, 2) == [slice(0, 32), slice(32, 64)]
+    assert stream_shards(32, 128, 2) == [slice(0, 32)]  # 16 streams of 128 units: too small a shard
     assert stream_shards(1, 512, 4) == [slice(0, 1)]  # one stream: nothing to share
     assert stream_shards(64, 8, 2) == [slice(0, 64)]  # too little work per step to be worth it
     assert stream_shards(64, 128, 1) == [slice(0, 64)]

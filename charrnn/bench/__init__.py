@@ -257,8 +257,11 @@ def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[R
     speeds = {k: chars / statistics.median(v) for k, v in t.items()}
     flops = train_flops(V, s.H, s.L, s.B, s.T, s.cell) / (1 if s.job == "train" else 3)
     g = flops / statistics.median(t["default"]) / 1e9
-    setting = f"H={s.H} B={s.B} T={s.T}"
-    return [Row(f"cores {s.cell} H={s.H}: default {cores} vs {k}", setting, speeds["default"], speeds[k],
+    from ..model.parallel import stream_shards
+
+    workers = len(stream_shards(s.B, s.H, cores))
+    setting = f"H={s.H} B={s.B} T={s.T}, default: {workers} worker{'s' if workers > 1 else ''}"
+    return [Row(f"cores {s.cell} H={s.H}: default vs {k}", setting, speeds["default"], speeds[k],
                 f"charrnn, {k}", gflops=g, check=check, samples=t) for k in specs if k != "default"]
 
 
@@ -473,7 +476,7 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
             add(compare(setting, n, n_threads, args.baseline_threads, Path(tmp)))
     if "cores" in args.rows:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
-            for H, B, T in ((128, 32, 64), (512, 64, 100)):
+            for H, B, T in ((128, 32, 64), (128, 64, 100), (512, 64, 100)):
                 for row in compare_cores(Setting("train", "rnn", H, B, T), reps * (4 if H == 128 else 1),
                                          max(2, threads.usable_cpus()), Path(tmp)):
                     add(row)

@@ -16,9 +16,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-# A shard below this many numbers per step (B_i * H) costs more in the workers' meeting than
-# it saves: the per-step products are then a few microseconds, and the work stays whole.
-MIN_SHARD_WORK = 1024
+# A shard below this many numbers per step (B_i * H) stays whole. Each step of a shard makes a
+# few NumPy calls that hold the GIL for a microsecond or two around a product that releases it;
+# when the product itself takes only a few microseconds, the workers queue for the GIL, and on a
+# loaded machine a worker preempted while holding it stalls the others. Measured side by side on
+# a 2-core machine shared with other work (`charrnn bench --rows cores`, BENCHMARKS.md): two
+# workers of 16 streams at H=128 ran at 0.57x one thread, two of 32 at H=512 at 1.09x.
+MIN_SHARD_WORK = 4096
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
