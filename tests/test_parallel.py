@@ -101,3 +101,29 @@ def test_the_default_uses_every_usable_core_within_the_cgroup_quota(tmp_path, mo
     for var in threads.BLAS_ENV_VARS + (threads.ENV_VAR,):
         monkeypatch.delenv(var, raising=False)
     assert threads.requested_threads() == (3, "default")
+
+
+def test_resume_is_exact_for_a_fixed_worker_count_and_says_when_it_changes(tmp_path, workers):
+    import io
+
+    from charrnn.checkpoint import LATEST, load_checkpoint
+    from charrnn.train import Trainer
+
+    from conftest import SONNET
+    from test_train import tiny_config
+
+    path = tmp_path / "text.txt"
+    path.write_text(SONNET * 6, encoding="utf-8")
+    workers(2)
+    cfg = tiny_config(path, sample_every=0, eval_every=3, dropout=0.2, lr_schedule="constant")
+    Trainer(cfg.replace(steps=6), tmp_path / "one", quiet=True).run()
+    Trainer(cfg.replace(steps=3), tmp_path / "two", quiet=True).run()
+    assert load_checkpoint(tmp_path / "two" / LATEST).state["workers"] == 2
+    Trainer(cfg.replace(steps=6), tmp_path / "two", resume=True, quiet=True).run()
+    a, b = (load_checkpoint(tmp_path / d / LATEST).model.params for d in ("one", "two"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    # another count continues, and says that it is no longer bit-identical
+    workers(1)
+    out = io.StringIO()
+    Trainer(cfg.replace(steps=8), tmp_path / "two", resume=True, progress=False, stream=out).run()
+    assert "trained with 2 worker thread(s) and continues with 1" in out.getvalue()

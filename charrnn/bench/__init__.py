@@ -1,7 +1,7 @@
 """Speed of charrnn against PyTorch (and the seed's batch-1 loop), side by side in one run.
 
-    charrnn bench [--quick] [--threads N] [--baseline-threads matched|default]
-                  [--rows peak,train,seed,gen,eval] [--cells rnn,lstm,gru] [--json PATH]
+    charrnn bench [--quick] [--threads N] [--baseline-threads matched|default] [--busy]
+                  [--rows peak,train,seed,gen,eval,cores,cli] [--cells rnn,lstm,gru] [--json PATH]
 
 Every side of a row runs in a process of its own (see `protocol`): charrnn through its public
 API, PyTorch written as its users write it (`sides`), the seed's loop as the seed writes it
@@ -9,10 +9,16 @@ API, PyTorch written as its users write it (`sides`), the seed's loop as the see
 from the same parameters and data, which is checked, and are then timed alternately, in turns of
 about 50 ms, so that a change in the machine's load hits both; the table reports medians.
 PyTorch is run with its characters fed both as `F.one_hot` and through `nn.Embedding`, and its
-faster form is the baseline. Both sides use `--threads` BLAS threads (default: charrnn's
-default); with `--baseline-threads default` PyTorch keeps its own default instead (all cores).
-The run also measures the machine's float32 matrix-product peak, so FLOP/s can be read as a
-fraction of it.
+faster form is the baseline. charrnn uses `--threads` cores (default: all it may use, as worker
+threads with one BLAS thread each, see threads.py) and PyTorch as many threads; with
+`--baseline-threads default` PyTorch keeps its own default instead (all cores). The run also
+measures the machine's float32 matrix-product peak with all of charrnn's cores and with one, so
+FLOP/s can be read as a fraction of the first.
+
+Other rows: `cores` times charrnn's default against itself with one thread and with one worker
+on the BLAS library's own threads; `cli` times the real `charrnn train` command end to end against
+a plain PyTorch script (torch_train.py) at PyTorch's default threads; `--busy` keeps one core busy
+with another process for the whole run.
 
 FLOPs are the model's nominal count, the same for both sides: a layer's forward pass is
 2*B*T*G*(H*I + H*H) (G gate blocks; I = V for the first layer, whose one-hot input PyTorch
@@ -385,7 +391,8 @@ def _list_of(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and no H=1024 row")
-    p.add_argument("--threads", type=int, default=None, help="BLAS threads for both sides (default: charrnn's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="cores for charrnn and threads for PyTorch (default: charrnn's, all usable cores)")
     p.add_argument("--baseline-threads", choices=BASELINE_THREADS, default="matched",
                    help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
     p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS, "--rows"),
