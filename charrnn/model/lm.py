@@ -273,12 +273,14 @@ class CharRNN:
         def shard(sl: slice) -> tuple[float, State]:
             logits, state_n = self._eval_forward(x[sl], _state_part(state0, sl))
             loss, _ = softmax_cross_entropy_forward(logits, np.ascontiguousarray(y[sl].T).reshape(-1))
-            return loss * logits.shape[0], state_n
+            return loss, state_n
 
-        results = run_shards(shard, self._shards(x.shape[0]))
-        if len(results) == 1:
-            return results[0][0] / x.size, self.public_state(results[0][1])
-        return sum(r[0] for r in results) / x.size, self.public_state(_state_cat([r[1] for r in results]))
+        shards = self._shards(x.shape[0])
+        results = run_shards(shard, shards)
+        if len(results) == 1:  # the plain path's own number
+            return results[0][0], self.public_state(results[0][1])
+        loss = sum(r[0] * (sl.stop - sl.start) for r, sl in zip(results, shards)) / x.shape[0]
+        return loss, self.public_state(_state_cat([r[1] for r in results]))
 
     def nll(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[np.ndarray, Any]:
         """Forward only: (nats of every position (B, T) in float64, final state)."""
