@@ -35,6 +35,8 @@ from .setup import Setup, fresh_run, resume_run
 # Signals that stop training cleanly (the step finishes, a checkpoint is written): Ctrl-C, a
 # polite kill, and a closed terminal (SIGHUP, which would otherwise end the run unsaved).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+# A whole-split validation of at least this many characters shows a progress bar.
+FULL_VALIDATION_BAR = 1_000_000
 
 
 class Interrupted(CharRNNError):
@@ -117,8 +119,14 @@ class Trainer:
         s = self.setup
         if s.val_ids is None:
             return None
-        if full:
-            return evaluate_ids(s.model, s.val_ids).nats_per_char
+        if full:  # every character: on a large split this takes a while, so it shows its progress
+            if not self.progress or len(s.val_ids) < FULL_VALIDATION_BAR:
+                return evaluate_ids(s.model, s.val_ids).nats_per_char
+            from tqdm import tqdm
+
+            with tqdm(total=len(s.val_ids) - 1, desc="validation", unit="char", unit_scale=True, leave=False,
+                      file=self.stream) as bar:
+                return evaluate_ids(s.model, s.val_ids, progress=bar.update).nats_per_char
         budget = periodic_budget(s.cfg.eval_max_chars, s.cfg.eval_every, s.batch_size, s.batcher.seq_len)
         return evaluate_sample(s.model, s.val_ids, budget).nats_per_char
 
