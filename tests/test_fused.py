@@ -90,3 +90,24 @@ def test_what_the_fused_step_takes(monkeypatch):
         assert not supports(other, make_optimizer("adam", other.params, lr=0.1), 1)
     monkeypatch.setenv("CHARRNN_JIT", "0")
     assert not _jit.available() and not supports(m, make_optimizer("adam", m.params, lr=0.1), 1)
+
+
+def test_training_takes_the_fused_step_for_one_stream_and_matches_the_numpy_path(tmp_path, monkeypatch):
+    from charrnn.config import TrainConfig
+    from charrnn.train import Trainer, fused
+
+    from conftest import SONNET
+
+    path = tmp_path / "input.txt"
+    path.write_text(SONNET * 3)
+    cfg = TrainConfig(text=str(path), preset="min-char-rnn", steps=8, sample_every=0, eval_every=0, hidden_size=32)
+    a = Trainer(cfg, tmp_path / "a", quiet=True)
+    assert a._fused is not None
+    a.run()
+    monkeypatch.setattr(fused, "supports", lambda *args: False)
+    b = Trainer(cfg, tmp_path / "b", quiet=True)
+    assert b._fused is None
+    b.run()
+    for name, p in b.model.params.items():
+        np.testing.assert_allclose(a.model.params[name], p, rtol=1e-7, atol=1e-10, err_msg=name)
+    assert a.state.smoothed_loss == pytest.approx(b.state.smoothed_loss, rel=1e-10)
