@@ -249,26 +249,34 @@ def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[R
               "calls": repeats + 8, "data_seed": 1, "side": "ours"}
     specs = {"default": common | {"threads": cores}, "1 thread": common | {"threads": 1},
              f"BLAS {cores} threads": common | {"blas_threads": cores}}
-    sides: dict[str, Side] = {}
-    try:
-        for name, spec in specs.items():
-            sides[name] = Side(spec, None)
-            sides[name].name = name
-        check = _agreement([sides["default"].check] * 2, [sides[k].check for k in specs if k != "default"], "losses")
-        t = alternate(sides, repeats)
-    finally:
-        for side in sides.values():
-            side.close()
-    chars = sides["default"].chars
+    rows = []
+    # one pair at a time: OpenBLAS's threads spin for a while after each call, and would slow
+    # down whichever process ran next in a three-way rotation
+    for other in list(specs)[1:]:
+        sides: dict[str, Side] = {}
+        try:
+            for name in ("default", other):
+                sides[name] = Side(specs[name], None)
+                sides[name].name = name
+            check = _agreement([sides["default"].check], [sides[other].check], "losses")
+            t = alternate(sides, repeats)
+        finally:
+            for side in sides.values():
+                side.close()
+        rows.append(_cores_row(s, cores, other, sides["default"].chars, t, check))
+    return rows
+
+
+def _cores_row(s: Setting, cores: int, other: str, chars: int, t: dict[str, list[float]], check: str) -> Row:
+    from ..model.parallel import stream_shards
+
     speeds = {k: chars / statistics.median(v) for k, v in t.items()}
     flops = train_flops(V, s.H, s.L, s.B, s.T, s.cell) / (1 if s.job == "train" else 3)
     g = flops / statistics.median(t["default"]) / 1e9
-    from ..model.parallel import stream_shards
-
     workers = len(stream_shards(s.B, s.H, cores))
     setting = f"H={s.H} B={s.B} T={s.T}, default: {workers} worker{'s' if workers > 1 else ''}"
-    return [Row(f"cores {s.cell} H={s.H}: default vs {k}", setting, speeds["default"], speeds[k],
-                f"charrnn, {k}", gflops=g, check=check, samples=t) for k in specs if k != "default"]
+    return Row(f"cores {s.cell} H={s.H}: default vs {other}", setting, speeds["default"], speeds[other],
+               f"charrnn, {other}", gflops=g, check=check, samples=t)
 
 
 def synthetic_text(path: Path, n: int, seed: int = 0) -> Path:
