@@ -69,7 +69,7 @@ class TrainConfig:
     sample_temperature: float = 0.8  # temperature of training-time samples
     smooth: float = 0.99  # exponential smoothing of the reported training loss
     seed: int = 1337  # seeds the initial weights and every random generator of the run
-    threads: int = 0  # cores used, as worker threads with one BLAS thread each (0 = all usable)
+    threads: int = 0  # cores used, as worker threads with one BLAS thread each (0 = the default, threads.py)
     max_divergences: int = 5  # NaN/inf recoveries (restore + halve lr) before giving up
     preset: str | None = None  # "min-char-rnn": seed 002's program
     # ---- fine-tuning

@@ -12,10 +12,17 @@ kernels release the GIL), and the weight gradients are summed once at the end. T
 once per window instead of once per product, so a busy neighbour slows them down by its share of
 the machine and no more.
 
-`threads` is the total number of cores used (the number of workers). The default is every core
-the process may use: its CPU affinity (`os.sched_getaffinity`) and the cgroup's CPU quota
-(cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), whichever is smaller. `set_threads(n)` or the
-environment variable CHARRNN_THREADS=n chooses another; `thread_info()` reports what is in force.
+`threads` is the total number of cores used (the number of workers). `set_threads(n)` or the
+environment variable CHARRNN_THREADS=n chooses it; "all" means every core the process may use:
+its CPU affinity (`os.sched_getaffinity`) bounded by its cgroup's CPU quota (cgroup v2 `cpu.max`,
+or v1 `cpu.cfs_quota_us`). `thread_info()` reports what is in force.
+
+The default is DEFAULT_CORES, one, chosen from measurements (BENCHMARKS.md, "Using the whole
+machine"): on the 2-core machine this was developed on, two workers ran at 0.88-0.95x one thread
+in every fair side-by-side reading, idle or with a busy neighbour, because its second virtual
+CPU added almost no arithmetic (two independent single-threaded products ran 1.01-1.09x one),
+while splitting the streams makes every step read the weights once per worker. On a machine
+whose cores are real, "all" should win; setting DEFAULT_CORES = "all" makes it the default.
 
 Precedence: `set_threads(n)` > CHARRNN_THREADS > a count the program already gave the library
 (the BLAS variables OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS, or a threadpoolctl
@@ -37,6 +44,8 @@ ENV_VAR = "CHARRNN_THREADS"
 BLAS_ENV_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "BLIS_NUM_THREADS")
 # Each worker's BLAS threads: the library never threads (module docstring).
 BLAS_THREADS = 1
+# Cores used when nothing says otherwise: a number, or "all" (module docstring).
+DEFAULT_CORES: int | str = 1
 
 _state: dict[str, Any] = {"applied": False, "threads": None, "source": None}
 _controller: Any = None
@@ -54,12 +63,14 @@ def _blas_controller() -> Any:
 
 
 def _parse(value: Any, where: str) -> int:
+    if str(value).strip().lower() == "all":
+        return usable_cpus()
     try:
         n = int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{where} must be a whole number of threads >= 1, got {value!r}") from None
+        raise ConfigError(f"{where} must be a whole number of cores >= 1 or 'all', got {value!r}") from None
     if n < 1:
-        raise ConfigError(f"{where} must be a whole number of threads >= 1, got {value!r}")
+        raise ConfigError(f"{where} must be a whole number of cores >= 1 or 'all', got {value!r}")
     return n
 
 
@@ -86,7 +97,7 @@ def requested_threads() -> tuple[int | None, str]:
     for var in BLAS_ENV_VARS:
         if os.environ.get(var, "").strip():
             return None, var
-    return usable_cpus(), "default"
+    return _parse(DEFAULT_CORES, "DEFAULT_CORES"), "default"
 
 
 def ensure_threads() -> None:

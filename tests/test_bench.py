@@ -37,6 +37,7 @@ def test_cores_rows_compare_the_default_with_one_thread_and_blas_threads(tmp_pat
     rows = bench.compare_cores(Setting("train", "rnn", H=8, B=4, T=5), 1, 2, tmp_path)
     assert len(rows) == 2 and all(r.ours > 0 and r.theirs > 0 and "losses agree" in r.check for r in rows)
     assert {r.baseline for r in rows} == {"charrnn, 1 thread", "charrnn, BLAS 2 threads"}
+    assert all(r.name.startswith("cores rnn H=8: 2 cores vs") for r in rows)
 
 
 def test_end_to_end_rows_time_the_real_commands(tmp_path):

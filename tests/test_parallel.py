@@ -88,7 +88,7 @@ def test_an_error_in_a_worker_is_raised_after_all_finish():
     assert parallel.run_shards(lambda sl: sl.start, [slice(0, 1), slice(1, 2)]) == [0, 1]
 
 
-def test_the_default_uses_every_usable_core_within_the_cgroup_quota(tmp_path, monkeypatch):
+def test_all_cores_are_the_usable_ones_within_the_cgroup_quota(tmp_path, monkeypatch):
     (tmp_path / "cpu.max").write_text("150000 100000\n")
     assert threads.cgroup_cpu_limit(str(tmp_path)) == 1.5
     (tmp_path / "cpu.max").write_text("max 100000\n")
@@ -100,7 +100,14 @@ def test_the_default_uses_every_usable_core_within_the_cgroup_quota(tmp_path, mo
     assert threads.usable_cpus() == 3
     for var in threads.BLAS_ENV_VARS + (threads.ENV_VAR,):
         monkeypatch.delenv(var, raising=False)
+    assert threads.requested_threads() == (1, "default")  # DEFAULT_CORES, from the measurements
+    monkeypatch.setenv(threads.ENV_VAR, "all")
+    assert threads.requested_threads() == (3, threads.ENV_VAR)
+    monkeypatch.delenv(threads.ENV_VAR)
+    monkeypatch.setattr(threads, "DEFAULT_CORES", "all")
     assert threads.requested_threads() == (3, "default")
+    with pytest.raises(Exception, match="'all'"):
+        threads.set_threads("some")
 
 
 def test_resume_is_exact_for_a_fixed_worker_count_and_says_when_it_changes(tmp_path, workers):

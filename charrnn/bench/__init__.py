@@ -9,14 +9,14 @@ API, PyTorch written as its users write it (`sides`), the seed's loop as the see
 from the same parameters and data, which is checked, and are then timed alternately, in turns of
 about 50 ms, so that a change in the machine's load hits both; the table reports medians.
 PyTorch is run with its characters fed both as `F.one_hot` and through `nn.Embedding`, and its
-faster form is the baseline. charrnn uses `--threads` cores (default: all it may use, as worker
-threads with one BLAS thread each, see threads.py) and PyTorch as many threads; with
+faster form is the baseline. charrnn uses `--threads` cores (default: charrnn's default, see
+threads.py; more than one are worker threads with one BLAS thread each) and PyTorch as many threads; with
 `--baseline-threads default` PyTorch keeps its own default instead (all cores). The run also
 measures the machine's float32 matrix-product peak with all of charrnn's cores and with one, so
 FLOP/s can be read as a fraction of the first.
 
-Other rows: `cores` times charrnn's default against itself with one thread and with one worker
-on the BLAS library's own threads; `cli` times the real `charrnn train` command end to end against
+Other rows: `cores` times charrnn on all cores (worker threads, `--threads all`) against itself
+with one thread (the default) and with one worker on the BLAS library's own threads; `cli` times the real `charrnn train` command end to end against
 a plain PyTorch script (torch_train.py) at PyTorch's default threads; `--busy` keeps one core busy
 with another process for the whole run.
 
@@ -240,14 +240,15 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
 
 
 def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[Row]:
-    """charrnn against itself: its default (`cores` workers over the streams, one BLAS thread
-    each), one thread, and one worker with the BLAS library's own `cores` threads; each in its
-    own process, alternating. Two rows: the default against each of the others."""
+    """charrnn against itself: `cores` workers over the streams (one BLAS thread each, what
+    --threads all gives), one thread (the default), and one worker with the BLAS library's own
+    `cores` threads; each in its own process, alternating. Two rows: the workers against each
+    of the others."""
     params = workdir / f"{s.cell}-{s.H}-{s.L}.safetensors"
     CharRNN(V, s.H, s.L, "float32", seed=0, init="pytorch", cell=s.cell).save(params)
     common = {"job": s.job, "cell": s.cell, "B": s.B, "T": s.T, "chars": s.chars, "params": str(params),
               "calls": repeats + 8, "data_seed": 1, "side": "ours"}
-    specs = {"default": common | {"threads": cores}, "1 thread": common | {"threads": 1},
+    specs = {"workers": common | {"threads": cores}, "1 thread": common | {"threads": 1},
              f"BLAS {cores} threads": common | {"blas_threads": cores}}
     rows = []
     # one pair at a time: OpenBLAS's threads spin for a while after each call, and would slow
@@ -255,15 +256,15 @@ def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[R
     for other in list(specs)[1:]:
         sides: dict[str, Side] = {}
         try:
-            for name in ("default", other):
+            for name in ("workers", other):
                 sides[name] = Side(specs[name], None)
                 sides[name].name = name
-            check = _agreement([sides["default"].check], [sides[other].check], "losses")
+            check = _agreement([sides["workers"].check], [sides[other].check], "losses")
             t = alternate(sides, repeats)
         finally:
             for side in sides.values():
                 side.close()
-        rows.append(_cores_row(s, cores, other, sides["default"].chars, t, check))
+        rows.append(_cores_row(s, cores, other, sides["workers"].chars, t, check))
     return rows
 
 
@@ -272,10 +273,10 @@ def _cores_row(s: Setting, cores: int, other: str, chars: int, t: dict[str, list
 
     speeds = {k: chars / statistics.median(v) for k, v in t.items()}
     flops = train_flops(V, s.H, s.L, s.B, s.T, s.cell) / (1 if s.job == "train" else 3)
-    g = flops / statistics.median(t["default"]) / 1e9
+    g = flops / statistics.median(t["workers"]) / 1e9
     workers = len(stream_shards(s.B, s.H, cores))
-    setting = f"H={s.H} B={s.B} T={s.T}, default: {workers} worker{'s' if workers > 1 else ''}"
-    return Row(f"cores {s.cell} H={s.H}: default vs {other}", setting, speeds["default"], speeds[other],
+    setting = f"H={s.H} B={s.B} T={s.T}, {cores} cores: {workers} worker{'s' if workers > 1 else ''}"
+    return Row(f"cores {s.cell} H={s.H}: {cores} cores vs {other}", setting, speeds["workers"], speeds[other],
                f"charrnn, {other}", gflops=g, check=check, samples=t)
 
 
@@ -400,7 +401,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and no H=1024 row")
     p.add_argument("--threads", type=int, default=None,
-                   help="cores for charrnn and threads for PyTorch (default: charrnn's, all usable cores)")
+                   help="cores for charrnn and threads for PyTorch (default: charrnn's default)")
     p.add_argument("--baseline-threads", choices=BASELINE_THREADS, default="matched",
                    help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
     p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS, "--rows"),
@@ -479,9 +480,10 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
             extra = f", {row.ratio:.2f}x" if row.ratio else ""
             print(f"  {row.name}: {row.ours:,.0f} {row.unit}{extra}  {row.check}", flush=True)
 
+    all_cores = threads.usable_cpus()
     if "peak" in args.rows:
-        add(peak_row(max(3, reps // 2), n_threads))
-        if n_threads > 1:
+        add(peak_row(max(3, reps // 2), all_cores))
+        if all_cores > 1:
             one = peak_row(max(3, reps // 2), 1)
             one.name = "peak, 1 core"
             add(one)
@@ -493,7 +495,7 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
             for H, B, T in ((128, 32, 64), (128, 64, 100), (512, 64, 100)):
                 for row in compare_cores(Setting("train", "rnn", H, B, T), reps * (4 if H == 128 else 1),
-                                         max(2, threads.usable_cpus()), Path(tmp)):
+                                         max(2, all_cores), Path(tmp)):
                     add(row)
     if "cli" in args.rows:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
@@ -504,5 +506,5 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
                     steps = (steps[0] // 2, steps[0] // 2 + (steps[1] - steps[0]) // 4)
                 add(compare_cli(s, steps, rounds, n_threads, Path(tmp)))
     if "peak" in args.rows and not args.quick:
-        add(peak_row(max(3, reps // 2), n_threads))  # again at the end: the machine's speed drifts
+        add(peak_row(max(3, reps // 2), all_cores))  # again at the end: the machine's speed drifts
     return rows

@@ -26,7 +26,7 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, printed on stderr)")
     p.add_argument("--num-samples", type=positive_int, default=1)
     p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
-    p.add_argument("--threads", type=int, default=0, help="cores to use (default: all this process may use)")
+    p.add_argument("--threads", type=int, default=0, help="cores to use (default: one, or CHARRNN_THREADS)")
 
     def run(a: argparse.Namespace) -> int:
         import numpy as np

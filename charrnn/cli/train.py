@@ -60,7 +60,7 @@ def _train(p: argparse.ArgumentParser):
         "sample_temperature": "temperature of training-time samples",
         "smooth": "smoothing factor of the reported training loss",
         "seed": "seed of the weights and every random generator of the run",
-        "threads": "cores to use, as worker threads over the streams (0 = all this process may use)",
+        "threads": "cores to use, as worker threads over the streams (0 = the default, one; CHARRNN_THREADS=all for every core)",
         "max_divergences": "NaN/inf recoveries (restore, halve lr) before giving up",
         "patience": "stop after this many validations without a new best (0 = never; default runs use 5)",
         "init_from": "fine-tune: start from the weights, cell and vocabulary of this run (its best checkpoint) "
