@@ -42,5 +42,7 @@ def test_cores_rows_compare_the_default_with_one_thread_and_blas_threads(tmp_pat
 
 def test_end_to_end_rows_time_the_real_commands(tmp_path):
     row = bench.compare_cli(Setting("train", "rnn", H=8, B=2, T=5), (1, 3), 1, 1, tmp_path)
-    assert row.ours > 0 and row.theirs > 0 and "whole command" in row.setting
+    assert "whole command" in row.setting
+    # two tiny steps may take less time than the processes' start-up varies: then the row says so
+    assert (row.ours > 0 and row.theirs > 0) or "too few to measure" in row.check
     assert (tmp_path / "cli-run" / "latest.safetensors").is_file() and (tmp_path / "cli-torch.safetensors").is_file()
