@@ -84,13 +84,13 @@ class TrainConfig:
     # ---- reporting and checkpoints
     log_every: int = 20  # steps between metrics lines (and progress-bar updates)
     eval_every: int = 500  # steps between validation passes and checkpoints (0 = only at the end)
-    eval_max_chars: int = 0  # cap on validation characters per periodic pass (0 = all of them)
+    eval_max_chars: int = 0  # characters a periodic validation scores (0 = a fifth of those trained between two)
     sample_every: int = 1000  # steps between samples written to samples.txt (0 = never)
     sample_length: int = 200  # characters per training-time sample
     sample_temperature: float = 0.8  # temperature of training-time samples
     smooth: float = 0.99  # exponential smoothing of the reported training loss
     seed: int = 1337  # seeds the initial weights and every random generator of the run
-    threads: int = 0  # BLAS threads (0 = charrnn's default)
+    threads: int = 0  # cores used, as worker threads with one BLAS thread each (0 = the default, threads.py)
     backend: str = "numpy"  # "numpy": the exact reference engine; "torch": nn.RNN/LSTM/GRU, GPUs, torchrun
     device: str = "cpu"  # torch backend: cpu, cuda (NVIDIA) or mps (Apple); under torchrun, one GPU per process
     deterministic: bool = False  # torch backend: deterministic kernels and no TF32 (slower); NumPy always is

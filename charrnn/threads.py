@@ -1,27 +1,39 @@
-"""How many threads the BLAS library (OpenBLAS, MKL, ...) behind NumPy may use.
+"""How many cores charrnn uses, and how: worker threads over the streams, one BLAS thread each.
 
-Almost all of charrnn's time is spent in matrix products, so this one number decides its speed.
-The default is chosen from measurements (BENCHMARKS.md), not from the core count alone:
+Almost all of charrnn's time is spent in matrix products. The recurrence multiplies small
+(H, K) x (K, B) blocks, one per time step, and a BLAS library (OpenBLAS) that splits every such
+product over two threads makes both wait for each other at every step; when another busy process
+shares the cores, that wait lasts a scheduler time slice, and such products become tens of times
+slower (BENCHMARKS.md). So charrnn never lets the BLAS library thread: it keeps it at one thread
+and uses the cores itself, splitting the B streams of a window across worker threads
+(model/parallel.py). The streams' recurrences are independent; each worker runs its share's
+forward and backward pass with its own single-threaded BLAS calls (NumPy and the compiled
+kernels release the GIL), and the weight gradients are summed once at the end. The workers meet
+once per window instead of once per product, so a busy neighbour slows them down by its share of
+the machine and no more.
 
-* the recurrence multiplies small (H, K) x (K, B) blocks, one per time step, and every product
-  split over two threads ends with both threads waiting for each other;
-* when another busy process shares the cores, that wait lasts a scheduler time slice: such
-  products become tens of times *slower* with two threads than with one, while single-threaded
-  calls lose only their share of the machine.
+`threads` is the total number of cores used (the number of workers). `set_threads(n)` or the
+environment variable CHARRNN_THREADS=n chooses it; "all" means every core the process may use:
+its CPU affinity (`os.sched_getaffinity`) bounded by its cgroup's CPU quota (cgroup v2 `cpu.max`,
+or v1 `cpu.cfs_quota_us`). `thread_info()` reports what is in force.
 
-So the default is one thread per process (`DEFAULT_THREADS`): on a quiet 2-core machine two
-threads made whole benchmark rows 1.0-1.6x faster, with one busy neighbour 5-13x slower
-(BENCHMARKS.md). Whoever has the machine to themselves can ask for more with `set_threads(n)` or
-the environment variable CHARRNN_THREADS=n; `thread_info()` reports what is in force.
+The default is DEFAULT_CORES, one, chosen from measurements (BENCHMARKS.md, "Using the whole
+machine"): on the 2-core machine this was developed on, two workers ran at 0.88-0.95x one thread
+in every fair side-by-side reading, idle or with a busy neighbour, because its second virtual
+CPU added almost no arithmetic (two independent single-threaded products ran 1.01-1.09x one),
+while splitting the streams makes every step read the weights once per worker. On a machine
+whose cores are real, "all" should win; setting DEFAULT_CORES = "all" makes it the default.
 
 Precedence: `set_threads(n)` > CHARRNN_THREADS > a count the program already gave the library
 (the BLAS variables OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS, or a threadpoolctl
-limit in force: then charrnn leaves the library alone) > DEFAULT_THREADS. The choice is applied
-lazily, the first time the model computes something, so that importing charrnn changes nothing.
+limit in force: then charrnn leaves the library alone and runs one worker) > the default. The
+choice is applied lazily, the first time the model computes something, so that importing charrnn
+changes nothing.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -30,7 +42,10 @@ from .errors import ConfigError
 ENV_VAR = "CHARRNN_THREADS"
 # Variables through which a user may already have told the BLAS library what to use.
 BLAS_ENV_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "BLIS_NUM_THREADS")
-DEFAULT_THREADS = 1
+# Each worker's BLAS threads: the library never threads (module docstring).
+BLAS_THREADS = 1
+# Cores used when nothing says otherwise: a number, or "all" (module docstring).
+DEFAULT_CORES: int | str = 1
 
 _state: dict[str, Any] = {"applied": False, "threads": None, "source": None}
 _controller: Any = None
@@ -52,24 +67,32 @@ MAX_THREADS = 4096
 
 
 def _parse(value: Any, where: str) -> int:
+    if str(value).strip().lower() == "all":
+        return usable_cpus()
     try:
         n = int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{where} must be a whole number of threads >= 1, got {value!r}") from None
+        raise ConfigError(f"{where} must be a whole number of cores >= 1 or 'all', got {value!r}") from None
     if not 1 <= n <= MAX_THREADS:
-        raise ConfigError(f"{where} must be a whole number of threads >= 1, got {value!r}"
+        raise ConfigError(f"{where} must be a whole number of cores >= 1 or 'all', got {value!r}"
                           if n < 1 else f"{where} must be at most {MAX_THREADS}, got {value!r}")
     return n
 
 
 def set_threads(n: int | str) -> int:
-    """Let the BLAS library use `n` threads from now on (in this process). Returns n."""
+    """Use `n` cores from now on (in this process): n workers, one BLAS thread each. Returns n."""
     if isinstance(n, bool):
         raise ConfigError(f"threads must be a whole number >= 1, got {n!r}")
     n = _parse(n, "threads")
-    _blas_controller().limit(limits=n)
+    _blas_controller().limit(limits=BLAS_THREADS)
     _state.update(applied=True, threads=n, source="set_threads")
     return n
+
+
+def workers() -> int:
+    """How many worker threads share a window's streams (1: the plain single-thread path)."""
+    ensure_threads()
+    return _state["threads"] or 1
 
 
 def requested_threads() -> tuple[int | None, str]:
@@ -79,7 +102,7 @@ def requested_threads() -> tuple[int | None, str]:
     for var in BLAS_ENV_VARS:
         if os.environ.get(var, "").strip():
             return None, var
-    return DEFAULT_THREADS, "default"
+    return _parse(DEFAULT_CORES, "DEFAULT_CORES"), "default"
 
 
 def ensure_threads() -> None:
@@ -91,21 +114,49 @@ def ensure_threads() -> None:
         return
     n, source = requested_threads()
     controller = _blas_controller()
-    if source == "default" and any(lib.num_threads != usable_cpus() for lib in controller.lib_controllers):
+    if source == "default" and any(lib.num_threads != _affinity_cpus() for lib in controller.lib_controllers):
         # BLAS libraries start with one thread per usable core; another count means the program
         # has already chosen one (threadpoolctl, say), and a default must not override a choice
         n, source = None, "left as found"
     if n is not None:
-        controller.limit(limits=n)
+        controller.limit(limits=BLAS_THREADS)
     _state.update(applied=True, threads=n, source=source)
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+def _affinity_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPU quota of this process's cgroup in cores (quota / period), or None for none.
+
+    cgroup v2 writes "QUOTA PERIOD" (or "max PERIOD") in cpu.max; v1 has cpu.cfs_quota_us (-1
+    for none) and cpu.cfs_period_us. Only the process's own cgroup is read, where a container
+    puts its limit."""
+    try:
+        quota, period = open(os.path.join(root, "cpu.max")).read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(open(os.path.join(root, "cpu", "cpu.cfs_quota_us")).read())
+        period = int(open(os.path.join(root, "cpu", "cpu.cfs_period_us")).read())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus() -> int:
+    """Cores this process may use: its affinity mask, bounded by its cgroup's CPU quota
+    (rounded up: a quota of 1.5 cores keeps two workers busy three quarters of the time)."""
+    n = _affinity_cpus()
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        n = min(n, max(1, math.ceil(limit)))
+    return n
 
 
 def thread_info() -> dict[str, Any]:
@@ -123,7 +174,7 @@ def thread_info() -> dict[str, Any]:
             }
         )
     return {
-        "threads": _state["threads"],
+        "threads": _state["threads"],  # cores used: worker threads over the streams
         "source": _state["source"] if _state["applied"] else "not applied yet",
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable_cpus(),

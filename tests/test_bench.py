@@ -39,3 +39,18 @@ def test_torch_backend_rows(setting, tmp_path):
     assert row.ours > 0 and row.theirs > 0 and "agree" in row.check and "(torch backend)" in row.name
     assert compare(Setting("train", "rnn", H=8, B=1, T=5, seed_style=True), 1, 1, "matched", tmp_path,
                    backend="torch") is None
+
+
+def test_cores_rows_compare_the_default_with_one_thread_and_blas_threads(tmp_path):
+    rows = bench.compare_cores(Setting("train", "rnn", H=8, B=4, T=5), 1, 2, tmp_path)
+    assert len(rows) == 2 and all(r.ours > 0 and r.theirs > 0 and "losses agree" in r.check for r in rows)
+    assert {r.baseline for r in rows} == {"charrnn, 1 thread", "charrnn, BLAS 2 threads"}
+    assert all(r.name.startswith("cores rnn H=8: 2 cores vs") for r in rows)
+
+
+def test_end_to_end_rows_time_the_real_commands(tmp_path):
+    row = bench.compare_cli(Setting("train", "rnn", H=8, B=2, T=5), (1, 3), 1, 1, tmp_path)
+    assert "whole command" in row.setting
+    # two tiny steps may take less time than the processes' start-up varies: then the row says so
+    assert (row.ours > 0 and row.theirs > 0) or "too few to measure" in row.check
+    assert (tmp_path / "cli-run" / "latest.safetensors").is_file() and (tmp_path / "cli-torch.safetensors").is_file()

@@ -1,7 +1,7 @@
 """Speed of charrnn against PyTorch (and the seed's batch-1 loop), side by side in one run.
 
-    charrnn bench [--quick] [--threads N] [--baseline-threads matched|default]
-                  [--rows peak,train,seed,gen,eval] [--cells rnn,lstm,gru] [--json PATH]
+    charrnn bench [--quick] [--threads N] [--baseline-threads matched|default] [--busy]
+                  [--rows peak,train,seed,gen,eval,cores,cli] [--cells rnn,lstm,gru] [--json PATH]
                   [--backend numpy|torch]
 
 With --backend torch, charrnn's side is its torch backend (TorchEngine's step, TorchModel's
@@ -13,10 +13,16 @@ API, PyTorch written as its users write it (`sides`), the seed's loop as the see
 from the same parameters and data, which is checked, and are then timed alternately, in turns of
 about 50 ms, so that a change in the machine's load hits both; the table reports medians.
 PyTorch is run with its characters fed both as `F.one_hot` and through `nn.Embedding`, and its
-faster form is the baseline. Both sides use `--threads` BLAS threads (default: charrnn's
-default); with `--baseline-threads default` PyTorch keeps its own default instead (all cores).
-The run also measures the machine's float32 matrix-product peak, so FLOP/s can be read as a
-fraction of it.
+faster form is the baseline. charrnn uses `--threads` cores (default: charrnn's default, see
+threads.py; more than one are worker threads with one BLAS thread each) and PyTorch as many threads; with
+`--baseline-threads default` PyTorch keeps its own default instead (all cores). The run also
+measures the machine's float32 matrix-product peak with all of charrnn's cores and with one, so
+FLOP/s can be read as a fraction of the first.
+
+Other rows: `cores` times charrnn on all cores (worker threads, `--threads all`) against itself
+with one thread (the default) and with one worker on the BLAS library's own threads; `cli` times the real `charrnn train` command end to end against
+a plain PyTorch script (torch_train.py) at PyTorch's default threads; `--busy` keeps one core busy
+with another process for the whole run.
 
 FLOPs are the model's nominal count, the same for both sides: a layer's forward pass is
 2*B*T*G*(H*I + H*H) (G gate blocks; I = V for the first layer, whose one-hot input PyTorch
@@ -49,7 +55,7 @@ from ..serialization import atomic_write_bytes
 from .protocol import thread_env
 from .sides import V
 
-ROW_GROUPS = ("peak", "train", "seed", "gen", "eval")
+ROW_GROUPS = ("peak", "train", "seed", "gen", "eval", "cores", "cli")
 BASELINE_THREADS = ("matched", "default")
 # The seed-style loop, a script of the source tree (not part of the installed package).
 MINCHAR = Path(__file__).resolve().parents[2] / "benchmarks" / "minchar.py"
@@ -151,8 +157,18 @@ def train_flops(V: int, H: int, L: int, B: int, T: int, cell: str = "rnn") -> fl
 # rows
 
 
-def peak_row(repeats: int) -> Row:
-    """The machine's float32 matrix-product rate with the current thread setting (2048^3)."""
+def peak_row(repeats: int, cores: int = 1) -> Row:
+    """The machine's float32 matrix-product rate (2048^3) with the BLAS library on `cores`
+    threads: with all of charrnn's cores, the limit that the "% of peak" column measures against."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=cores, user_api="blas"):
+        row = _peak(repeats)
+    row.setting += f", {cores} thread{'s' if cores > 1 else ''}"
+    return row
+
+
+def _peak(repeats: int) -> Row:
     import time
 
     n = 2048
@@ -233,6 +249,104 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
     return Row(name, setting, speeds["ours"], speeds[best], baseline, gflops=g, check=check, samples=t)
 
 
+def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[Row]:
+    """charrnn against itself: `cores` workers over the streams (one BLAS thread each, what
+    --threads all gives), one thread (the default), and one worker with the BLAS library's own
+    `cores` threads; each in its own process, alternating. Two rows: the workers against each
+    of the others."""
+    params = workdir / f"{s.cell}-{s.H}-{s.L}.safetensors"
+    CharRNN(V, s.H, s.L, "float32", seed=0, init="pytorch", cell=s.cell).save(params)
+    common = {"job": s.job, "cell": s.cell, "B": s.B, "T": s.T, "chars": s.chars, "params": str(params),
+              "calls": repeats + 8, "data_seed": 1, "side": "ours"}
+    specs = {"workers": common | {"threads": cores}, "1 thread": common | {"threads": 1},
+             f"BLAS {cores} threads": common | {"blas_threads": cores}}
+    rows = []
+    # one pair at a time: OpenBLAS's threads spin for a while after each call, and would slow
+    # down whichever process ran next in a three-way rotation
+    for other in list(specs)[1:]:
+        sides: dict[str, Side] = {}
+        try:
+            for name in ("workers", other):
+                sides[name] = Side(specs[name], None)
+                sides[name].name = name
+            check = _agreement([sides["workers"].check], [sides[other].check], "losses")
+            t = alternate(sides, repeats)
+        finally:
+            for side in sides.values():
+                side.close()
+        rows.append(_cores_row(s, cores, other, sides["workers"].chars, t, check))
+    return rows
+
+
+def _cores_row(s: Setting, cores: int, other: str, chars: int, t: dict[str, list[float]], check: str) -> Row:
+    from ..model.parallel import stream_shards
+
+    speeds = {k: chars / statistics.median(v) for k, v in t.items()}
+    flops = train_flops(V, s.H, s.L, s.B, s.T, s.cell) / (1 if s.job == "train" else 3)
+    g = flops / statistics.median(t["workers"]) / 1e9
+    workers = len(stream_shards(s.B, s.H, cores))
+    setting = f"H={s.H} B={s.B} T={s.T}, {cores} cores: {workers} worker{'s' if workers > 1 else ''}"
+    return Row(f"cores {s.cell} H={s.H}: {cores} cores vs {other}", setting, speeds["workers"], speeds[other],
+               f"charrnn, {other}", gflops=g, check=check, samples=t)
+
+
+def synthetic_text(path: Path, n: int, seed: int = 0) -> Path:
+    """n characters over V symbols with some structure (a random walk), written to `path`."""
+    alphabet = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'\n-"))[:V]
+    ids = np.cumsum(np.random.default_rng(seed).integers(-2, 3, n)) % V
+    path.write_text("".join(alphabet[ids]), encoding="utf-8")
+    return path
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        err = proc.stderr.strip().splitlines()
+        raise SystemExit(f"bench: {' '.join(argv[:4])} failed: {err[-1] if err else proc.returncode}")
+    return elapsed
+
+
+def compare_cli(s: Setting, steps: tuple[int, int], rounds: int, cores: int, workdir: Path) -> Row:
+    """The real commands end to end: `charrnn train` (data, metrics, validation, checkpoints and
+    all, at its defaults but for the sizes) against a plain PyTorch script (torch_train.py) at
+    PyTorch's default threads. Each is run for two step counts, the runs alternating, and the
+    speed is the extra characters over the extra seconds (start-up and the final validation
+    cancel out); the median over `rounds`."""
+    text = synthetic_text(workdir / "cli-text.txt", 1_000_000)
+    sizes = ["--hidden-size", str(s.H), "--batch-size", str(s.B), "--seq-len", str(s.T)]
+    env = dict(thread_env(None), CHARRNN_THREADS=str(cores))
+
+    def ours(n: int) -> list[str]:
+        return [sys.executable, "-m", "charrnn", "train", str(text), "--out", str(workdir / "cli-run"), "--force",
+                "--steps", str(n), "--cell", s.cell, *sizes, "--quiet", "--eval-every", "0"]
+
+    def theirs(n: int) -> list[str]:
+        return [sys.executable, "-m", "charrnn.bench.torch_train", str(text), "--steps", str(n), "--hidden", str(s.H),
+                "--batch", str(s.B), "--seq-len", str(s.T), "--cell", s.cell, "--out", str(workdir / "cli-torch.safetensors")]
+
+    times: dict[str, list[float]] = {"ours": [], "torch": []}
+    for _ in range(rounds):
+        for name, cmd in (("ours", ours), ("torch", theirs)):
+            short = _timed(cmd(steps[0]), env)
+            long = _timed(cmd(steps[1]), env)
+            times[name].append(long - short)
+    chars = (steps[1] - steps[0]) * s.B * s.T
+    if min(statistics.median(v) for v in times.values()) <= 0:
+        # the extra steps took less time than the runs' own variation: no speed can be read
+        return Row(f"charrnn train {s.cell} H={s.H} B={s.B}", f"H={s.H} B={s.B} T={s.T}, whole command",
+                   float("nan"), None, "PyTorch script (torch_train.py), default threads",
+                   check=f"steps {steps[0]} and {steps[1]}: too few to measure", samples=times)
+    speeds = {k: chars / statistics.median(v) for k, v in times.items()}
+    g = train_flops(V, s.H, s.L, s.B, s.T, s.cell) * (steps[1] - steps[0]) / statistics.median(times["ours"]) / 1e9
+    return Row(f"charrnn train {s.cell} H={s.H} B={s.B}", f"H={s.H} B={s.B} T={s.T}, whole command",
+               speeds["ours"], speeds["torch"], "PyTorch script (torch_train.py), default threads", gflops=g,
+               check=f"steps {steps[0]} and {steps[1]}", samples=times)
+
+
 def settings(groups: list[str], cells: list[str], quick: bool) -> list[tuple[Setting, int]]:
     """(setting, repeat multiplier) of every row of the chosen groups, in order."""
     out: list[tuple[Setting, int]] = []
@@ -278,9 +392,9 @@ def format_table(rows: list[Row], peak: float | None) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r.name == "peak":
+        if r.name.startswith("peak"):
             pct = f"{100 * r.ours / peak:.0f}%" if peak else ""
-            lines.append(f"| peak | {r.setting} | {r.ours:.0f} GFLOP/s | | | {r.ours:.0f} | {pct} |")
+            lines.append(f"| {r.name} | {r.setting} | {r.ours:.0f} GFLOP/s | | | {r.ours:.0f} | {pct} |")
             continue
         theirs = f"{r.theirs:,.0f} ({r.baseline})" if r.theirs else ""
         ratio = f"{r.ratio:.2f}x" if r.ratio else ""
@@ -301,7 +415,8 @@ def _list_of(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and no H=1024 row")
-    p.add_argument("--threads", type=int, default=None, help="BLAS threads for both sides (default: charrnn's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="cores for charrnn and threads for PyTorch (default: charrnn's default)")
     p.add_argument("--baseline-threads", choices=BASELINE_THREADS, default="matched",
                    help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
     p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS, "--rows"),
@@ -313,7 +428,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="charrnn's side: the NumPy engine, or the torch backend (its overhead over bare PyTorch)")
     p.add_argument(
-        "--burn", action="store_true",
+        "--busy", "--burn", dest="burn", action="store_true",
         help="keep one core busy with another process during the run, to measure the contention collapse",
     )
     return p.parse_args(argv)
@@ -338,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"bench: {e}", file=sys.stderr)
         return 2
-    n_threads = threads.thread_info()["blas"][0]["threads"] if threads.thread_info()["blas"] else 1
+    n_threads = threads.workers()
     if any(g != "peak" for g in args.rows):
         try:
             import torch  # noqa: F401
@@ -347,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     reps = args.repeats or (5 if args.quick else 15)
-    print(f"threads: charrnn {n_threads}, PyTorch {n_threads if args.baseline_threads == 'matched' else 'its default'}; "
+    print(f"cores: charrnn {n_threads} (worker threads, one BLAS thread each), PyTorch "
+          f"{n_threads if args.baseline_threads == 'matched' else 'its default'} threads; "
           f"{versions()}", flush=True)
     burner = None
     if args.burn:
@@ -359,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         if burner is not None:
             burner.kill()
             burner.wait()
-    peak = max((r.ours for r in rows if r.name == "peak"), default=None)
+    peak = max((r.ours for r in rows if r.name == "peak"), default=None)  # all of charrnn's cores
     print()
     print(format_table(rows, peak))
     if args.json:
@@ -397,12 +513,31 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
             extra = f", {row.ratio:.2f}x" if row.ratio else ""
             print(f"  {row.name}: {row.ours:,.0f} {row.unit}{extra}  {row.check}", flush=True)
 
+    all_cores = threads.usable_cpus()
     if "peak" in args.rows:
-        add(peak_row(max(3, reps // 2)))
+        add(peak_row(max(3, reps // 2), all_cores))
+        if all_cores > 1:
+            one = peak_row(max(3, reps // 2), 1)
+            one.name = "peak, 1 core"
+            add(one)
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
         for setting, mult in settings(args.rows, args.cells, args.quick):
             n = reps * mult if mult else max(3, reps // 3)
             add(compare(setting, n, n_threads, args.baseline_threads, Path(tmp), args.backend))
+    if "cores" in args.rows:
+        with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
+            for H, B, T in ((128, 32, 64), (128, 64, 100), (512, 64, 100)):
+                for row in compare_cores(Setting("train", "rnn", H, B, T), reps * (4 if H == 128 else 1),
+                                         max(2, all_cores), Path(tmp)):
+                    add(row)
+    if "cli" in args.rows:
+        with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
+            rounds = 1 if args.quick else 3
+            for s, steps in ((Setting("train", "rnn", 512, 64, 100), (4, 14)), (Setting("train", "rnn", 128, 32, 64), (40, 240)),
+                             (Setting("train", "rnn", 100, 1, 25), (1000, 5000))):
+                if args.quick:
+                    steps = (steps[0], steps[0] + (steps[1] - steps[0]) // 2)
+                add(compare_cli(s, steps, rounds, n_threads, Path(tmp)))
     if "peak" in args.rows and not args.quick:
-        add(peak_row(max(3, reps // 2)))  # again at the end: the machine's speed drifts during a run
+        add(peak_row(max(3, reps // 2), all_cores))  # again at the end: the machine's speed drifts
     return rows

@@ -58,6 +58,7 @@ class OursTrain:
 
     def __init__(self, spec: dict[str, Any], model: Any) -> None:
         from ..optim import clip_grad_value_, make_optimizer
+        from ..train.fused import FusedStep
 
         self.model, self.clip = model, clip_grad_value_
         self.seed_opt = spec.get("seed_optimizer", False)
@@ -65,6 +66,9 @@ class OursTrain:
             self.opt = make_optimizer("adagrad", model.params, 0.1, eps=1e-8, eps_inside_sqrt=True)
         else:
             self.opt = make_optimizer("adam", model.params, 1e-3)
+        # the step `charrnn train` takes: one compiled call where it applies (B=1), else the NumPy path
+        self.fused = FusedStep.for_model(model, self.opt, spec["B"], clip_value=5.0 if self.seed_opt else 0.0)
+        self.h = model.initial_state(spec["B"])
         self.data = Windows(spec["B"], spec["T"], spec["calls"], spec["data_seed"])
         self.chars = spec["B"] * spec["T"]
         self.spec = spec
@@ -74,6 +78,10 @@ class OursTrain:
         return self.model.loss(x, y)[0]
 
     def __call__(self) -> None:
+        if self.fused is not None:
+            x, y = self.data()
+            self.fused(x, y, self.h, self.opt.lr)
+            return
         _, grads, _ = self.model.loss_and_grads(*self.data())
         if self.seed_opt:
             self.clip(grads, 5.0)
@@ -149,6 +157,10 @@ def ours_job(spec: dict[str, Any]) -> Any:
 
     if spec.get("threads"):
         threads.set_threads(spec["threads"])
+    if spec.get("blas_threads"):
+        # the alternative the cores rows measure: one worker, the BLAS library's own threads
+        threads.set_threads(1)
+        threads._blas_controller().limit(limits=spec["blas_threads"])
     model = CharRNN.load(spec["params"])
     if spec.get("backend") == "torch":  # the same jobs through charrnn's torch backend
         import torch

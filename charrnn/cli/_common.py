@@ -71,7 +71,7 @@ def positive_int(text: str) -> int:
 
 
 def apply_threads(n: int | None) -> None:
-    """Set the BLAS thread count when asked (0 or None keeps charrnn's default, see threads.py)."""
+    """Use n cores when asked (0 or None keeps charrnn's default; see threads.py)."""
     if n:
         from ..threads import set_threads
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError
-from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference
+from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference, positive_int
 
 
 # Each eval encodes its text into a folder of the system's temporary directory named with its pid,
@@ -40,7 +40,10 @@ def _eval(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("text", metavar="TEXT_FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="cores to use (default: one, or CHARRNN_THREADS)")
+    p.add_argument("--streams", type=positive_int, default=None,
+                   help="score the text as this many streams (default: up to 64; 1 = one state through the whole text)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_backend_flags(p)
 
     def run(a: argparse.Namespace) -> int:
@@ -48,15 +51,13 @@ def _eval(p: argparse.ArgumentParser):
         import tempfile
 
         from ..data import encode_file
-        from ..evaluate import evaluate_ids
-
         c = load_for_inference(a.run)
         model = inference_model(c.model, a.backend, a.device)
         apply_threads(a.threads)
         remove_stale_temporaries()
         with tempfile.TemporaryDirectory(prefix=f"{EVAL_TMP_PREFIX}{os.getpid()}-") as tmp:
             enc = encode_file(a.text, Path(tmp) / "ids.bin", vocab=c.vocab, unknown="skip")
-            result = evaluate_ids(model, enc.ids, streams=1)
+            result = _score(model, enc.ids, a.streams, a.quiet)
             del enc.ids  # release the memory map before the directory goes
         if result.chars == 0:
             raise DataError(f"{a.text}: fewer than 2 characters the model knows: there is nothing to score")
@@ -79,3 +80,14 @@ def _eval(p: argparse.ArgumentParser):
         return 0
 
     return run
+
+
+def _score(model, ids, streams, quiet):
+    """evaluate_ids with a progress bar on stderr (shown on a terminal only)."""
+    from tqdm import tqdm
+
+    from ..evaluate import evaluate_ids
+
+    with tqdm(total=max(len(ids) - 1, 0), unit="char", unit_scale=True, disable=True if quiet else None,
+              file=sys.stderr, leave=False) as bar:
+        return evaluate_ids(model, ids, streams=streams, progress=bar.update)

@@ -29,11 +29,14 @@ def softmax_cross_entropy_forward(logits: np.ndarray, targets: np.ndarray) -> tu
     return float(nll.mean()), probs
 
 
-def softmax_cross_entropy_backward(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Mirror of the forward: dL/do = (p - onehot(y)) / N, computed in place on `probs`."""
+def softmax_cross_entropy_backward(probs: np.ndarray, targets: np.ndarray, n_total: int | None = None) -> np.ndarray:
+    """Mirror of the forward: dL/do = (p - onehot(y)) / N, computed in place on `probs`.
+
+    n_total: N when these N_i rows are a share of a mean over N positions (a shard of a window,
+    model/parallel.py); the default is the rows' own count."""
     n = probs.shape[0]
     probs[np.arange(n), targets] -= 1.0
-    probs *= 1.0 / n
+    probs *= 1.0 / (n if n_total is None else n_total)
     return probs
 
 

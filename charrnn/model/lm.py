@@ -22,7 +22,8 @@ from ..core.loss import softmax_cross_entropy_backward, softmax_cross_entropy_fo
 from ..errors import ConfigError
 from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, check_cell, check_size, count_parameters, init_parameters, parameter_shapes,
                      resolve_dtype)
-from .stack import State, StackCache, stack_backward, stack_forward
+from .parallel import run_shards, stream_shards
+from .stack import State, StackCache, draw_masks, stack_backward, stack_forward
 
 
 @dataclass
@@ -184,19 +185,25 @@ class CharRNN:
         """
         x, y, state0 = self._check_window(inputs, targets, h0)
         threads.ensure_threads()
+        return self._forward(x, y, state0)
+
+    def _forward(self, x: np.ndarray, y: np.ndarray, state0: State,
+                 masks: list[np.ndarray] | None = None) -> tuple[float, ForwardCache]:
         tokens = np.ascontiguousarray(x.T)  # (T, B)
         rng = self.dropout_rng if self.dropout else None
-        top, state_n, stack = stack_forward(self.cell_module, self.params, self.num_layers, tokens, state0, self.dropout, rng)
+        top, state_n, stack = stack_forward(self.cell_module, self.params, self.num_layers, tokens, state0,
+                                            self.dropout, rng, masks=masks)
         logits = self._head_forward(top)  # (N, V)
         y_flat = np.ascontiguousarray(y.T).reshape(-1)  # time-major, like the logits
         loss, probs = softmax_cross_entropy_forward(logits, y_flat)
         return loss, ForwardCache(tokens, y_flat, top, stack, probs, state_n)
 
-    def backward(self, cache: ForwardCache) -> tuple[dict[str, np.ndarray], Any]:
+    def backward(self, cache: ForwardCache, n_total: int | None = None) -> tuple[dict[str, np.ndarray], Any]:
         """BPTT: gradients of every parameter and of h0, in reverse order of `forward`.
 
         Consumes the cache (its probabilities are overwritten). Returns (grads, dh0) with dh0 in
-        the form of h0."""
+        the form of h0. n_total: the positions of the whole window when this cache is a shard's
+        (its gradients are then its share of the window's mean)."""
         if cache.stack is None:
             raise RuntimeError("this forward cache has already been used by backward(); run forward again")
         stack, cache.stack = cache.stack, None
@@ -204,7 +211,7 @@ class CharRNN:
         grads = self.zero_grads()
         T, B = cache.tokens.shape
         H = self.hidden_size
-        dlogits = softmax_cross_entropy_backward(cache.probs, cache.targets)  # (N, V)
+        dlogits = softmax_cross_entropy_backward(cache.probs, cache.targets, n_total)  # (N, V)
         # dL/d(top), written feature-major (H, T, B) and seen time-major: the cells' tuned
         # backward passes work in column form and take this view without a copy
         dtop = np.empty((H, T, B), dtype=self.dtype)
@@ -216,10 +223,39 @@ class CharRNN:
     def loss_and_grads(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, dict[str, np.ndarray], Any]:
         """(loss, grads, h_last): one window's mean loss in nats, dL/dparam for every parameter,
         and the final state to carry into the next window (truncated BPTT)."""
-        loss, cache = self.forward(inputs, targets, h0)
-        h_last = self.public_state(cache.h_last)
-        grads, _ = self.backward(cache)
-        return loss, grads, h_last
+        x, y, state0 = self._check_window(inputs, targets, h0)
+        B, T = x.shape
+        shards = self._shards(B)
+        if len(shards) == 1:  # the plain path
+            loss, cache = self._forward(x, y, state0)
+            grads, _ = self.backward(cache)
+            return loss, grads, self.public_state(cache.h_last)
+        # the window's streams shared out among the workers (parallel.py); the dropout masks
+        # are drawn first, as the plain path would draw them, and each shard takes its streams'
+        masks = (draw_masks(self.dropout_rng, self.num_layers, (T, B, self.hidden_size), self.dropout, self.dtype)
+                 if self.dropout else None)
+
+        def shard(sl: slice) -> tuple[float, dict[str, np.ndarray], State]:
+            loss, cache = self._forward(x[sl], y[sl], _state_part(state0, sl),
+                                        [m[:, sl] for m in masks] if masks else None)
+            grads, _ = self.backward(cache, n_total=x.size)
+            return loss * (sl.stop - sl.start) * T, grads, cache.h_last
+
+        results = run_shards(shard, shards)
+        grads = results[0][1]
+        for _, g, _ in results[1:]:  # in shard order: a fixed worker count gives fixed numbers
+            for name, arr in g.items():
+                grads[name] += arr
+        loss = sum(r[0] for r in results) / x.size
+        return loss, grads, self.public_state(_state_cat([r[2] for r in results]))
+
+    def _shards(self, batch_size: int) -> list[slice]:
+        return stream_shards(batch_size, self.hidden_size, threads.workers())
+
+    def workers_for(self, batch_size: int) -> int:
+        """How many worker threads share a window of `batch_size` streams with the current
+        thread setting: its results are bit-identical for a fixed count (a checkpoint records it)."""
+        return len(self._shards(batch_size))
 
     # ----------------------------------------------------------------------------------------
     # inference (dropout off)
@@ -233,9 +269,34 @@ class CharRNN:
     def loss(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, Any]:
         """Forward only: (mean loss in nats over B*T, final state), for evaluation."""
         x, y, state0 = self._check_window(inputs, targets, h0)
-        logits, state_n = self._eval_forward(x, state0)
-        loss, _ = softmax_cross_entropy_forward(logits, np.ascontiguousarray(y.T).reshape(-1))
-        return loss, self.public_state(state_n)
+
+        def shard(sl: slice) -> tuple[float, State]:
+            logits, state_n = self._eval_forward(x[sl], _state_part(state0, sl))
+            loss, _ = softmax_cross_entropy_forward(logits, np.ascontiguousarray(y[sl].T).reshape(-1))
+            return loss, state_n
+
+        shards = self._shards(x.shape[0])
+        results = run_shards(shard, shards)
+        if len(results) == 1:  # the plain path's own number
+            return results[0][0], self.public_state(results[0][1])
+        loss = sum(r[0] * (sl.stop - sl.start) for r, sl in zip(results, shards)) / x.shape[0]
+        return loss, self.public_state(_state_cat([r[1] for r in results]))
+
+    def nll(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[np.ndarray, Any]:
+        """Forward only: (nats of every position (B, T) in float64, final state)."""
+        x, y, state0 = self._check_window(inputs, targets, h0)
+
+        def shard(sl: slice) -> tuple[np.ndarray, State]:
+            logits, state_n = self._eval_forward(x[sl], _state_part(state0, sl))  # (N, V) time-major
+            y_flat = np.ascontiguousarray(y[sl].T).reshape(-1)
+            logits -= logits.max(axis=1, keepdims=True)
+            logz = np.log(np.exp(logits).sum(axis=1, dtype=np.float64))
+            nll = logz - logits[np.arange(len(y_flat)), y_flat]
+            return nll.reshape(x.shape[1], -1).T, state_n
+
+        results = run_shards(shard, self._shards(x.shape[0]))
+        return (np.concatenate([r[0] for r in results]),
+                self.public_state(_state_cat([r[1] for r in results])))
 
     def logits(self, inputs: Any, h0: Any = None) -> tuple[np.ndarray, Any]:
         """Forward only: logits (B, T, V) for every position and the final state."""
@@ -281,6 +342,18 @@ class CharRNN:
             f"CharRNN(vocab_size={c['vocab_size']}, hidden_size={c['hidden_size']}, "
             f"num_layers={c['num_layers']}, dtype={c['dtype']!r}{extra}) with {self.num_parameters:,} parameters"
         )
+
+
+def _state_part(state: State, sl: slice) -> State:
+    """The streams `sl` of a state: (L, B_i, H) parts, contiguous."""
+    return tuple(np.ascontiguousarray(part[:, sl]) for part in state)
+
+
+def _state_cat(states: list[State]) -> State:
+    """Shards' states joined along the streams, in shard order."""
+    if len(states) == 1:
+        return states[0]
+    return tuple(np.concatenate([s[i] for s in states], axis=1) for i in range(len(states[0])))
 
 
 def check_dropout(p: Any) -> float:

@@ -46,11 +46,14 @@ def stack_forward(
     rng: np.random.Generator | None = None,
     need_cache: bool = True,
     forward: str = "forward",
+    masks: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, State, StackCache | None]:
     """Every layer over the window. tokens: (T, B) ids; state0: tuple of (L, B, H).
 
     Returns (top (T, B, H): the input of the head, state_n: tuple of (L, B, H), cache).
     `forward` names the cell function to run ("forward_reference" for the plain path).
+    `masks`: the dropout masks of every layer, (T, B, H) each, drawn beforehand (`draw_masks`)
+    instead of from `rng`: a shard of a window takes its streams' part of the window's masks.
     """
     run = getattr(cell, forward)
     cache = StackCache() if need_cache else None
@@ -61,8 +64,11 @@ def stack_forward(
         hs, s_n, c = run(x, *layer_params(params, k), s0, need_cache=need_cache)
         finals.append(s_n)
         mask = None
-        if dropout and rng is not None:
+        if masks is not None:
+            mask = masks[k]
+        elif dropout and rng is not None:
             mask = dropout_mask(rng, hs.shape, dropout, hs.dtype)
+        if mask is not None:
             hs = dropout_forward(hs, mask)
         if cache is not None:
             cache.cells.append(c)
@@ -70,6 +76,13 @@ def stack_forward(
         x = hs
     state_n = tuple(np.stack([f[i] for f in finals]) for i in range(len(state0)))
     return x, state_n, cache
+
+
+def draw_masks(rng: np.random.Generator, num_layers: int, shape: tuple[int, int, int], dropout: float,
+               dtype: np.dtype) -> list[np.ndarray]:
+    """The masks `stack_forward` would draw from rng for a window of `shape` (T, B, H), in its
+    order: the same numbers, drawn before the window runs."""
+    return [dropout_mask(rng, shape, dropout, dtype) for _ in range(num_layers)]
 
 
 def stack_backward(

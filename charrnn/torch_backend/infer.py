@@ -1,7 +1,7 @@
 """Evaluation and generation on the torch backend: a CharRNN look-alike over a `TorchLM`.
 
 `TorchModel` has the few methods `evaluate.evaluate_ids` and `sample.generate` call (initial_state,
-loss, logits, stepper), so scoring and sampling are the same code for both backends; the carried
+loss, nll, logits, stepper), so scoring and sampling are the same code for both backends; the carried
 state stays on the device between calls.
 """
 
@@ -48,6 +48,16 @@ class TorchModel:
         logits, state = self.module(x, state)
         loss = torch.nn.functional.cross_entropy(logits, self._ids(targets).reshape(-1))
         return float(loss), state
+
+    @torch.inference_mode()
+    def nll(self, inputs: np.ndarray, targets: np.ndarray, h0: Any = None) -> tuple[np.ndarray, Any]:
+        """(nats of every position (B, T) as NumPy, final state) of a (B, T) window, dropout off:
+        what scoring a part of each stream needs (evaluate.py)."""
+        x = self._ids(inputs)
+        T, B = x.shape
+        logits, state = self.module(x, h0 if h0 is not None else self.initial_state(B))
+        nll = torch.nn.functional.cross_entropy(logits, self._ids(targets).reshape(-1), reduction="none")
+        return nll.reshape(T, B).transpose(0, 1).cpu().numpy(), state
 
     @torch.inference_mode()
     def logits(self, inputs: np.ndarray, h0: Any = None) -> tuple[np.ndarray, Any]:

@@ -12,7 +12,7 @@ the checkpoint, so a run stopped and resumed is bit-identical to one that never 
     schedule.py  the learning-rate schedule and the optimizer's options
 """
 
-from .loop import VAL_STREAMS, Diverged, Interrupted, Trainer, TrainResult, train
+from .loop import Diverged, Interrupted, Trainer, TrainResult, train
 from .schedule import lr_at, optimizer_options
 from .setup import (AUTO_EPOCHS, AUTO_EVALS, AUTO_MIN_STEPS, AUTO_PATIENCE, AUTO_TIME_BUDGET, MEMORY_FRACTION,
                     RESUMABLE, Setup, estimate_memory, fresh_run, physical_memory, resume_run)
@@ -20,7 +20,7 @@ from .state import TrainState, restore_generator
 
 __all__ = [
     "AUTO_EPOCHS", "AUTO_EVALS", "AUTO_MIN_STEPS", "AUTO_PATIENCE", "AUTO_TIME_BUDGET", "MEMORY_FRACTION",
-    "RESUMABLE", "VAL_STREAMS", "Diverged", "Interrupted", "Setup", "TrainResult", "TrainState", "Trainer",
+    "RESUMABLE", "Diverged", "Interrupted", "Setup", "TrainResult", "TrainState", "Trainer",
     "estimate_memory", "fresh_run", "lr_at", "optimizer_options", "physical_memory", "restore_generator",
     "resume_run", "train",
 ]

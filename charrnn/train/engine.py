@@ -35,6 +35,7 @@ import numpy as np
 
 from ..model import layer_names
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
+from .fused import FusedStep
 
 
 class NumpyEngine:
@@ -46,6 +47,12 @@ class NumpyEngine:
     def __init__(self, setup: Any) -> None:
         self.setup = setup
         self.grad_norms: dict[str, float] | None = None  # of the last step that recorded them
+        c = setup.cfg
+        # the whole step in one compiled call where Python's per-call cost would dominate (one
+        # stream of a small tanh RNN: train/fused.py); None elsewhere. It updates the same arrays.
+        self.fused = FusedStep.for_model(setup.model, setup.optimizer, setup.batch_size, c.clip_value, c.clip_norm,
+                                         c.single_bias)
+        self._overflowed = False  # the fused step's report that its update made a parameter non-finite
 
     def initial_state(self, batch_size: int) -> Any:
         return self.setup.model.initial_state(batch_size)
@@ -53,6 +60,12 @@ class NumpyEngine:
     def train_step(self, x: np.ndarray, y: np.ndarray, hidden: Any, lr: float,
                    record_norms: bool = False) -> tuple[float, float, Any]:
         s, cfg = self.setup, self.setup.cfg
+        if self.fused is not None:  # no per-parameter norms there: the kernel keeps its gradients
+            loss, grad_norm, h_last, status = self.fused(x, y, hidden, lr)
+            self._overflowed = status == 2
+            if status == 1:  # a loss or gradient that is not finite: nothing reached the parameters
+                return loss, grad_norm if math.isfinite(loss) and not math.isfinite(grad_norm) else math.nan, hidden
+            return loss, grad_norm, h_last
         loss, grads, h_last = s.model.loss_and_grads(x, y, hidden)
         grad_norm = global_grad_norm(grads)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
@@ -71,6 +84,8 @@ class NumpyEngine:
         return loss, grad_norm, h_last
 
     def params_finite(self) -> bool:
+        if self.fused is not None:
+            return not self._overflowed
         return all(np.isfinite(p).all() for p in self.setup.model.params.values())
 
     def inference_model(self) -> Any:

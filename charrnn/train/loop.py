@@ -26,7 +26,7 @@ from .. import checkpoint as ckpt
 from ..config import TrainConfig, validate
 from ..errors import CharRNNError, CheckpointError
 from ..diagnostics.gradflow import spectral_radii
-from ..evaluate import NATS_TO_BITS, evaluate_ids
+from ..evaluate import NATS_TO_BITS, evaluate_ids, evaluate_sample, periodic_budget
 from ..sample import SampleConfig, generate
 from ..serialization import atomic_copy
 from .engine import check_backend, make_engine
@@ -36,14 +36,14 @@ from .setup import Setup, fresh_run, resume_run
 # Signals that stop training cleanly (the step finishes, a checkpoint is written): Ctrl-C, a
 # polite kill, and a closed terminal (SIGHUP, which would otherwise end the run unsaved).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-# Periodic validation scores this many parallel streams (the `eval` command uses one).
-VAL_STREAMS = 16
 # A smoothed training loss above this multiple of the run's first loss (or of a uniform guess's, if
 # higher) is divergence, as a NaN is (char-rnn aborts at 3x): weights that far gone only get worse,
 # however finite. The smoothed loss, not the step's own: one window of a small batch can well be 3x
 # the first, a diverged run is every window, and one absurd step (1e18 nats) moves the smoothed
 # loss past the mark at once.
 EXPLODED = 3.0
+# A whole-split validation of at least this many characters shows a progress bar.
+FULL_VALIDATION_BAR = 1_000_000
 
 
 class Interrupted(CharRNNError):
@@ -142,15 +142,23 @@ class Trainer:
 
     # -- validation and samples -----------------------------------------------------------------
 
-    def validate_loss(self) -> float | None:
+    def validate_loss(self, full: bool = False) -> float | None:
+        """Validation nats/char: of the fixed periodic sample, or of the whole split (`full`,
+        the run's last validation); see evaluate.py."""
         s = self.setup
         if s.val_ids is None:
             return None
-        ids = s.val_ids
-        if s.cfg.eval_max_chars and len(ids) > s.cfg.eval_max_chars + 1:
-            ids = ids[: s.cfg.eval_max_chars + 1]
-        result = evaluate_ids(s.engine.inference_model(), ids, streams=VAL_STREAMS)
-        return result.nats_per_char
+        model = s.engine.inference_model()
+        if full:  # every character: on a large split this takes a while, so it shows its progress
+            if not self.progress or len(s.val_ids) < FULL_VALIDATION_BAR:
+                return evaluate_ids(model, s.val_ids).nats_per_char
+            from tqdm import tqdm
+
+            with tqdm(total=len(s.val_ids) - 1, desc="validation", unit="char", unit_scale=True, leave=False,
+                      file=self.stream) as bar:
+                return evaluate_ids(model, s.val_ids, progress=bar.update).nats_per_char
+        budget = periodic_budget(s.cfg.eval_max_chars, s.cfg.eval_every, s.batch_size, s.batcher.seq_len)
+        return evaluate_sample(model, s.val_ids, budget).nats_per_char
 
     def take_sample(self, first_token: int) -> str:
         s = self.setup
@@ -271,7 +279,7 @@ class Trainer:
                     self._write_sample(step, int(x[0, 0]))
                 last = bool(total and step >= total)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
-                    st.val_loss = self.validate_loss()
+                    st.val_loss = self.validate_loss(full=last)
                     if not _finite_or_none(st.val_loss):
                         # weights that overflow on unseen text are as broken as a NaN loss
                         self._recover(f"validation loss {st.val_loss}", step)
@@ -297,7 +305,7 @@ class Trainer:
                     st.elapsed = self._elapsed0 + (time.perf_counter() - self._started)
                     s.save(s.run_dir / ckpt.LATEST)
             elif st.step != self._saved_at:  # stopped by time between checkpoints
-                st.val_loss = self.validate_loss()
+                st.val_loss = self.validate_loss(full=True)
                 if _finite_or_none(st.val_loss):
                     self._report(lr, grad_norm, evaluated=True)
                     self._checkpoint()

@@ -104,6 +104,7 @@ class Setup:
         self.state.data = self.batcher.state_dict()
         self.state.sample_rng = self.sample_rng.bit_generator.state
         self.state.dropout_rng = self.model.dropout_rng.bit_generator.state
+        self.state.workers = self.model.workers_for(self.batch_size)
         ckpt.save_checkpoint(path, self.model, self.vocab, self.cfg, self.state.to_json(), self.optimizer, hidden)
 
     def restore(self, c: ckpt.Checkpoint) -> None:
@@ -512,6 +513,10 @@ def _continue(c: ckpt.Checkpoint, cfg: TrainConfig, encoded: EncodedText, saved:
     s.restore(c)
     # the hashes checked just now, recorded from here on where the checkpoint predates them
     s.state.text_sha256, s.state.tokens_sha256 = saved.text_sha256, saved.tokens_sha256
+    now = model.workers_for(B)
+    if saved.workers and saved.workers != now:
+        say(f"charrnn: the run was trained with {saved.workers} worker thread(s) and continues with {now}: "
+            f"the result will differ by float rounding from an uninterrupted run (--threads {saved.workers} keeps it bit-identical)")
     return s
 
 

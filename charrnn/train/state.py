@@ -65,6 +65,9 @@ class TrainState:
     # checkpoints made before they were recorded)
     text_sha256: str | None = None
     tokens_sha256: str | None = None
+    # The worker threads that shared each window's streams (threads.py), as of the last save:
+    # a resume with the same count continues bit-identically (0: not recorded).
+    workers: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The document saved in a checkpoint: every field under its own name."""
@@ -99,6 +102,9 @@ class TrainState:
         best_step = d.get("best_step", 0)  # absent from the first checkpoints of a run's history
         if type(best_step) is not int or not 0 <= best_step < _LIMIT:
             raise CheckpointError(f"{source}: training state 'best_step' = {best_step!r} is malformed")
+        workers = d.get("workers", 0)  # absent from checkpoints made before the worker threads
+        if type(workers) is not int or not 0 <= workers < _LIMIT:
+            raise CheckpointError(f"{source}: training state 'workers' = {workers!r} is malformed")
         for key in _LOSSES:
             value = d.get(key)
             # an int is checked by size: math.isfinite cannot even convert one beyond any float
@@ -110,7 +116,7 @@ class TrainState:
             if value is not None and not (isinstance(value, str) and _HEX64.fullmatch(value)):
                 raise CheckpointError(f"{source}: training state {key!r} is malformed")
         # keys of other versions are dropped, as the trainer has always done on resume
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)} | later | {"best_step": best_step})
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)} | later | {"best_step": best_step, "workers": workers})
 
     def __getitem__(self, key: str) -> Any:
         # Read access by the saved names (state["step"]), the way a checkpoint's raw state is read,
