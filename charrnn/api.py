@@ -282,8 +282,9 @@ def fit(
             raise ConfigError("resume continues a run with its own settings and directory: give neither config nor out")
         from .config import TrainConfig, apply_overrides
 
-        cfg, run_dir = apply_overrides(TrainConfig(), given, "fit"), Path(resume)
+        cfg, run_dir, asked = apply_overrides(TrainConfig(), given, "fit"), Path(resume), frozenset(given)
     else:
-        cfg, run_dir = train_request(given, config_file=config, out=out, source="fit")
-    result = Trainer(cfg, run_dir, resume=resume is not None, force=force, quiet=quiet, progress=progress).run()
+        cfg, run_dir, asked = train_request(given, config_file=config, out=out, source="fit")
+    result = Trainer(cfg, run_dir, resume=resume is not None, force=force, quiet=quiet, progress=progress,
+                     asked=asked).run()
     return LanguageModel.load(result.run_dir)

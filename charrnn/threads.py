@@ -17,12 +17,13 @@ environment variable CHARRNN_THREADS=n chooses it; "all" means every core the pr
 its CPU affinity (`os.sched_getaffinity`) bounded by its cgroup's CPU quota (cgroup v2 `cpu.max`,
 or v1 `cpu.cfs_quota_us`). `thread_info()` reports what is in force.
 
-The default is DEFAULT_CORES, one, chosen from measurements (BENCHMARKS.md, "Using the whole
-machine"): on the 2-core machine this was developed on, two workers ran at 0.88-0.95x one thread
-in every fair side-by-side reading, idle or with a busy neighbour, because its second virtual
-CPU added almost no arithmetic (two independent single-threaded products ran 1.01-1.09x one),
-while splitting the streams makes every step read the weights once per worker. On a machine
-whose cores are real, "all" should win; setting DEFAULT_CORES = "all" makes it the default.
+The default is DEFAULT_CORES, every usable core, chosen from measurements (BENCHMARKS.md,
+"Using the whole machine"): on an idle 2-core machine two workers trained 1.51x (H=128, B=64) and
+1.74x (H=512) as fast as one thread; beside a process busy on one core they ran at 0.91-0.97x
+one thread, and 1.09-1.62x OpenBLAS's own two threads, which collapse there. (Readings taken
+while other work filled both cores had shown 0.88-0.95x even without the neighbour.) A window too
+small to split (model/parallel.py: at least MIN_SHARD_WORK numbers per worker) runs on
+one worker whatever the count.
 
 Precedence: `set_threads(n)` > CHARRNN_THREADS > a count the program already gave the library
 (the BLAS variables OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS, or a threadpoolctl
@@ -45,7 +46,7 @@ BLAS_ENV_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "
 # Each worker's BLAS threads: the library never threads (module docstring).
 BLAS_THREADS = 1
 # Cores used when nothing says otherwise: a number, or "all" (module docstring).
-DEFAULT_CORES: int | str = 1
+DEFAULT_CORES: int | str = "all"
 
 _state: dict[str, Any] = {"applied": False, "threads": None, "source": None}
 _controller: Any = None

@@ -100,12 +100,12 @@ def test_all_cores_are_the_usable_ones_within_the_cgroup_quota(tmp_path, monkeyp
     assert threads.usable_cpus() == 3
     for var in threads.BLAS_ENV_VARS + (threads.ENV_VAR,):
         monkeypatch.delenv(var, raising=False)
-    assert threads.requested_threads() == (1, "default")  # DEFAULT_CORES, from the measurements
-    monkeypatch.setenv(threads.ENV_VAR, "all")
-    assert threads.requested_threads() == (3, threads.ENV_VAR)
+    assert threads.requested_threads() == (3, "default")  # DEFAULT_CORES "all", from the measurements
+    monkeypatch.setenv(threads.ENV_VAR, "2")
+    assert threads.requested_threads() == (2, threads.ENV_VAR)
     monkeypatch.delenv(threads.ENV_VAR)
-    monkeypatch.setattr(threads, "DEFAULT_CORES", "all")
-    assert threads.requested_threads() == (3, "default")
+    monkeypatch.setattr(threads, "DEFAULT_CORES", 1)
+    assert threads.requested_threads() == (1, "default")
     with pytest.raises(Exception, match="'all'"):
         threads.set_threads("some")
 

@@ -214,3 +214,22 @@ def test_the_defaults_are_chosen_by_cell_and_an_explicit_default_is_still_seen(t
     cfg = config_of(tmp_path / "ft", "--init-from", tmp_path / "rnn")
     assert (cfg["cell"], cfg["lr"]) == ("rnn", CELL_DEFAULTS["rnn"]["lr"])
     assert load_checkpoint(tmp_path / "ft").model.cell == "rnn"
+
+
+def test_a_setting_given_at_its_default_value_is_still_a_request(tmp_path, sonnet_file):
+    """The command line says which settings it was given: `--patience 0` on a resume turns early
+    stopping off although 0 is the default, `--dropout 0` fine-tunes a dropout model without it,
+    and `--eval-every 500` (the default) is kept by the automatic plan, which would choose less."""
+    run = tmp_path / "run"
+    assert run_cli("train", sonnet_file, "--out", run, "--steps", "4", "--patience", "3", "--dropout", "0.3",
+                   *TINY).returncode == 0
+    assert json.loads((run / CONFIG).read_text())["patience"] == 3
+    assert run_cli("train", "--resume", run, "--steps", "6", "--patience", "0").returncode == 0
+    assert json.loads((run / CONFIG).read_text())["patience"] == 0
+    proc = run_cli("train", sonnet_file, "--init-from", run, "--dropout", "0", "--out", tmp_path / "ft", "--steps", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(tmp_path / "ft").model.dropout == 0.0
+    proc = run_cli("train", sonnet_file, "--out", tmp_path / "auto", "--eval-every", "500", "--hidden-size", "8",
+                   "--seq-len", "8", "--batch-size", "2", "--cell", "rnn", "--sample-every", "0", "--eval-max-chars", "64")
+    cfg = json.loads((tmp_path / "auto" / CONFIG).read_text())
+    assert proc.returncode == 0 and cfg["eval_every"] == 500 and cfg["steps"] > 0

@@ -40,7 +40,7 @@ def _eval(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("text", metavar="TEXT_FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--threads", type=int, default=0, help="cores to use (default: one, or CHARRNN_THREADS)")
+    p.add_argument("--threads", type=int, default=0, help="cores to use (default: every usable core, or CHARRNN_THREADS)")
     p.add_argument("--streams", type=positive_int, default=None,
                    help="score the text as this many streams (default: up to 64; 1 = one state through the whole text)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

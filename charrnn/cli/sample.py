@@ -48,7 +48,7 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--stop", metavar="STR", help="end each sample at the first STR generated (left out); "
                    "--length is then a cap, and the samples are printed one per line")
     p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
-    p.add_argument("--threads", type=int, default=0, help="cores to use (default: one, or CHARRNN_THREADS)")
+    p.add_argument("--threads", type=int, default=0, help="cores to use (default: every usable core, or CHARRNN_THREADS)")
     p.add_argument("--novelty", action="store_true",
                    help="say on stderr how much of each sample occurs in the run's training text")
     add_backend_flags(p)

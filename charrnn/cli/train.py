@@ -64,7 +64,7 @@ def _train(p: argparse.ArgumentParser):
         "sample_temperature": "temperature of training-time samples",
         "smooth": "smoothing factor of the reported training loss",
         "seed": "seed of the weights and every random generator of the run",
-        "threads": "cores to use, as worker threads over the streams (0 = the default, one; CHARRNN_THREADS=all for every core)",
+        "threads": "cores to use, as worker threads over the streams (0 = the default: every usable core, or CHARRNN_THREADS)",
         "max_divergences": "NaN/inf recoveries (restore, halve lr) before giving up",
         "patience": "stop after this many validations without a new best (0 = never; default runs use 5)",
         "init_from": "fine-tune: start from the weights, cell and vocabulary of this run (its best checkpoint) "
@@ -108,14 +108,15 @@ def _train(p: argparse.ArgumentParser):
         if a.resume:
             if a.config:
                 raise ConfigError("--config starts a new run; a resumed run keeps its own settings (flags may change some)")
-            cfg, run_dir = TrainConfig().replace(**overrides), a.resume
+            cfg, run_dir, asked = TrainConfig().replace(**overrides), a.resume, frozenset(overrides)
         else:
-            cfg, run_dir = train_request(overrides, config_file=a.config, out=a.out)
+            cfg, run_dir, asked = train_request(overrides, config_file=a.config, out=a.out)
         apply_threads(cfg.threads)
         rank = _rank()  # under torchrun: rank 0 speaks for the run, the others only of their own faults
         try:
             trainer = Trainer(cfg, run_dir, resume=bool(a.resume), out=a.out if a.resume else None, force=a.force,
-                              quiet=a.quiet or rank > 0, json_log=a.json_log and rank == 0, engine=engine)
+                              quiet=a.quiet or rank > 0, json_log=a.json_log and rank == 0, engine=engine,
+                              asked=asked)
             result = trainer.run()
         except Interrupted as e:
             if rank == 0:

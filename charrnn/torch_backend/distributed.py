@@ -67,7 +67,7 @@ class World:
         self.comm_device = self.device if backend == "nccl" else torch.device("cpu")
 
     def set_up(self, cfg: TrainConfig, run_dir: Path, resume: bool, force: bool, say: Callable[[str], None],
-               engine: dict[str, str]) -> Any:
+               engine: dict[str, str], asked: Any = None) -> Any:
         """The run's Setup in every process: rank 0 makes (or resumes) it and writes its checkpoint,
         then the others resume from that checkpoint. An error of rank 0's stops every process."""
         from ..train.setup import fresh_run, resume_run
@@ -81,7 +81,8 @@ class World:
             try:
                 if not resume and cfg.batch_size % self.size:
                     raise ConfigError(self.uneven_message(cfg.batch_size))
-                setup = resume_run(cfg, run_dir, say) if resume else fresh_run(cfg, run_dir, force, say)
+                setup = (resume_run(cfg, run_dir, say, asked=asked) if resume
+                         else fresh_run(cfg, run_dir, force, say, asked))
                 if setup.batch_size % self.size:
                     raise ConfigError(self.uneven_message(setup.batch_size))
             except CharRNNError as e:
@@ -93,7 +94,8 @@ class World:
             raise _Quiet(shared[1])
         if self.rank != 0:
             # rank 0's checkpoint, with the settings a resume may change given as rank 0 had them
-            setup = resume_run(cfg if resume else TrainConfig(), Path(shared[0]), lambda message: None, reader=True)
+            setup = resume_run(cfg if resume else TrainConfig(), Path(shared[0]), lambda message: None, reader=True,
+                               asked=asked if resume else ())
         self.barrier()  # nobody trains (or writes) before everybody has read the checkpoint
         return setup
 

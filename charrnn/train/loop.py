@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterable, TextIO
 
 import numpy as np
 
@@ -85,10 +85,13 @@ class Trainer:
         progress: bool = True,
         stream: TextIO | None = None,
         engine: dict[str, str] | None = None,
+        asked: Iterable[str] | None = None,
     ) -> None:
         """`engine`: the backend and device asked for by name ({"backend": ..., "device": ...});
         they apply to a resumed run too, whose saved ones they replace (either backend resumes
-        the other's runs)."""
+        the other's runs). `asked`: the names of the settings of `cfg` the user gave; without it,
+        those that differ from the defaults count as given (so a default given explicitly is not
+        seen)."""
         self.quiet = quiet
         self.json_log = json_log
         self.progress = progress and not quiet and not json_log
@@ -109,10 +112,11 @@ class Trainer:
             if not resume or engine.get("backend"):
                 check_backend(engine.get("backend", cfg.backend), engine.get("device", cfg.device))
             # with `resume`, `out` (another directory) continues the run there (see resume_run)
-            self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say, Path(out) if out else None, force) if resume
-                                 else fresh_run(cfg, Path(run_dir), force, self.say))
+            self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say, Path(out) if out else None, force,
+                                            asked=asked) if resume
+                                 else fresh_run(cfg, Path(run_dir), force, self.say, asked))
         else:  # launched by torchrun: rank 0 sets the run up, the others then read it
-            self.setup = world.set_up(cfg, Path(run_dir), resume, force, self.say, engine)
+            self.setup = world.set_up(cfg, Path(run_dir), resume, force, self.say, engine, asked)
         if resume and engine:
             self.setup.cfg = self.setup.cfg.replace(**engine)
             validate(self.setup.cfg)

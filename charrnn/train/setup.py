@@ -13,7 +13,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -130,11 +130,11 @@ class Setup:
 # a fresh run
 
 
-def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
+def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say, asked: Iterable[str] | None = None) -> Setup:
     """Set a new run up in `run_dir` (replacing one there only with `force`) and write its first
-    checkpoint and config.json."""
+    checkpoint and config.json. `asked`: the names of the settings the user gave (see _explicit)."""
     if cfg.preset:
-        cfg = TrainConfig(**(cfg.to_dict() | preset_settings(cfg.preset) | _explicit(cfg)))
+        cfg = TrainConfig(**(cfg.to_dict() | preset_settings(cfg.preset) | _explicit(cfg, asked)))
     validate(cfg)
     requested_threads()  # CHARRNN_THREADS: refused now, not at the first step after an old run is gone
     d = run_dir
@@ -147,7 +147,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
     source = None
     if cfg.init_from is not None:
         source = _fine_tuning_source(cfg.init_from)
-        cfg = _adopt_model(cfg, source)
+        cfg = _adopt_model(cfg, source, asked)
     # Nothing is left half-made: the text is encoded under a temporary name and everything is
     # checked before an old run (--force) is removed; on any failure, even Ctrl-C, what this
     # call created is removed again.
@@ -170,7 +170,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say) -> Setup:
             encoded = encode_file(text_path, staged, encoding=cfg.encoding)
         else:
             encoded = _encode_for_fine_tuning(text_path, staged, source.vocab, cfg.extend_vocab)
-        text = _prepare_data(_resolve(cfg, encoded, say), encoded, say)
+        text = _prepare_data(_resolve(cfg, encoded, say), encoded, say, asked)
         cfg = text.cfg
         model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init,
                         cell=cfg.cell, dropout=cfg.dropout)
@@ -218,10 +218,10 @@ def _fine_tuning_source(init_from: str) -> ckpt.Checkpoint:
     return source
 
 
-def _adopt_model(cfg: TrainConfig, source: ckpt.Checkpoint) -> TrainConfig:
+def _adopt_model(cfg: TrainConfig, source: ckpt.Checkpoint, given: Iterable[str] | None = None) -> TrainConfig:
     """The configuration of a fine-tuning run: the source's cell, sizes and encoding (asking for
     others is an error), and its dtype and dropout unless given."""
-    model, asked = source.model, _explicit(cfg)
+    model, asked = source.model, _explicit(cfg, given)
     kept = {"cell": model.cell, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
             "encoding": source.vocab.encoding}
     clash = sorted(f"--{k.replace('_', '-')} {asked[k]}" for k in kept if k in asked and asked[k] != kept[k])
@@ -300,7 +300,7 @@ def physical_memory() -> int | None:
         return None
 
 
-def _prepare_data(cfg: TrainConfig, encoded: EncodedText, say: Say) -> _Text:
+def _prepare_data(cfg: TrainConfig, encoded: EncodedText, say: Say, asked: Iterable[str] | None = None) -> _Text:
     """Split the text, fit the batch to it and make the automatic plan (fresh and resumed runs alike)."""
     train_range, val_range = split_train_val(len(encoded), cfg.val_frac)
     n_train = len(train_range)
@@ -311,18 +311,18 @@ def _prepare_data(cfg: TrainConfig, encoded: EncodedText, say: Say) -> _Text:
         say(f"charrnn: {message}")
     batcher = Batcher(ids[:n_train], B, T)
     val_ids = ids[val_range.start : val_range.stop] if val_range is not None else None
-    cfg = _auto_plan(cfg, batcher.windows_per_epoch, validates=val_ids is not None)
+    cfg = _auto_plan(cfg, batcher.windows_per_epoch, validates=val_ids is not None, asked=asked)
     return _Text(cfg, encoded, batcher, val_ids, n_train, n_val)
 
 
-def _auto_plan(cfg: TrainConfig, windows_per_epoch: int, validates: bool) -> TrainConfig:
+def _auto_plan(cfg: TrainConfig, windows_per_epoch: int, validates: bool, asked: Iterable[str] | None = None) -> TrainConfig:
     """With neither --steps nor --time-budget, choose them (and the validation cadence and
     early stopping, unless given) from the text's size; the saved config records the choice."""
     if cfg.steps or cfg.time_budget:
         return cfg
     steps = max(AUTO_EPOCHS * windows_per_epoch, AUTO_MIN_STEPS)
     plan: dict[str, Any] = {"steps": steps, "time_budget": AUTO_TIME_BUDGET}
-    explicit = _explicit(cfg)
+    explicit = _explicit(cfg, asked)
     if "eval_every" not in explicit and validates:
         plan["eval_every"] = min(cfg.eval_every, max(50, steps // AUTO_EVALS))
     if "patience" not in explicit and validates:
@@ -335,7 +335,7 @@ def _auto_plan(cfg: TrainConfig, windows_per_epoch: int, validates: bool) -> Tra
 
 
 def resume_run(overrides: TrainConfig, run_dir: Path, say: Say, out: Path | None = None, force: bool = False,
-               reader: bool = False) -> Setup:
+               reader: bool = False, asked: Iterable[str] | None = None) -> Setup:
     """Set up the run saved in `run_dir` (a run directory or a checkpoint file) where it stopped.
     Of `overrides`, only the settings in RESUMABLE may differ from the saved configuration.
 
@@ -349,7 +349,7 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say, out: Path | None
     if c.config is None or c.optimizer_meta is None:
         raise CheckpointError(f"{c.path}: a bare model file, not a training checkpoint: cannot resume from it")
     cfg = c.config
-    asked = _explicit(overrides)
+    asked = _explicit(overrides, asked)
     changes = {k: v for k, v in asked.items() if k in RESUMABLE}
     fixed = {k for k in asked if k not in RESUMABLE and getattr(cfg, k) != getattr(overrides, k)}
     if fixed:
@@ -585,8 +585,12 @@ def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: Trai
 # helpers
 
 
-def _explicit(cfg: TrainConfig) -> dict[str, Any]:
-    """The settings of `cfg` that differ from the defaults: what the user actually asked for."""
+def _explicit(cfg: TrainConfig, asked: Iterable[str] | None = None) -> dict[str, Any]:
+    """What the user actually asked for, by name: the settings named in `asked` (the command line
+    and `fit` say which they were given, so `--patience 0` on a resume is seen although 0 is the
+    default), or without that list the settings of `cfg` that differ from the defaults."""
+    if asked is not None:
+        return {k: getattr(cfg, k) for k in asked}
     default = TrainConfig()
     return {k: v for k, v in cfg.to_dict().items() if v != getattr(default, k)}
 
