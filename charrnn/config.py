@@ -154,15 +154,16 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings in a TOML or JSON file (by its suffix; otherwise JSON when it starts with "{"),
     keyed as config.json is, with relative paths made relative to the file's folder. Unknown
     keys and wrong types are refused later, by `apply_overrides`, naming the file and the key."""
+    from .data import read_file_bytes  # imported here: data imports this module
+    from .errors import DataError
+
     p = Path(path)
+    if not p.exists() and not p.is_symlink():
+        raise ConfigError(f"{p}: no such config file")
     try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such config file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, not a config file") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read it ({e.strerror or e})") from None
+        raw = read_file_bytes(p)  # a regular file only: a FIFO is refused, never waited on
+    except DataError as e:
+        raise ConfigError(f"config file {e}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

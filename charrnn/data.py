@@ -691,20 +691,26 @@ def encode_text(
     return vocab, vocab.map_values(values).astype(vocab.id_dtype)
 
 
+def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A whole (small) regular file's bytes, for every file charrnn reads whole (primes, config
+    files, labelled data): a missing, directory, special (FIFO, pipe, device), empty or unreadable
+    file raises a one-line DataError, and a FIFO never hangs (see _open_for_reading)."""
+    p = Path(path)
+    with _open_for_reading(p) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise DataError(f"cannot read {_show_path(p)}: {e.strerror or e}") from None
+
+
 def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str | bytes:
     """Read a whole (small) file for priming or evaluation: str in utf-8 mode, bytes in bytes mode.
     Missing, directory, empty, unreadable or (utf-8) invalid files raise DataError."""
     encoding = _canonical_encoding(encoding)
-    p = Path(path)
-    where = _show_path(p)
-    with _open_for_reading(p) as f:
-        try:
-            data = f.read()
-        except OSError as e:
-            raise DataError(f"cannot read {where}: {e.strerror or e}") from None
+    data = read_file_bytes(path)
     if encoding == "bytes":
         return data
-    return _strict_utf8(data, where)
+    return _strict_utf8(data, _show_path(path))
 
 
 # ------------------------------------------------------------------------------------------------

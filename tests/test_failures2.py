@@ -634,3 +634,17 @@ def test_bench_checks_its_json_path_before_measuring(tmp_path, capsys):
         assert out.out == "" and out.err.startswith(f"bench: --json {expect}")
     assert bench.main(["--rows", "peak", "--repeats", "1", "--threads", "1", "--json", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["peak_gflops"] > 0
+
+
+def test_config_files_and_labelled_data_are_read_only_from_regular_files(tmp_path, text):
+    """A FIFO given as a config file or as classify/tag data is refused at once (exit 2), never
+    waited on, like a FIFO given as the training text."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for args in (["train", text, "--config", fifo, "--out", tmp_path / "a"],
+                 ["classify", "train", fifo, "--out", tmp_path / "b"],
+                 ["tag", "train", fifo, "--out", tmp_path / "c"]):
+        proc = run_cli(*args, timeout=60)
+        assert proc.returncode == 2 and "FIFO" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import CELLS, DTYPES, INITS, OPTIMIZERS, SCHEDULES
 from ..errors import ConfigError, DataError
+from ..train.request import fresh_run_dir
 from ._common import Parser, apply_threads, positive_int
 
 HELPS = {
@@ -115,7 +116,7 @@ def _train(a: argparse.Namespace, task: str) -> int:
             raise ConfigError("give a data file to train on, or --dataset")
         if cfg.data is not None and cfg.dataset is not None:
             raise ConfigError("give either a data file or --dataset, not both")
-        run_dir = a.out or _fresh_run_dir(f"{task}-{cfg.dataset or Path(cfg.data).stem or 'run'}")
+        run_dir = a.out or str(fresh_run_dir(f"{task}-{cfg.dataset or Path(cfg.data).stem or 'run'}"))
     apply_threads(cfg.threads)
     trainer = TaskTrainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log)
     try:
@@ -131,15 +132,6 @@ def _train(a: argparse.Namespace, task: str) -> int:
         print(f"charrnn {task}: {result['step']:,} steps{val} ({result['stopped']}). "
               f"Evaluate with: charrnn {task} eval {result['run_dir']} DATA", file=sys.stderr)
     return 0
-
-
-def _fresh_run_dir(name: str) -> str:
-    base = Path("runs") / name
-    candidate, n = base, 1
-    while candidate.exists() and any(candidate.iterdir()):
-        n += 1
-        candidate = base.with_name(f"{name}-{n}")
-    return str(candidate)
 
 
 def _eval(a: argparse.Namespace, task: str) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoint import BEST, CONFIG, LATEST, METRICS, resolve_checkpoint  # noqa: F401  (a run's file names)
 from ..config import INITS
 from ..errors import CheckpointError, ConfigError
 from ..model import CharClassifier, CharTagger
@@ -27,7 +28,6 @@ from .data import Labels, Symbols
 
 TASK_FORMAT = "charrnn.task"
 TASK_VERSION = 1
-LATEST, BEST, CONFIG, METRICS = "latest.safetensors", "best.safetensors", "config.json", "metrics.jsonl"
 _OPTIM_NAME = re.compile(r"optim/([a-z_]{1,32})/(.+)")
 MODELS = {"classify": CharClassifier, "tag": CharTagger}
 
@@ -65,18 +65,6 @@ def save_task_checkpoint(path: Path, model: Any, symbols: Symbols, labels: Label
     write_arrays(path, arrays, meta)
 
 
-def resolve(run: str | Path) -> Path:
-    p = Path(run)
-    if p.is_dir():
-        for name in (BEST, LATEST):
-            if (p / name).is_file():
-                return p / name
-        raise CheckpointError(f"{p}: no checkpoint in this directory (expected {LATEST} or {BEST})")
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such run directory or checkpoint file")
-    return p
-
-
 def _model_config(task: str, m: Any, src: str) -> dict[str, Any]:
     if not isinstance(m, dict):
         raise CheckpointError(f"{src}: no model configuration in the metadata")
@@ -106,7 +94,7 @@ def _model_config(task: str, m: Any, src: str) -> dict[str, Any]:
 def load_task_checkpoint(run: str | Path, task: str | None = None) -> TaskCheckpoint:
     """A task run's checkpoint (its best, else its latest, for a directory), checked before any
     array is read; `task`, when given, must be the file's."""
-    path = resolve(run)
+    path = resolve_checkpoint(run)
     src = str(path)
     meta, table = read_header(path)
     if meta.get("format") != TASK_FORMAT:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import read_file_bytes
 from ..errors import CheckpointError, DataError
 
 UNKNOWN = 0  # the id of a character unseen in training
@@ -37,14 +38,7 @@ class Example:
 
 def _lines(path: str | os.PathLike[str]):
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: is a directory, expected a data file") from None
-    except OSError as e:
-        raise DataError(f"{p}: cannot read: {e.strerror or e}") from None
+    data = read_file_bytes(p)  # a regular file only: a FIFO is refused, never waited on
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
