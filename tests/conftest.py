@@ -1,6 +1,7 @@
 """Shared fixtures: small texts and a quick way to run the real command line."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,14 @@ class HalfWrittenFile:
 
     def __getattr__(self, name):
         return getattr(self._f, name)
+
+
+def as_under_a_terminal() -> None:
+    """preexec_fn for a child that is sent signals: SIGINT and SIGHUP at their defaults, as a
+    program started from a terminal has them, whatever this test run inherited (a shell's
+    background job ignores SIGINT, nohup ignores SIGHUP, and a child inherits both)."""
+    for s in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
 
 
 def run_cli(*args, cwd=None, timeout=300, env=None):

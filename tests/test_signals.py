@@ -21,7 +21,7 @@ from charrnn import CharRNN
 from charrnn.checkpoint import LATEST, METRICS, load_checkpoint
 from charrnn.errors import CheckpointError
 
-from conftest import HalfWrittenFile, run_cli
+from conftest import HalfWrittenFile, as_under_a_terminal, run_cli
 
 COMMON = ["--hidden-size", "16", "--seq-len", "16", "--batch-size", "4", "--lr-schedule", "constant",
           "--sample-every", "0", "--log-every", "1", "--quiet"]
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 def start(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+                            text=True, env=ENV, preexec_fn=as_under_a_terminal)
 
 
 def metrics_lines(run: Path) -> int:
@@ -253,12 +253,18 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, s
 
     monkeypatch.setattr(serialization, "open", interrupting_open, raising=False)
     run = tmp_path / "run"
-    status = cli.main(["train", str(sonnet_file), "--out", str(run), *COMMON, "--steps", "10", "--eval-every", "2"])
+    # SIGINT as under a terminal, also where this test run was started with it ignored (a background job)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        status = cli.main(["train", str(sonnet_file), "--out", str(run), *COMMON, "--steps", "10", "--eval-every", "2"])
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert status == 130 and capsys.readouterr().err == "charrnn train: interrupted\n"
     monkeypatch.undo()
     assert assert_loadable(run / LATEST) == 2
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+    assert after is signal.default_int_handler  # the handler was put back
 
 
 def test_sighup_under_nohup_stays_ignored(tmp_path, sonnet_file):

@@ -17,6 +17,8 @@ from charrnn.checkpoint import LATEST, METRICS, load_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.train import Trainer
 
+from conftest import as_under_a_terminal
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="torchrun on loopback, /proc")
 
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
@@ -30,7 +32,8 @@ def torchrun(n: int, *args, wait: bool = True):
            "-m", "charrnn", *map(str, args)]
     if wait:
         return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=240)
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=as_under_a_terminal)
 
 
 def one_process(text: Path, run: Path, steps: int, resume: bool = False) -> None:
