@@ -14,7 +14,6 @@ caller's input raises a `CharRNNError` subclass (charrnn.errors) with a one-line
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 from .data import Vocab
 from .errors import CheckpointError, ConfigError, DataError
-from .evaluate import EVAL_WINDOW, NATS_TO_BITS
+from .evaluate import EVAL_WINDOW, PerCharacter
 from .model import CharRNN
 from .model.stack import layer_params
 
@@ -32,7 +31,7 @@ __all__ = ["LanguageModel", "Score", "fit", "load"]
 
 
 @dataclass(frozen=True)
-class Score:
+class Score(PerCharacter):
     """How well a model predicts a text: every character after the first is scored given all
     the text before it (the hidden state carried through the whole text)."""
 
@@ -48,17 +47,6 @@ class Score:
     def nats_per_char(self) -> float:
         """The mean negative log-probability: `charrnn eval`'s nats/char."""
         return float(-self.log_probs.mean()) if self.chars else float("nan")
-
-    @property
-    def bits_per_char(self) -> float:
-        return self.nats_per_char * NATS_TO_BITS
-
-    @property
-    def perplexity(self) -> float:
-        try:
-            return math.exp(self.nats_per_char)
-        except OverflowError:
-            return float("inf")
 
     def __repr__(self) -> str:
         return (f"Score(nats_per_char={self.nats_per_char:.4f}, bits_per_char={self.bits_per_char:.4f}, "

@@ -46,14 +46,10 @@ PERIODIC_SHARE = 0.2
 MAX_WINDOW_NUMBERS = 1 << 20
 
 
-@dataclass
-class EvalResult:
-    nats: float  # total negative log-likelihood of the scored characters
-    chars: int  # characters scored
+class PerCharacter:
+    """The units of a score, derived from its `nats_per_char` (which a subclass defines)."""
 
-    @property
-    def nats_per_char(self) -> float:
-        return self.nats / self.chars if self.chars else float("nan")
+    nats_per_char: float
 
     @property
     def bits_per_char(self) -> float:
@@ -66,6 +62,16 @@ class EvalResult:
             return math.exp(self.nats_per_char)
         except OverflowError:
             return float("inf")
+
+
+@dataclass
+class EvalResult(PerCharacter):
+    nats: float  # total negative log-likelihood of the scored characters
+    chars: int  # characters scored
+
+    @property
+    def nats_per_char(self) -> float:
+        return self.nats / self.chars if self.chars else float("nan")
 
 
 def _window_steps(model: CharRNN, streams: int, window: int) -> int:
