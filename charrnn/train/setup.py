@@ -151,17 +151,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say, asked: Ite
     # Nothing is left half-made: the text is encoded under a temporary name and everything is
     # checked before an old run (--force) is removed; on any failure, even Ctrl-C, what this
     # call created is removed again.
-    created = _missing_dirs(d)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
-    lock = RunLock(d)
-    try:
-        lock.acquire()  # before anything in d is touched: another writer's files are its own
-    except BaseException:
-        _remove_dirs(created)
-        raise
+    created, lock = _claim_run_dir(d)
     staged = d / f".{ckpt.TOKENS}.new"
     written: list[Path] = []
     try:
@@ -395,17 +385,7 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
     if replacing and not force:
         raise ConfigError(f"{d} already holds a run: give another --out, or --force to replace it")
     saved = TrainState.from_json(c.state, c.path)
-    created = _missing_dirs(d)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
-    lock = RunLock(d)
-    try:
-        lock.acquire()
-    except BaseException:
-        _remove_dirs(created)
-        raise
+    created, lock = _claim_run_dir(d)
     staged = d / f".{ckpt.TOKENS}.new"
     written: list[Path] = []
     try:
@@ -583,6 +563,24 @@ def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: Trai
 
 # ------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _claim_run_dir(d: Path) -> tuple[list[Path], RunLock]:
+    """Make run directory `d` (with its missing parents) and take its lock, before anything in it
+    is touched (another writer's files are its own); returns the directories made, which the
+    caller removes if set-up fails, and the lock. On failure here, what was made is removed."""
+    created = _missing_dirs(d)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
+    lock = RunLock(d)
+    try:
+        lock.acquire()
+    except BaseException:
+        _remove_dirs(created)
+        raise
+    return created, lock
 
 
 def _explicit(cfg: TrainConfig, asked: Iterable[str] | None = None) -> dict[str, Any]:
