@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConfigError
 
@@ -115,16 +115,22 @@ class TrainConfig:
         return apply_overrides(cls(), d, source)
 
 
-def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str = "override") -> TrainConfig:
-    """cfg with `overrides` applied, each checked against the type of the field's default."""
-    known = {f.name: f for f in fields(TrainConfig)}
+C = TypeVar("C")  # a configuration dataclass: TrainConfig, or the tasks' TaskConfig
+
+
+def apply_overrides(cfg: C, overrides: dict[str, Any], source: str = "override") -> C:
+    """cfg (a TrainConfig, or another configuration dataclass whose fields all have defaults) with
+    `overrides` applied, each checked against the type of the field's default; None is allowed
+    only where the default is None (the optional paths and names)."""
+    known = {f.name for f in fields(cfg)}
+    defaults = type(cfg)()
     changes = {}
     for key, value in overrides.items():
         if key not in known:
             raise ConfigError(f"{source}: unknown setting {key!r}")
-        default = getattr(TrainConfig(), key)
+        default = getattr(defaults, key)
         if value is None:
-            if default is not None and key not in ("text", "dataset", "preset", "init_from"):
+            if default is not None:
                 raise ConfigError(f"{source}: {key} cannot be empty")
         elif isinstance(default, bool) or isinstance(value, bool):
             if not (isinstance(default, bool) and isinstance(value, bool)):

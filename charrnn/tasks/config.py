@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from ..config import CELLS, DTYPES, INITS, OPTIMIZERS, SCHEDULES
+from ..config import CELLS, DTYPES, INITS, OPTIMIZERS, SCHEDULES, apply_overrides
 from ..errors import ConfigError
 
 TASKS = ("classify", "tag")
@@ -69,28 +69,7 @@ class TaskConfig:
         """A saved configuration, each value checked against the type of its default."""
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: the configuration must be an object")
-        default = cls()
-        changes = {}
-        for key, value in d.items():
-            if key not in {f.name for f in fields(cls)}:
-                raise ConfigError(f"{source}: unknown setting {key!r}")
-            want = getattr(default, key)
-            if value is None and want is None:
-                pass
-            elif isinstance(want, bool) or isinstance(value, bool):
-                if not (isinstance(want, bool) and isinstance(value, bool)):
-                    raise ConfigError(f"{source}: {key} has the wrong type")
-            elif isinstance(want, int):
-                if not isinstance(value, int):
-                    raise ConfigError(f"{source}: {key} must be an integer")
-            elif isinstance(want, float):
-                if not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ConfigError(f"{source}: {key} must be a finite number")
-                value = float(value)
-            elif not isinstance(value, str):
-                raise ConfigError(f"{source}: {key} must be a string")
-            changes[key] = value
-        return default.replace(**changes)
+        return apply_overrides(cls(), d, source)
 
 
 def explicit(cfg: TaskConfig) -> dict[str, Any]:
