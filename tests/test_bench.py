@@ -41,15 +41,25 @@ def test_torch_backend_rows(setting, tmp_path):
                    backend="torch") is None
 
 
-def test_cores_rows_compare_the_default_with_one_thread_and_blas_threads(tmp_path):
-    rows = bench.compare_cores(Setting("train", "rnn", H=8, B=4, T=5), 1, 2, tmp_path)
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_cores_rows_compare_the_default_with_one_thread_and_blas_threads(cell, tmp_path):
+    rows = bench.compare_cores(Setting("train", cell, H=8, B=4, T=5), 1, 2, tmp_path)
     assert len(rows) == 2 and all(r.ours > 0 and r.theirs > 0 and "losses agree" in r.check for r in rows)
     assert {r.baseline for r in rows} == {"charrnn, 1 thread", "charrnn, BLAS 2 threads"}
-    assert all(r.name.startswith("cores rnn H=8: 2 cores vs") for r in rows)
+    assert all(r.name.startswith(f"cores {cell} H=8: 2 cores vs") for r in rows)
 
 
-def test_end_to_end_rows_time_the_real_commands(tmp_path):
-    row = bench.compare_cli(Setting("train", "rnn", H=8, B=2, T=5), (1, 3), 1, 1, tmp_path)
+def test_sizes_rows_span_64_to_1024_for_every_chosen_cell():
+    chosen = bench.settings(["train", "sizes"], ["lstm", "gru"], quick=False)
+    hidden = {(s.cell, s.H) for s, _ in chosen if s.B == 64}
+    assert hidden == {(c, H) for c in ("lstm", "gru") for H in (64, 128, 256, 512, 1024)}
+    assert all(s.cell in ("lstm", "gru") for s, _ in chosen)
+    assert not any(s.H == 1024 for s, _ in bench.settings(["train"], ["lstm"], quick=False))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_end_to_end_rows_time_the_real_commands(cell, tmp_path):
+    row = bench.compare_cli(Setting("train", cell, H=8, B=2, T=5), (1, 3), 1, 1, tmp_path)
     assert "whole command" in row.setting
     # two tiny steps may take less time than the processes' start-up varies: then the row says so
     assert (row.ours > 0 and row.theirs > 0) or "too few to measure" in row.check

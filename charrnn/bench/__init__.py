@@ -1,7 +1,7 @@
 """Speed of charrnn against PyTorch (and the seed's batch-1 loop), side by side in one run.
 
     charrnn bench [--quick] [--threads N] [--baseline-threads matched|default] [--busy]
-                  [--rows peak,train,seed,gen,eval,cores,cli] [--cells rnn,lstm,gru] [--json PATH]
+                  [--rows peak,train,sizes,seed,gen,eval,cores,cli] [--cells rnn,lstm,gru] [--json PATH]
                   [--backend numpy|torch]
 
 With --backend torch, charrnn's side is its torch backend (TorchEngine's step, TorchModel's
@@ -19,10 +19,12 @@ threads.py; more than one are worker threads with one BLAS thread each) and PyTo
 measures the machine's float32 matrix-product peak with all of charrnn's cores and with one, so
 FLOP/s can be read as a fraction of the first.
 
-Other rows: `cores` times charrnn on all cores (worker threads, `--threads all`) against itself
-with one thread (the default) and with one worker on the BLAS library's own threads; `cli` times the real `charrnn train` command end to end against
-a plain PyTorch script (torch_train.py) at PyTorch's default threads; `--busy` keeps one core busy
-with another process for the whole run.
+Other rows: `sizes` trains at H = 64, 256 and 1024 (with the train rows' 128 and 512, the range
+from 64 to 1024); `cores` times charrnn on all cores (worker threads, `--threads all`) against
+itself with one thread and with one worker on the BLAS library's own threads; `cli` times the
+real `charrnn train` command end to end against a plain PyTorch script (torch_train.py) at
+PyTorch's default threads; `--busy` keeps one core busy with another process for the whole run.
+Every row group but `seed` and `peak` runs for each of `--cells`.
 
 FLOPs are the model's nominal count, the same for both sides: a layer's forward pass is
 2*B*T*G*(H*I + H*H) (G gate blocks; I = V for the first layer, whose one-hot input PyTorch
@@ -55,7 +57,13 @@ from ..serialization import atomic_write_bytes
 from .protocol import thread_env
 from .sides import V
 
-ROW_GROUPS = ("peak", "train", "seed", "gen", "eval", "cores", "cli")
+ROW_GROUPS = ("peak", "train", "sizes", "seed", "gen", "eval", "cores", "cli")
+# The hidden sizes of the `sizes` rows (B=64, T=100, every cell), which with the train rows' 128
+# and 512 span the issue's 64..1024, and each one's multiplier of the repeats (0: a third of them).
+SIZES = ((64, 4), (256, 2), (1024, 0))
+# The settings of the `cores` rows; the first only for the tanh cell, where two cores of H=128
+# make one worker (the same program on both sides: the rows' noise floor).
+CORES_SETTINGS = ((128, 32, 64), (128, 64, 100), (512, 64, 100))
 BASELINE_THREADS = ("matched", "default")
 # The seed-style loop, a script of the source tree (not part of the installed package).
 MINCHAR = Path(__file__).resolve().parents[2] / "benchmarks" / "minchar.py"
@@ -354,8 +362,10 @@ def settings(groups: list[str], cells: list[str], quick: bool) -> list[tuple[Set
         for cell in cells:
             out += [(Setting("train", cell, 512, 64, 100), 1), (Setting("train", cell, 128, 64, 100), 4),
                     (Setting("train", cell, 100, 1, 25), 20)]
-        if not quick and "rnn" in cells:
+        if not quick and "rnn" in cells and "sizes" not in groups:
             out.append((Setting("train", "rnn", 1024, 64, 100), 0))
+    if "sizes" in groups:
+        out += [(Setting("train", cell, H, 64, 100), mult) for cell in cells for H, mult in SIZES]
     if "seed" in groups:
         out.append((Setting("train", "rnn", 100, 1, 25, seed_style=True), 20))
     if "gen" in groups:
@@ -422,7 +432,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS, "--rows"),
                    help=f"comma-separated subset of {','.join(ROW_GROUPS)}")
     p.add_argument("--cells", default=",".join(CELLS), type=lambda t: _list_of(t, CELLS, "--cells"),
-                   help=f"cells of the train, gen and eval rows: subset of {','.join(CELLS)}")
+                   help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(CELLS)}")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 15, quick 5)")
     p.add_argument("--json", type=Path, default=None, help="also write the results (with every sample) here")
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
@@ -526,18 +536,20 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
             add(compare(setting, n, n_threads, args.baseline_threads, Path(tmp), args.backend))
     if "cores" in args.rows:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
-            for H, B, T in ((128, 32, 64), (128, 64, 100), (512, 64, 100)):
-                for row in compare_cores(Setting("train", "rnn", H, B, T), reps * (4 if H == 128 else 1),
-                                         max(2, all_cores), Path(tmp)):
-                    add(row)
+            for cell in args.cells:
+                for H, B, T in CORES_SETTINGS[0 if cell == "rnn" else 1:]:
+                    for row in compare_cores(Setting("train", cell, H, B, T), reps * (4 if H == 128 else 1),
+                                             max(2, all_cores), Path(tmp)):
+                        add(row)
     if "cli" in args.rows:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
             rounds = 1 if args.quick else 3
-            for s, steps in ((Setting("train", "rnn", 512, 64, 100), (4, 14)), (Setting("train", "rnn", 128, 32, 64), (40, 240)),
-                             (Setting("train", "rnn", 100, 1, 25), (1000, 5000))):
-                if args.quick:
-                    steps = (steps[0], steps[0] + (steps[1] - steps[0]) // 2)
-                add(compare_cli(s, steps, rounds, n_threads, Path(tmp)))
+            for cell in args.cells:
+                for (H, B, T), steps in (((512, 64, 100), (4, 14)), ((128, 32, 64), (40, 240)),
+                                         ((100, 1, 25), (1000, 5000))):
+                    if args.quick:
+                        steps = (steps[0], steps[0] + (steps[1] - steps[0]) // 2)
+                    add(compare_cli(Setting("train", cell, H, B, T), steps, rounds, n_threads, Path(tmp)))
     if "peak" in args.rows and not args.quick:
         add(peak_row(max(3, reps // 2), all_cores))  # again at the end: the machine's speed drifts
     return rows
