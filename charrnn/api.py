@@ -152,9 +152,10 @@ class LanguageModel:
         seed: int | None = None,
         skip_unknown: bool = False,
     ) -> list[str]:
-        """`n` samples drawn one after another from one generator: `charrnn sample --num-samples n`
-        (with `stop`, the items it prints one per line)."""
-        from .sample import SampleConfig, default_prime, encode_prime, generate
+        """`n` samples: `charrnn sample --num-samples n` (with `stop`, the items it prints one per
+        line). One sample is `generate`'s; several are made together, sample i drawing from the
+        i-th generator that the seed's generator spawns (charrnn.sample.generate_many)."""
+        from .sample import SampleConfig, default_prime, encode_prime, generate, generate_many
 
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
@@ -170,8 +171,9 @@ class LanguageModel:
         else:
             prime_ids = default_prime(self.vocab, rng)
             shown = prime_ids[:0]
-        return [self.vocab.decode(np.concatenate([shown, generate(self.model, prime_ids, cfg, rng, stop=stop_ids)]))
-                for _ in range(n)]
+        made = ([generate(self.model, prime_ids, cfg, rng, stop=stop_ids)] if n == 1
+                else generate_many(self.model, prime_ids, n, cfg, rng, stop=stop_ids))
+        return [self.vocab.decode(np.concatenate([shown, ids])) for ids in made]
 
     def _stop_ids(self, stop: str | None) -> np.ndarray | None:
         if stop is None:

@@ -13,6 +13,11 @@ streams are what the model's worker threads share out, see threads.py):
   the same for a given text and budget, and only they are scored (each after its own warm-up).
   Training's periodic validation uses it, so that its cost follows the budget rather than the
   corpus (`periodic_budget`); the last validation of a run is exact.
+
+Both take `share=(rank, size)`: the process of that rank scores every size-th stream (or window)
+from its rank on and returns its part; the parts' nats and characters summed over the ranks are
+the whole score. Under torchrun each process scores its share, so a validation costs 1/size of
+its single-process time, and the trainer adds the parts up (engine.sum_across).
 """
 
 from __future__ import annotations
@@ -88,13 +93,18 @@ def stream_segments(n: int, streams: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)])
 
 
+# The whole of a score: one process scores every stream (see `share` in the module docstring).
+WHOLE = (0, 1)
+
+
 def evaluate_ids(model: CharRNN, ids: np.ndarray, streams: int | None = None, window: int = EVAL_WINDOW,
-                 progress: Callable[[int], None] | None = None) -> EvalResult:
+                 progress: Callable[[int], None] | None = None, share: tuple[int, int] = WHOLE) -> EvalResult:
     """Score ids[1:] given what comes before it: every character once (module docstring).
 
     ids: (N,) token ids (a memmap is read window by window). streams: None picks up to
     EVAL_STREAMS, each at least MIN_STREAM_CHARS long; 1 carries one state through the text.
     progress(k) is called with the number of characters scored after every forward call.
+    share: (rank, size), this process's part of the streams (module docstring).
     """
     n = len(ids) - 1
     if n < 1:
@@ -108,8 +118,19 @@ def evaluate_ids(model: CharRNN, ids: np.ndarray, streams: int | None = None, wi
     # positions from bounds[s] on
     first = np.maximum(bounds[:-1] - WARMUP, 0)
     skip = bounds[:-1] - first
-    total, count = _score_streams(model, ids, first, skip, skip + lengths, window, progress)
+    mine = _part(streams, share)
+    if mine.start >= streams:  # fewer streams than processes: this one has none
+        return EvalResult(0.0, 0)
+    total, count = _score_streams(model, ids, first[mine], skip[mine], (skip + lengths)[mine], window, progress)
     return EvalResult(total, count)
+
+
+def _part(n: int, share: tuple[int, int]) -> slice:
+    """The streams (of n) that the process of rank share[0] of share[1] scores."""
+    rank, size = share
+    if not 0 <= rank < size:
+        raise ValueError(f"share: rank {rank} of {size} processes")
+    return slice(rank, n, size)
 
 
 def _score_streams(model: CharRNN, ids: np.ndarray, first: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -153,13 +174,15 @@ def sample_windows(n: int, max_chars: int, length: int = SAMPLE_WINDOW) -> np.nd
     return np.linspace(0, n - length, k).round().astype(np.int64)
 
 
-def evaluate_sample(model: CharRNN, ids: np.ndarray, max_chars: int, window: int = EVAL_WINDOW) -> EvalResult:
+def evaluate_sample(model: CharRNN, ids: np.ndarray, max_chars: int, window: int = EVAL_WINDOW,
+                    share: tuple[int, int] = WHOLE) -> EvalResult:
     """Score the periodic sample of ids (see `sample_windows`), all windows at once as streams;
-    a text the budget covers is scored whole (`evaluate_ids`)."""
+    a text the budget covers is scored whole (`evaluate_ids`). share: as for evaluate_ids."""
     n = len(ids) - 1
     starts = sample_windows(n, max_chars)
     if starts.size == 0:
-        return evaluate_ids(model, ids, window=window)
+        return evaluate_ids(model, ids, window=window, share=share)
+    starts = starts[_part(len(starts), share)]
     first = np.maximum(starts - WARMUP, 0)
     skip = starts - first
     total, count = 0.0, 0

@@ -7,6 +7,13 @@ Choosing the next character from the logits o:
     top-p (nucleus)   keep the fewest most likely characters whose probability reaches p
 Draws use the Gumbel-max trick (see `choose`) and the generator passed in, so the same seed
 gives the same text.
+
+Several samples from one prime (`generate_many`) step their streams together, so that one matrix
+product per layer serves them all, and share the streams out among the worker threads
+(threads.py) as training does. Stream i draws from its own generator, the i-th that `rng.spawn`
+gives, so each sample is the one that `generate` would draw with that generator: the same text
+whether the streams run together, apart, or on any number of cores (up to the float rounding of
+products over different numbers of streams, which can move a draw only at a near-tie).
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from typing import Callable
 
 import numpy as np
 
+from . import threads
 from .data import Vocab
 from .errors import ConfigError, DataError
 from .model import CharRNN
+from .model.parallel import min_shard_work, run_shards, stream_shards
 
 
 MAX_LENGTH = 100_000_000  # generated ids are kept in memory until returned
@@ -64,6 +73,43 @@ def choose(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> i
     return int(np.argmax(z + rng.gumbel(size=z.size)))
 
 
+def choose_rows(logits: np.ndarray, cfg: SampleConfig, rngs: list[np.random.Generator]) -> np.ndarray:
+    """`choose` for every row of (b, V) logits, row r drawing from rngs[r]: the same ids as
+    calling `choose` row by row, with the arithmetic done for all rows at once."""
+    if cfg.greedy:
+        return np.argmax(logits, axis=1)
+    z = logits.astype(np.float64) / cfg.temperature
+    b, V = z.shape
+    if cfg.top_k and cfg.top_k < V:
+        z[z < np.partition(z, -cfg.top_k, axis=1)[:, -cfg.top_k, None]] = -np.inf
+    if cfg.top_p < 1.0:
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        order = np.argsort(-p, axis=1, kind="stable")
+        cum = np.cumsum(np.take_along_axis(p, order, axis=1), axis=1)
+        keep = (cum < cfg.top_p * cum[:, -1:]).sum(axis=1) + 1  # searchsorted's count, per row
+        cut = np.arange(V)[None, :] >= keep[:, None]  # in sorted order
+        np.put_along_axis(z, order, np.where(cut, -np.inf, np.take_along_axis(z, order, axis=1)), axis=1)
+    noise = np.stack([r.gumbel(size=V) for r in rngs])
+    return np.argmax(z + noise, axis=1)
+
+
+def _stop_at(stop: np.ndarray | None) -> np.ndarray | None:
+    """The stop sequence as ids, checked; None for none."""
+    if stop is None:
+        return None
+    stop = np.asarray(stop, dtype=np.intp).reshape(-1)
+    if stop.size == 0:
+        raise ConfigError("the stop string is empty")
+    return stop
+
+
+def _check_prime(prime_ids: np.ndarray) -> np.ndarray:
+    prime_ids = np.asarray(prime_ids, dtype=np.intp).reshape(-1)
+    if prime_ids.size == 0:
+        raise DataError("the prime is empty")
+    return prime_ids
+
+
 def encode_prime(vocab: Vocab, prime: str | bytes, skip_unknown: bool) -> tuple[np.ndarray, int]:
     """Prime text -> ids; unknown characters are an error naming them, or dropped and counted."""
     ids, n_unknown, _ = vocab.encode_counting(prime, unknown="skip" if skip_unknown else "error")
@@ -96,15 +142,9 @@ def generate(
     stream shows exactly what is returned.
     """
     cfg.validate()
-    prime_ids = np.asarray(prime_ids, dtype=np.intp).reshape(-1)
-    if prime_ids.size == 0:
-        raise DataError("the prime is empty")
-    m = 0
-    if stop is not None:
-        stop = np.asarray(stop, dtype=np.intp).reshape(-1)
-        m = stop.size
-        if m == 0:
-            raise ConfigError("the stop string is empty")
+    prime_ids = _check_prime(prime_ids)
+    stop = _stop_at(stop)
+    m = 0 if stop is None else stop.size
     h = None
     if prime_ids.size > 1:
         _, h = model.logits(prime_ids[None, :-1])
@@ -129,3 +169,65 @@ def generate(
             on_token(int(out[emitted]))
             emitted += 1
     return out[:n]
+
+
+def generate_many(
+    model: CharRNN,
+    prime_ids: np.ndarray,
+    n: int,
+    cfg: SampleConfig,
+    rng: np.random.Generator,
+    on_token: Callable[[int], None] | None = None,
+    stop: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """`n` samples from the same prime, their streams stepped together and shared out among the
+    worker threads (module docstring): sample i is `generate(model, prime_ids, cfg, rng.spawn(n)[i],
+    stop=stop)`. `on_token` hears the first sample's ids as they are chosen (a terminal shows one
+    sample as it grows while the others are made beside it)."""
+    cfg.validate()
+    prime_ids = _check_prime(prime_ids)
+    stop = _stop_at(stop)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
+    rngs = rng.spawn(n)
+    # the NumPy model's streams go to the worker threads; a torch model runs them as one batch
+    shards = (stream_shards(n, model.hidden_size, threads.workers(), min_shard_work(model.cell))
+              if isinstance(model, CharRNN) else [slice(0, n)])
+
+    def shard(sl: slice) -> list[np.ndarray]:
+        return _streams(model, prime_ids, cfg, rngs[sl], stop, on_token if sl.start == 0 else None)
+
+    return [ids for part in run_shards(shard, shards) for ids in part]
+
+
+def _streams(model: CharRNN, prime_ids: np.ndarray, cfg: SampleConfig, rngs: list[np.random.Generator],
+             stop: np.ndarray | None, on_token: Callable[[int], None] | None) -> list[np.ndarray]:
+    """The samples of len(rngs) streams stepped together from the same prime (generate_many)."""
+    b = len(rngs)
+    h = None
+    if prime_ids.size > 1:  # the prime once per stream: one forward pass for all of them
+        _, h = model.logits(np.repeat(prime_ids[None, :-1], b, axis=0))
+    stepper = model.stepper(b, h)
+    out = np.empty((b, cfg.length), dtype=np.intp)
+    ends = np.full(b, cfg.length)  # each stream's length: cut at its stop sequence when found
+    m = 0 if stop is None else stop.size
+    current = np.full(b, prime_ids[-1], dtype=np.intp)
+    emitted = 0
+    for i in range(cfg.length):
+        current = choose_rows(stepper(current), cfg, rngs)
+        out[:, i] = current
+        if m and i + 1 >= m:
+            for r in np.flatnonzero((current == stop[-1]) & (ends == cfg.length)):
+                if np.array_equal(out[r, i + 1 - m : i + 1], stop):
+                    ends[r] = i + 1 - m
+            if (ends < cfg.length).all():
+                break
+        if on_token is not None:
+            while emitted <= min(i - (m - 1 if m else 0), ends[0] - 1):
+                on_token(int(out[0, emitted]))
+                emitted += 1
+    if on_token is not None:
+        while emitted < ends[0]:
+            on_token(int(out[0, emitted]))
+            emitted += 1
+    return [out[r, : ends[r]].copy() for r in range(b)]

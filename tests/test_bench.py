@@ -64,3 +64,11 @@ def test_end_to_end_rows_time_the_real_commands(cell, tmp_path):
     # two tiny steps may take less time than the processes' start-up varies: then the row says so
     assert (row.ours > 0 and row.theirs > 0) or "too few to measure" in row.check
     assert (tmp_path / "cli-run" / "latest.safetensors").is_file() and (tmp_path / "cli-torch.safetensors").is_file()
+
+
+def test_end_to_end_cores_rows_time_the_command_against_itself_on_one_thread(tmp_path):
+    row = bench.compare_cli(Setting("train", "gru", H=8, B=4, T=5), (1, 3), 1, 2, tmp_path, against="1 thread")
+    assert row.baseline == "charrnn train, 1 thread" and row.name.startswith("charrnn train, 2 cores vs 1 thread")
+    assert (row.ours > 0 and row.theirs > 0) or "too few to measure" in row.check
+    with pytest.raises(ValueError, match="against"):
+        bench.compare_cli(Setting("train", "gru", H=8, B=4, T=5), (1, 3), 1, 2, tmp_path, against="tf")

@@ -79,6 +79,24 @@ def test_the_sample_scores_its_windows_after_their_warm_up():
     assert evaluate_sample(model, small, 5 * SAMPLE_WINDOW).nats == pytest.approx(evaluate_ids(model, small).nats)
 
 
+@pytest.mark.parametrize("size", [2, 3, 9])
+def test_shares_of_the_processes_add_up_to_the_whole_score(size):
+    """Under torchrun each process scores every size-th stream or window from its rank on: the
+    parts cover every character exactly once and their nats add up to one process's score."""
+    model = CharRNN(30, 8, 1, seed=3, cell="gru")
+    ids = text_ids(40_000)
+    for score in (lambda **kw: evaluate_ids(model, ids, **kw),  # 9 streams for this text
+                  lambda **kw: evaluate_ids(model, ids, streams=7, **kw),  # 9 processes: two get none
+                  lambda **kw: evaluate_sample(model, ids, 11 * SAMPLE_WINDOW, **kw)):
+        whole = score()
+        parts = [score(share=(rank, size)) for rank in range(size)]
+        assert sum(p.chars for p in parts) == whole.chars
+        assert sum(p.nats for p in parts) == pytest.approx(whole.nats, rel=1e-6)
+        assert min(p.chars for p in parts[: min(size, 7)]) > 0  # the work is shared, not done once
+    with pytest.raises(ValueError, match="rank 2 of 2"):
+        evaluate_ids(model, ids, share=(2, 2))
+
+
 def test_training_validates_on_the_sample_and_ends_on_the_whole_split(tmp_path):
     path = tmp_path / "text.txt"
     path.write_text(SONNET * 60, encoding="utf-8")

@@ -14,6 +14,7 @@ from charrnn.model.parallel import stream_shards
 def workers(monkeypatch):
     """Run with n workers whatever the machine (and split even tiny windows)."""
     monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)
+    monkeypatch.setattr(parallel, "MIN_SHARD_WORK_COMPILED", 1)
 
     def use(n):
         monkeypatch.setattr(threads, "workers", lambda: n)
@@ -71,6 +72,18 @@ def test_shards_cover_the_streams_and_small_work_stays_whole():
     assert stream_shards(1, 512, 4) == [slice(0, 1)]  # one stream: nothing to share
     assert stream_shards(64, 8, 2) == [slice(0, 64)]  # too little work per step to be worth it
     assert stream_shards(64, 128, 1) == [slice(0, 64)]
+    # gated cells' compiled steps hold no GIL: they share out finer, the tanh cell's NumPy steps not
+    assert stream_shards(32, 128, 2, parallel.min_shard_work("lstm")) == [slice(0, 16), slice(16, 32)]
+    assert stream_shards(32, 128, 2, parallel.min_shard_work("rnn")) == [slice(0, 32)]
+
+
+def test_gated_cells_share_out_finer_only_when_their_steps_are_compiled(monkeypatch):
+    monkeypatch.setattr(threads, "workers", lambda: 2)
+    assert CharRNN(9, 128, 1, cell="gru").workers_for(32) == 2
+    assert CharRNN(9, 128, 1, cell="rnn").workers_for(32) == 1
+    monkeypatch.setenv("CHARRNN_JIT", "0")  # NumPy steps: the tanh cell's rule
+    assert CharRNN(9, 128, 1, cell="gru").workers_for(32) == 1
+    assert CharRNN(9, 128, 1, cell="gru").workers_for(64) == 2
 
 
 def test_an_error_in_a_worker_is_raised_after_all_finish():

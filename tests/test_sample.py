@@ -5,7 +5,8 @@ import pytest
 
 from charrnn import CharRNN
 from charrnn.errors import ConfigError
-from charrnn.sample import SampleConfig, choose, generate
+from charrnn import threads
+from charrnn.sample import SampleConfig, choose, choose_rows, generate, generate_many
 
 LOGITS = np.log(np.array([0.05, 0.4, 0.1, 0.3, 0.15]))
 
@@ -60,3 +61,48 @@ def test_generate_equals_a_loop_over_model_step(layers):
     again = generate(model, prime, cfg, np.random.default_rng(11))
     other = generate(model, prime, cfg, np.random.default_rng(12))
     assert np.array_equal(got, again) and not np.array_equal(got, other)
+
+
+@pytest.mark.parametrize("cfg", [SampleConfig(), SampleConfig(greedy=True), SampleConfig(temperature=0.7, top_k=3),
+                                 SampleConfig(top_p=0.6), SampleConfig(temperature=1.3, top_k=6, top_p=0.8)])
+def test_choosing_for_many_rows_is_choosing_row_by_row(cfg):
+    logits = np.random.default_rng(4).standard_normal((9, 11)) * 3
+    logits[2, :4] = logits[2, 4]  # ties: top-k and top-p keep or cut them as the one-row rule does
+    for seed in range(20):
+        want = [choose(row, cfg, r) for row, r in zip(logits, np.random.default_rng(seed).spawn(9))]
+        got = choose_rows(logits, cfg, np.random.default_rng(seed).spawn(9))
+        assert got.tolist() == want
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_many_samples_are_each_what_generate_draws_with_its_own_generator(cell, workers, monkeypatch):
+    """Stream i of generate_many is generate() with the i-th spawned generator, whatever the number
+    of streams stepped together or of worker threads sharing them (float64: no near-ties)."""
+    import charrnn.model.parallel as parallel
+
+    monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)  # small enough to be split
+    monkeypatch.setattr(parallel, "MIN_SHARD_WORK_COMPILED", 1)
+    monkeypatch.setattr(threads, "workers", lambda: workers)
+    model = CharRNN(9, 16, 2, dtype="float64", seed=5, cell=cell)
+    prime = np.array([1, 4, 2, 6, 0])
+    cfg = SampleConfig(length=80, temperature=0.9, top_p=0.95)
+    stop = np.array([2, 2])
+    heard = []
+    got = generate_many(model, prime, 7, cfg, np.random.default_rng(21), on_token=heard.append, stop=stop)
+    own = np.random.default_rng(21).spawn(7)
+    want = [generate(model, prime, cfg, own[i], stop=stop) for i in range(7)]
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    assert heard == want[0].tolist()  # the first sample streamed, the stop sequence left out
+    # the first sample stops early (so its stream is cut) while others run on past it
+    assert len(want[0]) < 80 and max(len(w) for w in want) > len(want[0])
+    assert len({tuple(w.tolist()) for w in want}) == 7  # the streams draw apart
+
+
+def test_many_samples_refuse_bad_counts_and_stops():
+    model = CharRNN(5, 4, 1, seed=0)
+    for bad in (0, -2, True, 2.0):
+        with pytest.raises(ConfigError, match="number of samples"):
+            generate_many(model, np.array([1]), bad, SampleConfig(length=3), np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="stop string is empty"):
+        generate_many(model, np.array([1]), 2, SampleConfig(length=3), np.random.default_rng(0), stop=np.array([]))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn.checkpoint import LATEST, METRICS, load_checkpoint
+from charrnn.checkpoint import BEST, LATEST, METRICS, load_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.train import Trainer
 
@@ -45,6 +45,11 @@ def one_process(text: Path, run: Path, steps: int, resume: bool = False) -> None
 
 def losses(run: Path) -> list[float]:
     return [json.loads(line)["train_loss"] for line in (run / METRICS).read_text().splitlines()]
+
+
+def val_losses(run: Path) -> list[float]:
+    records = [json.loads(line) for line in (run / METRICS).read_text().splitlines()]
+    return [r["val_nats_per_char"] for r in records if r["val_nats_per_char"] is not None]
 
 
 def assert_same_parameters(a: Path, b: Path, tol: float = 1e-6) -> None:
@@ -105,6 +110,17 @@ def test_two_processes_end_where_one_does_and_resume_with_another_count(tmp_path
     assert "does not split evenly among 3 processes" in got.stderr, got.stderr
     assert got.stderr.count("charrnn train: error:") == 1  # said once, by rank 0
     assert load_checkpoint(two / LATEST).state["step"] == 12
+    # each process scored its share of every validation, and the shares add up to one process's
+    assert np.allclose(val_losses(two), val_losses(one), rtol=1e-9, atol=0) and len(val_losses(one)) == 3
+    # the best checkpoint continued in a new directory, by two processes and by one: the same run
+    best_step = load_checkpoint(two / BEST).state["step"]
+    got = torchrun(2, "train", "--resume", two / BEST, "--out", tmp_path / "fork2", "--steps", "16")
+    assert got.returncode == 0, got.stderr
+    Trainer(TrainConfig(steps=16), one / BEST, resume=True, out=tmp_path / "fork1", quiet=True).run()
+    assert_same_parameters(tmp_path / "fork2", tmp_path / "fork1")
+    assert load_checkpoint(two / LATEST).state["step"] == 12  # the source run is only read
+    assert json.loads((tmp_path / "fork2" / METRICS).read_text().splitlines()[0])["step"] == 1
+    assert best_step in {json.loads(line)["step"] for line in (tmp_path / "fork2" / METRICS).read_text().splitlines()}
 
 
 def test_ctrl_c_to_torchrun_leaves_a_resumable_checkpoint(tmp_path, sonnet_file):

@@ -1,7 +1,7 @@
 """Speed of charrnn against PyTorch (and the seed's batch-1 loop), side by side in one run.
 
     charrnn bench [--quick] [--threads N] [--baseline-threads matched|default] [--busy]
-                  [--rows peak,train,sizes,seed,gen,eval,cores,cli] [--cells rnn,lstm,gru] [--json PATH]
+                  [--rows peak,train,sizes,seed,gen,eval,cores,cli,cli-cores] [--cells rnn,lstm,gru] [--json PATH]
                   [--backend numpy|torch]
 
 With --backend torch, charrnn's side is its torch backend (TorchEngine's step, TorchModel's
@@ -23,7 +23,9 @@ Other rows: `sizes` trains at H = 64, 256 and 1024 (with the train rows' 128 and
 from 64 to 1024); `cores` times charrnn on all cores (worker threads, `--threads all`) against
 itself with one thread and with one worker on the BLAS library's own threads; `cli` times the
 real `charrnn train` command end to end against a plain PyTorch script (torch_train.py) at
-PyTorch's default threads; `--busy` keeps one core busy with another process for the whole run.
+PyTorch's default threads; `cli-cores` times that command on all cores against itself with
+CHARRNN_THREADS=1, each running as long as a training run does (where `cores` alternates short
+turns); `--busy` keeps one core busy with another process for the whole run.
 Every row group but `seed` and `peak` runs for each of `--cells`.
 
 FLOPs are the model's nominal count, the same for both sides: a layer's forward pass is
@@ -57,7 +59,7 @@ from ..serialization import atomic_write_bytes
 from .protocol import thread_env
 from .sides import V
 
-ROW_GROUPS = ("peak", "train", "sizes", "seed", "gen", "eval", "cores", "cli")
+ROW_GROUPS = ("peak", "train", "sizes", "seed", "gen", "eval", "cores", "cli", "cli-cores")
 # The hidden sizes of the `sizes` rows (B=64, T=100, every cell), which with the train rows' 128
 # and 512 span the issue's 64..1024, and each one's multiplier of the repeats (0: a third of them).
 SIZES = ((64, 4), (256, 2), (1024, 0))
@@ -287,12 +289,12 @@ def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[R
 
 
 def _cores_row(s: Setting, cores: int, other: str, chars: int, t: dict[str, list[float]], check: str) -> Row:
-    from ..model.parallel import stream_shards
+    from ..model.parallel import min_shard_work, stream_shards
 
     speeds = {k: chars / statistics.median(v) for k, v in t.items()}
     flops = train_flops(V, s.H, s.L, s.B, s.T, s.cell) / (1 if s.job == "train" else 3)
     g = flops / statistics.median(t["workers"]) / 1e9
-    workers = len(stream_shards(s.B, s.H, cores))
+    workers = len(stream_shards(s.B, s.H, cores, min_shard_work(s.cell)))
     setting = f"H={s.H} B={s.B} T={s.T}, {cores} cores: {workers} worker{'s' if workers > 1 else ''}"
     return Row(f"cores {s.cell} H={s.H}: {cores} cores vs {other}", setting, speeds["workers"], speeds[other],
                f"charrnn, {other}", gflops=g, check=check, samples=t)
@@ -307,6 +309,7 @@ def synthetic_text(path: Path, n: int, seed: int = 0) -> Path:
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:
+    """Seconds the command took; a failure ends the benchmark with its last line."""
     import time
 
     t0 = time.perf_counter()
@@ -318,40 +321,52 @@ def _timed(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def compare_cli(s: Setting, steps: tuple[int, int], rounds: int, cores: int, workdir: Path) -> Row:
+def compare_cli(s: Setting, steps: tuple[int, int], rounds: int, cores: int, workdir: Path,
+                against: str = "torch") -> Row:
     """The real commands end to end: `charrnn train` (data, metrics, validation, checkpoints and
-    all, at its defaults but for the sizes) against a plain PyTorch script (torch_train.py) at
-    PyTorch's default threads. Each is run for two step counts, the runs alternating, and the
+    all, at its defaults but for the sizes) on `cores` cores against a plain PyTorch script
+    (torch_train.py) at PyTorch's default threads, or with against="1 thread" against the same
+    command with CHARRNN_THREADS=1. Each is run for two step counts, the runs alternating, and the
     speed is the extra characters over the extra seconds (start-up and the final validation
-    cancel out); the median over `rounds`."""
+    cancel out); the median over `rounds`. Unlike the other rows' short alternating turns, each
+    side runs for as long as a training run does, as a user's would."""
     text = synthetic_text(workdir / "cli-text.txt", 1_000_000)
     sizes = ["--hidden-size", str(s.H), "--batch-size", str(s.B), "--seq-len", str(s.T)]
-    env = dict(thread_env(None), CHARRNN_THREADS=str(cores))
+    env = thread_env(None)
 
-    def ours(n: int) -> list[str]:
-        return [sys.executable, "-m", "charrnn", "train", str(text), "--out", str(workdir / "cli-run"), "--force",
-                "--steps", str(n), "--cell", s.cell, *sizes, "--quiet", "--eval-every", "0"]
+    def charrnn(threads: int) -> Any:
+        def command(n: int) -> tuple[list[str], dict[str, str]]:
+            return ([sys.executable, "-m", "charrnn", "train", str(text), "--out", str(workdir / "cli-run"), "--force",
+                     "--steps", str(n), "--cell", s.cell, *sizes, "--quiet", "--eval-every", "0"],
+                    dict(env, CHARRNN_THREADS=str(threads)))
+        return command
 
-    def theirs(n: int) -> list[str]:
-        return [sys.executable, "-m", "charrnn.bench.torch_train", str(text), "--steps", str(n), "--hidden", str(s.H),
-                "--batch", str(s.B), "--seq-len", str(s.T), "--cell", s.cell, "--out", str(workdir / "cli-torch.safetensors")]
+    def torch_script(n: int) -> tuple[list[str], dict[str, str]]:
+        return ([sys.executable, "-m", "charrnn.bench.torch_train", str(text), "--steps", str(n), "--hidden", str(s.H),
+                 "--batch", str(s.B), "--seq-len", str(s.T), "--cell", s.cell,
+                 "--out", str(workdir / "cli-torch.safetensors")], env)
 
-    times: dict[str, list[float]] = {"ours": [], "torch": []}
+    if against == "torch":
+        name, baseline, theirs = "charrnn train", "PyTorch script (torch_train.py), default threads", torch_script
+    elif against == "1 thread":
+        name, baseline, theirs = f"charrnn train, {cores} cores vs 1 thread,", "charrnn train, 1 thread", charrnn(1)
+    else:
+        raise ValueError(f"against: 'torch' or '1 thread', got {against!r}")
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
     for _ in range(rounds):
-        for name, cmd in (("ours", ours), ("torch", theirs)):
-            short = _timed(cmd(steps[0]), env)
-            long = _timed(cmd(steps[1]), env)
-            times[name].append(long - short)
+        for side, cmd in (("ours", charrnn(cores)), ("theirs", theirs)):
+            short = _timed(*cmd(steps[0]))
+            long = _timed(*cmd(steps[1]))
+            times[side].append(long - short)
     chars = (steps[1] - steps[0]) * s.B * s.T
+    label, setting = f"{name} {s.cell} H={s.H} B={s.B}", f"H={s.H} B={s.B} T={s.T}, whole command"
     if min(statistics.median(v) for v in times.values()) <= 0:
         # the extra steps took less time than the runs' own variation: no speed can be read
-        return Row(f"charrnn train {s.cell} H={s.H} B={s.B}", f"H={s.H} B={s.B} T={s.T}, whole command",
-                   float("nan"), None, "PyTorch script (torch_train.py), default threads",
+        return Row(label, setting, float("nan"), None, baseline,
                    check=f"steps {steps[0]} and {steps[1]}: too few to measure", samples=times)
     speeds = {k: chars / statistics.median(v) for k, v in times.items()}
     g = train_flops(V, s.H, s.L, s.B, s.T, s.cell) * (steps[1] - steps[0]) / statistics.median(times["ours"]) / 1e9
-    return Row(f"charrnn train {s.cell} H={s.H} B={s.B}", f"H={s.H} B={s.B} T={s.T}, whole command",
-               speeds["ours"], speeds["torch"], "PyTorch script (torch_train.py), default threads", gflops=g,
+    return Row(label, setting, speeds["ours"], speeds["theirs"], baseline, gflops=g,
                check=f"steps {steps[0]} and {steps[1]}", samples=times)
 
 
@@ -550,6 +565,14 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
                     if args.quick:
                         steps = (steps[0], steps[0] + (steps[1] - steps[0]) // 2)
                     add(compare_cli(Setting("train", cell, H, B, T), steps, rounds, n_threads, Path(tmp)))
+    if "cli-cores" in args.rows:
+        with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
+            for cell in args.cells:
+                for (H, B, T), steps in (((128, 64, 100), (20, 120)), ((512, 64, 100), (4, 14))):
+                    if args.quick:
+                        steps = (steps[0], steps[0] + (steps[1] - steps[0]) // 2)
+                    add(compare_cli(Setting("train", cell, H, B, T), steps, 1 if args.quick else 3,
+                                    max(2, all_cores), Path(tmp), against="1 thread"))
     if "peak" in args.rows and not args.quick:
         add(peak_row(max(3, reps // 2), all_cores))  # again at the end: the machine's speed drifts
     return rows

@@ -44,7 +44,8 @@ def _sample(p: argparse.ArgumentParser):
     p.add_argument("--top-p", type=float, default=d.top_p, help="sample within this much probability mass only")
     p.add_argument("--greedy", action="store_true", help="always the most likely character")
     p.add_argument("--seed", type=seed_int, default=None, help="random seed (default: fresh, printed on stderr)")
-    p.add_argument("--num-samples", type=positive_int, default=1)
+    p.add_argument("--num-samples", type=positive_int, default=1,
+                   help="samples from the same prime, made together on every core; the first is shown as it grows")
     p.add_argument("--stop", metavar="STR", help="end each sample at the first STR generated (left out); "
                    "--length is then a cap, and the samples are printed one per line")
     p.add_argument("--skip-unknown", action="store_true", help="drop prime characters outside the vocabulary")
@@ -57,7 +58,7 @@ def _sample(p: argparse.ArgumentParser):
         import numpy as np
 
         from ..data import read_text
-        from ..sample import default_prime, encode_prime, generate
+        from ..sample import default_prime, encode_prime, generate, generate_many
 
         cfg = SampleConfig(a.length, a.temperature, a.top_k, a.top_p, a.greedy)
         cfg.validate()
@@ -101,13 +102,22 @@ def _sample(p: argparse.ArgumentParser):
             if interactive:
                 out.flush()
 
-        for i in range(a.num_samples):
+        def stream(t: int) -> None:
+            emit(np.array([t]))
+
+        # the first sample is shown as it grows; several are made together (generate_many) and
+        # the others follow once made
+        if shown.size:
+            emit(shown)
+        if a.num_samples == 1:
+            made = [generate(model, prime_ids, cfg, rng, on_token=stream, stop=stop)]
+        else:
+            made = generate_many(model, prime_ids, a.num_samples, cfg, rng, on_token=stream, stop=stop)
+        for i, ids in enumerate(made):
             if i:
                 emit_sep = "\n" if stop is not None else "\n\n"  # items one per line
                 out.write(emit_sep.encode() if vocab.encoding == "bytes" else emit_sep)
-            if shown.size:
-                emit(shown)
-            ids = generate(model, prime_ids, cfg, rng, on_token=lambda t: emit(np.array([t])), stop=stop)
+                emit(np.concatenate([shown, ids]))
             if index is not None:
                 out.flush()
                 print(f"\ncharrnn sample: novelty: {index.novelty(ids).summary()}", file=sys.stderr)

@@ -22,7 +22,7 @@ from ..core.loss import softmax_cross_entropy_backward, softmax_cross_entropy_fo
 from ..errors import ConfigError
 from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, check_cell, check_size, count_parameters, init_parameters, parameter_shapes,
                      resolve_dtype)
-from .parallel import run_shards, stream_shards
+from .parallel import min_shard_work, run_shards, stream_shards
 from .stack import State, StackCache, draw_masks, stack_backward, stack_forward
 
 
@@ -250,7 +250,8 @@ class CharRNN:
         return loss, grads, self.public_state(_state_cat([r[2] for r in results]))
 
     def _shards(self, batch_size: int) -> list[slice]:
-        return stream_shards(batch_size, self.hidden_size, threads.workers())
+        # gated cells' steps are compiled kernels when numba is there: they share out finer
+        return stream_shards(batch_size, self.hidden_size, threads.workers(), min_shard_work(self.cell))
 
     def workers_for(self, batch_size: int) -> int:
         """How many worker threads share a window of `batch_size` streams with the current

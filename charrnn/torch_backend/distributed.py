@@ -67,9 +67,10 @@ class World:
         self.comm_device = self.device if backend == "nccl" else torch.device("cpu")
 
     def set_up(self, cfg: TrainConfig, run_dir: Path, resume: bool, force: bool, say: Callable[[str], None],
-               engine: dict[str, str], asked: Any = None) -> Any:
+               engine: dict[str, str], asked: Any = None, out: Path | None = None) -> Any:
         """The run's Setup in every process: rank 0 makes (or resumes) it and writes its checkpoint,
-        then the others resume from that checkpoint. An error of rank 0's stops every process."""
+        then the others resume from that checkpoint. An error of rank 0's stops every process.
+        With `out`, a resume continues in that directory (resume_run), which the others then read."""
         from ..train.setup import fresh_run, resume_run
 
         backend, device = _launch_settings(cfg, run_dir, resume, engine)
@@ -81,7 +82,7 @@ class World:
             try:
                 if not resume and cfg.batch_size % self.size:
                     raise ConfigError(self.uneven_message(cfg.batch_size))
-                setup = (resume_run(cfg, run_dir, say, asked=asked) if resume
+                setup = (resume_run(cfg, run_dir, say, out, force, asked=asked) if resume
                          else fresh_run(cfg, run_dir, force, say, asked))
                 if setup.batch_size % self.size:
                     raise ConfigError(self.uneven_message(setup.batch_size))

@@ -157,6 +157,20 @@ class TorchEngine:
         got, late = flags.tolist()
         return (got or None), bool(late)
 
+    @property
+    def eval_share(self) -> tuple[int, int]:
+        """This process's part of a validation: every size-th stream from its rank on."""
+        return self.rank, self.size
+
+    def sum_across(self, values: list[float]) -> list[float]:
+        """The values (a validation's nats and characters) summed over the processes, in float64."""
+        if self.size == 1:
+            return values
+        total = torch.tensor(values, dtype=torch.float64, device=self.world.comm_device)
+        with self._collective("a validation"):
+            self.world.all_reduce(total)
+        return total.tolist()
+
     # -- the NumPy record ----------------------------------------------------------------------
 
     def pull(self, setup: Any) -> Any:

@@ -23,6 +23,8 @@ from it alone. Two engines implement the interface:
                                       arrays of all B streams (a collective under torchrun)
     push(setup)                       the reverse, after the Setup was restored from a checkpoint
     agree(signum, out_of_time)        the stopping decision every process takes (under torchrun)
+    eval_share                        (rank, processes): this process's part of a validation
+    sum_across(values)                the values summed over the processes (a validation's parts)
     writes                            whether this process writes the run directory (rank 0 only)
 """
 
@@ -43,6 +45,7 @@ class NumpyEngine:
 
     name = "numpy"
     writes = True
+    eval_share = (0, 1)  # one process scores all of a validation
 
     def __init__(self, setup: Any) -> None:
         self.setup = setup
@@ -99,6 +102,9 @@ class NumpyEngine:
 
     def agree(self, signum: int | None, out_of_time: bool) -> tuple[int | None, bool]:
         return signum, out_of_time
+
+    def sum_across(self, values: list[float]) -> list[float]:
+        return values
 
 
 def check_backend(backend: str, device: str) -> None:

@@ -26,7 +26,7 @@ from .. import checkpoint as ckpt
 from ..config import TrainConfig, validate
 from ..errors import CharRNNError, CheckpointError
 from ..diagnostics.gradflow import spectral_radii
-from ..evaluate import NATS_TO_BITS, evaluate_ids, evaluate_sample, periodic_budget
+from ..evaluate import NATS_TO_BITS, EvalResult, evaluate_ids, evaluate_sample, periodic_budget
 from ..sample import SampleConfig, generate
 from ..serialization import atomic_copy
 from .engine import check_backend, make_engine
@@ -116,7 +116,8 @@ class Trainer:
                                             asked=asked) if resume
                                  else fresh_run(cfg, Path(run_dir), force, self.say, asked))
         else:  # launched by torchrun: rank 0 sets the run up, the others then read it
-            self.setup = world.set_up(cfg, Path(run_dir), resume, force, self.say, engine, asked)
+            self.setup = world.set_up(cfg, Path(run_dir), resume, force, self.say, engine, asked,
+                                      Path(out) if out else None)
         if resume and engine:
             self.setup.cfg = self.setup.cfg.replace(**engine)
             validate(self.setup.cfg)
@@ -152,17 +153,21 @@ class Trainer:
         s = self.setup
         if s.val_ids is None:
             return None
-        model = s.engine.inference_model()
-        if full:  # every character: on a large split this takes a while, so it shows its progress
-            if not self.progress or len(s.val_ids) < FULL_VALIDATION_BAR:
-                return evaluate_ids(model, s.val_ids).nats_per_char
+        model, share = s.engine.inference_model(), s.engine.eval_share
+        if not full:
+            budget = periodic_budget(s.cfg.eval_max_chars, s.cfg.eval_every, s.batch_size, s.batcher.seq_len)
+            part = evaluate_sample(model, s.val_ids, budget, share=share)
+        elif not self.progress or len(s.val_ids) < FULL_VALIDATION_BAR or share[1] > 1:
+            part = evaluate_ids(model, s.val_ids, share=share)
+        else:  # every character: on a large split this takes a while, so it shows its progress
             from tqdm import tqdm
 
             with tqdm(total=len(s.val_ids) - 1, desc="validation", unit="char", unit_scale=True, leave=False,
                       file=self.stream) as bar:
-                return evaluate_ids(model, s.val_ids, progress=bar.update).nats_per_char
-        budget = periodic_budget(s.cfg.eval_max_chars, s.cfg.eval_every, s.batch_size, s.batcher.seq_len)
-        return evaluate_sample(model, s.val_ids, budget).nats_per_char
+                part = evaluate_ids(model, s.val_ids, progress=bar.update)
+        # under torchrun each process scored its share of the streams: the parts add up
+        nats, chars = s.engine.sum_across([part.nats, float(part.chars)])
+        return EvalResult(nats, int(chars)).nats_per_char
 
     def take_sample(self, first_token: int) -> str:
         s = self.setup
