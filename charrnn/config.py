@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 from .errors import ConfigError
 
@@ -116,6 +116,17 @@ class TrainConfig:
 
 
 C = TypeVar("C")  # a configuration dataclass: TrainConfig, or the tasks' TaskConfig
+
+
+def explicit_settings(cfg: Any, asked: Iterable[str] | None = None) -> dict[str, Any]:
+    """What the user actually asked for, by name: the settings named in `asked` (the command line
+    and `fit` say which they were given, so `--patience 0` is seen although 0 is the default), or
+    without that list the settings of `cfg` (a configuration dataclass) that differ from its
+    defaults."""
+    if asked is not None:
+        return {k: getattr(cfg, k) for k in asked}
+    default = type(cfg)()
+    return {k: v for k, v in cfg.to_dict().items() if v != getattr(default, k)}
 
 
 def apply_overrides(cfg: C, overrides: dict[str, Any], source: str = "override") -> C:

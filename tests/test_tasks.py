@@ -137,6 +137,32 @@ def test_resume_refuses_changed_data_and_settings(tmp_path):
     assert "changed" in line
 
 
+def test_a_run_being_written_is_refused_to_a_second_writer(tmp_path):
+    from charrnn.rundir import RunLocked
+
+    data = first_char_tsv(tmp_path / "c.tsv", n=60)
+    first = TaskTrainer(train_cfg(data, steps=5), tmp_path / "run", quiet=True)
+    with pytest.raises(RunLocked, match=r"is being written by .*pid"):
+        TaskTrainer(TaskConfig(steps=8), tmp_path / "run", resume=True, quiet=True)
+    with pytest.raises(RunLocked):
+        TaskTrainer(train_cfg(data, steps=5), tmp_path / "run", force=True, quiet=True)
+    first.run()  # its lock goes with the end of the run: the run can be continued now
+    TaskTrainer(TaskConfig(steps=8), tmp_path / "run", resume=True, quiet=True).run()
+    assert load_task_checkpoint(tmp_path / "run" / LATEST).state["step"] == 8
+
+
+def test_a_flag_given_at_its_default_value_is_kept_by_the_automatic_plan(tmp_path, monkeypatch):
+    monkeypatch.setattr(TaskTrainer, "run", lambda self: {})  # the plan is all this test needs
+    data = first_char_tsv(tmp_path / "c.tsv", n=60)
+    runs = {}
+    for name, flags in (("auto", []), ("asked", ["--patience", "0", "--eval-every", "200"])):
+        proc = charrnn("classify", "train", data, "--out", tmp_path / name, "--hidden-size", 4, "--quiet", *flags)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = json.loads((tmp_path / name / "config.json").read_text())
+    assert runs["auto"]["patience"] == 5 and runs["auto"]["eval_every"] < 200  # the plan's own
+    assert runs["asked"]["patience"] == 0 and runs["asked"]["eval_every"] == 200  # as given
+
+
 def test_split_is_stratified_and_seeded():
     examples = [Example("x", "A" if i % 10 else "B", i + 1) for i in range(200)] + [Example("y", "C", 201)]
     tr, va = stratified_split("classify", examples, 0.1, seed=3)

@@ -118,7 +118,8 @@ def _train(a: argparse.Namespace, task: str) -> int:
             raise ConfigError("give either a data file or --dataset, not both")
         run_dir = a.out or str(fresh_run_dir(f"{task}-{cfg.dataset or Path(cfg.data).stem or 'run'}"))
     apply_threads(cfg.threads)
-    trainer = TaskTrainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log)
+    trainer = TaskTrainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log,
+                          asked=overrides)  # the flags given: one at its default value is still a request
     try:
         result = trainer.run()
     except Interrupted as e:

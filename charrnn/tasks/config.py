@@ -72,12 +72,6 @@ class TaskConfig:
         return apply_overrides(cls(), d, source)
 
 
-def explicit(cfg: TaskConfig) -> dict[str, Any]:
-    """The settings that differ from the defaults: what was asked for."""
-    d = TaskConfig()
-    return {k: v for k, v in cfg.to_dict().items() if v != getattr(d, k)}
-
-
 def validate(cfg: TaskConfig) -> None:
     def need(cond: bool, msg: str) -> None:
         if not cond:

@@ -20,19 +20,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterable, TextIO
 
 import numpy as np
 
+from ..config import explicit_settings
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model.params import layer_names
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm, make_optimizer
+from ..rundir import RunLock
 from ..serialization import atomic_copy, atomic_write_bytes
 from ..train.loop import STOP_SIGNALS, Diverged, Interrupted
 from ..train.schedule import lr_at
 from ..train.state import restore_generator
 from . import checkpoint as tck
-from .config import TaskConfig, explicit, optimizer_options, validate
+from .config import TaskConfig, optimizer_options, validate
 from .data import (UNKNOWN, BucketBatcher, Encoded, Labels, Symbols, encode, file_digest, label_set, read_examples,
                    stratified_split)
 from .evaluate import scores, truth
@@ -100,12 +102,15 @@ def make_batcher(cfg: TaskConfig, data: TaskData) -> BucketBatcher:
     return BucketBatcher(data.train.lengths, cfg.batch_size, cfg.seed, weights)
 
 
-def auto_plan(cfg: TaskConfig, batches_per_epoch: int, validates: bool) -> TaskConfig:
+def auto_plan(cfg: TaskConfig, batches_per_epoch: int, validates: bool,
+              asked: Iterable[str] | None = None) -> TaskConfig:
+    """The default plan of a run given neither --steps nor --time-budget; a setting the user gave
+    (`asked`, see config.explicit_settings) is kept even at its default value."""
     if cfg.steps or cfg.time_budget:
         return cfg
     steps = max(AUTO_EPOCHS * batches_per_epoch, AUTO_MIN_STEPS)
     plan: dict[str, Any] = {"steps": steps, "time_budget": AUTO_TIME_BUDGET}
-    asked = explicit(cfg)
+    asked = explicit_settings(cfg, asked)
     if validates and "eval_every" not in asked:
         plan["eval_every"] = min(cfg.eval_every, max(50, steps // AUTO_EVALS))
     if validates and "patience" not in asked:
@@ -124,15 +129,25 @@ class TaskTrainer:
     """A classification or tagging run in a run directory, fresh or resumed; `run()` trains."""
 
     def __init__(self, cfg: TaskConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
-                 quiet: bool = False, json_log: bool = False, stream: TextIO | None = None) -> None:
+                 quiet: bool = False, json_log: bool = False, stream: TextIO | None = None,
+                 asked: Iterable[str] | None = None) -> None:
+        """`asked`: the names of the settings the user gave (the command line's flags), so that
+        one given at its default value is still a request; None: those that differ from it."""
         self.quiet, self.json_log = quiet, json_log
         self.stream = stream or sys.stderr
         self.run_dir = Path(run_dir)
+        self.asked = None if asked is None else frozenset(asked)
         self._signal: int | None = None
-        if resume:
-            self._resume(cfg)
-        else:
-            self._fresh(cfg, force)
+        self.lock: RunLock | None = None  # the run directory's write lock, held from set-up on
+        try:
+            if resume:
+                self._resume(cfg)
+            else:
+                self._fresh(cfg, force)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
         # where this invocation stops; the schedule follows cfg.steps. A caller may move it.
         self.total_steps: int = self.cfg.steps
 
@@ -151,7 +166,7 @@ class TaskTrainer:
             raise ConfigError(f"{d} already holds a run: use --resume {d} to continue it, or --force to replace it")
         data = load_data(cfg)  # every data error before anything is written
         self._build(cfg, data)
-        self.cfg = auto_plan(cfg, self.batcher.batches_per_epoch, data.val is not None)
+        self.cfg = auto_plan(cfg, self.batcher.batches_per_epoch, data.val is not None, self.asked)
         self.model = tck.build_model(cfg.task, {**self._model_shape(cfg, data)}, seed=cfg.seed)
         self.model.params[layer_names(0)[0]][:, UNKNOWN] = 0.0  # an unseen character: no input at all
         self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.lr, **optimizer_options(cfg))
@@ -160,6 +175,7 @@ class TaskTrainer:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
+        self.lock = RunLock(d).acquire()  # a run another process writes is refused before anything changes
         for n in (tck.LATEST, tck.BEST, tck.METRICS):
             (d / n).unlink(missing_ok=True)
         self._save(d / tck.LATEST)
@@ -186,12 +202,13 @@ class TaskTrainer:
             raise CheckpointError(f"{d}: no checkpoint in this directory to resume (no {tck.LATEST})")
         c = tck.load_task_checkpoint(d / tck.LATEST if d.is_dir() else d, overrides.task)
         self.run_dir = c.path.parent
-        asked = explicit(overrides)
+        asked = explicit_settings(overrides, self.asked)
         fixed = sorted(k for k in asked if k not in RESUMABLE | {"task"} and getattr(c.config, k) != asked[k])
         if fixed:
             raise ConfigError(f"cannot change {', '.join('--' + k.replace('_', '-') for k in fixed)} when resuming")
         cfg = c.config.replace(**{k: v for k, v in asked.items() if k in RESUMABLE})
         validate(cfg)
+        self.lock = RunLock(self.run_dir).acquire()
         data = load_data(cfg)
         if c.state.get("digests") != data.digests:
             raise DataError("the data files changed since this run started: resuming on other data would not "
@@ -241,10 +258,13 @@ class TaskTrainer:
                 raise KeyboardInterrupt
             self._signal = signum
 
+        if self.lock is not None:
+            self.lock.acquire()  # held since set-up; taken again by a second run()
         in_main = threading.current_thread() is threading.main_thread()
         if in_main:
-            for s in previous:
-                signal.signal(s, on_signal)
+            for s, handler in previous.items():
+                if handler is not signal.SIG_IGN:  # SIGHUP under nohup stays ignored
+                    signal.signal(s, on_signal)
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return self._loop()
@@ -252,6 +272,8 @@ class TaskTrainer:
             if in_main:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
+            if self.lock is not None:
+                self.lock.release()
 
     def _loop(self) -> dict[str, Any]:
         cfg, st = self.cfg, self.state

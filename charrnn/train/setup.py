@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .. import checkpoint as ckpt
-from ..config import DATASETS, PATH_SETTINGS, TrainConfig, auto_hidden_size, preset_settings, resolve_auto, validate
+from ..config import (DATASETS, PATH_SETTINGS, TrainConfig, auto_hidden_size, explicit_settings, preset_settings,
+                      resolve_auto, validate)
 from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file, fit_batch_shape,
                     ids_digest, load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
@@ -132,9 +133,9 @@ class Setup:
 
 def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say, asked: Iterable[str] | None = None) -> Setup:
     """Set a new run up in `run_dir` (replacing one there only with `force`) and write its first
-    checkpoint and config.json. `asked`: the names of the settings the user gave (see _explicit)."""
+    checkpoint and config.json. `asked`: the names of the settings the user gave (see config.explicit_settings)."""
     if cfg.preset:
-        cfg = TrainConfig(**(cfg.to_dict() | preset_settings(cfg.preset) | _explicit(cfg, asked)))
+        cfg = TrainConfig(**(cfg.to_dict() | preset_settings(cfg.preset) | explicit_settings(cfg, asked)))
     validate(cfg)
     requested_threads()  # CHARRNN_THREADS: refused now, not at the first step after an old run is gone
     d = run_dir
@@ -211,7 +212,7 @@ def _fine_tuning_source(init_from: str) -> ckpt.Checkpoint:
 def _adopt_model(cfg: TrainConfig, source: ckpt.Checkpoint, given: Iterable[str] | None = None) -> TrainConfig:
     """The configuration of a fine-tuning run: the source's cell, sizes and encoding (asking for
     others is an error), and its dtype and dropout unless given."""
-    model, asked = source.model, _explicit(cfg, given)
+    model, asked = source.model, explicit_settings(cfg, given)
     kept = {"cell": model.cell, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
             "encoding": source.vocab.encoding}
     clash = sorted(f"--{k.replace('_', '-')} {asked[k]}" for k in kept if k in asked and asked[k] != kept[k])
@@ -312,7 +313,7 @@ def _auto_plan(cfg: TrainConfig, windows_per_epoch: int, validates: bool, asked:
         return cfg
     steps = max(AUTO_EPOCHS * windows_per_epoch, AUTO_MIN_STEPS)
     plan: dict[str, Any] = {"steps": steps, "time_budget": AUTO_TIME_BUDGET}
-    explicit = _explicit(cfg, asked)
+    explicit = explicit_settings(cfg, asked)
     if "eval_every" not in explicit and validates:
         plan["eval_every"] = min(cfg.eval_every, max(50, steps // AUTO_EVALS))
     if "patience" not in explicit and validates:
@@ -339,7 +340,7 @@ def resume_run(overrides: TrainConfig, run_dir: Path, say: Say, out: Path | None
     if c.config is None or c.optimizer_meta is None:
         raise CheckpointError(f"{c.path}: a bare model file, not a training checkpoint: cannot resume from it")
     cfg = c.config
-    asked = _explicit(overrides, asked)
+    asked = explicit_settings(overrides, asked)
     changes = {k: v for k, v in asked.items() if k in RESUMABLE}
     fixed = {k for k in asked if k not in RESUMABLE and getattr(cfg, k) != getattr(overrides, k)}
     if fixed:
@@ -581,16 +582,6 @@ def _claim_run_dir(d: Path) -> tuple[list[Path], RunLock]:
         _remove_dirs(created)
         raise
     return created, lock
-
-
-def _explicit(cfg: TrainConfig, asked: Iterable[str] | None = None) -> dict[str, Any]:
-    """What the user actually asked for, by name: the settings named in `asked` (the command line
-    and `fit` say which they were given, so `--patience 0` on a resume is seen although 0 is the
-    default), or without that list the settings of `cfg` that differ from the defaults."""
-    if asked is not None:
-        return {k: getattr(cfg, k) for k in asked}
-    default = TrainConfig()
-    return {k: v for k, v in cfg.to_dict().items() if v != getattr(default, k)}
 
 
 def _install_tokens(staged: Path, tokens: Path) -> None:
