@@ -13,7 +13,8 @@ product per layer serves them all, and share the streams out among the worker th
 (threads.py) as training does. Stream i draws from its own generator, the i-th that `rng.spawn`
 gives, so each sample is the one that `generate` would draw with that generator: the same text
 whether the streams run together, apart, or on any number of cores (up to the float rounding of
-products over different numbers of streams, which can move a draw only at a near-tie).
+products over different numbers of streams, which can move a draw only at a near-tie). A few
+streams are made one after another (MIN_STEPPED_TOGETHER).
 """
 
 from __future__ import annotations
@@ -171,6 +172,15 @@ def generate(
     return out[:n]
 
 
+# Fewer streams than this are generated one after another, and a worker thread gets this many at
+# least: a product over a few columns costs the BLAS library nearly as much per column as one
+# stream's matrix-vector product (it packs the whole weight matrix each call), the one-stream path
+# has the compiled and tuned loops, and one-stream loops in two threads queue for the GIL.
+# Measured on 2 cores (BENCHMARKS.md): 4 tanh streams of H=512 stepped together ran at 0.80x
+# one after another, 8 GRU streams of H=256 split into two threads of 4 at 0.46x.
+MIN_STEPPED_TOGETHER = 8
+
+
 def generate_many(
     model: CharRNN,
     prime_ids: np.ndarray,
@@ -191,7 +201,10 @@ def generate_many(
         raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
     rngs = rng.spawn(n)
     # the NumPy model's streams go to the worker threads; a torch model runs them as one batch
-    shards = (stream_shards(n, model.hidden_size, threads.workers(), min_shard_work(model.cell))
+    # and each worker gets MIN_STEPPED_TOGETHER streams at least: streams generated one after
+    # another in two threads queue for the GIL between their small steps
+    workers = min(threads.workers(), n // MIN_STEPPED_TOGETHER)
+    shards = (stream_shards(n, model.hidden_size, max(1, workers), min_shard_work(model.cell))
               if isinstance(model, CharRNN) else [slice(0, n)])
 
     def shard(sl: slice) -> list[np.ndarray]:
@@ -202,8 +215,11 @@ def generate_many(
 
 def _streams(model: CharRNN, prime_ids: np.ndarray, cfg: SampleConfig, rngs: list[np.random.Generator],
              stop: np.ndarray | None, on_token: Callable[[int], None] | None) -> list[np.ndarray]:
-    """The samples of len(rngs) streams stepped together from the same prime (generate_many)."""
+    """The samples of len(rngs) streams from the same prime (generate_many): stepped together, or
+    below MIN_STEPPED_TOGETHER streams one after another, each exactly as `generate` makes it."""
     b = len(rngs)
+    if b < MIN_STEPPED_TOGETHER:
+        return [generate(model, prime_ids, cfg, r, on_token if i == 0 else None, stop) for i, r in enumerate(rngs)]
     h = None
     if prime_ids.size > 1:  # the prime once per stream: one forward pass for all of them
         _, h = model.logits(np.repeat(prime_ids[None, :-1], b, axis=0))

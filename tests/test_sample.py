@@ -75,14 +75,17 @@ def test_choosing_for_many_rows_is_choosing_row_by_row(cfg):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize("workers", [1, 3])
-def test_many_samples_are_each_what_generate_draws_with_its_own_generator(cell, workers, monkeypatch):
+@pytest.mark.parametrize("workers, together", [(1, 1), (3, 1), (3, 3), (3, 100)])
+def test_many_samples_are_each_what_generate_draws_with_its_own_generator(cell, workers, together, monkeypatch):
     """Stream i of generate_many is generate() with the i-th spawned generator, whatever the number
-    of streams stepped together or of worker threads sharing them (float64: no near-ties)."""
+    of streams stepped together and of threads sharing them (all 7 in one; 3, 2 and 2 in three;
+    4 and 3 in two; one after another) (float64: no near-ties)."""
     import charrnn.model.parallel as parallel
+    import charrnn.sample as sample
 
     monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)  # small enough to be split
     monkeypatch.setattr(parallel, "MIN_SHARD_WORK_COMPILED", 1)
+    monkeypatch.setattr(sample, "MIN_STEPPED_TOGETHER", together)
     monkeypatch.setattr(threads, "workers", lambda: workers)
     model = CharRNN(9, 16, 2, dtype="float64", seed=5, cell=cell)
     prime = np.array([1, 4, 2, 6, 0])
