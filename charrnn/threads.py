@@ -19,8 +19,9 @@ or v1 `cpu.cfs_quota_us`). `thread_info()` reports what is in force.
 
 The default is DEFAULT_CORES, every usable core, chosen from measurements (BENCHMARKS.md,
 "Using the whole machine"): on an idle 2-core machine two workers trained 1.51x (H=128, B=64) and
-1.74x (H=512) as fast as one thread; beside a process busy on one core they ran at 0.91-0.97x
-one thread, and 1.09-1.62x OpenBLAS's own two threads, which collapse there. (Readings taken
+1.74x (H=512) as fast as one thread, and the whole train command of every cell 1.53-2.12x; beside
+a process busy on one core the whole command ran at 0.91-1.23x one thread, and 1.09-1.62x
+OpenBLAS's own two threads, which collapse there. (Readings taken
 while other work filled both cores had shown 0.88-0.95x even without the neighbour.) A window too
 small to split (model/parallel.py: at least MIN_SHARD_WORK numbers per worker) runs on
 one worker whatever the count.
