@@ -114,6 +114,11 @@ def test_sample_and_eval_take_either_backend(tmp_path, sonnet_file):
         texts.append(got.stdout)
     assert abs(scores[0] - scores[1]) < 1e-9 * scores[0]
     assert texts[0] == texts[1]  # float64 logits that agree to rounding draw the same characters
+    # several samples, stepped together (ten streams: one batch on the torch side), draw alike too
+    several = [run_cli("sample", run, "--seed", "4", "--length", "40", "--prime", "Shall", "--num-samples", "10",
+                       "--backend", backend) for backend in ("numpy", "torch")]
+    assert all(got.returncode == 0 for got in several), several[1].stderr
+    assert several[0].stdout == several[1].stdout and several[0].stdout.count("Shall") == 10
 
 
 def test_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, sonnet_file):
