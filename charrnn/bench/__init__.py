@@ -67,6 +67,8 @@ SIZES = ((64, 4), (256, 2), (1024, 0))
 # make one worker (the same program on both sides: the rows' noise floor).
 CORES_SETTINGS = ((128, 32, 64), (128, 64, 100), (512, 64, 100))
 BASELINE_THREADS = ("matched", "default")
+# What a `cli` row's command runs against: the PyTorch script, or the same command on one thread.
+CLI_BASELINES = ("torch", "1 thread")
 # The seed-style loop, a script of the source tree (not part of the installed package).
 MINCHAR = Path(__file__).resolve().parents[2] / "benchmarks" / "minchar.py"
 # Length of one side's turn in `alternate`, in seconds.
@@ -351,7 +353,7 @@ def compare_cli(s: Setting, steps: tuple[int, int], rounds: int, cores: int, wor
     elif against == "1 thread":
         name, baseline, theirs = f"charrnn train, {cores} cores vs 1 thread,", "charrnn train, 1 thread", charrnn(1)
     else:
-        raise ValueError(f"against: 'torch' or '1 thread', got {against!r}")
+        raise ValueError(f"against: one of {', '.join(map(repr, CLI_BASELINES))}, got {against!r}")
     times: dict[str, list[float]] = {"ours": [], "theirs": []}
     for _ in range(rounds):
         for side, cmd in (("ours", charrnn(cores)), ("theirs", theirs)):
