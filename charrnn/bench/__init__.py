@@ -441,7 +441,8 @@ def _list_of(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer repeats and no H=1024 row")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer repeats and rounds, and the train rows without H=1024 (the sizes rows keep it)")
     p.add_argument("--threads", type=int, default=None,
                    help="cores for charrnn and threads for PyTorch (default: charrnn's default)")
     p.add_argument("--baseline-threads", choices=BASELINE_THREADS, default="matched",
