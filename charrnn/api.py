@@ -155,10 +155,9 @@ class LanguageModel:
         """`n` samples: `charrnn sample --num-samples n` (with `stop`, the items it prints one per
         line). One sample is `generate`'s; several are made together, sample i drawing from the
         i-th generator that the seed's generator spawns (charrnn.sample.generate_many)."""
-        from .sample import SampleConfig, default_prime, encode_prime, generate, generate_many
+        from .sample import SampleConfig, check_count, default_prime, encode_prime, generate, generate_many
 
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
+        check_count(n)
         cfg = SampleConfig(length, temperature, 0 if top_k is None else top_k, 1.0 if top_p is None else top_p, greedy)
         cfg.validate()
         stop_ids = self._stop_ids(stop)

@@ -104,6 +104,12 @@ def _stop_at(stop: np.ndarray | None) -> np.ndarray | None:
     return stop
 
 
+def check_count(n: int) -> None:
+    """Refuse a number of samples that is not an integer >= 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
+
+
 def _check_prime(prime_ids: np.ndarray) -> np.ndarray:
     prime_ids = np.asarray(prime_ids, dtype=np.intp).reshape(-1)
     if prime_ids.size == 0:
@@ -197,8 +203,7 @@ def generate_many(
     cfg.validate()
     prime_ids = _check_prime(prime_ids)
     stop = _stop_at(stop)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
+    check_count(n)
     rngs = rng.spawn(n)
     # the NumPy model's streams go to the worker threads; a torch model runs them as one batch
     # and each worker gets MIN_STEPPED_TOGETHER streams at least: streams generated one after

@@ -16,7 +16,6 @@ import json
 import math
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from ..model.params import layer_names
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm, make_optimizer
 from ..rundir import RunLock
 from ..serialization import atomic_copy, atomic_write_bytes
-from ..train.loop import STOP_SIGNALS, Diverged, Interrupted
+from ..train.loop import Diverged, Interrupted, while_running
 from ..train.schedule import lr_at
 from ..train.state import restore_generator
 from . import checkpoint as tck
@@ -251,29 +250,8 @@ class TaskTrainer:
         return loss, float((pred == truth(self.data.val)).mean())
 
     def run(self) -> dict[str, Any]:
-        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-
-        def on_signal(signum: int, frame: Any) -> None:
-            if self._signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._signal = signum
-
-        if self.lock is not None:
-            self.lock.acquire()  # held since set-up; taken again by a second run()
-        in_main = threading.current_thread() is threading.main_thread()
-        if in_main:
-            for s, handler in previous.items():
-                if handler is not signal.SIG_IGN:  # SIGHUP under nohup stays ignored
-                    signal.signal(s, on_signal)
-        try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                return self._loop()
-        finally:
-            if in_main:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
-            if self.lock is not None:
-                self.lock.release()
+        with while_running(self, self.lock):
+            return self._loop()
 
     def _loop(self) -> dict[str, Any]:
         cfg, st = self.cfg, self.state

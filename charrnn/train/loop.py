@@ -16,9 +16,10 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable, Iterator, TextIO
 
 import numpy as np
 
@@ -36,6 +37,39 @@ from .setup import Setup, fresh_run, resume_run
 # Signals that stop training cleanly (the step finishes, a checkpoint is written): Ctrl-C, a
 # polite kill, and a closed terminal (SIGHUP, which would otherwise end the run unsaved).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def while_running(owner: Any, lock: Any) -> Iterator[None]:
+    """What a training loop (this module's, or the tasks') runs inside: the run directory's lock
+    held (taken since set-up, and again by a second run), the stop signals recorded in
+    `owner._signal` for the loop to handle between steps (a second Ctrl-C raises
+    KeyboardInterrupt at once: the last checkpoint stands; a signal the process was started with
+    ignored, SIGHUP under nohup, stays ignored), and NumPy's overflow and NaN warnings off: the
+    loops detect and handle non-finite numbers themselves, and the warnings would only add noise."""
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if owner._signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        owner._signal = signum
+
+    if lock is not None:
+        lock.acquire()
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for s, handler in previous.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(s, on_signal)
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            yield
+    finally:
+        if in_main:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        if lock is not None:
+            lock.release()
 # A smoothed training loss above this multiple of the run's first loss (or of a uniform guess's, if
 # higher) is divergence, as a NaN is (char-rnn aborts at 3x): weights that far gone only get worse,
 # however finite. The smoothed loss, not the step's own: one window of a small batch can well be 3x
@@ -178,24 +212,8 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-
-        def on_signal(signum: int, frame: Any) -> None:
-            if self._signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stands
-            self._signal = signum
-
-        if self.setup.lock is not None:
-            self.setup.lock.acquire()  # held since set-up; taken again by a second run()
-        in_main = threading.current_thread() is threading.main_thread()
-        if in_main:
-            for s, handler in previous.items():
-                if handler is not signal.SIG_IGN:  # SIGHUP under nohup stays ignored
-                    signal.signal(s, on_signal)
         try:
-            # overflow and NaN are detected and handled (see _recover); numpy's warnings would
-            # only add noise to that one message
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with while_running(self, self.setup.lock):
                 return self._loop()
         except OSError as e:  # the disk filled (or vanished) under metrics.jsonl or samples.txt
             raise CheckpointError(
@@ -205,11 +223,6 @@ class Trainer:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
-            if in_main:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
-            if self.setup.lock is not None:
-                self.setup.lock.release()
 
     def _loop(self) -> TrainResult:
         s = self.setup
