@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from charrnn.data import encode_text
+from charrnn.data.text import encode_text
 from charrnn.diagnostics.novelty import NoveltyIndex, suffix_array
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     if a.text:
         text = open(a.text, encoding="utf-8").read()
     else:
-        from charrnn.datasets import shakespeare_path
+        from charrnn.data.shakespeare import shakespeare_path
 
         text = open(shakespeare_path(), encoding="utf-8").read()
     if a.chars:

@@ -33,11 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from charrnn.tasks import TaskConfig, TaskTrainer  # noqa: E402
-from charrnn.tasks.checkpoint import load_task_checkpoint  # noqa: E402
-from charrnn.tasks.data import encode, read_examples  # noqa: E402
-from charrnn.tasks.datasets import dataset_files  # noqa: E402
-from charrnn.tasks.evaluate import decode_all, report, scores, truth  # noqa: E402
+from charrnn.task_settings import TaskConfig  # noqa: E402
+from charrnn.train.tasks import TaskTrainer  # noqa: E402
+from charrnn.io.task_checkpoint import load_task_checkpoint  # noqa: E402
+from charrnn.data.labelled import encode, read_examples  # noqa: E402
+from charrnn.data.task_corpora import dataset_files  # noqa: E402
+from charrnn.evaluate.tasks import decode_all, report, scores, truth  # noqa: E402
 from charrnn.threads import set_threads  # noqa: E402
 
 

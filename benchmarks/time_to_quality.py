@@ -110,8 +110,8 @@ def main() -> None:
     import torch
 
     from charrnn import CharRNN
-    from charrnn.checkpoint import load_checkpoint
-    from charrnn.evaluate import evaluate_ids
+    from charrnn.io.checkpoint import load_checkpoint
+    from charrnn.evaluate.lm import evaluate_ids
 
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
                CHARRNN_THREADS=str(args.threads))

@@ -76,7 +76,7 @@ def bare_loop(device, H: int, B: int, T: int, data: np.ndarray):
 
 def charrnn_loop(device_name: str, H: int, B: int, T: int, text: Path, work: Path):
     """A closure running `steps` more steps of charrnn's Trainer; returns its training seconds."""
-    from charrnn.config import TrainConfig
+    from charrnn.settings import TrainConfig
     from charrnn.train import Trainer
 
     cfg = TrainConfig(text=str(text), cell="lstm", hidden_size=H, batch_size=B, seq_len=T, backend="torch",

@@ -12,13 +12,40 @@
 
 Beside it, seed 002's two other networks: CharClassifier (one label per text) and CharTagger
 (one tag per character, optionally with the output-to-hidden recurrence R).
+
+The names below are loaded on first use, so that `import charrnn` (and importing one part, such
+as `charrnn.core.lstm`) loads only what is asked for.
 """
 
-from .api import LanguageModel, Score, fit, load
-from .errors import CharRNNError, CheckpointError, ConfigError, DataError
-from .model import CharClassifier, CharRNN, CharTagger
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
 __all__ = ["CharClassifier", "CharRNN", "CharTagger", "CharRNNError", "CheckpointError", "ConfigError",
            "DataError", "LanguageModel", "Score", "__version__", "fit", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    # Each public name is imported from its module on first use and kept (PEP 562), written out
+    # rather than looked up by name so that what can be imported is plain to read.
+    if name in ("LanguageModel", "Score", "fit", "load"):
+        from . import api as module
+    elif name in ("CharRNNError", "CheckpointError", "ConfigError", "DataError"):
+        from . import errors as module
+    elif name == "CharRNN":
+        from .model import lm as module
+    elif name == "CharClassifier":
+        from .model import classify as module
+    elif name == "CharTagger":
+        from .model import tag as module
+    else:
+        raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

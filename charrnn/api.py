@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import Vocab
+from .data.text import Vocab
 from .errors import CheckpointError, ConfigError, DataError
-from .evaluate import EVAL_WINDOW, PerCharacter
+from .evaluate.lm import EVAL_WINDOW, PerCharacter
 from .model import CharRNN
 from .model.stack import layer_params
 
@@ -73,7 +73,7 @@ class LanguageModel:
 
         Raises CheckpointError for a path that is neither, for a damaged file, and for a bare
         model file that carries no vocabulary."""
-        from .checkpoint import load_checkpoint
+        from .io.checkpoint import load_checkpoint
 
         c = load_checkpoint(run_or_checkpoint, dtype)
         if c.vocab is None:
@@ -269,7 +269,7 @@ def fit(
     if resume is not None:
         if config is not None or (out is not None and Path(out) != Path(resume)):
             raise ConfigError("resume continues a run with its own settings and directory: give neither config nor out")
-        from .config import TrainConfig, apply_overrides
+        from .settings import TrainConfig, apply_overrides
 
         cfg, run_dir, asked = apply_overrides(TrainConfig(), given, "fit"), Path(resume), frozenset(given)
     else:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Vocab
+from .data.text import Vocab
 from .errors import ConfigError, DataError
 from .gradcheck import TOLERANCE, compare, numeric_gradient
 from .model import CharRNN

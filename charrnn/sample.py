@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from . import threads
-from .data import Vocab
+from .data.text import Vocab
 from .errors import ConfigError, DataError
 from .model import CharRNN
 from .model.parallel import min_shard_work, run_shards, stream_shards

@@ -1,10 +1,15 @@
 """Shared fixtures: small texts and a quick way to run the real command line."""
 
+import contextlib
+import io
+import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -85,3 +90,58 @@ def unicode_file(tmp_path: Path) -> Path:
     p = tmp_path / "unicode.txt"
     p.write_text(UNICODE * 40, encoding="utf-8")
     return p
+
+
+# -- helpers shared by test modules of several folders ------------------------------------------
+
+def tiny_config(text: Path, **changes):
+    from charrnn.settings import TrainConfig
+
+    base = dict(text=str(text), hidden_size=24, seq_len=16, batch_size=4, steps=30, eval_every=10,
+                sample_every=10, sample_length=40, log_every=5)
+    return TrainConfig(**(base | changes))
+
+
+def parts(state):
+    """A model state as a tuple of arrays, whatever the cell."""
+    return state if isinstance(state, tuple) else (state,)
+
+
+def rewrite_metadata(path: Path, change) -> None:
+    """Rewrite the JSON metadata of a checkpoint in place, keeping the arrays."""
+    blob = path.read_bytes()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["charrnn"])
+    change(meta)
+    header["__metadata__"]["charrnn"] = json.dumps(meta)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + blob[8 + n :])
+
+
+def charrnn(*args):
+    from charrnn import cli
+
+    """`charrnn ARGS` in this process: (returncode, stdout, stderr) like a finished subprocess."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own usage errors
+            status = e.code
+    return SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def error_line(proc, cmd: str, status: int = 2) -> str:
+    """The single stderr line of a refused command."""
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"charrnn {cmd}: error: "), lines[0]
+    return lines[0]
+
+
+def snapshot(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}

@@ -51,11 +51,11 @@ from typing import Any
 import numpy as np
 
 from .. import threads
-from ..config import BACKENDS, CELLS
+from ..settings import BACKENDS, CELLS
 from ..errors import CharRNNError, ConfigError
 from ..model import CharRNN
 from ..model.params import gates
-from ..serialization import atomic_write_bytes
+from ..io.writer import atomic_write_bytes
 from .protocol import thread_env
 from .sides import V
 

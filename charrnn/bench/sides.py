@@ -132,7 +132,7 @@ class OursTorchTrain(OursTrain):
     def __init__(self, spec: dict[str, Any], model: Any) -> None:
         from types import SimpleNamespace
 
-        from ..config import TrainConfig
+        from ..settings import TrainConfig
         from ..optim import make_optimizer
         from ..torch_backend.engine import TorchEngine
         from ..torch_backend.infer import TorchModel

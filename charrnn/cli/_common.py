@@ -80,7 +80,7 @@ def apply_threads(n: int | None) -> None:
 
 def add_backend_flags(p: argparse.ArgumentParser) -> None:
     """--backend and --device, for the commands that run a trained model."""
-    from ..config import BACKENDS, DEVICES
+    from ..settings import BACKENDS, DEVICES
 
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="numpy (default) or torch (PyTorch: pip install 'charrnn[torch]')")
@@ -103,7 +103,7 @@ def inference_model(model, backend: str, device: str):
 
 def load_for_inference(run: str):
     """The checkpoint of a run directory or file, refused when it carries no vocabulary."""
-    from ..checkpoint import load_checkpoint
+    from ..io.checkpoint import load_checkpoint
 
     c = load_checkpoint(run)
     if c.vocab is None:

@@ -1,5 +1,5 @@
 """What `charrnn classify` and `charrnn tag` share: train | eval | predict subcommands over the
-task trainer (charrnn/tasks/), with flags built from TaskConfig's fields."""
+task trainer (train/tasks.py), with flags built from TaskConfig's fields."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import CELLS, DTYPES, INITS, OPTIMIZERS, SCHEDULES
+from ..settings import CELLS, DTYPES, INITS, OPTIMIZERS, SCHEDULES
 from ..errors import ConfigError, DataError
 from ..train.request import fresh_run_dir
 from ._common import Parser, apply_threads, positive_int
@@ -39,7 +39,7 @@ CHOICES = {"cell": CELLS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "in
 
 
 def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
-    from ..tasks.config import TASK_DATASETS, TaskConfig
+    from ..task_settings import TASK_DATASETS, TaskConfig
 
     sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     fmt = "TSV file: text<TAB>label per line" if task == "classify" else 'JSON Lines: {"text": ..., "tags": [...]}'
@@ -100,8 +100,8 @@ def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
 
 
 def _train(a: argparse.Namespace, task: str) -> int:
-    from ..tasks.config import TaskConfig
-    from ..tasks.train import TaskTrainer
+    from ..task_settings import TaskConfig
+    from ..train.tasks import TaskTrainer
     from ..train.loop import Diverged, Interrupted
 
     fields = [f.name for f in dataclasses.fields(TaskConfig)]
@@ -138,16 +138,16 @@ def _train(a: argparse.Namespace, task: str) -> int:
 def _eval(a: argparse.Namespace, task: str) -> int:
     import numpy as np
 
-    from ..tasks.checkpoint import load_task_checkpoint
-    from ..tasks.data import encode, read_examples
-    from ..tasks.evaluate import decode_all, format_report, report, scores, truth
+    from ..io.task_checkpoint import load_task_checkpoint
+    from ..data.labelled import encode, read_examples
+    from ..evaluate.tasks import decode_all, format_report, report, scores, truth
 
     c = load_task_checkpoint(a.run, task)
     apply_threads(a.threads)
     if (a.data is None) == (a.dataset is None):
         raise ConfigError("give a data file to score, or --dataset (its test part)")
     if a.dataset is not None:
-        from ..tasks.datasets import dataset_files
+        from ..data.task_corpora import dataset_files
 
         path = dataset_files(a.dataset)["test"]
     else:
@@ -185,7 +185,7 @@ def _eval(a: argparse.Namespace, task: str) -> int:
 def _predict(a: argparse.Namespace, task: str) -> int:
     import numpy as np
 
-    from ..tasks.checkpoint import load_task_checkpoint
+    from ..io.task_checkpoint import load_task_checkpoint
 
     c = load_task_checkpoint(a.run, task)
     apply_threads(a.threads)

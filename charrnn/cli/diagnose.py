@@ -17,8 +17,8 @@ def analysis_text(c, text_file: str | None, window: int, warmup: int):
     holds none out). Characters outside the vocabulary are an error naming them."""
     import numpy as np
 
-    from ..data import read_text
-    from ..report.rundir import run_text
+    from ..data.text import read_text
+    from ..io.rundir import run_text
 
     if text_file is not None:
         ids = c.vocab.encode(read_text(text_file, c.vocab.encoding))
@@ -79,7 +79,7 @@ def _diagnose(p: argparse.ArgumentParser):
 
 def _diagnose_one(a: argparse.Namespace, run_path: str):
     """Measure one run and print its numbers (unless --json): (run_path, diagnosis, JSON extras)."""
-    from ..checkpoint import load_checkpoint
+    from ..io.checkpoint import load_checkpoint
     from ..diagnostics.gradflow import GATE_NAMES, diagnose
     from ..errors import ConfigError
 

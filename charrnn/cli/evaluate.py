@@ -23,7 +23,7 @@ def remove_stale_temporaries() -> None:
     import shutil
     import tempfile
 
-    from ..rundir import pid_alive
+    from ..io.lock import pid_alive
 
     try:
         entries = list(os.scandir(tempfile.gettempdir()))
@@ -50,7 +50,7 @@ def _eval(p: argparse.ArgumentParser):
         import json
         import tempfile
 
-        from ..data import encode_file
+        from ..data.text import encode_file
         c = load_for_inference(a.run)
         model = inference_model(c.model, a.backend, a.device)
         apply_threads(a.threads)
@@ -86,7 +86,7 @@ def _score(model, ids, streams, quiet):
     """evaluate_ids with a progress bar on stderr (shown on a terminal only)."""
     from tqdm import tqdm
 
-    from ..evaluate import evaluate_ids
+    from ..evaluate.lm import evaluate_ids
 
     with tqdm(total=max(len(ids) - 1, 0), unit="char", unit_scale=True, disable=True if quiet else None,
               file=sys.stderr, leave=False) as bar:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import EXPORT_FORMATS
+from ..settings import EXPORT_FORMATS
 from ._common import command, load_for_inference
 
 
@@ -17,7 +17,7 @@ def _export(p: argparse.ArgumentParser):
     p.add_argument("--force", action="store_true", help="replace OUT if it is an existing regular file")
 
     def run(a: argparse.Namespace) -> int:
-        from ..export import export
+        from ..interop.export import export
 
         path = export(load_for_inference(a.run), a.out, a.format, force=a.force)
         print(f"wrote {path}", file=sys.stderr)

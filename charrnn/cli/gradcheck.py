@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import CELLS
+from ..settings import CELLS
 from ..errors import CharRNNError
 from ._common import command, dropout_probability, positive_int, seed_int
 

@@ -85,7 +85,7 @@ def _heatmap(p: argparse.ArgumentParser):
 
 
 def load(run: str):
-    from ..checkpoint import load_checkpoint
+    from ..io.checkpoint import load_checkpoint
     from ..errors import ConfigError
 
     c = load_checkpoint(run)

@@ -17,7 +17,7 @@ def _plot(p: argparse.ArgumentParser):
 
         from ..diagnostics.plots import curves_figure, pyplot, write_png
         from ..errors import ConfigError
-        from ..report.rundir import read_metrics, run_dir_of
+        from ..io.rundir import read_metrics, run_dir_of
 
         pyplot()
         run_dir = run_dir_of(a.run)
@@ -28,7 +28,7 @@ def _plot(p: argparse.ArgumentParser):
             raise ConfigError(f"{run_dir} has no metrics yet (metrics.jsonl records no step): train first")
         out = Path(a.out) if a.out else run_dir / "curves.png"
         from ..diagnostics.gradflow import GATE_NAMES
-        from ..report.rundir import read_config
+        from ..io.rundir import read_config
 
         write_png(curves_figure(m.records, GATE_NAMES.get((read_config(run_dir) or {}).get("cell"))), out)
         print(f"wrote {out}")

@@ -57,7 +57,7 @@ def _sample(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         import numpy as np
 
-        from ..data import read_text
+        from ..data.text import read_text
         from ..sample import default_prime, encode_prime, generate, generate_many
 
         cfg = SampleConfig(a.length, a.temperature, a.top_k, a.top_p, a.greedy)
@@ -131,7 +131,7 @@ def _sample(p: argparse.ArgumentParser):
 def _novelty_index(c):
     """The run's training text indexed for `--novelty` (its first MAX_CHARS characters)."""
     from ..diagnostics.novelty import MAX_CHARS, NoveltyIndex
-    from ..report.rundir import run_text
+    from ..io.rundir import run_text
 
     text = run_text(c, "--novelty needs the run directory of the model")
     if len(text.train) > MAX_CHARS:

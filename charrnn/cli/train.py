@@ -6,8 +6,8 @@ import argparse
 import math
 import sys
 
-from ..config import (AUTO, BACKENDS, CELL_DEFAULTS, CELLS, DATASETS, DEFAULT_CELL, DEVICES, DTYPES, ENCODINGS, INITS,
-                      OPTIMIZERS, PRESETS, SCHEDULES)
+from ..settings import (AUTO, BACKENDS, CELL_DEFAULTS, CELLS, DATASETS, DEFAULT_CELL, DEVICES, DTYPES, ENCODINGS,
+                        INITS, OPTIMIZERS, PRESETS, SCHEDULES)
 from ..errors import CharRNNError, ConfigError
 from ._common import apply_threads, command, tell
 
@@ -16,8 +16,8 @@ from ._common import apply_threads, command, tell
 def _train(p: argparse.ArgumentParser):
     import dataclasses
 
-    from ..config import TrainConfig
-    from ..datasets import SHAKESPEARE_PACKAGE
+    from ..settings import TrainConfig
+    from ..data.shakespeare import SHAKESPEARE_PACKAGE
 
     d = TrainConfig()
     p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")

@@ -7,7 +7,7 @@ each a microsecond or two. `rnn_train_step` does all of it in one call of compil
 forward pass with the softmax and the loss, backpropagation through time, the gradient's norm,
 clipping by value and by norm, and the Adagrad, Adam or SGD update of every parameter. The
 equations are those of core/rnn.py, core/loss.py and optim.py (the reference path, which
-tests/test_fused.py holds it to); the sums run in another order, so the two agree to rounding.
+tests/train/test_fused_step.py holds it to); the sums run in another order, so the two agree to rounding.
 
 Layout: the products are written as sums of contiguous rows (acc[:] += row * scalar), which the
 compiler vectorises without reordering any sum; for that the kernel keeps W_hh^T and the

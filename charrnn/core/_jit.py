@@ -4,7 +4,7 @@ The tanh cell (core/rnn.py). With one stream (B=1, the seed's setting, and gener
 of the recurrence is a matrix-vector product of a few microseconds, and driving it from Python
 costs more than the arithmetic: three NumPy calls per step, a microsecond or two each.
 `rnn_forward_loop` and `bptt_loop` run a whole window's sequential loop in one call. They compute
-exactly what the NumPy loops in core/rnn.py compute (tests/test_fast.py holds them to it), and
+exactly what the NumPy loops in core/rnn.py compute (tests/core/test_tuned_vs_reference.py holds them to it), and
 are used only where they were measured to win (`rnn.JIT_MAX_WORK`); for larger B * H the BLAS
 products of the NumPy loops are faster.
 
@@ -17,7 +17,7 @@ that NumPy does slowly, and that here replaces a product with the one-hot matrix
 product stays a NumPy (BLAS) call. The `*_window` kernels run a whole window, recurrent products
 included (as loops of fused multiply-adds, as BLAS computes them), for small B * H, where
 Python's per-call cost would dominate. Every kernel performs the NumPy code's elementwise
-operations in the NumPy code's order (tests/test_cells_jit.py holds the paths and the
+operations in the NumPy code's order (tests/core/test_kernels.py holds the paths and the
 references together); the other differences are the order of the sums into the bias and input
 weight gradients and the tanh below. `Scratch` keeps the backward passes' window-sized gate
 gradients between calls. The first use compiles the kernels (a few seconds per cell and dtype);

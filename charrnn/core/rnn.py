@@ -11,7 +11,7 @@ part adds only V/H to each step's work; it replaces a gather and an add per step
 backward pass the gradients of U and b come out of one product over all steps
 (`rnn_input_backward`) instead of a scatter-add, which is slower than the product on this
 hardware (BENCHMARKS.md). The plain, seed-shaped versions are kept as `*_reference`, and
-tests/test_fast.py holds the two to the same results.
+tests/core/test_tuned_vs_reference.py holds the two to the same results.
 
 numba, when installed, runs the recurrence's loops for small batches (`_jit`, `JIT_MAX_WORK`).
 """

@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Vocab
+from ..data.text import Vocab
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import CharRNN
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
-from ..modelfile import model_from_arrays
+from ..io.modelfile import model_from_arrays
 
 # charrnn cell -> Keras layer class name
 KERAS_LAYERS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
@@ -142,7 +142,8 @@ def vocab_path(model_path: str | Path) -> Path:
 
 def export_keras(model: CharRNN, vocab: Vocab, out: str | Path) -> Path:
     """Write `model` as a .keras file and its vocabulary beside it; returns the model's path."""
-    from ..serialization import atomic_write_bytes, dump_json
+    from ..io.writer import atomic_write_bytes
+    from ..io.arrays import dump_json
 
     out = Path(out)
     if out.suffix != ".keras":
@@ -230,9 +231,9 @@ def model_from_keras(km: Any, vocab: Vocab, source: str) -> CharRNN:
 def save_imported(model: CharRNN, vocab: Vocab, run_dir: str | Path, force: bool = False) -> Path:
     """A run directory holding the model with its vocabulary (best.safetensors): what
     `charrnn sample`, `eval`, `export`, `charrnn.load` and `train --init-from` read."""
-    from ..checkpoint import BEST, CONFIG, LATEST
-    from ..modelfile import MODEL_FORMAT, MODEL_FORMAT_VERSION
-    from ..serialization import write_arrays
+    from ..io.checkpoint import BEST, CONFIG, LATEST
+    from ..io.modelfile import MODEL_FORMAT, MODEL_FORMAT_VERSION
+    from ..io.arrays import write_arrays
 
     d = Path(run_dir)
     if d.exists() and not d.is_dir():

@@ -324,14 +324,14 @@ class CharRNN:
 
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
         """Write the parameters and configuration to `path` (safetensors, written atomically)."""
-        from ..modelfile import save_model
+        from ..io.modelfile import save_model
 
         save_model(self, path, metadata)
 
     @classmethod
     def load(cls, path: str | Path, dtype: Any = None) -> "CharRNN":
         """Read a model written by `save` (or a training checkpoint); `dtype` converts on load."""
-        from ..modelfile import load_model
+        from ..io.modelfile import load_model
 
         return load_model(path, dtype)
 

@@ -15,7 +15,7 @@ the rows (G = 1, 4 for LSTM's i|f|g|o, 3 for GRU's r|z|n):
     R                feedback.weight         (G*H, K) the tagger's output-to-hidden recurrence: R y_{t-1}
                                                       joins U x_t in every gate of the first layer
 
-The language model's head predicts the next of V symbols; the task models of charrnn/tasks/ have a
+The language model's head predicts the next of V symbols; the task models (classify, tag) have a
 head over their K labels (`num_outputs`) and, for the tagger with output recurrence, R
 (`feedback`), outside "rnn." so that the recurrent layers still load into PyTorch's modules as
 they are.
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import CELLS, DTYPES, INITS
+from ..settings import CELLS, DTYPES, INITS
 from ..core import CELL_MODULES
 from ..errors import ConfigError
 

@@ -1,6 +1,6 @@
 """The plain path: the model computed with every cell's reference functions and the textbook
 softmax (time-major, fresh arrays, no column form, no compiled loops). CharRNN's tuned methods
-must give the same numbers; tests/test_fast.py checks it in float64 over random shapes.
+must give the same numbers; tests/core/test_tuned_vs_reference.py checks it in float64 over random shapes.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint as ckpt
+from ..io import checkpoint as ckpt
 from ..errors import CharRNNError
-from .rundir import read_config, read_metrics, read_samples, run_text
+from ..io.rundir import read_config, read_metrics, read_samples, run_text
 
 # what the report measures: characters of validation text for the gradient flow and the heatmap
 GRADFLOW_WINDOW = 240

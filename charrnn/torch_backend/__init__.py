@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import DEVICES, TORCH_INSTALL
+from ..settings import DEVICES, TORCH_INSTALL
 from ..errors import ConfigError
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import TrainConfig
+from ..settings import TrainConfig
 from ..errors import CharRNNError, ConfigError
 from . import import_torch, resolve_device
 
@@ -147,8 +147,8 @@ def _launch_settings(cfg: TrainConfig, run_dir: Path, resume: bool, engine: dict
     depends on them): the flags, or for a resume the saved configuration's unless given."""
     if not resume:
         return cfg.backend, cfg.device
-    from .. import checkpoint as ckpt
-    from ..serialization import read_header
+    from ..io import checkpoint as ckpt
+    from ..io.arrays import read_header
 
     default = TrainConfig()
     try:

@@ -7,7 +7,7 @@ For a one-layer tanh RNN on one stream (B=1, H up to MAX_HIDDEN: the seed's H=10
 a window's arithmetic takes less time than the Python calls that drive it, so forward, BPTT,
 clipping and the optimizer's update run as one call of core/_fused.py. It computes what the NumPy
 path computes (model.loss_and_grads, optim's clip_grad_value_ / clip_grad_norm_, the optimizer's
-step) and tests/test_fused.py holds the two together; the numbers differ by float rounding only
+step) and tests/train/test_fused_step.py holds the two together; the numbers differ by float rounding only
 (sums in another order). It needs numba, and CHARRNN_JIT=0 turns it off with the other compiled
 code. Only what the kernel implements is taken: SGD without momentum, Adagrad, Adam (not AdamW,
 amsgrad or maximize), no weight decay, no dropout; anything else returns None from `for_model`.

@@ -23,13 +23,13 @@ from typing import Any, Iterable, Iterator, TextIO
 
 import numpy as np
 
-from .. import checkpoint as ckpt
-from ..config import TrainConfig, validate
+from ..io import checkpoint as ckpt
+from ..settings import TrainConfig, validate
 from ..errors import CharRNNError, CheckpointError
 from ..diagnostics.gradflow import spectral_radii
-from ..evaluate import NATS_TO_BITS, EvalResult, evaluate_ids, evaluate_sample, periodic_budget
+from ..evaluate.lm import NATS_TO_BITS, EvalResult, evaluate_ids, evaluate_sample, periodic_budget
 from ..sample import SampleConfig, generate
-from ..serialization import atomic_copy
+from ..io.writer import atomic_copy
 from .engine import check_backend, make_engine
 from .schedule import lr_at
 from .setup import Setup, fresh_run, resume_run

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..config import DATASETS, TrainConfig, apply_overrides, read_config_file
+from ..settings import DATASETS, TrainConfig, apply_overrides, read_config_file
 from ..errors import ConfigError
 
 

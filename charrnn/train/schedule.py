@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..config import TrainConfig
+from ..settings import TrainConfig
 
 
 def lr_at(cfg: TrainConfig, step: int, total_steps: int, windows_per_epoch: int, time_frac: float | None) -> float:

@@ -17,17 +17,17 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .. import checkpoint as ckpt
-from ..config import (DATASETS, PATH_SETTINGS, TrainConfig, auto_hidden_size, explicit_settings, preset_settings,
-                      resolve_auto, validate)
-from ..data import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file, fit_batch_shape,
-                    ids_digest, load_encoded, name_symbols, split_train_val)
+from ..io import checkpoint as ckpt
+from ..settings import (DATASETS, PATH_SETTINGS, TrainConfig, auto_hidden_size, explicit_settings, preset_settings,
+                        resolve_auto, validate)
+from ..data.text import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file,
+                         fit_batch_shape, ids_digest, load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
-from ..rundir import RunLock
-from ..serialization import atomic_copy, atomic_write_bytes, replace_durably
+from ..io.lock import RunLock
+from ..io.writer import atomic_copy, atomic_write_bytes, replace_durably
 from ..threads import requested_threads
 from .schedule import optimizer_options
 from .state import TrainState, restore_generator
@@ -239,7 +239,7 @@ def _text_path(cfg: TrainConfig) -> Path:
     if cfg.dataset is not None:
         if cfg.dataset not in DATASETS:
             raise ConfigError(f"unknown --dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
-        from ..datasets import shakespeare_path
+        from ..data.shakespeare import shakespeare_path
 
         return shakespeare_path()
     return Path(cfg.text)
