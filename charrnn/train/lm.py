@@ -172,11 +172,11 @@ class LanguageModelRun:
             out["spectral_radius"] = spectral_radii(m.params, m.num_layers, m.hidden_size)
         return out
 
-    def postfix(self) -> dict[str, str]:
+    def postfix(self) -> list[str]:
         from ..evaluate.lm import NATS_TO_BITS
 
         val = self.state.val_loss
-        return {} if val is None else {"val_bpc": f"{val * NATS_TO_BITS:.3f}"}
+        return [] if val is None else [f"val {val:.3f} nats ({val * NATS_TO_BITS:.3f} bits)"]
 
     def validation_words(self) -> str:
         return ""

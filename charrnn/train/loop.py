@@ -74,8 +74,8 @@ def while_running(owner: Any, lock: Any) -> Iterator[None]:
 # the first, a diverged run is every window, and one absurd step (1e18 nats) moves the smoothed
 # loss past the mark at once.
 EXPLODED = 3.0
-# A whole-split validation of at least this many characters shows a progress bar.
-FULL_VALIDATION_BAR = 1_000_000
+# Seconds between the plain progress lines written where no bar can be redrawn (a log file).
+PLAIN_SECONDS = 10.0
 
 
 class Interrupted(CharRNNError):
@@ -188,7 +188,7 @@ class Trainer:
     def validate_loss(self, full: bool = False) -> float | None:
         """The validation loss: of the objective's periodic sample, or of the whole split (`full`,
         the run's last validation)."""
-        return self.objective.validate(full, self.stream if self.progress else None)
+        return self.objective.validate(full, self.stream if self.progress and _interactive(self.stream) else None)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -350,11 +350,11 @@ class Trainer:
         st.report_steps, st.report_loss_sum = 0, 0.0
         self._report_units, self._report_busy = 0, 0.0
         if self._bar is not None:
-            post = {"loss": f"{st.smoothed_loss:.3f}"} | s.postfix()
-            post[f"{s.unit}/s"] = f"{rate:,.0f}"
+            # one unit on the bar, the other named: the loss in nats, as the record has it
+            post = [f"loss {st.smoothed_loss:.3f} nats", *s.postfix(), f"{rate:,.0f} {s.unit}/s"]
             if self.time_budget:
-                post["left"] = f"{max(0.0, self.time_budget - (now - self._started)):.0f}s"
-            self._bar.set_postfix(post, refresh=False)
+                post.append(f"{max(0.0, self.time_budget - (now - self._started)):.0f}s left")
+            self._bar.set_postfix_str(", ".join(post), refresh=False)
         elif evaluated and not self.quiet and not self.json_log and s.says_validations:
             self.say(f"step {st.step:,}: training loss {st.smoothed_loss:.4f}" + s.validation_words())
 
@@ -408,6 +408,8 @@ class Trainer:
     def _make_bar(self, total: int) -> Any:
         if not self.progress:
             return None
+        if not _interactive(self.stream):  # a pipe or a log file: plain lines now and then, no redrawn bar
+            return _Lines(self.stream, total, self.objective.state.step)
         from tqdm.auto import tqdm  # a widget in notebooks, text in a terminal
 
         return tqdm(total=total or None, initial=self.objective.state.step, unit="step", file=self.stream,
@@ -483,6 +485,47 @@ class _Tolerant:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
+
+
+def _interactive(stream: Any) -> bool:
+    """Whether progress can be redrawn in place: a terminal, or a notebook (its own widget)."""
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class _Lines:
+    """The progress bar's place when stderr is not a terminal: one plain line every
+    `PLAIN_SECONDS` (and the messages the run says), never the bar's carriage-return redraws,
+    which fill a log file (tqdm's interface, as much of it as the loop uses)."""
+
+    def __init__(self, stream: Any, total: int, initial: int) -> None:
+        self.stream, self.total, self.n = stream, total, initial
+        self.postfix = ""
+        self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= PLAIN_SECONDS:
+            self.last = now
+            self._line()
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        self.postfix = text
+
+    def write(self, message: str, file: Any = None) -> None:
+        print(message, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+    def _line(self) -> None:
+        where = f"step {self.n:,}" + (f" of {self.total:,}" if self.total else "")
+        print(where + (f": {self.postfix}" if self.postfix else ""), file=self.stream, flush=True)
 
 
 def _finite_or_none(x: float | None) -> bool:

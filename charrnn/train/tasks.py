@@ -175,9 +175,9 @@ class TaskRun:
         return {"examples": st.examples_seen, "val_loss": st.val_loss if evaluated else None,
                 "val_accuracy": st.val_accuracy if evaluated else None}
 
-    def postfix(self) -> dict[str, str]:
-        acc = self.state.val_accuracy
-        return {} if acc is None else {"val_acc": f"{acc:.3f}"}
+    def postfix(self) -> list[str]:
+        st = self.state
+        return [] if st.val_loss is None else [f"val {st.val_loss:.3f} nats, accuracy {st.val_accuracy:.3f}"]
 
     def validation_words(self) -> str:
         st = self.state
