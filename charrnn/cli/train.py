@@ -65,7 +65,11 @@ def _train(p: argparse.ArgumentParser):
         if rank > 0:
             return 0
         if not a.quiet:
-            val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)" if result.val_loss is not None else ""
+            val = ""
+            if result.val_loss is not None:
+                val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)"
+                if result.val_scored < result.val_size:  # the whole split would not fit in the time budget
+                    val += f" on a sample of {result.val_scored:,} of its {result.val_size:,} characters"
             why = {"steps": "all steps done", "time": "time budget used",
                    "early": f"no better validation in the last {result.patience} evaluations; best.safetensors holds the best"}
             tell(f"charrnn: {result.step:,} steps{val}; {why.get(result.stopped, result.stopped)}. "

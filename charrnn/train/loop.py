@@ -76,6 +76,13 @@ def while_running(owner: Any, lock: Any) -> Iterator[None]:
 EXPLODED = 3.0
 # Seconds between the plain progress lines written where no bar can be redrawn (a log file).
 PLAIN_SECONDS = 10.0
+# The speed that turns --eval-seconds / --sample-seconds into steps is measured over this many
+# steps after an invocation's first, and taken at this step of the run at the earliest.
+MEASURE_STEPS = 10
+MEASURE_AT = 11
+# The closing validation of a run with a time budget takes at most this share of it: beyond, a
+# sample of the validation split is scored instead of the whole.
+CLOSING_SHARE = 0.1
 
 
 class Interrupted(CharRNNError):
@@ -100,6 +107,8 @@ class TrainResult:
     stopped: str  # "steps", "time", "early" (validation stopped improving), "signal"
     patience: int = 0  # validations without a new best that end a run early (0 = never)
     val_accuracy: float | None = None  # a classifier's or tagger's last validation accuracy
+    val_scored: int = 0  # units (characters, examples) the last validation scored ...
+    val_size: int = 0  # ... of the validation split's: fewer for a sample of it
 
 
 class Trainer:
@@ -185,10 +194,88 @@ class Trainer:
         else:
             print(message, file=self.stream, flush=True)
 
-    def validate_loss(self, full: bool = False) -> float | None:
+    def validate_loss(self, full: bool = False, limit: int | None = None) -> float | None:
         """The validation loss: of the objective's periodic sample, or of the whole split (`full`,
-        the run's last validation)."""
-        return self.objective.validate(full, self.stream if self.progress and _interactive(self.stream) else None)
+        the run's last validation; at most `limit` units of it when given). Timed, for the
+        closing validation's estimate."""
+        started = time.perf_counter()
+        loss = self.objective.validate(full, self.stream if self.progress and _interactive(self.stream) else None,
+                                       limit)
+        scored = self.objective.val_scored
+        if scored:
+            self._val_rate = (time.perf_counter() - started) / scored
+        return loss
+
+    # -- the clock: intervals in seconds, and a closing validation inside the budget ------------
+
+    def _timed(self) -> bool:
+        cfg = self.objective.cfg
+        return bool(cfg.eval_seconds or getattr(cfg, "sample_seconds", 0.0))
+
+    def _probe(self, busy: float) -> None:
+        """Time the steps after this invocation's first; once enough are timed (and the run is past
+        MEASURE_AT, so that where the intervals change does not depend on where it was resumed),
+        measure the speed once and turn the intervals in seconds into steps."""
+        s = self.objective
+        if self._started_step is None:
+            self._started_step = s.state.step  # the first step of this invocation: not timed
+            return
+        self._probe_steps += 1
+        self._probe_busy += busy
+        if self._probe_steps >= MEASURE_STEPS and s.state.step >= MEASURE_AT:
+            self._set_intervals(self.measure_step_seconds(self._probe_busy, self._probe_steps))
+
+    def measure_step_seconds(self, busy: float, steps: int) -> float:
+        """Seconds per step, from `steps` timed steps (tests put a fixed speed here)."""
+        return busy / steps
+
+    def _set_intervals(self, seconds: float) -> None:
+        """The step intervals of eval_seconds and sample_seconds at `seconds` per step: chosen once,
+        recorded in the configuration (config.json, the checkpoints) and the state."""
+        s = self.objective
+        cfg, st = s.cfg, s.state
+        st.step_seconds = max(seconds, 1e-9)
+        changes: dict[str, int] = {}
+        if cfg.eval_seconds and s.validates:
+            steps = max(1, round(cfg.eval_seconds / st.step_seconds))
+            changes["eval_every"] = min(cfg.eval_every, steps) if cfg.eval_every else steps
+        if getattr(cfg, "sample_seconds", 0.0) and cfg.sample_every:
+            changes["sample_every"] = min(cfg.sample_every, max(1, round(cfg.sample_seconds / st.step_seconds)))
+        s.cfg = cfg.replace(**changes)
+        if s.engine.writes:
+            s.write_config()
+        if changes:
+            said = [f"validating every {changes['eval_every']:,} steps"] if "eval_every" in changes else []
+            said += [f"sampling every {changes['sample_every']:,}"] if "sample_every" in changes else []
+            self.say(f"charrnn: {1 / st.step_seconds:,.1f} steps/s: {', '.join(said)}")
+
+    def _reserve(self) -> float:
+        """Seconds kept at the end of a time budget for the closing validation: the whole split's
+        estimated time, or at most CLOSING_SHARE of the budget (then a sample of it is scored)."""
+        full = self._closing_cost()
+        return 0.0 if full is None else min(full, CLOSING_SHARE * self.time_budget)
+
+    def _closing_cost(self) -> float | None:
+        """Estimated seconds to validate on the whole split (None: no estimate yet, or no budget)."""
+        s = self.objective
+        if not (self.time_budget and s.validates):
+            return None
+        rate = self._val_rate
+        if rate is None and s.state.step_seconds:  # before any validation: a forward pass is about a third of a step
+            rate = s.state.step_seconds / s.units_per_step / 3
+        return None if rate is None else rate * s.val_size
+
+    def _closing_validation(self) -> float | None:
+        """The run's last validation: the whole split, or, when that would not fit in what is left
+        of the time budget (or the share kept for it), a sample of it, which is said as such."""
+        full, s = self._closing_cost(), self.objective
+        if full is None:
+            return self.validate_loss(full=True)
+        left = self.time_budget - (time.perf_counter() - self._started)
+        allowed = max(left, CLOSING_SHARE * self.time_budget)
+        if full <= allowed:
+            return self.validate_loss(full=True)
+        return self.validate_loss(full=True, limit=max(1, int(s.val_size * allowed / full)))
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -219,18 +306,24 @@ class Trainer:
         self._elapsed0 = s.state.elapsed
         # units/s counts the time of training steps only, not validation, samples or checkpoints
         self._report_units, self._report_busy = 0, 0.0
+        # the busy time of this invocation's steps after its first (which compiles and warms up),
+        # until the speed is measured; and the seconds a validation takes per unit it scores
+        self._probe_steps, self._probe_busy = 0, 0.0
+        self._val_rate: float | None = None
         # the last step checkpointed and the last step reported; a recovery moves both back
         self._saved_at = self._logged_at = s.state.step
+        self._started_step: int | None = None
         lr = grad_norm = float("nan")
         stopped = "steps"
         try:
             while True:
                 st = s.state  # read again every step: a recovery replaces it
+                cfg = s.cfg  # and the intervals measured once (_set_intervals) replace the configuration
                 run_time = time.perf_counter() - self._started
                 if total and st.step >= total:
                     break
                 # under torchrun every process must stop at the same step: the engine agrees on it
-                signum, out_of_time = s.engine.agree(self._signal, bool(budget and run_time >= budget))
+                signum, out_of_time = s.engine.agree(self._signal, bool(budget and run_time + self._reserve() >= budget))
                 if out_of_time:
                     stopped = "time"
                     break
@@ -272,16 +365,19 @@ class Trainer:
                 st.loss_average, st.averaged_steps, st.smoothed_loss = average, st.averaged_steps + 1, smoothed
                 st.report_steps += 1
                 st.report_loss_sum += loss
+                busy = time.perf_counter() - step_started
                 self._report_units += batch.size
-                self._report_busy += time.perf_counter() - step_started
+                self._report_busy += busy
                 step = st.step
+                if not st.step_seconds and self._timed():
+                    self._probe(busy)
                 if s.engine.writes:
                     sample = s.sample(step, batch)
                     if sample is not None:
                         self._write_sample(step, sample)
                 last = bool(total and step >= total)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
-                    st.val_loss = self.validate_loss(full=last)
+                    st.val_loss = self._closing_validation() if last else self.validate_loss()
                     if not _finite_or_none(st.val_loss):
                         # weights that overflow on unseen text are as broken as a NaN loss
                         self._recover(f"validation loss {st.val_loss}", step)
@@ -307,7 +403,7 @@ class Trainer:
                     st.elapsed = self._elapsed0 + (time.perf_counter() - self._started)
                     s.save(s.run_dir / LATEST)
             elif st.step != self._saved_at:  # stopped by time between checkpoints
-                st.val_loss = self.validate_loss(full=True)
+                st.val_loss = self._closing_validation()
                 if _finite_or_none(st.val_loss):
                     self._report(lr, grad_norm, evaluated=True)
                     self._checkpoint()
@@ -419,7 +515,7 @@ class Trainer:
         s = self.objective
         st = s.state
         return TrainResult(s.run_dir, st.step, st.smoothed_loss, st.val_loss, st.best_val_loss, stopped,
-                           s.cfg.patience, st.val_accuracy)
+                           s.cfg.patience, st.val_accuracy, s.val_scored, s.val_size)
 
 
 def _smooth(st: Any, factor: float, loss: float) -> tuple[float, float]:

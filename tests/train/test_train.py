@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from charrnn import CharRNN
+from charrnn import CharRNN, cli
 from charrnn.io.checkpoint import BEST, CONFIG, LATEST, METRICS, SAMPLES, TOKENS, load_checkpoint
 from charrnn.settings import TrainConfig
 from charrnn.data.text import Vocab
@@ -424,3 +424,71 @@ def test_without_a_terminal_progress_is_plain_lines_with_one_unit(tmp_path, monk
     lines = [line for line in written.splitlines() if line.startswith("step ")]
     assert len(lines) == 12 and lines[-1].startswith("step 12 of 12: loss ")
     assert re.search(r"loss \d+\.\d{3} nats, val \d+\.\d{3} nats \(\d+\.\d{3} bits\), [\d,]+ chars/s", lines[-1])
+
+
+def test_intervals_in_seconds_are_turned_into_steps_once_and_kept_on_resume(tmp_path, monkeypatch):
+    """Under a time budget the intervals not given follow the clock: the speed measured once
+    (injected here: 0.5 s a step) turns a twentieth of the budget into the validation interval and
+    an eighth into the sampling one, recorded in config.json and the checkpoint; a resumed run
+    keeps them without measuring again and ends as the run that never stopped."""
+    import signal
+
+    from charrnn.io.checkpoint import load_checkpoint
+    from charrnn.train import Interrupted
+
+    monkeypatch.setattr(Trainer, "measure_step_seconds", lambda self, busy, steps: 0.5)
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 30)
+    given = dict(text=str(text), hidden_size=16, seq_len=16, batch_size=4, steps=80, time_budget=100.0, log_every=5)
+    ref = Trainer(given, tmp_path / "ref", quiet=True)
+    ref.run()
+    cfg = json.loads((tmp_path / "ref" / CONFIG).read_text())
+    assert cfg["eval_every"] == 10 and cfg["sample_every"] == 25  # 5 s and 12.5 s at 0.5 s a step
+    assert load_checkpoint(tmp_path / "ref" / LATEST).state["step_seconds"] == 0.5
+    validated = [r["step"] for r in map(json.loads, (tmp_path / "ref" / METRICS).read_text().splitlines())
+                 if r["val_nats_per_char"] is not None]
+    assert validated == [20, 30, 40, 50, 60, 70, 80]  # from the measurement at step 11 on
+    assert [line for line in (tmp_path / "ref" / SAMPLES).read_text().splitlines() if line.startswith("----")] == \
+        ["---- step 25 ----", "---- step 50 ----", "---- step 75 ----"]
+    # stopped by a signal after the measurement, resumed without measuring again
+    run = Trainer(given, tmp_path / "run", quiet=True)
+    real = run.objective.next_batch
+
+    def next_batch():
+        if run.objective.state.step == 33:
+            run._signal = signal.SIGTERM
+        return real()
+
+    run.objective.next_batch = next_batch
+    with pytest.raises(Interrupted):
+        run.run()
+    monkeypatch.setattr(Trainer, "measure_step_seconds", lambda self, busy, steps: pytest.fail("measured again"))
+    Trainer({}, tmp_path / "run", resume=True, quiet=True).run()
+
+    def timeless(d):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("chars_per_s", "elapsed")}
+                for line in (d / METRICS).read_text().splitlines()]
+
+    assert timeless(tmp_path / "run") == timeless(tmp_path / "ref")
+    assert (tmp_path / "run" / SAMPLES).read_text() == (tmp_path / "ref" / SAMPLES).read_text()
+    a, b = load_checkpoint(tmp_path / "run" / LATEST), load_checkpoint(tmp_path / "ref" / LATEST)
+    for name in a.model.params:
+        assert np.array_equal(a.model.params[name], b.model.params[name]), name
+
+
+def test_the_closing_validation_stays_inside_the_time_budget(tmp_path, monkeypatch):
+    """When the whole split would take longer than what the budget leaves for it, the closing
+    validation scores a sample of it, and says so where it is printed and stored."""
+    from charrnn.train import loop
+
+    # a validation of the whole split estimated at an hour: far beyond a tenth of the budget
+    monkeypatch.setattr(loop.Trainer, "_closing_cost", lambda self: 3600.0)
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 60)
+    status = cli.main(["train", str(text), "--out", str(tmp_path / "run"), "--hidden-size", "16", "--seq-len", "16",
+                       "--batch-size", "4", "--time-budget", "2", "--sample-every", "0"])
+    assert status == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / METRICS).read_text().splitlines()]
+    last = records[-1]
+    assert 0 < last["val_chars"] < len(SONNET * 60) // 10
+    assert last["elapsed"] < 2.0  # the tenth of the budget kept for the closing validation
