@@ -178,6 +178,11 @@ SETTINGS: tuple[Setting, ...] = (
       resumable=True),
     S("sample_temperature", float, 0.8, "temperature of training-time samples", (LM,), low=0.0, above=True,
       resumable=True),
+    S("keep_every", int, 0, "also keep a numbered checkpoint every this many steps (step-000500.safetensors; 0 = "
+      "none): any of them can be sampled from, evaluated or continued with --resume FILE --out NEW", low=0,
+      resumable=True),
+    S("keep_last", int, 0, "with --keep-every: keep only this many of the newest numbered checkpoints (0 = all)",
+      low=0, resumable=True),
     S("smooth", float, 0.99, "smoothing factor of the reported training loss (an average of the steps' losses, "
       "bias-corrected)", task_default=0.95, low=0.0, high=1.0, below=True),
     S("seed", int, 1337, "seed of the weights and every random generator of the run (classify / tag: of the "

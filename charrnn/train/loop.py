@@ -26,7 +26,7 @@ from typing import Any, Iterator, Mapping, TextIO
 import numpy as np
 
 from ..errors import CharRNNError, CheckpointError, ConfigError
-from ..io.layout import BEST, LATEST, METRICS, SAMPLES
+from ..io.layout import BEST, LATEST, METRICS, SAMPLES, append_environment, snapshot_name, snapshots
 from ..io.writer import atomic_copy
 from ..settings import LM, TaskConfig, TrainConfig, given_of
 from .engine import check_backend, make_engine
@@ -167,6 +167,8 @@ class Trainer:
                               else fresh_task(kind, given, Path(run_dir), force, self.say))
         try:
             self.objective.engine = make_engine(self.objective, world)
+            if self.objective.engine.writes:
+                append_environment(self.objective.run_dir, _environment(self.objective, resume))
         except BaseException:
             if self.objective.lock is not None:
                 self.objective.lock.release()
@@ -391,6 +393,8 @@ class Trainer:
                 elif step % cfg.log_every == 0:
                     self._report(lr, grad_norm, evaluated=False)
                     self._logged_at = step
+                if cfg.keep_every and step % cfg.keep_every == 0:
+                    self._snapshot(step)
                 if self._bar is not None:
                     self._bar.update(1)
             st = s.state
@@ -496,6 +500,14 @@ class Trainer:
         if (improved or not s.validates) and s.engine.writes:
             atomic_copy(s.run_dir / LATEST, s.run_dir / BEST)
 
+    def _snapshot(self, step: int) -> None:
+        """A numbered checkpoint of this step (--keep-every), and only the newest --keep-last kept."""
+        s = self.objective
+        s.save(s.run_dir / snapshot_name(step))
+        if s.engine.writes and s.cfg.keep_last:
+            for old in snapshots(s.run_dir)[: -s.cfg.keep_last]:
+                old.unlink(missing_ok=True)
+
     def _write_sample(self, step: int, text: str) -> None:
         with open(self.objective.run_dir / SAMPLES, "a", encoding="utf-8") as f:
             f.write(f"---- step {step} ----\n{text}\n")
@@ -581,6 +593,49 @@ class _Tolerant:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
+
+
+def _environment(objective: Any, resume: bool) -> dict[str, Any]:
+    """What trained this invocation: the versions of charrnn and what it runs on, and the machine."""
+    import platform
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+    from .. import __version__
+    from ..threads import thread_info, workers
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    threads = workers()  # applies charrnn's choice, which training does anyway
+    info = thread_info()
+    return {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "invocation": "resume" if resume else "new run", "step": objective.state.step,
+        "backend": getattr(objective.cfg, "backend", "numpy"), "charrnn": __version__,
+        "python": platform.python_version(), "numpy": np.__version__, "numba": version("numba"),
+        "torch": version("torch"), "platform": platform.platform(), "machine": platform.machine(),
+        "cpu": _cpu_name(), "cores": os.cpu_count(), "usable_cores": info.get("usable_cpus"),
+        "threads": threads, "blas": [{k: lib.get(k) for k in ("library", "version", "architecture")}
+                                     for lib in info.get("blas", [])],
+    }
+
+
+def _cpu_name() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), or what the platform says."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _interactive(stream: Any) -> bool:

@@ -492,3 +492,34 @@ def test_the_closing_validation_stays_inside_the_time_budget(tmp_path, monkeypat
     last = records[-1]
     assert 0 < last["val_chars"] < len(SONNET * 60) // 10
     assert last["elapsed"] < 2.0  # the tenth of the budget kept for the closing validation
+
+
+def test_numbered_checkpoints_and_the_environment_record(tmp_path):
+    """--keep-every keeps a training checkpoint of every N steps (the newest --keep-last of
+    them), each one a run's checkpoint to sample from or continue; environment.json gets one entry
+    per invocation, and is no configuration: --config refuses it."""
+    from charrnn.io.checkpoint import load_checkpoint
+
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 6)
+    run = tmp_path / "run"
+    common = ["--hidden-size", "8", "--seq-len", "8", "--batch-size", "2", "--quiet", "--keep-every", "5"]
+    assert cli.main(["train", str(text), "--out", str(run), "--steps", "30", "--keep-last", "3", *common]) == 0
+    kept = sorted(p.name for p in run.glob("step-*.safetensors"))
+    assert kept == ["step-000020.safetensors", "step-000025.safetensors", "step-000030.safetensors"]
+    assert load_checkpoint(run / "step-000025.safetensors").state["step"] == 25
+    assert cli.main(["train", "--resume", str(run), "--steps", "40"]) == 0
+    kept = sorted(p.name for p in run.glob("step-*.safetensors"))
+    assert kept == ["step-000030.safetensors", "step-000035.safetensors", "step-000040.safetensors"]
+    # a numbered checkpoint continues in a new directory as the run itself would have
+    assert cli.main(["train", "--resume", str(run / "step-000035.safetensors"), "--out", str(tmp_path / "fork"),
+                     "--steps", "40", "--quiet"]) == 0
+    a, b = load_checkpoint(tmp_path / "fork" / LATEST), load_checkpoint(run / LATEST)
+    for name in a.model.params:
+        assert np.array_equal(a.model.params[name], b.model.params[name]), name
+    entries = json.loads((run / "environment.json").read_text())
+    assert [e["invocation"] for e in entries] == ["new run", "resume"] and [e["step"] for e in entries] == [0, 30]
+    for e in entries:
+        assert e["charrnn"] and e["numpy"] == np.__version__ and e["cores"] >= 1 and e["python"].count(".") == 2
+    proc = run_cli("train", text, "--config", run / "environment.json", "--out", tmp_path / "other")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and not (tmp_path / "other").exists()
