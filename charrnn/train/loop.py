@@ -29,7 +29,9 @@ from ..errors import CharRNNError, CheckpointError, ConfigError
 from ..io.layout import BEST, LATEST, METRICS, SAMPLES, append_environment, snapshot_name, snapshots
 from ..io.writer import atomic_copy
 from ..settings import LM, TaskConfig, TrainConfig, given_of
+from .clock import Clock
 from .engine import check_backend, make_engine
+from .progress import Tolerant, environment, interactive, make_bar
 from .schedule import lr_at
 
 # Signals that stop training cleanly (the step finishes, a checkpoint is written): Ctrl-C, a
@@ -74,15 +76,6 @@ def while_running(owner: Any, lock: Any) -> Iterator[None]:
 # the first, a diverged run is every window, and one absurd step (1e18 nats) moves the smoothed
 # loss past the mark at once.
 EXPLODED = 3.0
-# Seconds between the plain progress lines written where no bar can be redrawn (a log file).
-PLAIN_SECONDS = 10.0
-# The speed that turns --eval-seconds / --sample-seconds into steps is measured over this many
-# steps after an invocation's first, and taken at this step of the run at the earliest.
-MEASURE_STEPS = 10
-MEASURE_AT = 11
-# The closing validation of a run with a time budget takes at most this share of it: beyond, a
-# sample of the validation split is scored instead of the whole.
-CLOSING_SHARE = 0.1
 
 
 class Interrupted(CharRNNError):
@@ -139,9 +132,10 @@ class Trainer:
         self.progress = progress and not quiet and not json_log
         # progress lines are a courtesy: metrics.jsonl and the checkpoints are the run's record, so
         # a closed pipe or a vanished terminal must not stop training (see _Tolerant)
-        self.stream = _Tolerant(stream or sys.stderr)
-        self._stdout = _Tolerant(None)
+        self.stream = Tolerant(stream or sys.stderr)
+        self._stdout = Tolerant(None)
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
+        self.clock: Clock | None = None  # the loop's clock while it runs (clock.py)
         self._signal: int | None = None  # the first stopping signal received, handled between steps
         kind, given = _request(request)
         out = Path(out) if out is not None else None
@@ -168,7 +162,7 @@ class Trainer:
         try:
             self.objective.engine = make_engine(self.objective, world)
             if self.objective.engine.writes:
-                append_environment(self.objective.run_dir, _environment(self.objective, resume))
+                append_environment(self.objective.run_dir, environment(self.objective, resume))
         except BaseException:
             if self.objective.lock is not None:
                 self.objective.lock.release()
@@ -201,83 +195,17 @@ class Trainer:
         the run's last validation; at most `limit` units of it when given). Timed, for the
         closing validation's estimate."""
         started = time.perf_counter()
-        loss = self.objective.validate(full, self.stream if self.progress and _interactive(self.stream) else None,
+        loss = self.objective.validate(full, self.stream if self.progress and interactive(self.stream) else None,
                                        limit)
-        scored = self.objective.val_scored
-        if scored:
-            self._val_rate = (time.perf_counter() - started) / scored
+        if self.clock is not None:
+            self.clock.validated(time.perf_counter() - started, self.objective.val_scored)
         return loss
 
-    # -- the clock: intervals in seconds, and a closing validation inside the budget ------------
-
-    def _timed(self) -> bool:
-        cfg = self.objective.cfg
-        return bool(cfg.eval_seconds or getattr(cfg, "sample_seconds", 0.0))
-
-    def _probe(self, busy: float) -> None:
-        """Time the steps after this invocation's first; once enough are timed (and the run is past
-        MEASURE_AT, so that where the intervals change does not depend on where it was resumed),
-        measure the speed once and turn the intervals in seconds into steps."""
-        s = self.objective
-        if self._started_step is None:
-            self._started_step = s.state.step  # the first step of this invocation: not timed
-            return
-        self._probe_steps += 1
-        self._probe_busy += busy
-        if self._probe_steps >= MEASURE_STEPS and s.state.step >= MEASURE_AT:
-            self._set_intervals(self.measure_step_seconds(self._probe_busy, self._probe_steps))
-
-    def measure_step_seconds(self, busy: float, steps: int) -> float:
-        """Seconds per step, from `steps` timed steps (tests put a fixed speed here)."""
-        return busy / steps
-
-    def _set_intervals(self, seconds: float) -> None:
-        """The step intervals of eval_seconds and sample_seconds at `seconds` per step: chosen once,
-        recorded in the configuration (config.json, the checkpoints) and the state."""
-        s = self.objective
-        cfg, st = s.cfg, s.state
-        st.step_seconds = max(seconds, 1e-9)
-        changes: dict[str, int] = {}
-        if cfg.eval_seconds and s.validates:
-            steps = max(1, round(cfg.eval_seconds / st.step_seconds))
-            changes["eval_every"] = min(cfg.eval_every, steps) if cfg.eval_every else steps
-        if getattr(cfg, "sample_seconds", 0.0) and cfg.sample_every:
-            changes["sample_every"] = min(cfg.sample_every, max(1, round(cfg.sample_seconds / st.step_seconds)))
-        s.cfg = cfg.replace(**changes)
-        if s.engine.writes:
-            s.write_config()
-        if changes:
-            said = [f"validating every {changes['eval_every']:,} steps"] if "eval_every" in changes else []
-            said += [f"sampling every {changes['sample_every']:,}"] if "sample_every" in changes else []
-            self.say(f"charrnn: {1 / st.step_seconds:,.1f} steps/s: {', '.join(said)}")
-
-    def _reserve(self) -> float:
-        """Seconds kept at the end of a time budget for the closing validation: the whole split's
-        estimated time, or at most CLOSING_SHARE of the budget (then a sample of it is scored)."""
-        full = self._closing_cost()
-        return 0.0 if full is None else min(full, CLOSING_SHARE * self.time_budget)
-
-    def _closing_cost(self) -> float | None:
-        """Estimated seconds to validate on the whole split (None: no estimate yet, or no budget)."""
-        s = self.objective
-        if not (self.time_budget and s.validates):
-            return None
-        rate = self._val_rate
-        if rate is None and s.state.step_seconds:  # before any validation: a forward pass is about a third of a step
-            rate = s.state.step_seconds / s.units_per_step / 3
-        return None if rate is None else rate * s.val_size
-
     def _closing_validation(self) -> float | None:
-        """The run's last validation: the whole split, or, when that would not fit in what is left
-        of the time budget (or the share kept for it), a sample of it, which is said as such."""
-        full, s = self._closing_cost(), self.objective
-        if full is None:
-            return self.validate_loss(full=True)
-        left = self.time_budget - (time.perf_counter() - self._started)
-        allowed = max(left, CLOSING_SHARE * self.time_budget)
-        if full <= allowed:
-            return self.validate_loss(full=True)
-        return self.validate_loss(full=True, limit=max(1, int(s.val_size * allowed / full)))
+        """The run's last validation: the whole split, or a sample of it when the whole would not
+        fit in the time budget (clock.py)."""
+        limit = self.clock.closing_limit() if self.clock is not None else None
+        return self.validate_loss(full=True, limit=limit)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -303,29 +231,23 @@ class Trainer:
             return self._result("steps")
         # under torchrun rank 0 alone writes the run directory; the others report into nothing
         self._metrics = open(s.run_dir / METRICS if s.engine.writes else os.devnull, "a", encoding="utf-8")
-        self._bar = self._make_bar(total)
-        self._started = time.perf_counter()
+        self._bar = make_bar(self.stream, total, s.state.step) if self.progress else None
+        self.clock = Clock(s, budget, self.say)
         self._elapsed0 = s.state.elapsed
         # units/s counts the time of training steps only, not validation, samples or checkpoints
         self._report_units, self._report_busy = 0, 0.0
-        # the busy time of this invocation's steps after its first (which compiles and warms up),
-        # until the speed is measured; and the seconds a validation takes per unit it scores
-        self._probe_steps, self._probe_busy = 0, 0.0
-        self._val_rate: float | None = None
         # the last step checkpointed and the last step reported; a recovery moves both back
         self._saved_at = self._logged_at = s.state.step
-        self._started_step: int | None = None
         lr = grad_norm = float("nan")
         stopped = "steps"
         try:
             while True:
                 st = s.state  # read again every step: a recovery replaces it
                 cfg = s.cfg  # and the intervals measured once (_set_intervals) replace the configuration
-                run_time = time.perf_counter() - self._started
                 if total and st.step >= total:
                     break
                 # under torchrun every process must stop at the same step: the engine agrees on it
-                signum, out_of_time = s.engine.agree(self._signal, bool(budget and run_time + self._reserve() >= budget))
+                signum, out_of_time = s.engine.agree(self._signal, self.clock.out_of_time())
                 if out_of_time:
                     stopped = "time"
                     break
@@ -335,7 +257,7 @@ class Trainer:
                     break
                 step_started = time.perf_counter()
                 batch = s.next_batch()
-                time_frac = run_time / budget if budget else None
+                time_frac = self.clock.elapsed() / budget if budget else None
                 # the schedule follows the configured horizon, wherever this invocation stops
                 lr = lr_at(cfg, st.step, cfg.steps, s.steps_per_epoch, time_frac) * st.lr_scale
                 # per-parameter gradient norms only on steps that may report: other steps pay nothing
@@ -371,8 +293,7 @@ class Trainer:
                 self._report_units += batch.size
                 self._report_busy += busy
                 step = st.step
-                if not st.step_seconds and self._timed():
-                    self._probe(busy)
+                self.clock.step_done(busy)
                 if s.engine.writes:
                     sample = s.sample(step, batch)
                     if sample is not None:
@@ -404,7 +325,7 @@ class Trainer:
                     # become a best and move early stopping, and a record would split the next
                     # one's average, which a run that never stopped would not do. The losses of
                     # the record in progress are in the state, so the resumed run writes it whole.
-                    st.elapsed = self._elapsed0 + (time.perf_counter() - self._started)
+                    st.elapsed = self._elapsed0 + self.clock.elapsed()
                     s.save(s.run_dir / LATEST)
             elif st.step != self._saved_at:  # stopped by time between checkpoints
                 st.val_loss = self._closing_validation()
@@ -427,10 +348,10 @@ class Trainer:
 
     def _report(self, lr: float, grad_norm: float, evaluated: bool) -> None:
         """Append one metrics line (and show it on the bar / as JSON)."""
-        now = time.perf_counter()
         s = self.objective
         st = s.state
-        st.elapsed = self._elapsed0 + (now - self._started)
+        run_time = self.clock.elapsed()
+        st.elapsed = self._elapsed0 + run_time
         rate = round(self._report_units / max(self._report_busy, 1e-9), 1)
         record = {
             "step": st.step,
@@ -453,7 +374,7 @@ class Trainer:
             # one unit on the bar, the other named: the loss in nats, as the record has it
             post = [f"loss {st.smoothed_loss:.3f} nats", *s.postfix(), f"{rate:,.0f} {s.unit}/s"]
             if self.time_budget:
-                post.append(f"{max(0.0, self.time_budget - (now - self._started)):.0f}s left")
+                post.append(f"{max(0.0, self.time_budget - run_time):.0f}s left")
             self._bar.set_postfix_str(", ".join(post), refresh=False)
         elif evaluated and not self.quiet and not self.json_log and s.says_validations:
             self.say(f"step {st.step:,}: training loss {st.smoothed_loss:.4f}" + s.validation_words())
@@ -513,16 +434,6 @@ class Trainer:
             f.write(f"---- step {step} ----\n{text}\n")
         self.say(f"---- sample at step {step:,} ----\n{text}\n----")
 
-    def _make_bar(self, total: int) -> Any:
-        if not self.progress:
-            return None
-        if not _interactive(self.stream):  # a pipe or a log file: plain lines now and then, no redrawn bar
-            return _Lines(self.stream, total, self.objective.state.step)
-        from tqdm.auto import tqdm  # a widget in notebooks, text in a terminal
-
-        return tqdm(total=total or None, initial=self.objective.state.step, unit="step", file=self.stream,
-                    dynamic_ncols=True, smoothing=0.1)
-
     def _result(self, stopped: str) -> TrainResult:
         s = self.objective
         st = s.state
@@ -561,122 +472,6 @@ def _world() -> Any:
     from ..torch_backend.distributed import World
 
     return World.from_env()
-
-
-class _Tolerant:
-    """A text stream whose failures to write (a closed pipe, a terminal gone, a closed file) are
-    swallowed: after the first one it stays silent. None stands for sys.stdout as it is at each
-    write."""
-
-    def __init__(self, stream: TextIO | None) -> None:
-        self._stream = stream
-        self.broken = False
-
-    @property
-    def stream(self) -> TextIO:
-        return self._stream if self._stream is not None else sys.stdout
-
-    def write(self, text: str) -> int:
-        if not self.broken:
-            try:
-                return self.stream.write(text)
-            except (OSError, ValueError):
-                self.broken = True
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.broken:
-            try:
-                self.stream.flush()
-            except (OSError, ValueError):
-                self.broken = True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
-
-
-def _environment(objective: Any, resume: bool) -> dict[str, Any]:
-    """What trained this invocation: the versions of charrnn and what it runs on, and the machine."""
-    import platform
-    from datetime import datetime, timezone
-    from importlib import metadata
-
-    from .. import __version__
-    from ..threads import thread_info, workers
-
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    threads = workers()  # applies charrnn's choice, which training does anyway
-    info = thread_info()
-    return {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "invocation": "resume" if resume else "new run", "step": objective.state.step,
-        "backend": getattr(objective.cfg, "backend", "numpy"), "charrnn": __version__,
-        "python": platform.python_version(), "numpy": np.__version__, "numba": version("numba"),
-        "torch": version("torch"), "platform": platform.platform(), "machine": platform.machine(),
-        "cpu": _cpu_name(), "cores": os.cpu_count(), "usable_cores": info.get("usable_cpus"),
-        "threads": threads, "blas": [{k: lib.get(k) for k in ("library", "version", "architecture")}
-                                     for lib in info.get("blas", [])],
-    }
-
-
-def _cpu_name() -> str:
-    """The processor's model name (Linux's /proc/cpuinfo), or what the platform says."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _interactive(stream: Any) -> bool:
-    """Whether progress can be redrawn in place: a terminal, or a notebook (its own widget)."""
-    if "ipykernel" in sys.modules:
-        return True
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-class _Lines:
-    """The progress bar's place when stderr is not a terminal: one plain line every
-    `PLAIN_SECONDS` (and the messages the run says), never the bar's carriage-return redraws,
-    which fill a log file (tqdm's interface, as much of it as the loop uses)."""
-
-    def __init__(self, stream: Any, total: int, initial: int) -> None:
-        self.stream, self.total, self.n = stream, total, initial
-        self.postfix = ""
-        self.last = time.monotonic()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.monotonic()
-        if now - self.last >= PLAIN_SECONDS:
-            self.last = now
-            self._line()
-
-    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
-        self.postfix = text
-
-    def write(self, message: str, file: Any = None) -> None:
-        print(message, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        pass
-
-    def _line(self) -> None:
-        where = f"step {self.n:,}" + (f" of {self.total:,}" if self.total else "")
-        print(where + (f": {self.postfix}" if self.postfix else ""), file=self.stream, flush=True)
 
 
 def _finite_or_none(x: float | None) -> bool:

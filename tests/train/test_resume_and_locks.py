@@ -306,7 +306,8 @@ def test_resume_from_best_is_refused_in_place_and_continues_in_a_new_directory(t
     proc = run_cli("train", "--resume", run / BEST, "--out", new, "--steps", "250")
     assert proc.returncode == 0, proc.stderr
     assert snapshot(run) == before  # the source run is only read
-    assert sorted(p.name for p in new.iterdir()) == sorted([BEST, CONFIG, LATEST, METRICS, TOKENS, "samples.txt"])
+    assert sorted(p.name for p in new.iterdir()) == sorted([BEST, CONFIG, LATEST, METRICS, TOKENS, "samples.txt",
+                                                          "environment.json"])
     assert json.loads((new / CONFIG).read_text())["steps"] == 250
     # the same as putting best in latest's place and resuming there: optimizer, data, generators
     ref = tmp_path / "ref"

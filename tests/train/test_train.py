@@ -412,9 +412,9 @@ def test_without_a_terminal_progress_is_plain_lines_with_one_unit(tmp_path, monk
     the loss in nats with bits named beside the validation."""
     import io
 
-    from charrnn.train import loop
+    from charrnn.train import progress
 
-    monkeypatch.setattr(loop, "PLAIN_SECONDS", 0.0)  # a line at every step, for the test
+    monkeypatch.setattr(progress, "PLAIN_SECONDS", 0.0)  # a line at every step, for the test
     text = tmp_path / "t.txt"
     text.write_text(SONNET * 6)
     out = io.StringIO()
@@ -436,7 +436,9 @@ def test_intervals_in_seconds_are_turned_into_steps_once_and_kept_on_resume(tmp_
     from charrnn.io.checkpoint import load_checkpoint
     from charrnn.train import Interrupted
 
-    monkeypatch.setattr(Trainer, "measure_step_seconds", lambda self, busy, steps: 0.5)
+    from charrnn.train.clock import Clock
+
+    monkeypatch.setattr(Clock, "measure_step_seconds", lambda self, busy, steps: 0.5)
     text = tmp_path / "t.txt"
     text.write_text(SONNET * 30)
     given = dict(text=str(text), hidden_size=16, seq_len=16, batch_size=4, steps=80, time_budget=100.0, log_every=5)
@@ -462,7 +464,7 @@ def test_intervals_in_seconds_are_turned_into_steps_once_and_kept_on_resume(tmp_
     run.objective.next_batch = next_batch
     with pytest.raises(Interrupted):
         run.run()
-    monkeypatch.setattr(Trainer, "measure_step_seconds", lambda self, busy, steps: pytest.fail("measured again"))
+    monkeypatch.setattr(Clock, "measure_step_seconds", lambda self, busy, steps: pytest.fail("measured again"))
     Trainer({}, tmp_path / "run", resume=True, quiet=True).run()
 
     def timeless(d):
@@ -479,10 +481,10 @@ def test_intervals_in_seconds_are_turned_into_steps_once_and_kept_on_resume(tmp_
 def test_the_closing_validation_stays_inside_the_time_budget(tmp_path, monkeypatch):
     """When the whole split would take longer than what the budget leaves for it, the closing
     validation scores a sample of it, and says so where it is printed and stored."""
-    from charrnn.train import loop
+    from charrnn.train.clock import Clock
 
     # a validation of the whole split estimated at an hour: far beyond a tenth of the budget
-    monkeypatch.setattr(loop.Trainer, "_closing_cost", lambda self: 3600.0)
+    monkeypatch.setattr(Clock, "closing_cost", lambda self: 3600.0)
     text = tmp_path / "t.txt"
     text.write_text(SONNET * 60)
     status = cli.main(["train", str(text), "--out", str(tmp_path / "run"), "--hidden-size", "16", "--seq-len", "16",
