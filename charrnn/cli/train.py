@@ -9,10 +9,11 @@ import sys
 from ..settings import (AUTO, BACKENDS, CELL_DEFAULTS, CELLS, DATASETS, DEFAULT_CELL, DEVICES, DTYPES, ENCODINGS,
                         INITS, OPTIMIZERS, PRESETS, SCHEDULES)
 from ..errors import CharRNNError, ConfigError
-from ._common import apply_threads, command, tell
+from ._common import apply_threads, command, run_dir_arg, tell
 
 
-@command("train", f"train on a text file (or --dataset {' | '.join(DATASETS)}), with checkpoints and exact resume")
+@command("train", f"train on a text file (or --dataset {' | '.join(DATASETS)}), with checkpoints and exact resume",
+         outputs=(), run_dirs=("--out",))
 def _train(p: argparse.ArgumentParser):
     import dataclasses
 
@@ -21,9 +22,9 @@ def _train(p: argparse.ArgumentParser):
 
     d = TrainConfig()
     p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<name of the text>); with --resume, "
+    p.add_argument("--out", metavar="RUN_DIR", type=run_dir_arg, help="run directory (default: runs/<name of the text>); with --resume, "
                    "continue the run in this new directory instead")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped (or from "
+    p.add_argument("--resume", metavar="RUN_DIR", type=run_dir_arg, help="continue the run in RUN_DIR exactly where it stopped (or from "
                    "RUN_DIR/best.safetensors, with --out NEW_DIR)")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")

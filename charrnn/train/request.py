@@ -9,6 +9,7 @@ from typing import Any
 
 from ..settings import DATASETS, TrainConfig, apply_overrides, read_config_file
 from ..errors import ConfigError
+from ..io.rundir import run_dir_path
 
 
 def train_request(
@@ -33,7 +34,7 @@ def train_request(
         raise ConfigError(f"give a text file to train on, or --dataset {' | '.join(DATASETS)}")
     if cfg.text is not None and cfg.dataset is not None:
         raise ConfigError("give either a text file or --dataset, not both")
-    run_dir = Path(out) if out is not None else fresh_run_dir(cfg.dataset or Path(cfg.text or "").stem or "run")
+    run_dir = run_dir_path(out) if out is not None else fresh_run_dir(cfg.dataset or Path(cfg.text or "").stem or "run")
     return cfg, run_dir, frozenset(asked)
 
 
