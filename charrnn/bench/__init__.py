@@ -452,7 +452,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cells", default=",".join(CELLS), type=lambda t: _list_of(t, CELLS, "--cells"),
                    help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(CELLS)}")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 15, quick 5)")
-    p.add_argument("--json", type=Path, default=None, help="also write the results (with every sample) here")
+    p.add_argument("--json", default=None, help="also write the results (with every sample) here")
     p.add_argument("--force", action="store_true",
                    help="replace --json's file if it is an existing regular file (never a checkpoint or a run's files)")
     p.add_argument("--backend", choices=BACKENDS, default="numpy",

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 
 try:
     import fcntl
@@ -204,11 +204,11 @@ class RunLock:
         return RunLocked(message)
 
 
-@contextmanager
-def locked_run_dir(d: Path) -> Iterator[RunLock]:
-    """Make run directory `d` (with its missing parents) and hold its lock for the block; when the
-    lock is refused or the block fails, the folders made here are removed again where empty."""
-    made = []  # innermost first
+def lock_run_dir(d: Path) -> tuple[RunLock, list[Path]]:
+    """Make run directory `d` (with its missing parents) and take its lock, before anything in it
+    is touched. Returns the lock and the folders made (innermost first), for the caller to remove
+    (`remove_dirs`) if what follows fails; when the lock is refused they are removed here."""
+    made = []
     p = d
     while not os.path.lexists(p) and p != p.parent:
         made.append(p)
@@ -216,17 +216,37 @@ def locked_run_dir(d: Path) -> Iterator[RunLock]:
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise CheckpointError(f"cannot create {d}: {e.strerror or e}") from None
+        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
+    lock = RunLock(d)
     try:
-        with RunLock(d) as lock:
-            yield lock
+        lock.acquire()
     except BaseException:
-        for p in made:
-            try:
-                p.rmdir()
-            except OSError:
-                pass
+        remove_dirs(made)
         raise
+    return lock, made
+
+
+def remove_dirs(made: list[Path]) -> None:
+    """Remove the folders `lock_run_dir` made, innermost first, where they are empty."""
+    for p in made:
+        try:
+            p.rmdir()
+        except OSError:
+            pass
+
+
+@contextmanager
+def locked_run_dir(d: Path) -> Iterator[RunLock]:
+    """`lock_run_dir` for the block: the lock is released at its end, and the folders made are
+    removed again if it fails."""
+    lock, made = lock_run_dir(d)
+    try:
+        yield lock
+    except BaseException:
+        lock.release()
+        remove_dirs(made)
+        raise
+    lock.release()
 
 
 def _write_record(fd: int, data: bytes) -> None:

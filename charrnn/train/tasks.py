@@ -27,7 +27,7 @@ from ..settings import explicit_settings
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model.params import layer_names
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm, make_optimizer
-from ..io.lock import RunLock
+from ..io.lock import RunLock, lock_run_dir
 from ..io.writer import atomic_copy, atomic_write_bytes
 from .loop import Diverged, Interrupted, while_running
 from .schedule import lr_at
@@ -170,11 +170,8 @@ class TaskTrainer:
         self.model.params[layer_names(0)[0]][:, UNKNOWN] = 0.0  # an unseen character: no input at all
         self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.lr, **optimizer_options(cfg))
         self.state = fresh_state(data)
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
-        self.lock = RunLock(d).acquire()  # a run another process writes is refused before anything changes
+        # a run another process writes is refused before anything changes, and a refusal leaves no folder
+        self.lock, _ = lock_run_dir(d)
         for n in (tck.LATEST, tck.BEST, tck.METRICS):
             (d / n).unlink(missing_ok=True)
         self._save(d / tck.LATEST)
