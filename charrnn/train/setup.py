@@ -26,7 +26,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
-from ..io.lock import RunLock
+from ..io.lock import RunLock, lock_run_dir, remove_dirs
 from ..io.writer import atomic_copy, atomic_write_bytes, replace_durably
 from ..threads import requested_threads
 from .schedule import optimizer_options
@@ -152,7 +152,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say, asked: Ite
     # Nothing is left half-made: the text is encoded under a temporary name and everything is
     # checked before an old run (--force) is removed; on any failure, even Ctrl-C, what this
     # call created is removed again.
-    created, lock = _claim_run_dir(d)
+    lock, created = lock_run_dir(d)
     staged = d / f".{ckpt.TOKENS}.new"
     written: list[Path] = []
     try:
@@ -189,7 +189,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say, asked: Ite
         for p in (staged, *written):
             _discard(p)
         lock.release()
-        _remove_dirs(created)
+        remove_dirs(created)
         raise
     if source is not None:
         added = encoded.vocab.size - source.vocab.size
@@ -386,7 +386,7 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
     if replacing and not force:
         raise ConfigError(f"{d} already holds a run: give another --out, or --force to replace it")
     saved = TrainState.from_json(c.state, c.path)
-    created, lock = _claim_run_dir(d)
+    lock, created = lock_run_dir(d)
     staged = d / f".{ckpt.TOKENS}.new"
     written: list[Path] = []
     try:
@@ -419,7 +419,7 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
         for p in (staged, *written):
             _discard(p)
         lock.release()
-        _remove_dirs(created)
+        remove_dirs(created)
         if isinstance(e, OSError):  # copying the run's files (a full disk, a special file)
             raise CheckpointError(f"cannot continue {c.path} in {d}: {e.strerror or e}") from None
         raise
@@ -566,24 +566,6 @@ def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: Trai
 # helpers
 
 
-def _claim_run_dir(d: Path) -> tuple[list[Path], RunLock]:
-    """Make run directory `d` (with its missing parents) and take its lock, before anything in it
-    is touched (another writer's files are its own); returns the directories made, which the
-    caller removes if set-up fails, and the lock. On failure here, what was made is removed."""
-    created = _missing_dirs(d)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
-    lock = RunLock(d)
-    try:
-        lock.acquire()
-    except BaseException:
-        _remove_dirs(created)
-        raise
-    return created, lock
-
-
 def _install_tokens(staged: Path, tokens: Path) -> None:
     """Put a staged, fully written tokens.bin in place."""
     try:
@@ -599,24 +581,6 @@ def _discard(p: Path) -> None:
         p.unlink(missing_ok=True)
     except OSError:
         pass
-
-
-def _remove_dirs(created: list[Path]) -> None:
-    """Remove the directories `_missing_dirs` listed, innermost first, where they are empty."""
-    for p in reversed(created):
-        try:
-            p.rmdir()
-        except OSError:
-            pass
-
-
-def _missing_dirs(d: Path) -> list[Path]:
-    """The directories `d.mkdir(parents=True)` would create, outermost first."""
-    missing = []
-    while not d.exists() and d != d.parent:
-        missing.append(d)
-        d = d.parent
-    return missing[::-1]
 
 
 def _remove_temporaries(run_dir: Path) -> None:
