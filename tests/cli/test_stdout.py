@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
 
 
 COMMANDS = {  # a few commands that print, each printing in its own way
-    "sample": lambda b: ["sample", b / "lm", "--length", "100000", "--seed", "1"],
+    "sample": lambda b: ["sample", b / "lm", "--length", "100000", "--seed", "1", "--novelty"],
     "eval": lambda b: ["eval", b / "lm", b / "text.txt", "--json", "--quiet"],
     "impulse": lambda b: ["impulse", "--json"],
     "classify": lambda b: ["classify", "predict", b / "clf", "abba", "baab"],
