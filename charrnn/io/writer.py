@@ -134,7 +134,9 @@ def check_target(path: str | os.PathLike[str], *, force: bool = False, own: str 
     from .rundir import TRAINING_FILES, is_run_dir
 
     text = os.fspath(path)
-    if not isinstance(text, str) or text == "":
+    if not isinstance(text, str):
+        raise ConfigError(f"{text!r}: a file to write is named by a text path")
+    if text == "":
         raise ConfigError("an empty path names no file: give the path of the file to write")
     if text.endswith(("/", os.sep)):  # Path() would drop the slash
         raise ConfigError(f"{text} names a directory: give the path of the file to write")
@@ -151,7 +153,8 @@ def check_target(path: str | os.PathLike[str], *, force: bool = False, own: str 
         raise CheckpointError(f"cannot write {p}: {e.strerror or e}") from None
     kind = stat.S_IFMT(st.st_mode)
     if kind != stat.S_IFREG:
-        raise ConfigError(f"{p} is {_KINDS.get(kind, 'not a regular file')}: only a regular file is written or replaced")
+        what = _KINDS.get(kind, "not a regular file")
+        raise ConfigError(f"{p} is {what}: only a regular file is written or replaced")
     if _is_training_checkpoint(p):
         raise ConfigError(f"{p} is a training checkpoint: no command but training replaces one")
     if force or (own is not None and p.name == own and is_run_dir(p.parent)):

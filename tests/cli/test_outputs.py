@@ -120,7 +120,7 @@ def test_every_command_that_writes_a_file_documents_force(command):
 
 # -- hostile targets ------------------------------------------------------------------------------
 
-HOSTILE = [f"this run's {n}" for n in (*TRAINING_FILES, LOCK)] + [f"other run's {n}" for n in (*TRAINING_FILES, LOCK)] + [
+HOSTILE = [f"{run} run's {n}" for run in ("this", "other") for n in (*TRAINING_FILES, LOCK)] + [
     "a checkpoint under another name", "a link to a file", "a dangling link", "a FIFO", "a device", "a directory",
     "an empty path", "a path ending in a slash", "a missing folder", "an existing file, without --force"]
 
