@@ -18,7 +18,8 @@ def _plot(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         from ..diagnostics.plots import curves_figure, pyplot, write_png
         from ..errors import ConfigError
-        from ..io.rundir import CURVES, read_metrics, run_dir_of
+        from ..io.layout import CURVES
+        from ..io.rundir import read_metrics, run_dir_of
         from ..io.writer import check_target
 
         pyplot()

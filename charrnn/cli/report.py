@@ -18,7 +18,7 @@ def _report(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         from pathlib import Path
 
-        from ..io.rundir import REPORT
+        from ..io.layout import REPORT
         from ..io.writer import check_target, write_file
         from ..report.html import build_report
 

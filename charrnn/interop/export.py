@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import formats
 from ..io.checkpoint import Checkpoint
 from ..settings import EXPORT_FORMATS as FORMATS
 from ..errors import CheckpointError, ConfigError
@@ -39,7 +40,7 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
 
         return export_keras(c.model, c.vocab, out, force=force)
     metadata = {
-        "format": "charrnn.torch-export",
+        "format": formats.TORCH_EXPORT,
         "vocab": dump_json(c.vocab.to_json()),
         "model": dump_json({k: v for k, v in c.model.config.items() if k != "init"}),
         "torch_modules": f"rnn = torch.nn.{c.model.cell.upper()}(vocab_size, hidden_size, num_layers); "

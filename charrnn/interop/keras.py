@@ -231,28 +231,23 @@ def save_imported(model: CharRNN, vocab: Vocab, run_dir: str | Path, force: bool
     samples, report, curves), so that nothing describes another model; it goes only once the new
     model is safely written, so a failure (a full disk) leaves the old run whole."""
     from ..io.arrays import encode_arrays
-    from ..io.checkpoint import BEST
-    from ..io.lock import locked_run_dir
+    from ..io.layout import BEST, Claim, check_new_run_dir, clear_run, remove_temporaries, run_dir_path
     from ..io.modelfile import MODEL_FORMAT, MODEL_FORMAT_VERSION
-    from ..io.rundir import run_dir_path, run_files
     from ..io.writer import atomic_write_bytes
 
     d = run_dir_path(run_dir, "--out")
-    if os.path.lexists(d) and not d.is_dir():
-        raise ConfigError(f"--out {d} exists and is not a directory")
     meta = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "model": model.config, "vocab": vocab.to_json()}
     data = encode_arrays(model.params, meta)
-    with locked_run_dir(d):
-        old = run_files(d)
-        if old and not force:
-            raise ConfigError(f"{d} already holds a run: use --force to replace it")
-
-        def remove_old_run() -> None:
-            for p in old:
-                if p.name != BEST:  # replaced by the rename itself
-                    p.unlink(missing_ok=True)
-
-        atomic_write_bytes(d / BEST, data, before_replace=remove_old_run)
+    check_new_run_dir(d, force, "use --force to replace it")
+    claim = Claim(d)  # a run being trained is refused here, before anything in it changes
+    try:
+        replacing = check_new_run_dir(d, force, "use --force to replace it")  # as it is now, under the lock
+        remove_temporaries(d)  # garbage of a killed process, never part of a run
+        atomic_write_bytes(d / BEST, data, before_replace=(lambda: clear_run(d)) if replacing else None)
+    except BaseException:
+        claim.undo()
+        raise
+    claim.lock.release()
     return d / BEST
 
 

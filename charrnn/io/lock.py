@@ -18,11 +18,10 @@ import json
 import os
 import socket
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 
 try:
     import fcntl
@@ -202,51 +201,6 @@ class RunLock:
         if other_host:
             message += f"; if no charrnn runs there any more, delete {self.path}"
         return RunLocked(message)
-
-
-def lock_run_dir(d: Path) -> tuple[RunLock, list[Path]]:
-    """Make run directory `d` (with its missing parents) and take its lock, before anything in it
-    is touched. Returns the lock and the folders made (innermost first), for the caller to remove
-    (`remove_dirs`) if what follows fails; when the lock is refused they are removed here."""
-    made = []
-    p = d
-    while not os.path.lexists(p) and p != p.parent:
-        made.append(p)
-        p = p.parent
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create {d}: {e.strerror or e}") from None
-    lock = RunLock(d)
-    try:
-        lock.acquire()
-    except BaseException:
-        remove_dirs(made)
-        raise
-    return lock, made
-
-
-def remove_dirs(made: list[Path]) -> None:
-    """Remove the folders `lock_run_dir` made, innermost first, where they are empty."""
-    for p in made:
-        try:
-            p.rmdir()
-        except OSError:
-            pass
-
-
-@contextmanager
-def locked_run_dir(d: Path) -> Iterator[RunLock]:
-    """`lock_run_dir` for the block: the lock is released at its end, and the folders made are
-    removed again if it fails."""
-    lock, made = lock_run_dir(d)
-    try:
-        yield lock
-    except BaseException:
-        lock.release()
-        remove_dirs(made)
-        raise
-    lock.release()
 
 
 def _write_record(fd: int, data: bytes) -> None:

@@ -7,7 +7,6 @@ parse rather than fail, and say how much they skipped.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,47 +19,6 @@ from ..data.text import load_encoded, split_train_val
 from ..errors import CheckpointError, ConfigError, DataError
 
 _SAMPLE_HEADER = re.compile(r"^---- step (\d+) ----$")
-
-# The files a training writes in its run directory (language model, classify and tag alike): no
-# command's output may ever take one of these names there.
-TRAINING_FILES = (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.TOKENS, ckpt.SAMPLES)
-# The commands' own outputs inside a run, which the next run of the same command replaces freely.
-REPORT = "report.html"
-CURVES = "curves.png"
-COMMAND_OUTPUTS = (REPORT, CURVES)
-
-
-def is_run_dir(d: str | Path) -> bool:
-    """Whether folder `d` holds a run: a checkpoint, or the lock of a run being set up."""
-    from .lock import LOCK
-
-    return any(os.path.lexists(Path(d) / n) for n in (ckpt.LATEST, ckpt.BEST, LOCK))
-
-
-def run_files(d: str | Path) -> list[Path]:
-    """The files of the run in `d`: those its training writes, the commands' own outputs, and
-    what a killed writer left of them (`.NAME.tmpPID`, `.NAME.new`). Not the lock, nor anything
-    else the user keeps there."""
-    names = TRAINING_FILES + COMMAND_OUTPUTS
-    try:
-        entries = list(os.scandir(d))
-    except OSError:
-        return []
-    return [Path(e.path) for e in entries
-            if e.name in names or (e.name.startswith(".") and any(e.name[1:].startswith(n + ".") for n in names))]
-
-
-def run_dir_path(value: str | os.PathLike[str], what: str | None = "--out") -> Path:
-    """A run directory given by the user (`what` names the flag or argument, None for none). An
-    empty path is refused: Path("") is the current folder, and a run written there would mix
-    with the user's own files."""
-    prefix = f"{what}: " if what else ""
-    if not isinstance(value, (str, os.PathLike)):
-        raise ConfigError(f"{prefix}a run directory is a path, got {type(value).__name__}")
-    if os.fspath(value) in ("", b""):
-        raise ConfigError(f"{prefix}an empty path names no run directory (it would be the current folder)")
-    return Path(value)
-
 
 def run_dir_of(run: str | Path) -> Path:
     """The run directory of RUN: itself, or the folder of a checkpoint file."""

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import CharRNNError, CheckpointError, ConfigError
+from . import formats
+from .lock import LOCK
 
 
 def fsync_dir(directory: str | Path, *, best_effort: bool = True) -> None:
@@ -130,8 +132,7 @@ def check_target(path: str | os.PathLike[str], *, force: bool = False, own: str 
     regular file is replaced with `force`, or without it where its name is `own`, the command's
     own output, inside a run directory (report.html, curves.png). Nothing is opened but a regular
     file's header, so a FIFO never blocks the check."""
-    from .lock import LOCK
-    from .rundir import TRAINING_FILES, is_run_dir
+    from .layout import RUN_FILES
 
     text = os.fspath(path)
     if not isinstance(text, str):
@@ -141,7 +142,7 @@ def check_target(path: str | os.PathLike[str], *, force: bool = False, own: str 
     if text.endswith(("/", os.sep)):  # Path() would drop the slash
         raise ConfigError(f"{text} names a directory: give the path of the file to write")
     p = Path(text)
-    if p.name.casefold() in {n.casefold() for n in (*TRAINING_FILES, LOCK)} and is_run_dir(p.parent):
+    if p.name.casefold() in {n.casefold() for n in (*RUN_FILES, LOCK)} and _in_a_run(p.parent):
         raise ConfigError(f"{p} is a file of the run in {p.parent}: its training writes it, no other command does")
     try:
         st = os.lstat(p)
@@ -157,7 +158,7 @@ def check_target(path: str | os.PathLike[str], *, force: bool = False, own: str 
         raise ConfigError(f"{p} is {what}: only a regular file is written or replaced")
     if _is_training_checkpoint(p):
         raise ConfigError(f"{p} is a training checkpoint: no command but training replaces one")
-    if force or (own is not None and p.name == own and is_run_dir(p.parent)):
+    if force or (own is not None and p.name == own and _in_a_run(p.parent)):
         return p
     raise ConfigError(f"{p} already exists: --force replaces it")
 
@@ -173,13 +174,18 @@ def write_file(path: str | os.PathLike[str], data: bytes | memoryview | Callable
     return p
 
 
+def _in_a_run(d: Path) -> bool:
+    """Whether folder `d` holds a run, or one being set up (its lock is there already)."""
+    from .layout import holds_run
+
+    return holds_run(d) or os.path.lexists(d / LOCK)
+
+
 def _is_training_checkpoint(path: Path) -> bool:
     from .arrays import read_header
-    from .checkpoint import CHECKPOINT_FORMAT
-    from .task_checkpoint import TASK_FORMAT
 
     try:
         meta, _ = read_header(path)
     except CharRNNError:
         return False
-    return meta.get("format") in (CHECKPOINT_FORMAT, TASK_FORMAT)
+    return meta.get("format") in (formats.CHECKPOINT, formats.TASK)

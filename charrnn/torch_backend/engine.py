@@ -7,7 +7,7 @@ the update by the torch.optim class that charrnn's optimizer of the same name re
 the same names and move between the two unchanged. Loss and gradient norm come back together in
 one synchronisation; when either is not finite, nothing is updated and the loop recovers.
 
-The NumPy model and optimizer of the Setup remain the run's record: `pull` copies the device's
+The NumPy model and optimizer of the objective remain the run's record: `pull` copies the device's
 parameters and slots into them before a checkpoint, a validation or a sample, `push` copies them
 back after a restore. The carried state lives on the device as a tuple of (L, b, H) tensors, b
 the streams of this process, and is gathered into all B streams when a checkpoint is written.
@@ -37,9 +37,12 @@ _CLIP_NORM_EPS = 1e-6
 class TorchEngine:
     name = "torch"
 
-    def __init__(self, setup: Any, world: Any = None) -> None:
-        cfg, model = setup.cfg, setup.model
-        self.setup, self.world = setup, world
+    def __init__(self, objective: Any, world: Any = None) -> None:
+        if objective.kind != "lm":
+            raise ConfigError(f"the torch backend trains language models; charrnn {objective.kind} trains with the "
+                              "NumPy engine (--backend numpy)")
+        cfg, model = objective.cfg, objective.model
+        self.objective, self.world = objective, world
         self.rank, self.size = (world.rank, world.size) if world is not None else (0, 1)
         self.writes = self.rank == 0
         self.grad_norms: dict[str, float] | None = None  # of the last step that recorded them
@@ -48,7 +51,7 @@ class TorchEngine:
         self.device = world.device if world is not None else resolve_device(cfg.device)
         if self.device.type == "mps" and model.dtype.name == "float64":
             raise_float64_on_mps()
-        B = setup.batch_size
+        B = objective.batch_size
         if B % self.size:
             raise ConfigError(world.uneven_message(B))
         self.share = B // self.size  # streams of this process: rows [rank * share, (rank + 1) * share)
@@ -61,8 +64,8 @@ class TorchEngine:
             self.trained = torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.single_bias = [self.params[layer_names(k)[3]] for k in range(model.num_layers)] if cfg.single_bias else []
-        self.optimizer = _torch_optimizer(setup.optimizer, list(self.params.values()))
-        self._optimizer_in(setup.optimizer)
+        self.optimizer = _torch_optimizer(objective.optimizer, list(self.params.values()))
+        self._optimizer_in(objective.optimizer)
         self.generator = torch.Generator(device=self.device) if model.dropout else None
         self.inference = TorchModel(self.module, self.device, model.hidden_size, model.num_layers,
                                     len(model.state_parts))
@@ -91,21 +94,21 @@ class TorchEngine:
 
     # -- a step --------------------------------------------------------------------------------
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, hidden: Any, lr: float,
-                   record_norms: bool = False) -> tuple[float, float, Any]:
+    def train_step(self, batch: Any, hidden: Any, lr: float, record_norms: bool = False) -> tuple[float, float, Any]:
         """One step, with one synchronisation: the loss, the gradient norm and whether every
         parameter is finite after the update are read together at the end, so the device never
         waits for the host in between. A step whose loss or norm is not finite has then already
         been applied, to parameters the loop is about to replace: it restores the last checkpoint
         (`push`), so, as with the NumPy engine, nothing of that step outlives it."""
         state = self._local(hidden)
+        x, y = batch.x, batch.y
         rows = slice(self.rank * self.share, (self.rank + 1) * self.share)
         xt = torch.from_numpy(np.ascontiguousarray(x[rows].T)).to(self.device, non_blocking=True)  # (T, b)
         yt = torch.from_numpy(np.ascontiguousarray(y[rows].T)).to(self.device, non_blocking=True)
         if self.generator is not None:  # masks from the run's dropout generator: a resume draws the same
-            self.generator.manual_seed(int(self.setup.model.dropout_rng.integers(2**62)) + self.rank)
+            self.generator.manual_seed(int(self.objective.model.dropout_rng.integers(2**62)) + self.rank)
         self.module.train()
-        cfg = self.setup.cfg
+        cfg = self.objective.cfg
         with self._collective("a training step"):
             logits, state_n = self.trained(xt, state, self.generator)
             loss = torch.nn.functional.cross_entropy(logits, yt.reshape(-1))
@@ -173,20 +176,20 @@ class TorchEngine:
 
     # -- the NumPy record ----------------------------------------------------------------------
 
-    def pull(self, setup: Any) -> Any:
+    def pull(self, objective: Any) -> Any:
         """Parameters and optimizer slots into the NumPy model and optimizer; the state of all B
         streams returned as NumPy (every process must call this at the same step)."""
         with self._collective("a checkpoint"):
-            hidden = self._numpy_state(setup.hidden)
-        self.module.store_numpy(setup.model.params)
-        self._optimizer_out(setup.optimizer)
+            hidden = self._numpy_state(objective.hidden)
+        self.module.store_numpy(objective.model.params)
+        self._optimizer_out(objective.optimizer)
         return hidden
 
-    def push(self, setup: Any) -> None:
-        """After the Setup was restored from a checkpoint: its parameters and slots to the device.
-        The state stays NumPy in setup.hidden until the next step takes its share of it."""
-        self.module.load_numpy(setup.model.params)
-        self._optimizer_in(setup.optimizer)
+    def push(self, objective: Any) -> None:
+        """After the objective was restored from a checkpoint: its parameters and slots to the
+        device. The state stays NumPy in objective.hidden until the next step takes its share of it."""
+        self.module.load_numpy(objective.model.params)
+        self._optimizer_in(objective.optimizer)
 
     # -- optimizer state: charrnn's slots <-> torch.optim's -------------------------------------
 

@@ -400,7 +400,7 @@ def test_disk_full_while_encoding_the_text_leaves_nothing(tmp_path, sonnet_file,
 
 
 def test_ctrl_c_during_set_up_leaves_nothing(tmp_path, sonnet_file, monkeypatch, capsys):
-    from charrnn.train import setup as train_module
+    from charrnn.train import lm as train_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

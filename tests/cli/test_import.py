@@ -12,7 +12,7 @@ from conftest import SONNET, charrnn, error_line, fill_disk, listing
 from charrnn.errors import CharRNNError
 from charrnn.io.checkpoint import BEST, load_checkpoint
 from charrnn.io.lock import RunLock
-from charrnn.io.rundir import COMMAND_OUTPUTS, TRAINING_FILES
+from charrnn.io.layout import COMMAND_OUTPUTS, RUN_FILES
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras's own, on NumPy 2
 
@@ -65,7 +65,7 @@ def test_force_replaces_every_file_of_an_idle_run(made, tmp_path):
     proc = import_into(made, run, "--force")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in run.iterdir()) == [BEST, "notes.txt"]
-    assert not set(TRAINING_FILES + COMMAND_OUTPUTS) - {BEST} & {p.name for p in run.iterdir()}
+    assert not set(RUN_FILES + COMMAND_OUTPUTS) - {BEST} & {p.name for p in run.iterdir()}
     c = load_checkpoint(run)
     assert c.model.cell == "gru" and c.model.hidden_size == 6
     assert all(np.allclose(c.model.params[k], v, atol=1e-6) for k, v in made[1].params.items())

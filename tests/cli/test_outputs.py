@@ -26,7 +26,7 @@ from conftest import SONNET, charrnn, error_line, fill_disk, listing
 from charrnn.cli._common import COMMANDS, OUTPUTS, RUN_DIRS
 from charrnn.io.checkpoint import LATEST
 from charrnn.io.lock import LOCK, RunLock
-from charrnn.io.rundir import COMMAND_OUTPUTS, CURVES, REPORT, TRAINING_FILES
+from charrnn.io.layout import COMMAND_OUTPUTS, CURVES, REPORT, RUN_FILES
 
 TINY = ["--hidden-size", "8", "--seq-len", "16", "--batch-size", "4", "--steps", "4", "--eval-every", "2",
         "--sample-every", "2", "--sample-length", "20", "--log-every", "1"]
@@ -40,7 +40,7 @@ def runs(tmp_path_factory):
     proc = charrnn("train", base / "text.txt", "--out", base / "this", "--quiet", *TINY)
     assert proc.returncode == 0, proc.stderr
     shutil.copytree(base / "this", base / "other")
-    assert {p.name for p in (base / "this").iterdir()} >= set(TRAINING_FILES)
+    assert {p.name for p in (base / "this").iterdir()} >= set(RUN_FILES)
     return base
 
 
@@ -120,7 +120,7 @@ def test_every_command_that_writes_a_file_documents_force(command):
 
 # -- hostile targets ------------------------------------------------------------------------------
 
-HOSTILE = [f"{run} run's {n}" for run in ("this", "other") for n in (*TRAINING_FILES, LOCK)] + [
+HOSTILE = [f"{run} run's {n}" for run in ("this", "other") for n in (*RUN_FILES, LOCK)] + [
     "a checkpoint under another name", "a link to a file", "a dangling link", "a FIFO", "a device", "a directory",
     "an empty path", "a path ending in a slash", "a missing folder", "an existing file, without --force"]
 

@@ -11,7 +11,8 @@ import pytest
 from conftest import SONNET, charrnn, fill_disk, listing
 from charrnn.errors import CheckpointError
 from charrnn.io import lock as lock_module
-from charrnn.io.lock import LOCK, RunLock, lock_run_dir
+from charrnn.io.layout import Claim
+from charrnn.io.lock import LOCK, RunLock
 
 
 def _disk_full(fd, data):
@@ -25,7 +26,7 @@ def test_a_lock_file_that_cannot_be_filled_is_removed(tmp_path, monkeypatch):
     assert not (tmp_path / LOCK).exists()
     # the folders made for the run go too
     with pytest.raises(CheckpointError):
-        lock_run_dir(tmp_path / "a" / "run")
+        Claim(tmp_path / "a" / "run")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     with RunLock(tmp_path) as held:  # and with space again the lock is taken and names its holder

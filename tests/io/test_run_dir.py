@@ -1,4 +1,4 @@
-"""A run directory given as an empty path is refused in one place (`io.rundir.run_dir_path`):
+"""A run directory given as an empty path is refused in one place (`io.layout.run_dir_path`):
 Path("") is the current folder, where a run would be written among the user's own files."""
 
 import pytest
@@ -6,7 +6,7 @@ import pytest
 import charrnn
 from conftest import SONNET, charrnn as cli
 from charrnn.errors import ConfigError
-from charrnn.io.rundir import run_dir_path
+from charrnn.io.layout import run_dir_path
 
 
 def test_fit_refuses_an_empty_out_and_writes_nothing_here(tmp_path, monkeypatch):

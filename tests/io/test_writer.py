@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HalfWrittenFile, fill_disk, listing, tiny_config
+from conftest import HalfWrittenFile, charrnn, fill_disk, listing
 from charrnn.errors import CheckpointError, ConfigError
 from charrnn.io import writer
 from charrnn.io.checkpoint import BEST, LATEST
 from charrnn.io.lock import LOCK
-from charrnn.io.rundir import CURVES, REPORT, TRAINING_FILES
+from charrnn.io.layout import CURVES, REPORT, RUN_FILES
 from charrnn.io.writer import atomic_write_bytes, check_target, write_file
 
 OLD, NEW = b"the previous version\n", b"the new version, longer than the old one\n" * 50
@@ -96,14 +96,12 @@ def test_stale_temporaries_of_a_dead_writer_are_removed_and_a_live_ones_kept(tmp
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A finished tiny run: every file a training writes."""
-    from charrnn.train import Trainer
-
     base = tmp_path_factory.mktemp("writer")
-    text = base / "t.txt"
-    text.write_text("abcab cabba abc\n" * 40)
-    cfg = tiny_config(text, hidden_size=8, steps=4, eval_every=2, sample_every=2, log_every=1)
-    Trainer(cfg, base / "run", quiet=True).run()
-    assert {p.name for p in (base / "run").iterdir()} >= set(TRAINING_FILES)
+    (base / "t.txt").write_text("abcab cabba abc\n" * 40)
+    proc = charrnn("train", base / "t.txt", "--out", base / "run", "--hidden-size", "8", "--seq-len", "16",
+                   "--batch-size", "4", "--steps", "4", "--eval-every", "2", "--sample-every", "2", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in (base / "run").iterdir()} >= set(RUN_FILES)
     return base / "run"
 
 
@@ -122,7 +120,7 @@ def hostile_targets(tmp: Path, run: Path) -> dict[str, Path | str]:
         "the run's lock": run / LOCK,
         "a training file, in another case": run / LATEST.upper(),
     }
-    targets |= {f"the run's {name}": run / name for name in TRAINING_FILES}
+    targets |= {f"the run's {name}": run / name for name in RUN_FILES}
     if os.geteuid() == 0:
         os.mknod(tmp / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
         targets["a device"] = tmp / "null"

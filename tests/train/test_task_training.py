@@ -13,9 +13,10 @@ import pytest
 
 from charrnn import cli
 from conftest import charrnn
-from charrnn.task_settings import TaskConfig
-from charrnn.train.tasks import TaskTrainer
-from charrnn.io.task_checkpoint import BEST, LATEST, load_task_checkpoint
+from charrnn.settings import TaskConfig
+from charrnn.train import Trainer as TaskTrainer
+from charrnn.io.layout import BEST, LATEST
+from charrnn.io.task_checkpoint import load_task_checkpoint
 from charrnn.data.labelled import BucketBatcher, Example, stratified_split
 
 
@@ -287,4 +288,4 @@ def test_a_nan_step_is_rolled_back_and_a_signal_checkpoints(tmp_path, monkeypatc
     assert all(np.isfinite(p).all() for p in c.model.params.values())
     monkeypatch.setattr(CharClassifier, "loss_and_grads", real)
     result = TaskTrainer(TaskConfig(), tmp_path / "run", resume=True, quiet=True).run()
-    assert result["step"] == 40
+    assert result.step == 40

@@ -1,71 +1,59 @@
-"""Setting a run up: fresh in a new run directory, or resumed from a checkpoint.
+"""The language model's objective: B streams through a text, truncated BPTT over windows of T.
 
-Either way the result is a `Setup`, every object the training loop works on, positioned where the
-run stands. `Setup.save` and `Setup.restore` are the one place a run is written to and read back
-from a checkpoint: the loop saves through the first and rolls back after a divergence through the
+One step takes the next (B, T) window of every stream and runs forward and BPTT from the state
+carried out of the previous window; the state is zeroed only when the data wraps into a new epoch.
+Everything a step depends on (parameters, optimizer slots, the carried state, the data position,
+the random generators, the step count that drives the schedule) is in the checkpoint, so a run
+stopped and resumed is bit-identical to one that never stopped.
+
+Set-up makes a `LanguageModelRun` in one of three ways: fresh (`fresh_run`), resumed where it
+stands (`resume_run`), or a checkpoint continued in another directory (`resume_run` with `out`).
+`LanguageModelRun.save` and `.restore` are the one place the run is written to and read back from
+a checkpoint: the loop saves through the first and rolls back after a divergence through the
 second, as a resume does.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Mapping, TextIO
 
 import numpy as np
 
-from ..io import checkpoint as ckpt
-from ..settings import (DATASETS, PATH_SETTINGS, TrainConfig, auto_hidden_size, explicit_settings, preset_settings,
-                        resolve_auto, validate)
-from ..data.text import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file,
-                         fit_batch_shape, ids_digest, load_encoded, name_symbols, split_train_val)
+from ..data.text import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_vocab, encode_file, fit_batch_shape,
+                         ids_digest, load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
+from ..io import checkpoint as ckpt
+from ..io.layout import (BEST, CONFIG, LATEST, METRICS, TOKENS, Claim, check_new_run_dir, clear_run, discard,
+                         metrics_upto, remove_temporaries, trim_metrics, write_json)
+from ..io.lock import RunLock
+from ..io.writer import atomic_copy, atomic_write_bytes, replace_durably
 from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
-from ..io.lock import RunLock, lock_run_dir, remove_dirs
-from ..io.writer import atomic_copy, atomic_write_bytes, replace_durably
+from ..settings import (DATASETS, LM, PATH_SETTINGS, Facts, TrainConfig, adopt_source, requested_train, resolve, resumed,
+                        validate)
 from ..threads import requested_threads
+from .objective import Window
 from .schedule import optimizer_options
-from .state import TrainState, restore_generator
+from ..io.state import TrainState, restore_generator
 
-# Settings a resumed run may change; every other one would change what the run computes.
-RESUMABLE = {"steps", "time_budget", "log_every", "eval_every", "eval_max_chars", "sample_every",
-             "sample_length", "sample_temperature", "threads", "max_divergences", "patience", "text",
-             "backend", "device", "deterministic"}
-# When neither --steps nor --time-budget is given: this many epochs but at least AUTO_MIN_STEPS
-# (a small text needs many passes), within this many seconds, validating about AUTO_EVALS times
-# and stopping early after AUTO_PATIENCE validations without a new best. best.safetensors keeps
-# the best model, so running past the best costs time, never quality.
-AUTO_EPOCHS = 10
-AUTO_MIN_STEPS = 2000
-AUTO_TIME_BUDGET = 900.0
-AUTO_EVALS = 20
-AUTO_PATIENCE = 5
 # Refuse a run whose training memory estimate exceeds this fraction of physical memory.
 MEMORY_FRACTION = 0.8
+# A whole-split validation of at least this many characters shows a progress bar.
+FULL_VALIDATION_BAR = 1_000_000
 
 Say = Callable[[str], None]
 
 
 @dataclass
-class _Text:
-    """The run's text, cut into its training and validation parts."""
-
-    cfg: TrainConfig  # with the automatic plan filled in, which depends on the text's size
-    encoded: EncodedText  # the whole text, memory-mapped
-    batcher: Batcher  # B streams over the training part
-    val_ids: np.ndarray | None  # the validation part (None: the run does not validate)
-    n_train: int  # tokens in the training part
-    n_val: int  # tokens in the validation part
-
-
-@dataclass
-class Setup:
-    """A run ready to train: everything the loop reads and changes."""
+class LanguageModelRun:
+    """A language model's run ready to train: everything the loop reads and changes."""
 
     run_dir: Path
     cfg: TrainConfig  # what runs: every default and automatic choice filled in
@@ -77,10 +65,14 @@ class Setup:
     model: CharRNN
     optimizer: Optimizer  # holds the model's parameter arrays: they are updated in place, never replaced
     sample_rng: np.random.Generator  # draws the training-time samples, and nothing else
-    hidden: np.ndarray  # (L, B, H), carried from one window into the next (the engine's own form while training)
+    hidden: Any  # (L, B, H) arrays, carried from one window into the next (the engine's own form while training)
     state: TrainState
-    engine: Any = None  # what computes the steps (train/engine.py), attached by the trainer; None: NumPy
+    engine: Any = None  # what computes the steps (train/engine.py), attached by the trainer
     lock: RunLock | None = None  # held from set-up on: this process alone writes to run_dir
+
+    kind = LM
+    unit = "chars"
+    says_validations = False  # the progress bar shows them
 
     @property
     def vocab(self) -> Vocab:
@@ -94,6 +86,103 @@ class Setup:
     def seq_len(self) -> int:
         return self.batcher.seq_len
 
+    # -- the objective -------------------------------------------------------------------------
+
+    @property
+    def uniform_loss(self) -> float:
+        return math.log(self.vocab.size)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.batcher.windows_per_epoch
+
+    @property
+    def progress(self) -> float:
+        return self.batcher.progress
+
+    @property
+    def validates(self) -> bool:
+        return self.val_ids is not None
+
+    @property
+    def resume_command(self) -> str:
+        return f"charrnn train --resume {self.run_dir}"
+
+    def next_batch(self) -> Window:
+        x, y, reset = self.batcher.next_batch()
+        if reset:  # a new epoch: the streams start over from a zero state
+            self.hidden = self.engine.initial_state(self.batch_size)
+        return Window(x, y)
+
+    def loss_and_grads(self, batch: Window, hidden: Any) -> tuple[float, dict[str, np.ndarray], Any]:
+        return self.model.loss_and_grads(batch.x, batch.y, hidden)
+
+    def compiled_step(self) -> Any:
+        from .fused import FusedStep
+
+        c = self.cfg
+        return FusedStep.for_model(self.model, self.optimizer, self.batch_size, c.clip_value, c.clip_norm,
+                                   c.single_bias)
+
+    def count(self, batch: Window) -> None:
+        self.state.chars_seen += batch.size
+
+    def validate(self, full: bool, stream: TextIO | None) -> float | None:
+        """Validation nats/char: of the fixed periodic sample, or of the whole split (`full`, the
+        run's last validation); see evaluate/lm.py. `stream`: where a long one shows its progress."""
+        from ..evaluate.lm import EvalResult, evaluate_ids, evaluate_sample, periodic_budget
+
+        if self.val_ids is None:
+            return None
+        model, share = self.engine.inference_model(), self.engine.eval_share
+        if not full:
+            budget = periodic_budget(self.cfg.eval_max_chars, self.cfg.eval_every, self.batch_size, self.seq_len)
+            part = evaluate_sample(model, self.val_ids, budget, share=share)
+        elif stream is None or len(self.val_ids) < FULL_VALIDATION_BAR or share[1] > 1:
+            part = evaluate_ids(model, self.val_ids, share=share)
+        else:  # every character: on a large split this takes a while, so it shows its progress
+            from tqdm import tqdm
+
+            with tqdm(total=len(self.val_ids) - 1, desc="validation", unit="char", unit_scale=True, leave=False,
+                      file=stream) as bar:
+                part = evaluate_ids(model, self.val_ids, progress=bar.update)
+        # under torchrun each process scored its share of the streams: the parts add up
+        nats, chars = self.engine.sum_across([part.nats, float(part.chars)])
+        return EvalResult(nats, int(chars)).nats_per_char
+
+    def sample(self, step: int, batch: Window) -> str | None:
+        """The training-time sample due at `step`, from the window's first input character."""
+        if not (self.cfg.sample_every and step % self.cfg.sample_every == 0):
+            return None
+        from ..sample import SampleConfig, generate
+
+        sc = SampleConfig(length=self.cfg.sample_length, temperature=self.cfg.sample_temperature)
+        ids = generate(self.engine.inference_model(), np.array([int(batch.x[0, 0])]), sc, self.sample_rng)
+        return self.vocab.decode(ids)
+
+    def record(self, evaluated: bool) -> dict[str, Any]:
+        from ..diagnostics.gradflow import spectral_radii
+        from ..evaluate.lm import NATS_TO_BITS
+
+        val = self.state.val_loss if evaluated else None
+        out: dict[str, Any] = {"chars": self.state.chars_seen, "val_nats_per_char": val,
+                               "val_bits_per_char": val * NATS_TO_BITS if val is not None else None}
+        if evaluated:  # the recurrent weights' spectral radius per layer and gate block: an eigvals per block
+            m = self.model
+            out["spectral_radius"] = spectral_radii(m.params, m.num_layers, m.hidden_size)
+        return out
+
+    def postfix(self) -> dict[str, str]:
+        from ..evaluate.lm import NATS_TO_BITS
+
+        val = self.state.val_loss
+        return {} if val is None else {"val_bpc": f"{val * NATS_TO_BITS:.3f}"}
+
+    def validation_words(self) -> str:
+        return ""
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
     def save(self, path: Path) -> None:
         """Write the whole run to the checkpoint `path`, atomically. Under torchrun every process
         calls this at the same step (the carried state is gathered) and rank 0 alone writes."""
@@ -106,7 +195,10 @@ class Setup:
         self.state.sample_rng = self.sample_rng.bit_generator.state
         self.state.dropout_rng = self.model.dropout_rng.bit_generator.state
         self.state.workers = self.model.workers_for(self.batch_size)
-        ckpt.save_checkpoint(path, self.model, self.vocab, self.cfg, self.state.to_json(), self.optimizer, hidden)
+        ckpt.save_checkpoint(path, self.model, self.vocab, self.cfg, self.state.to_json(LM), self.optimizer, hidden)
+
+    def load(self, path: Path) -> ckpt.Checkpoint:
+        return ckpt.load_checkpoint(path)
 
     def restore(self, c: ckpt.Checkpoint) -> None:
         """Continue from checkpoint `c` of this run: parameters (copied into the arrays the
@@ -122,7 +214,7 @@ class Setup:
         if c.hidden is None:
             raise CheckpointError(f"{c.path}: the carried hidden state is missing")
         self.hidden = c.hidden
-        self.state = TrainState.from_json(c.state, c.path)
+        self.state = TrainState.from_json(c.state, c.path, LM)
         if self.engine is not None:
             self.engine.push(self)
 
@@ -131,65 +223,51 @@ class Setup:
 # a fresh run
 
 
-def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say, asked: Iterable[str] | None = None) -> Setup:
-    """Set a new run up in `run_dir` (replacing one there only with `force`) and write its first
-    checkpoint and config.json. `asked`: the names of the settings the user gave (see config.explicit_settings)."""
-    if cfg.preset:
-        cfg = TrainConfig(**(cfg.to_dict() | preset_settings(cfg.preset) | explicit_settings(cfg, asked)))
-    validate(cfg)
+def fresh_run(given: Mapping[str, Any], run_dir: Path, force: bool, say: Say) -> LanguageModelRun:
+    """Set a new run up in `run_dir` (replacing one there only with `force`) from the settings
+    given by name, and write its first checkpoint and config.json."""
+    cfg = requested_train(given)
     requested_threads()  # CHARRNN_THREADS: refused now, not at the first step after an old run is gone
     d = run_dir
-    if d.exists() and not d.is_dir():
-        raise ConfigError(f"--out {d} exists and is not a directory")
-    replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
-    if replacing and not force:
-        raise ConfigError(f"{d} already holds a run: use --resume {d} to continue it, or --force to replace it")
+    replacing = check_new_run_dir(d, force, f"use --resume {d} to continue it, or --force to replace it")
     text_path = _text_path(cfg)
-    source = None
-    if cfg.init_from is not None:
-        source = _fine_tuning_source(cfg.init_from)
-        cfg = _adopt_model(cfg, source, asked)
+    source = _fine_tuning_source(cfg.init_from) if cfg.init_from is not None else None
+    if source is not None:
+        cfg = adopt_source(cfg, given, _source_facts(source))
     # Nothing is left half-made: the text is encoded under a temporary name and everything is
     # checked before an old run (--force) is removed; on any failure, even Ctrl-C, what this
     # call created is removed again.
-    lock, created = lock_run_dir(d)
-    staged = d / f".{ckpt.TOKENS}.new"
-    written: list[Path] = []
+    claim = Claim(d)
+    staged = d / f".{TOKENS}.new"
+    claim.written.append(staged)
     try:
-        _remove_temporaries(d)  # garbage of a killed process, never part of a run
+        remove_temporaries(d)  # garbage of a killed process, never part of a run
         if source is None:
             encoded = encode_file(text_path, staged, encoding=cfg.encoding)
         else:
             encoded = _encode_for_fine_tuning(text_path, staged, source.vocab, cfg.extend_vocab)
-        text = _prepare_data(_resolve(cfg, encoded, say), encoded, say, asked)
-        cfg = text.cfg
+        cfg, batcher, val_ids, n_train = _plan(cfg, given, encoded, say)
         model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init,
                         cell=cfg.cell, dropout=cfg.dropout)
         if source is not None:  # its weights, with the new symbols' slices as initialised just now
             transplant(source.model.params, model.params, source.vocab.positions_in(encoded.vocab))
         optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
-        B, T = text.batcher.batch_size, text.batcher.seq_len
-        s = Setup(d, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
-                  sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B),
-                  state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded), text_sha256=encoded.text_sha256,
-                                   tokens_sha256=encoded.ids_sha256), lock=lock)
+        B, T = batcher.batch_size, batcher.seq_len
+        s = LanguageModelRun(d, cfg, encoded, batcher, val_ids, n_train, len(encoded) - n_train, model, optimizer,
+                             sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B),
+                             state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded),
+                                              text_sha256=encoded.text_sha256, tokens_sha256=encoded.ids_sha256),
+                             lock=claim.lock)
         if replacing:
-            for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
-                (d / n).unlink(missing_ok=True)
-        written = [d / ckpt.TOKENS, d / ckpt.LATEST, d / ckpt.CONFIG]
-        _install_tokens(staged, d / ckpt.TOKENS)
-        encoded.path = d / ckpt.TOKENS
+            clear_run(d)
+        claim.written += [d / TOKENS, d / LATEST, d / CONFIG]
+        _install_tokens(staged, d / TOKENS)
+        encoded.path = d / TOKENS
         # the checkpoint first: a run directory with a config.json always has one to resume
-        s.save(d / ckpt.LATEST)  # the first "last good state", for divergence recovery
-        # config.json can be given back to `charrnn train --config`: its paths are made absolute
-        # there, as a config file's relative paths would be taken from the run directory
-        paths = {k: os.path.abspath(v) for k in PATH_SETTINGS if isinstance(v := getattr(cfg, k), str)}
-        _write_json(d / ckpt.CONFIG, cfg.to_dict() | {"batch_size": B, "seq_len": T} | paths)
+        s.save(d / LATEST)  # the first "last good state", for divergence recovery
+        write_json(d / CONFIG, _config_record(cfg, s))
     except BaseException:
-        for p in (staged, *written):
-            _discard(p)
-        lock.release()
-        remove_dirs(created)
+        claim.undo()
         raise
     if source is not None:
         added = encoded.vocab.size - source.vocab.size
@@ -201,26 +279,54 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say, asked: Ite
     return s
 
 
+def _plan(cfg: TrainConfig, given: Mapping[str, Any], encoded: EncodedText, say: Say) -> tuple[TrainConfig, Batcher, np.ndarray | None, int]:
+    """The run's resolved configuration and data: the text split, the batch fitted to it, every
+    automatic choice made (settings.resolve) and the memory it needs checked."""
+    n = len(encoded)
+    if encoded.vocab.size < 2:
+        raise DataError(
+            f"{cfg.text or cfg.dataset} holds only one distinct symbol ({encoded.vocab.symbols[0]!r}, "
+            f"{n:,} time(s)): there is nothing to predict; training needs at least 2 distinct symbols"
+        )
+    if cfg.val_frac and int(n * cfg.val_frac) < MIN_SPLIT_TOKENS:
+        # A text this short is better learned whole than refused; the saved config says so.
+        say(f"charrnn: the text has only {n:,} tokens, too few to hold out --val-frac {cfg.val_frac:g} "
+            "for validation: training on all of it, without validation")
+        cfg = cfg.replace(val_frac=0.0)
+    train_range, val_range = split_train_val(n, cfg.val_frac)
+    n_train = len(train_range)
+    B, T, message = fit_batch_shape(n_train, cfg.batch_size, cfg.seq_len)
+    batcher = Batcher(encoded.ids[:n_train], B, T)
+    facts = Facts(n_tokens=n, windows_per_epoch=batcher.windows_per_epoch, validates=val_range is not None)
+    cfg = resolve(cfg, given, facts)
+    validate(cfg)
+    V, H, L = encoded.vocab.size, cfg.hidden_size, cfg.num_layers
+    # judged at the batch and window the text leaves (a short text shrinks them), not as asked
+    need = estimate_memory(V, H, L, B, T, np.dtype(cfg.dtype).itemsize, cfg.cell)
+    have = physical_memory()
+    if have and need > MEMORY_FRACTION * have:
+        raise ConfigError(
+            f"this model and batch need about {need / 2**30:.1f} GiB to train, more than this machine's "
+            f"{have / 2**30:.1f} GiB allows: lower --hidden-size, --num-layers, --batch-size or --seq-len"
+        )
+    if message:
+        say(f"charrnn: {message}")
+    val_ids = encoded.ids[val_range.start : val_range.stop] if val_range is not None else None
+    return cfg, batcher, val_ids, n_train
+
+
+def _source_facts(source: ckpt.Checkpoint) -> dict[str, Any]:
+    m = source.model
+    return {"path": source.path, "cell": m.cell, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
+            "encoding": source.vocab.encoding, "dtype": m.dtype.name, "dropout": m.dropout}
+
+
 def _fine_tuning_source(init_from: str) -> ckpt.Checkpoint:
     """The checkpoint `--init-from` names (a run directory's best, or a file), with its vocabulary."""
     source = ckpt.load_checkpoint(init_from)
     if source.vocab is None:
         raise CheckpointError(f"{source.path}: a model saved without its vocabulary cannot be fine-tuned")
     return source
-
-
-def _adopt_model(cfg: TrainConfig, source: ckpt.Checkpoint, given: Iterable[str] | None = None) -> TrainConfig:
-    """The configuration of a fine-tuning run: the source's cell, sizes and encoding (asking for
-    others is an error), and its dtype and dropout unless given."""
-    model, asked = source.model, explicit_settings(cfg, given)
-    kept = {"cell": model.cell, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
-            "encoding": source.vocab.encoding}
-    clash = sorted(f"--{k.replace('_', '-')} {asked[k]}" for k in kept if k in asked and asked[k] != kept[k])
-    if clash:
-        mine = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kept.items())
-        raise ConfigError(f"--init-from keeps the model of {source.path} ({mine}): drop {', '.join(clash)}")
-    defaults = {"dtype": model.dtype.name, "dropout": model.dropout}
-    return cfg.replace(**kept, **{k: v for k, v in defaults.items() if k not in asked})
 
 
 def _encode_for_fine_tuning(text: Path, staged: Path, vocab: Vocab, extend: bool) -> EncodedText:
@@ -245,36 +351,6 @@ def _text_path(cfg: TrainConfig) -> Path:
     return Path(cfg.text)
 
 
-def _resolve(cfg: TrainConfig, encoded: EncodedText, say: Say) -> TrainConfig:
-    """Fill in the automatic choices and refuse what cannot fit in memory."""
-    cfg = resolve_auto(cfg)
-    n = len(encoded)
-    if encoded.vocab.size < 2:
-        raise DataError(
-            f"{cfg.text or cfg.dataset} holds only one distinct symbol ({encoded.vocab.symbols[0]!r}, "
-            f"{n:,} time(s)): there is nothing to predict; training needs at least 2 distinct symbols"
-        )
-    if cfg.val_frac and int(n * cfg.val_frac) < MIN_SPLIT_TOKENS:
-        # A text this short is better learned whole than refused; the saved config says so.
-        say(f"charrnn: the text has only {n:,} tokens, too few to hold out --val-frac {cfg.val_frac:g} "
-            "for validation: training on all of it, without validation")
-        cfg = cfg.replace(val_frac=0.0)
-    if cfg.hidden_size == 0:
-        cfg = cfg.replace(hidden_size=auto_hidden_size(n))
-    V, H, L = encoded.vocab.size, cfg.hidden_size, cfg.num_layers
-    itemsize = np.dtype(cfg.dtype).itemsize
-    # judged at the batch and window the text leaves (a short text shrinks them), not as asked
-    B, T, _ = fit_batch_shape(len(split_train_val(n, cfg.val_frac)[0]), cfg.batch_size, cfg.seq_len)
-    need = estimate_memory(V, H, L, B, T, itemsize, cfg.cell)
-    have = physical_memory()
-    if have and need > MEMORY_FRACTION * have:
-        raise ConfigError(
-            f"this model and batch need about {need / 2**30:.1f} GiB to train, more than this machine's "
-            f"{have / 2**30:.1f} GiB allows: lower --hidden-size, --num-layers, --batch-size or --seq-len"
-        )
-    return cfg
-
-
 def estimate_memory(V: int, H: int, L: int, B: int, T: int, itemsize: int, cell: str = "rnn") -> int:
     """Bytes a training step needs: parameters, gradients and two optimizer slots, the
     per-layer states, gate activations and BPTT buffers (G gate blocks each), and the (B*T, V)
@@ -291,70 +367,36 @@ def physical_memory() -> int | None:
         return None
 
 
-def _prepare_data(cfg: TrainConfig, encoded: EncodedText, say: Say, asked: Iterable[str] | None = None) -> _Text:
-    """Split the text, fit the batch to it and make the automatic plan (fresh and resumed runs alike)."""
-    train_range, val_range = split_train_val(len(encoded), cfg.val_frac)
-    n_train = len(train_range)
-    n_val = len(val_range) if val_range is not None else 0
-    ids = encoded.ids
-    B, T, message = fit_batch_shape(n_train, cfg.batch_size, cfg.seq_len)
-    if message:
-        say(f"charrnn: {message}")
-    batcher = Batcher(ids[:n_train], B, T)
-    val_ids = ids[val_range.start : val_range.stop] if val_range is not None else None
-    cfg = _auto_plan(cfg, batcher.windows_per_epoch, validates=val_ids is not None, asked=asked)
-    return _Text(cfg, encoded, batcher, val_ids, n_train, n_val)
-
-
-def _auto_plan(cfg: TrainConfig, windows_per_epoch: int, validates: bool, asked: Iterable[str] | None = None) -> TrainConfig:
-    """With neither --steps nor --time-budget, choose them (and the validation cadence and
-    early stopping, unless given) from the text's size; the saved config records the choice."""
-    if cfg.steps or cfg.time_budget:
-        return cfg
-    steps = max(AUTO_EPOCHS * windows_per_epoch, AUTO_MIN_STEPS)
-    plan: dict[str, Any] = {"steps": steps, "time_budget": AUTO_TIME_BUDGET}
-    explicit = explicit_settings(cfg, asked)
-    if "eval_every" not in explicit and validates:
-        plan["eval_every"] = min(cfg.eval_every, max(50, steps // AUTO_EVALS))
-    if "patience" not in explicit and validates:
-        plan["patience"] = AUTO_PATIENCE
-    return cfg.replace(**plan)
-
-
 # ------------------------------------------------------------------------------------------------
 # a resumed run
 
 
-def resume_run(overrides: TrainConfig, run_dir: Path, say: Say, out: Path | None = None, force: bool = False,
-               reader: bool = False, asked: Iterable[str] | None = None) -> Setup:
+def resume_run(given: Mapping[str, Any], run_dir: Path, say: Say, out: Path | None = None, force: bool = False,
+               reader: bool = False) -> LanguageModelRun:
     """Set up the run saved in `run_dir` (a run directory or a checkpoint file) where it stopped.
-    Of `overrides`, only the settings in RESUMABLE may differ from the saved configuration.
+    Of the settings `given`, only those a resume may change may differ from the saved ones.
 
     With `out` (another directory) the run continues there, from the same state, optimizer
     included, and its own run is left as it is; a checkpoint other than a run's latest (its best,
     say) can only be continued that way, as continuing it in place would overwrite the later
-    state. `force` lets `out` replace a run already there."""
-    if run_dir.is_dir() and not (run_dir / ckpt.LATEST).exists():
-        raise CheckpointError(f"{run_dir}: no checkpoint in this directory to resume (no {ckpt.LATEST})")
-    c = ckpt.load_checkpoint(run_dir / ckpt.LATEST if run_dir.is_dir() else run_dir)
+    state. `force` lets `out` replace a run already there. A `reader` (torchrun's other ranks)
+    changes nothing in the run directory."""
+    if run_dir.is_dir() and not (run_dir / LATEST).exists():
+        raise CheckpointError(f"{run_dir}: no checkpoint in this directory to resume (no {LATEST})")
+    c = ckpt.load_checkpoint(run_dir / LATEST if run_dir.is_dir() else run_dir)
     if c.config is None or c.optimizer_meta is None:
         raise CheckpointError(f"{c.path}: a bare model file, not a training checkpoint: cannot resume from it")
-    cfg = c.config
-    asked = explicit_settings(overrides, asked)
-    changes = {k: v for k, v in asked.items() if k in RESUMABLE}
-    fixed = {k for k in asked if k not in RESUMABLE and getattr(cfg, k) != getattr(overrides, k)}
-    if fixed:
-        raise ConfigError(f"cannot change {', '.join(sorted('--' + k.replace('_', '-') for k in fixed))} when resuming")
-    cfg = cfg.replace(**changes)
-    validate(cfg)
+    if given.get("backend") == "numpy" and "device" not in given:
+        given = dict(given, device="cpu")  # a GPU run resumed on the NumPy engine leaves its device
+    cfg, changes = resumed(c.config, given)
     requested_threads()
     run_dir = c.path.parent
     if out is not None and not _same_dir(out, run_dir):
         return _fork_run(c, cfg, changes, out, force, say)
-    if c.path.name != ckpt.LATEST:
+    if c.path.name != LATEST:
         raise ConfigError(
             f"{c.path} is not the latest checkpoint of {run_dir}: continuing it there would overwrite "
-            f"{ckpt.LATEST} and the metrics after step {c.state['step']:,}; give --out NEW_DIR to continue it "
+            f"{LATEST} and the metrics after step {c.state['step']:,}; give --out NEW_DIR to continue it "
             "in a new run directory"
         )
     if reader:  # another process (torchrun's rank 0) holds the run and writes it: read, take nothing
@@ -375,51 +417,43 @@ def _same_dir(a: Path, b: Path) -> bool:
 
 
 def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: Path, force: bool,
-              say: Say) -> Setup:
+              say: Say) -> LanguageModelRun:
     """Continue checkpoint `c` in the new run directory `d`: its tokens.bin (checked, or the text
     encoded again), the checkpoint as latest, the best as of it, config.json and the metrics up
     to its step. The source run is only read."""
     source = c.path.parent
-    if d.exists() and not d.is_dir():
-        raise ConfigError(f"--out {d} exists and is not a directory")
-    replacing = d.is_dir() and any((d / n).exists() for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG))
-    if replacing and not force:
-        raise ConfigError(f"{d} already holds a run: give another --out, or --force to replace it")
-    saved = TrainState.from_json(c.state, c.path)
-    lock, created = lock_run_dir(d)
-    staged = d / f".{ckpt.TOKENS}.new"
-    written: list[Path] = []
+    replacing = check_new_run_dir(d, force, "give another --out, or --force to replace it")
+    saved = TrainState.from_json(c.state, c.path, LM)
+    claim = Claim(d)
+    staged = d / f".{TOKENS}.new"
+    claim.written.append(staged)
     try:
-        _remove_temporaries(d)
-        if "text" in changes or not (source / ckpt.TOKENS).is_file():
-            encoded = _encode_same_text(_text_path(cfg), staged, c.vocab, saved, source / ckpt.TOKENS)
+        remove_temporaries(d)
+        if "text" in changes or not (source / TOKENS).is_file():
+            encoded = _encode_same_text(_text_path(cfg), staged, c.vocab, saved, source / TOKENS)
         else:
-            shutil.copyfile(source / ckpt.TOKENS, staged)
+            shutil.copyfile(source / TOKENS, staged)
             encoded = load_encoded(staged, c.vocab, check=False)
             _check_tokens(encoded, saved)
-        best = c.path if saved.best_step == saved.step else source / ckpt.BEST
+        best = c.path if saved.best_step == saved.step else source / BEST
         if (saved.best_val_loss is None or not best.is_file()
                 or ckpt.load_checkpoint(best).state.get("step") != saved.best_step):
             best = None  # no best yet, or not at hand: the next improvement writes one
-        metrics = _metrics_upto(source / ckpt.METRICS, saved.step)
-        s = _continue(c, cfg, encoded, saved, d, lock, say)  # every check done: d may change now
+        metrics = metrics_upto(source / METRICS, saved.step)
+        s = _continue(c, cfg, encoded, saved, d, claim.lock, say)  # every check done: d may change now
         if replacing:
-            for n in (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.METRICS, ckpt.SAMPLES, ckpt.TOKENS):
-                (d / n).unlink(missing_ok=True)
-        written = [d / n for n in (ckpt.TOKENS, ckpt.METRICS, ckpt.LATEST, ckpt.BEST, ckpt.CONFIG)]
-        _install_tokens(staged, d / ckpt.TOKENS)
-        encoded.path = d / ckpt.TOKENS
+            clear_run(d)
+        claim.written += [d / n for n in (TOKENS, METRICS, LATEST, BEST, CONFIG)]
+        _install_tokens(staged, d / TOKENS)
+        encoded.path = d / TOKENS
         if metrics:
-            atomic_write_bytes(d / ckpt.METRICS, metrics)
-        s.save(d / ckpt.LATEST)
+            atomic_write_bytes(d / METRICS, metrics)
+        s.save(d / LATEST)
         if best is not None:
-            atomic_copy(best, d / ckpt.BEST)
-        _write_json(d / ckpt.CONFIG, _config_record(s.cfg, s))
+            atomic_copy(best, d / BEST)
+        write_json(d / CONFIG, _config_record(s.cfg, s))
     except BaseException as e:
-        for p in (staged, *written):
-            _discard(p)
-        lock.release()
-        remove_dirs(created)
+        claim.undo()
         if isinstance(e, OSError):  # copying the run's files (a full disk, a special file)
             raise CheckpointError(f"cannot continue {c.path} in {d}: {e.strerror or e}") from None
         raise
@@ -428,12 +462,12 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
 
 
 def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], run_dir: Path,
-                   lock: RunLock | None, say: Say) -> Setup:
+                   lock: RunLock | None, say: Say) -> LanguageModelRun:
     """The resume itself; without a lock (a reader) nothing in run_dir is changed."""
-    tokens = run_dir / ckpt.TOKENS
-    saved = TrainState.from_json(c.state, c.path)
+    tokens = run_dir / TOKENS
+    saved = TrainState.from_json(c.state, c.path, LM)
     if lock is not None:
-        _remove_temporaries(run_dir)  # left by a process killed in the middle of a write
+        remove_temporaries(run_dir)  # left by a process killed in the middle of a write
     if "text" in changes or not tokens.is_file():
         encoded = _reencode(_text_path(cfg), tokens, c.vocab, saved)
     else:
@@ -441,25 +475,28 @@ def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any]
         _check_tokens(encoded, saved)
     s = _continue(c, cfg, encoded, saved, run_dir, lock, say)
     if lock is not None:
-        _trim_metrics(run_dir / ckpt.METRICS, s.state.step)
-        _update_config(run_dir / ckpt.CONFIG, c.config, s, say)
+        trim_metrics(run_dir / METRICS, s.state.step)
+        _update_config(run_dir / CONFIG, c.config, s, say)
     say(f"charrnn: resuming {run_dir} at step {s.state.step:,}")
     return s
 
 
-def _config_record(cfg: TrainConfig, s: Setup) -> dict[str, Any]:
-    """config.json: the resolved configuration with the batch and window the text left."""
-    return cfg.to_dict() | {"batch_size": s.batch_size, "seq_len": s.seq_len}
+def _config_record(cfg: TrainConfig, s: LanguageModelRun) -> dict[str, Any]:
+    """config.json: the resolved configuration with the batch and window the text left. It can
+    be given back to `charrnn train --config`: its paths are made absolute there, as a config
+    file's relative paths would be taken from the run directory."""
+    paths = {k: os.path.abspath(v) for k in PATH_SETTINGS if isinstance(v := getattr(cfg, k), str)}
+    return cfg.to_dict() | {"batch_size": s.batch_size, "seq_len": s.seq_len} | paths
 
 
-def _update_config(path: Path, saved: TrainConfig, s: Setup, say: Say) -> None:
+def _update_config(path: Path, saved: TrainConfig, s: LanguageModelRun, say: Say) -> None:
     """Rewrite config.json for the resumed run (a new --steps, say). It is a record, never read
     back: the checkpoint holds the configuration. An edit found in it is named and undone."""
     try:
         found = json.loads(path.read_bytes())
     except FileNotFoundError:
         found = None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         found = {}
     if found is not None:
         expected = _config_record(saved, s)
@@ -470,27 +507,30 @@ def _update_config(path: Path, saved: TrainConfig, s: Setup, say: Say) -> None:
         if edited:
             say(f"charrnn: {path} was changed by hand ({', '.join(edited)}); it only records the run's settings, "
                 "which come from the checkpoint and the flags: rewritten")
-    _write_json(path, _config_record(s.cfg, s))
+    write_json(path, _config_record(s.cfg, s))
 
 
 def _continue(c: ckpt.Checkpoint, cfg: TrainConfig, encoded: EncodedText, saved: TrainState, run_dir: Path,
-              lock: RunLock | None, say: Say) -> Setup:
+              lock: RunLock | None, say: Say) -> LanguageModelRun:
     """The run of checkpoint `c` on its checked text, set up in `run_dir` where `c` stands."""
     if len(encoded) != saved.n_tokens:
         raise DataError(
             f"the text now has {len(encoded):,} characters, the run was trained on {saved.n_tokens:,}: "
             "resuming on different text would not continue the same run"
         )
-    text = _prepare_data(cfg, encoded, say)
-    B, T = text.batcher.batch_size, text.batcher.seq_len
+    train_range, val_range = split_train_val(len(encoded), cfg.val_frac)
+    n_train = len(train_range)
+    B, T, _ = fit_batch_shape(n_train, cfg.batch_size, cfg.seq_len)
     if (B, T) != (saved.batch_size, saved.seq_len):
         raise CheckpointError(f"{c.path}: the saved batch shape does not match this run")
-    cfg, model = text.cfg, c.model
+    batcher = Batcher(encoded.ids[:n_train], B, T)
+    val_ids = encoded.ids[val_range.start : val_range.stop] if val_range is not None else None
+    model = c.model
     optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
     # set up as a fresh run would be on the saved model, then moved to where the checkpoint stands
-    s = Setup(run_dir, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,
-              sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B), state=saved,
-              lock=lock)
+    s = LanguageModelRun(run_dir, cfg, encoded, batcher, val_ids, n_train, len(encoded) - n_train, model, optimizer,
+                         sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B), state=saved,
+                         lock=lock)
     s.restore(c)
     # the hashes checked just now, recorded from here on where the checkpoint predates them
     s.state.text_sha256, s.state.tokens_sha256 = saved.text_sha256, saved.tokens_sha256
@@ -523,7 +563,7 @@ def _reencode(text: Path, tokens: Path, vocab: Vocab | None, saved: TrainState) 
     try:
         _install_tokens(staged, tokens)
     except BaseException:
-        _discard(staged)
+        discard(staged)
         raise
     encoded.path = tokens
     return encoded
@@ -556,14 +596,10 @@ def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: Trai
                 "resuming on different text would not continue the same run"
             )
     except BaseException:
-        _discard(staged)
+        discard(staged)
         raise
     saved.text_sha256, saved.tokens_sha256 = encoded.text_sha256, encoded.ids_sha256
     return encoded
-
-
-# ------------------------------------------------------------------------------------------------
-# helpers
 
 
 def _install_tokens(staged: Path, tokens: Path) -> None:
@@ -574,69 +610,7 @@ def _install_tokens(staged: Path, tokens: Path) -> None:
         raise CheckpointError(f"cannot write {tokens}: {e.strerror or e}") from None
 
 
-def _discard(p: Path) -> None:
-    """Remove a file on the way out of a failure: one that cannot be removed (a directory made
-    read-only meanwhile) must not hide the failure being reported."""
-    try:
-        p.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _remove_temporaries(run_dir: Path) -> None:
-    """Delete the temporary files of atomic writes that a killed process never renamed. Called
-    with the run's lock held, so no live process is writing any of them."""
-    names = (ckpt.LATEST, ckpt.BEST, ckpt.CONFIG, ckpt.TOKENS, ckpt.METRICS)
-    try:
-        for p in run_dir.iterdir():
-            bare = p.name.lstrip(".")
-            if p.name.startswith(".") and any(bare.startswith(n + ".") for n in names) and p.is_file():
-                p.unlink(missing_ok=True)
-    except OSError:
-        pass  # best effort: a leftover wastes space, it cannot be mistaken for a checkpoint
-
-
 def _same_ids(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal token arrays, compared in chunks so two memory maps are never read whole."""
     step = 1 << 22
     return len(a) == len(b) and all(np.array_equal(a[i : i + step], b[i : i + step]) for i in range(0, len(a), step))
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop the metrics records past the checkpoint's step (a killed run logged steps it will now
-    train again) and a torn last line, so the resumed log reads as if the run never stopped."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
-    keep = _records_upto(data, step)
-    if len(keep) != len(data.splitlines()):
-        atomic_write_bytes(path, b"".join(keep))
-
-
-def _metrics_upto(path: Path, step: int) -> bytes:
-    """The metrics records of `path` up to `step` (none if there is no log)."""
-    try:
-        return b"".join(_records_upto(path.read_bytes(), step))
-    except FileNotFoundError:
-        return b""
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
-
-
-def _records_upto(data: bytes, step: int) -> list[bytes]:
-    keep = []
-    for line in data.splitlines(keepends=True):
-        try:
-            record = json.loads(line) if line.endswith(b"\n") else None
-        except ValueError:
-            record = None
-        if isinstance(record, dict) and not (type(record.get("step")) is int and record["step"] > step):
-            keep.append(line)
-    return keep
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
