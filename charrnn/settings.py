@@ -179,11 +179,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("threads", int, 0, "cores to use, as worker threads with one BLAS thread each (0 = the default: every usable "
       "core, or CHARRNN_THREADS)", low=0, resumable=True),
     S("backend", str, "numpy", "numpy (the exact reference) or torch (nn.RNN/LSTM/GRU; GPUs; data-parallel under "
-      "torchrun); either one resumes the other's runs", (LM,), choices=BACKENDS, resumable=True),
-    S("device", str, "cpu", "where the torch backend computes: cpu, cuda or mps", (LM,), choices=DEVICES,
-      resumable=True),
+      "torchrun; classify / tag: one process); either one resumes the other's runs", choices=BACKENDS, resumable=True),
+    S("device", str, "cpu", "where the torch backend computes: cpu, cuda or mps", choices=DEVICES, resumable=True),
     S("deterministic", bool, False, "torch backend: deterministic GPU kernels and full float32 (no TF32), at some "
-      "speed", (LM,), resumable=True),
+      "speed", resumable=True),
     S("max_divergences", int, 5, "NaN/inf recoveries (restore, halve lr) before giving up", low=0, resumable=True),
     S("preset", str, None, "min-char-rnn: seed 002's program (H=100, T=25, B=1, Adagrad)", (LM,), choices=PRESETS,
       optional=True),
@@ -320,6 +319,7 @@ def _rules_train(cfg: Any) -> None:
 
 
 def _rules_task(cfg: Any) -> None:
+    _need(cfg.device == "cpu" or cfg.backend == "torch", f"--device {cfg.device} needs --backend torch")
     _need(cfg.task in TASKS, f"task must be one of {', '.join(TASKS)}")
     _need((cfg.data is None) != (cfg.dataset is None), "give either a data file or --dataset, not both")
     if cfg.dataset is not None:

@@ -117,7 +117,11 @@ def make_engine(objective: Any, world: Any = None) -> Any:
         from ..torch_backend import import_torch
 
         import_torch()  # one line saying how to install it, when it is not
-        from ..torch_backend.engine import TorchEngine
+        if objective.kind == "lm":
+            from ..torch_backend.engine import TorchEngine
 
-        return TorchEngine(objective, world)
+            return TorchEngine(objective, world)
+        from ..torch_backend.tasks import TorchTaskEngine
+
+        return TorchTaskEngine(objective, world)
     return NumpyEngine(objective)

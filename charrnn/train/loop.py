@@ -152,6 +152,8 @@ class Trainer:
 
             if world is not None:
                 raise ConfigError(f"charrnn {kind} trains in one process: start it without torchrun")
+            if not resume or "backend" in given:  # a missing torch or GPU, before anything is written
+                check_backend(given.get("backend", "numpy"), given.get("device", "cpu"))
             self.objective = (resume_task(kind, given, Path(run_dir), self.say, out, force) if resume
                               else fresh_task(kind, given, Path(run_dir), force, self.say))
         try:

@@ -269,7 +269,10 @@ def resume_run(task: str, given: Mapping[str, Any], run_dir: Path, say: Say, out
     c = tck.load_task_checkpoint(run_dir / LATEST if run_dir.is_dir() else run_dir, task)
     if c.path.name != LATEST:
         raise ConfigError(f"{c.path} is not the latest checkpoint of {c.path.parent}: resume the run directory")
-    cfg, _ = resumed(c.config, {k: v for k, v in given.items() if k != "task"})
+    given = {k: v for k, v in given.items() if k != "task"}
+    if given.get("backend") == "numpy" and "device" not in given:
+        given["device"] = "cpu"  # a GPU run resumed on the NumPy engine leaves its device
+    cfg, _ = resumed(c.config, given)
     saved = TrainState.from_json(c.state, c.path, TASK)
     requested_threads()
     d = c.path.parent
