@@ -20,6 +20,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 
 _SAMPLE_HEADER = re.compile(r"^---- step (\d+) ----$")
 
+
 def run_dir_of(run: str | Path) -> Path:
     """The run directory of RUN: itself, or the folder of a checkpoint file."""
     p = Path(run)
