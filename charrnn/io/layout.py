@@ -18,6 +18,7 @@ it made (`claim`, `release_claim`), so that a refused training leaves nothing be
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,12 @@ TOKENS = "tokens.bin"
 ENVIRONMENT = "environment.json"
 # What a run writes while it trains; replacing a run (--force) removes all of them first.
 RUN_FILES = (LATEST, BEST, CONFIG, METRICS, SAMPLES, TOKENS, ENVIRONMENT)
-SNAPSHOT = re.compile(r"step-(\d{6,})\.safetensors")  # numbered checkpoints
+SNAPSHOT = re.compile(r"step-(\d{6,})\.safetensors")  # numbered checkpoints (--keep-every)
+# The commands' own outputs inside a run: the next run of the same command replaces its own without
+# --force (io.writer), and a replaced run loses them with the rest, since they describe its model.
+REPORT = "report.html"
+CURVES = "curves.png"
+COMMAND_OUTPUTS = (REPORT, CURVES)
 
 
 def snapshot_name(step: int) -> str:
@@ -53,6 +59,18 @@ def snapshots(d: Path) -> list[Path]:
 MARKERS = (LATEST, BEST, CONFIG)
 
 
+def run_dir_path(value: str | os.PathLike[str], what: str | None = "--out") -> Path:
+    """A run directory given by the user (`what` names the flag or argument, None for none). An
+    empty path is refused: Path("") is the current folder, and a run written there would mix
+    with the user's own files."""
+    prefix = f"{what}: " if what else ""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{prefix}a run directory is a path, got {type(value).__name__}")
+    if os.fspath(value) in ("", b""):
+        raise ConfigError(f"{prefix}an empty path names no run directory (it would be the current folder)")
+    return Path(value)
+
+
 def holds_run(d: Path) -> bool:
     return d.is_dir() and any((d / n).exists() for n in MARKERS)
 
@@ -68,9 +86,9 @@ def check_new_run_dir(d: Path, force: bool, hint: str) -> bool:
 
 
 def clear_run(d: Path) -> None:
-    """Remove the files of the run in `d` (the lock held): a replaced run's files would
-    contradict the new one."""
-    for n in RUN_FILES:
+    """Remove the files of the run in `d` (the lock held): a replaced run's files, and the
+    commands' outputs about it, would contradict the new one."""
+    for n in RUN_FILES + COMMAND_OUTPUTS:
         (d / n).unlink(missing_ok=True)
     for p in snapshots(d):
         p.unlink(missing_ok=True)
