@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ._common import command
 
@@ -16,16 +17,19 @@ def _plot(p: argparse.ArgumentParser):
         from pathlib import Path
 
         from ..diagnostics.plots import curves_figure, pyplot, write_png
-        from ..errors import ConfigError
+        from ..errors import ConfigError, show_path
         from ..io.rundir import read_metrics, run_dir_of
 
         pyplot()
         run_dir = run_dir_of(a.run)
-        if not run_dir.is_dir():
-            raise ConfigError(f"{a.run}: no such run directory")
         m = read_metrics(run_dir)
+        skipped = f"{m.skipped:,} line(s) of {show_path(run_dir / 'metrics.jsonl')} skipped: not a valid record"
         if not m.records:
+            if m.skipped:
+                raise ConfigError(f"{run_dir} has no readable metrics ({skipped})")
             raise ConfigError(f"{run_dir} has no metrics yet (metrics.jsonl records no step): train first")
+        if m.skipped:
+            print(f"charrnn plot: {skipped}", file=sys.stderr)
         out = Path(a.out) if a.out else run_dir / "curves.png"
         from ..diagnostics.gradflow import GATE_NAMES
         from ..io.rundir import read_config
