@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, DataError, show_path
-from ..io.readers import MAX_DATA_BYTES, parse_json, read_text, reader
+from ..io.readers import MAX_DATA_BYTES, open_regular, parse_json, read_text, reader
 
 UNKNOWN = 0  # the id of a character unseen in training
 
@@ -142,7 +142,7 @@ def read_examples(task: str, path: str | os.PathLike[str]) -> list[Example]:
 def file_digest(path: str | os.PathLike[str]) -> str:
     """sha256 of a data file: a resumed run must train on the very same data."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, DataError, "data file") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

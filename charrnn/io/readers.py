@@ -28,6 +28,7 @@ import math
 import os
 import re
 import stat
+import sys
 import tomllib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Iterator
@@ -354,8 +355,9 @@ def parse_toml(text: str | bytes, where: str, error: ErrorType = DataError) -> d
         raise error(f"{where}: not valid TOML ({e})") from None
     except RecursionError:  # as in parse_json: a last guard
         raise error(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as e:  # an integer too long for Python to convert
-        raise error(f"{where}: not valid TOML ({_clip(str(e), 120)})") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise error(f"{where}: an integer of over {sys.get_int_max_str_digits():,} digits, beyond a float's "
+                    "range") from None
     return value
 
 
