@@ -148,14 +148,15 @@ def read_file(path: Any, error: ErrorType = DataError, what: str = "text file", 
     return data
 
 
-def decode_text(data: bytes, where: str, error: ErrorType = DataError) -> str:
-    """Strict UTF-8, a leading byte order mark dropped; invalid UTF-8 is `error` naming the line
-    and the byte offset of the first bad byte."""
+def decode_text(data: bytes, where: str, error: ErrorType = DataError, lines: bool = True) -> str:
+    """Strict UTF-8, a leading byte order mark dropped; invalid UTF-8 is `error` naming the byte
+    offset of the first bad byte, and its line (when `lines`: `where` names a file, not a line)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise error(f"{where}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02X} at byte offset {e.start})") from None
+        n = data.count(b"\n", 0, e.start) + 1
+        line = f":{n}" if lines else ""
+        raise error(f"{where}{line}: not valid UTF-8 (byte 0x{data[e.start]:02X} at byte offset {e.start})") from None
     return text[1:] if text.startswith(BOM) else text
 
 
@@ -309,7 +310,7 @@ def _check_values(value: Any, toml: bool = False) -> None:
 
 def _as_text(text: str | bytes, where: str, error: ErrorType) -> str:
     if isinstance(text, (bytes, bytearray, memoryview)):
-        return decode_text(bytes(text), where, error)
+        return decode_text(bytes(text), where, error, lines=False)
     return text[1:] if text.startswith(BOM) else text
 
 

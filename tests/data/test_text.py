@@ -18,6 +18,8 @@ from charrnn.data.text import (Batcher, EncodedText, Vocab, encode_file, encode_
                                load_encoded, read_text, split_train_val)
 from charrnn.errors import CheckpointError, ConfigError, DataError
 
+from conftest import SONNET, charrnn
+
 # Accents (precomposed and combining), CJK, emoji (4-byte UTF-8), Hebrew, control characters.
 MIXED = (
     "Caf\u00e9 na\u00efve e\u0301 \u6f22\u5b57\u304b\u306a \U0001f600\U0001f680 "
@@ -535,3 +537,19 @@ def test_fit_batch_shape() -> None:
         assert batcher.next_batch()[0].shape == (B, T)  # the first window is a full one
     with pytest.raises(DataError, match="at least 2"):
         fit_batch_shape(1, 64, 100)
+
+
+def test_a_run_on_a_text_with_a_byte_order_mark_trains_without_it_and_resumes(tmp_path: Path) -> None:
+    from charrnn import load
+
+    text = write(tmp_path / "bom.txt", "\ufeff" + SONNET * 4)
+    run = tmp_path / "run"
+    tiny = ["--hidden-size", "8", "--seq-len", "16", "--batch-size", "2", "--eval-every", "2", "--sample-every", "0",
+            "--quiet"]
+    assert charrnn("train", text, "--out", run, "--steps", "2", *tiny).returncode == 0
+    assert "\ufeff" not in load(run).vocab.symbols
+    # resuming re-encodes the text (its tokens gone) and finds it the same by its recorded hashes
+    (run / "tokens.bin").unlink()
+    proc = charrnn("train", "--resume", run, "--steps", "4", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "tokens.bin").stat().st_size == len(SONNET * 4)  # one byte per id, and no id for the mark
