@@ -188,7 +188,7 @@ def run_text(c: Any, hint: str = "give the text with --text FILE") -> RunText:
         raise ConfigError(f"{show_path(c.path)} is a bare model file, without the run's text: {hint}")
     if not path.exists() and not path.is_symlink():
         raise ConfigError(f"{show_path(run_dir)} has no {ckpt.TOKENS} (the run's text): {hint}")
-    enc = load_encoded(path, c.vocab, check=False)
+    enc = load_encoded(path, c.vocab)  # every id checked: a foreign tokens.bin is named, not decoded
     try:
         train_range, _ = split_train_val(len(enc), c.config.val_frac)
     except ConfigError:

@@ -543,3 +543,15 @@ def test_through_the_command(name, run, tmp_path):
             line = one_line(proc, cmd)
             assert message in line, (data[:80], line)
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", [*SPECIAL, "ids of another vocabulary", "an empty file"])
+def test_the_runs_text_for_novelty(kind, run, tmp_path):
+    """tokens.bin, read (memory-mapped, so not through READERS) by `sample --novelty` and `report`."""
+    tokens = run / "tokens.bin"
+    if kind in SPECIAL:
+        special(kind, tokens)
+    else:
+        place(tokens, bytes([250]) * 100 if kind.startswith("ids") else b"")
+    line = one_line(in_thread(lambda: cli("sample", run, "--novelty", "--length", "3")), "sample")
+    assert str(tokens) in line
