@@ -603,7 +603,7 @@ def _discard(p: Path) -> None:
 def load_encoded(path: str | os.PathLike[str], vocab: Vocab, *, check: bool = True) -> EncodedText:
     """Re-open ids written by `encode_file` under the same `vocab`. With `check`, every id is
     verified to be inside the vocabulary (one chunked pass), so a stale or foreign file is caught."""
-    p = Path(path)
+    p = Path(check_path(path, DataError, "ids file"))
     where = show_path(p)
     dtype = vocab.id_dtype
     f = _open_for_reading(p)  # for its clean errors on missing/directory/empty files

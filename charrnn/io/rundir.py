@@ -68,6 +68,8 @@ def valid_record(r: Any) -> bool:
         return False
     if not all(_measured(r.get(k)) for k in _MEASURED):
         return False
+    if (r.get("val_nats_per_char") is None) != (r.get("val_bits_per_char") is None):  # one loss, two units
+        return False
     norms = r.get("grad_norms")
     if norms is not None and not (isinstance(norms, dict) and len(norms) <= MAX_PARAMETERS
                                   and all(_measured(v) and v is not None for v in norms.values())):

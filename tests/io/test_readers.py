@@ -174,6 +174,7 @@ CASES: dict[str, Case] = {
                 (_line(step=2, train_loss="x"), "skipped"), (_line(step=2, train_loss=-1), "skipped"),
                 (_line(step=2, val_nats_per_char=1e308), "skipped"), (_line(step=2, lr=[1]), "skipped"),
                 (_line(step=2, smoothed_loss=True), "skipped"), (_line(step=2, grad_norm={}), "skipped"),
+                (_line(step=2, val_nats_per_char=1.0), "skipped"),
                 (_line(step=2, grad_norms=[1]), "skipped"), (_line(step=2, grad_norms={"w": "x"}), "skipped"),
                 (_line(step=2, grad_norms={"w": -1.0}), "skipped"), (_line(step=2, spectral_radius=5), "skipped"),
                 (_line(step=2, spectral_radius=[["x"]]), "skipped"), (_line(step=2, spectral_radius=[[]]), "skipped"),
@@ -509,6 +510,24 @@ def test_fields_of_the_wrong_type_or_range(name, run, tmp_path):
 # Each reader through its command
 
 
+def hostile_files(name: str, run: Path) -> list[tuple[str, bytes, str]]:
+    """(suffix, content, the message) of every hostile document and field of reader `name`."""
+    case = CASES[name]
+    out = [(suffix, document_file(name, doc, run), message) for suffix, doc, message in documents(name).values()]
+    return out + [("", field_file(name, content, run), message) for content, message in case.fields + case.command_fields
+                  if message not in ("no samples", "\ufffd")]
+
+
+def hostile_log(name: str, run: Path) -> tuple[bytes, int]:
+    """A JSON Lines file of all the hostile lines of reader `name`, each after a valid one, the torn
+    one (without its newline) last; and their number."""
+    valid = CASES[name].valid
+    lines = [data[len(valid):].rstrip(b"\n") for _, data, _ in hostile_files(name, run)]
+    torn = [line for line in lines if not line.endswith((b"}", b"]"))]
+    whole = [line for line in lines if line not in torn]
+    return valid + b"".join(line + b"\n" + valid for line in whole) + b"\n".join(torn), len(lines)
+
+
 def through(name: str, tmp: Path, run: Path, path: Any):
     return in_thread(lambda: cli(*CASES[name].command(tmp, run, path)))
 
@@ -525,14 +544,11 @@ def test_through_the_command(name, run, tmp_path):
         assert str(target) in line or (not case.refuses and "cannot lock" in line), line
     if case.path_given:
         assert "path is empty" in one_line(through(name, tmp_path, run, ""), cmd)
-    hostile = [(suffix, document_file(name, doc, run), message) for suffix, doc, message in documents(name).values()]
-    hostile += [("", field_file(name, content, run), message) for content, message in case.fields + case.command_fields
-                if message not in ("no samples", "\ufffd")]
+    hostile = hostile_files(name, run)
     if READERS[name].tolerant and READERS[name].format == "json lines":
         # one log of every hostile line between valid ones: drawn once, each line skipped and counted
-        lines = [data[len(case.valid):].rstrip(b"\n") + b"\n" for _, data, _ in hostile]
-        data = case.valid + b"".join(sorted(lines, key=lambda line: line.startswith(b'{"step": 2, "lr": 0.1\n')))
-        hostile = [("", data[:-1], f"{len(lines):,} line(s) of")]  # the last, torn line without its newline
+        data, n = hostile_log(name, run)
+        hostile = [("", data, f"{n:,} line(s) of")]
     for suffix, data, message in hostile:
         path = place(target.with_suffix(suffix) if suffix else target, data)
         proc = through(name, tmp_path, run, path)
@@ -555,3 +571,13 @@ def test_the_runs_text_for_novelty(kind, run, tmp_path):
         place(tokens, bytes([250]) * 100 if kind.startswith("ids") else b"")
     line = one_line(in_thread(lambda: cli("sample", run, "--novelty", "--length", "3")), "sample")
     assert str(tokens) in line
+
+
+def test_a_damaged_metrics_log_in_the_report(run, tmp_path):
+    name = "metrics log (metrics.jsonl)"
+    data, n = hostile_log(name, run)
+    place(run / "metrics.jsonl", data)
+    proc = in_thread(lambda: cli("report", run, "--out", tmp_path / "r.html"))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert f"{n} unreadable line(s) skipped" in page
