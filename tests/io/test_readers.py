@@ -31,7 +31,7 @@ import charrnn
 from charrnn.errors import CharRNNError
 from charrnn.io.readers import READERS, MAX_DEPTH, parse_json, parse_toml
 
-from conftest import SONNET, charrnn as cli
+from conftest import SONNET, charrnn as cli, error_line
 
 TINY = ["--hidden-size", "16", "--seq-len", "16", "--batch-size", "4", "--steps", "4", "--eval-every", "2",
         "--sample-every", "2", "--sample-length", "20", "--lr-schedule", "constant", "--log-every", "1", "--quiet"]
@@ -395,13 +395,6 @@ def refused(name: str, path: Any, *phrases: str) -> str:
     return message
 
 
-def one_line(proc, cmd: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"charrnn {cmd}: error: "), proc.stderr
-    return lines[0]
-
-
 # ------------------------------------------------------------------------------------------------
 # The registry and the source
 
@@ -540,10 +533,10 @@ def test_through_the_command(name, run, tmp_path):
     cmd, target = str(case.command(tmp_path, run, "X")[0]), case.target(tmp_path, run)
     for kind in SPECIAL:
         special(kind, target)
-        line = one_line(through(name, tmp_path, run, target), cmd)
+        line = error_line(through(name, tmp_path, run, target), cmd)
         assert str(target) in line or (not case.refuses and "cannot lock" in line), line
     if case.path_given:
-        assert "path is empty" in one_line(through(name, tmp_path, run, ""), cmd)
+        assert "path is empty" in error_line(through(name, tmp_path, run, ""), cmd)
     hostile = hostile_files(name, run)
     if READERS[name].tolerant and READERS[name].format == "json lines":
         # one log of every hostile line between valid ones: drawn once, each line skipped and counted
@@ -556,7 +549,7 @@ def test_through_the_command(name, run, tmp_path):
             status, word = case.tolerated
             assert proc.returncode == status and word in proc.stderr, (data[:80], proc.stderr)
         else:
-            line = one_line(proc, cmd)
+            line = error_line(proc, cmd)
             assert message in line, (data[:80], line)
         assert not (tmp_path / "out").exists()
 
@@ -569,7 +562,7 @@ def test_the_runs_text_for_novelty(kind, run, tmp_path):
         special(kind, tokens)
     else:
         place(tokens, bytes([250]) * 100 if kind.startswith("ids") else b"")
-    line = one_line(in_thread(lambda: cli("sample", run, "--novelty", "--length", "3")), "sample")
+    line = error_line(in_thread(lambda: cli("sample", run, "--novelty", "--length", "3")), "sample")
     assert str(tokens) in line
 
 
