@@ -71,6 +71,39 @@ def positive_int(text: str) -> int:
 
 
 
+def add_setting_flags(p: argparse.ArgumentParser, config: str, skip: tuple[str, ...] = (),
+                      choices: dict[str, tuple[str, ...]] | None = None, notes: dict[str, str] | None = None) -> None:
+    """A flag for every setting of `config` ("lm" or "task") in settings.SETTINGS, with its type,
+    choices and help from there (`choices` narrows a setting's for this command, `notes` adds to
+    its help). Every flag defaults to None: not given, which the run resolves (settings.resolve)."""
+    from ..settings import AUTO, settings_of
+
+    for s in settings_of(config):
+        if not s.flag or s.name in skip:
+            continue
+        default = s.default_for(config)
+        if s.auto is not None and default in (0, AUTO):
+            shown = f" (default: {s.auto})"
+        elif default is None or default is False or (default == 0 and s.name in ("steps", "time_budget")):
+            shown = ""
+        else:
+            shown = f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+        text = s.help + ((" " + notes[s.name]) if notes and s.name in notes else "") + shown
+        if s.kind is bool:
+            p.add_argument(s.option, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            continue
+        allowed = (choices or {}).get(s.name, s.allowed())
+        p.add_argument(s.option, dest=s.name, type=s.kind, default=None, choices=allowed, help=text,
+                       metavar=None if allowed else s.name.split("_")[-1].upper())
+
+
+def given_settings(a: argparse.Namespace, config: str) -> dict[str, object]:
+    """The settings given on the command line, by name (a flag at its default value included)."""
+    from ..settings import settings_of
+
+    return {s.name: getattr(a, s.name) for s in settings_of(config) if getattr(a, s.name, None) is not None}
+
+
 def apply_threads(n: int | None) -> None:
     """Use n cores when asked (0 or None keeps charrnn's default; see threads.py)."""
     if n:

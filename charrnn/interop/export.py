@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import formats
 from ..io.checkpoint import BEST, CHECKPOINT_FORMAT, CONFIG, LATEST, Checkpoint
 from ..settings import EXPORT_FORMATS as FORMATS
 from ..errors import CharRNNError, CheckpointError, ConfigError
@@ -44,7 +45,7 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
         check_target(vocab_path(out), force)
         return export_keras(c.model, c.vocab, out)
     metadata = {
-        "format": "charrnn.torch-export",
+        "format": formats.TORCH_EXPORT,
         "vocab": dump_json(c.vocab.to_json()),
         "model": dump_json({k: v for k, v in c.model.config.items() if k != "init"}),
         "torch_modules": f"rnn = torch.nn.{c.model.cell.upper()}(vocab_size, hidden_size, num_layers); "

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, show_path
+from .formats import VERSIONS as KNOWN_FORMATS
 from .readers import check_path, reader
 from .readers import parse_json as _parse_json
 from .writer import atomic_write_bytes
 
 META_KEY = "charrnn"
 # Formats this version reads, with the newest version of each it understands.
-KNOWN_FORMATS = {"charrnn.model": 2, "charrnn.checkpoint": 2, "charrnn.task": 1}
 ALLOWED_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "U8": np.uint8, "U32": np.uint32}
 MAX_METADATA_BYTES = 64 * 2**20
 

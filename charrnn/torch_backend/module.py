@@ -24,13 +24,37 @@ from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
 LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+def recurrent_layers(cell: str, input_size: int, hidden_size: int, num_layers: int) -> nn.ModuleList:
+    """One torch module of `cell` per layer, the first reading `input_size` features."""
+    extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    H = hidden_size
+    return nn.ModuleList(LAYERS[cell](input_size if k == 0 else H, H, 1, **extra) for k in range(num_layers))
+
+
+def run_layers(layers: nn.ModuleList, out: torch.Tensor, state: tuple[torch.Tensor, ...], dropout: float,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Every layer over (T, B, I) inputs from `state` (one (L, B, H) tensor per part), dropout
+    after each layer when a generator is given: (top (T, B, H), final state)."""
+    if not len(layers):
+        return out, state
+    finals = []
+    for k, layer in enumerate(layers):
+        s0 = tuple(part[k : k + 1] for part in state)
+        out, s_n = layer(out, s0 if len(s0) > 1 else s0[0])  # (T, B, H)
+        finals.append(s_n if isinstance(s_n, tuple) else (s_n,))
+        if generator is not None and dropout:
+            keep = 1.0 - dropout
+            mask = torch.empty_like(out).bernoulli_(keep, generator=generator).div_(keep)
+            out = out * mask
+    return out, tuple(torch.cat([f[i] for f in finals]) for i in range(len(state)))
+
+
 class TorchLM(nn.Module):
     def __init__(self, cell: str, vocab_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         V, H = vocab_size, hidden_size
         self.cell, self.vocab_size, self.dropout = cell, V, dropout
-        extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
-        self.layers = nn.ModuleList(LAYERS[cell](V if k == 0 else H, H, 1, **extra) for k in range(num_layers))
+        self.layers = recurrent_layers(cell, V, H, num_layers)
         self.head = nn.Linear(H, V)
 
     def named_charrnn_parameters(self) -> dict[str, nn.Parameter]:
@@ -60,14 +84,5 @@ class TorchLM(nn.Module):
         Returns logits (T*B, V), time-major, and the final state. Dropout only with a generator."""
         T, B = x.shape
         out = nn.functional.one_hot(x, self.vocab_size).to(self.head.weight.dtype)  # (T, B, V)
-        finals = []
-        for k, layer in enumerate(self.layers):
-            s0 = tuple(part[k : k + 1] for part in state)
-            out, s_n = layer(out, s0 if len(s0) > 1 else s0[0])  # (T, B, H)
-            finals.append(s_n if isinstance(s_n, tuple) else (s_n,))
-            if generator is not None and self.dropout:
-                keep = 1.0 - self.dropout
-                mask = torch.empty_like(out).bernoulli_(keep, generator=generator).div_(keep)
-                out = out * mask
-        state_n = tuple(torch.cat([f[i] for f in finals]) for i in range(len(state)))
+        out, state_n = run_layers(self.layers, out, state, self.dropout, generator)
         return self.head(out.reshape(T * B, -1)), state_n

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from charrnn.io.checkpoint import LATEST, METRICS, load_checkpoint
-from charrnn.settings import CELLS, TrainConfig
+from charrnn.settings import CELLS, TrainConfig, given_of
 from charrnn.train import Trainer
 
 from conftest import run_cli
@@ -30,7 +30,7 @@ def losses(run: Path) -> list[float]:
 
 
 def train(cfg: TrainConfig, run: Path, resume: bool = False, **engine) -> Path:
-    Trainer(cfg, run, resume=resume, quiet=True, engine=engine or None).run()
+    Trainer(given_of(cfg) | engine, run, resume=resume, quiet=True).run()
     return run
 
 

@@ -64,11 +64,11 @@ EARLY = dict(cell="rnn", eval_max_chars=1_000_000, hidden_size=64, seq_len=16, b
 
 def stop_after(trainer: Trainer, step: int) -> None:
     """Deliver SIGINT's effect (the handler's flag) while step `step` is being taken."""
-    batcher = trainer.setup.batcher
+    batcher = trainer.objective.batcher
     real = batcher.next_batch
 
     def next_batch():
-        if trainer.setup.state.step == step - 1:
+        if trainer.objective.state.step == step - 1:
             trainer._signal = signal.SIGINT
         return real()
 
@@ -613,7 +613,7 @@ def test_a_clean_up_that_cannot_remove_its_files_does_not_hide_the_error(tmp_pat
     import errno
 
     from charrnn.errors import ConfigError
-    from charrnn.train import setup as train_setup
+    from charrnn.train import lm as train_setup
 
     def refused(*args, **kwargs):
         raise ConfigError("refused for the test")

@@ -1,6 +1,7 @@
 """The everyday workflow: train, resume exactly, sample, evaluate, export; end to end."""
 
 import json
+import re
 import math
 import tracemalloc
 from pathlib import Path
@@ -387,3 +388,39 @@ def test_default_plan_validates_often_and_stops_when_validation_stops_improving(
     explicit = Trainer(TrainConfig(text=str(sonnet_file), hidden_size=32, sample_every=0, steps=30),
                        tmp_path / "run2", quiet=True)
     assert explicit.cfg.patience == 0 and explicit.cfg.eval_every == 500
+
+
+def test_the_smoothed_loss_starts_at_the_first_step_s_loss(tmp_path):
+    """Bias-corrected: the reported loss is a weighted mean of the steps' own losses from the
+    first step on, not a curve creeping down from a uniform guess's (ln V) as before."""
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 6)
+    Trainer(tiny_config(text, steps=4, log_every=1, eval_every=0, sample_every=0), tmp_path / "run", quiet=True).run()
+    records = [json.loads(line) for line in (tmp_path / "run" / METRICS).read_text().splitlines()]
+    losses = [r["train_loss"] for r in records]
+    assert records[0]["smoothed_loss"] == pytest.approx(losses[0], rel=1e-12)
+    beta = 0.99  # the default smoothing
+    average = 0.0
+    for n, (record, loss) in enumerate(zip(records, losses), 1):
+        average = beta * average + (1 - beta) * loss
+        assert record["smoothed_loss"] == pytest.approx(average / (1 - beta**n), rel=1e-9)
+    assert min(losses) <= records[-1]["smoothed_loss"] <= max(losses)
+
+
+def test_without_a_terminal_progress_is_plain_lines_with_one_unit(tmp_path, monkeypatch):
+    """A log file or a pipe gets a plain line now and then, never the bar's carriage returns, and
+    the loss in nats with bits named beside the validation."""
+    import io
+
+    from charrnn.train import loop
+
+    monkeypatch.setattr(loop, "PLAIN_SECONDS", 0.0)  # a line at every step, for the test
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 6)
+    out = io.StringIO()
+    Trainer(tiny_config(text, steps=12, log_every=2, eval_every=4, sample_every=0), tmp_path / "run", stream=out).run()
+    written = out.getvalue()
+    assert "\r" not in written
+    lines = [line for line in written.splitlines() if line.startswith("step ")]
+    assert len(lines) == 12 and lines[-1].startswith("step 12 of 12: loss ")
+    assert re.search(r"loss \d+\.\d{3} nats, val \d+\.\d{3} nats \(\d+\.\d{3} bits\), [\d,]+ chars/s", lines[-1])
