@@ -164,14 +164,25 @@ SETTINGS: tuple[Setting, ...] = (
     S("log_every", int, 20, "steps between metrics lines", task_default=50, low=1, resumable=True),
     S("eval_every", int, 500, "steps between validation + checkpoint (0 = at the end only)", task_default=200, low=0,
       resumable=True),
+    S("eval_seconds", float, 0.0, "seconds of training between validations, turned into steps once from the speed "
+      "of the first steps (0 = by --eval-every alone; runs with a time budget that give no --eval-every: a "
+      "twentieth of it)", low=0.0, resumable=True),
     S("eval_max_chars", int, 0, "characters scored by a periodic validation (0 = a fifth of those trained in "
       "between; the last validation scores all)", (LM,), low=0, resumable=True),
     S("sample_every", int, 1000, "steps between samples written to samples.txt (0 = never)", (LM,), low=0,
       resumable=True),
+    S("sample_seconds", float, 0.0, "seconds of training between samples, turned into steps once from the speed of "
+      "the first steps (0 = by --sample-every alone; runs with a time budget that give no --sample-every: an "
+      "eighth of it)", (LM,), low=0.0, resumable=True),
     S("sample_length", int, 200, "characters per training-time sample", (LM,), low=1, high=MAX_SAMPLE_LENGTH,
       resumable=True),
     S("sample_temperature", float, 0.8, "temperature of training-time samples", (LM,), low=0.0, above=True,
       resumable=True),
+    S("keep_every", int, 0, "also keep a numbered checkpoint every this many steps (step-000500.safetensors; 0 = "
+      "none): any of them can be sampled from, evaluated or continued with --resume FILE --out NEW", low=0,
+      resumable=True),
+    S("keep_last", int, 0, "with --keep-every: keep only this many of the newest numbered checkpoints (0 = all)",
+      low=0, resumable=True),
     S("smooth", float, 0.99, "smoothing factor of the reported training loss (an average of the steps' losses, "
       "bias-corrected)", task_default=0.95, low=0.0, high=1.0, below=True),
     S("seed", int, 1337, "seed of the weights and every random generator of the run (classify / tag: of the "
@@ -415,6 +426,8 @@ AUTO_MIN_STEPS = {LM: 2000, TASK: 500}
 AUTO_TIME_BUDGET = 900.0
 AUTO_EVALS = 20
 AUTO_PATIENCE = 5
+# Samples a run with a time budget shows over it, when --sample-every is not given.
+AUTO_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -461,6 +474,13 @@ def resolve(cfg: Any, given: Iterable[str], facts: Facts) -> Any:
         if facts.validates and "patience" not in given:
             plan["patience"] = AUTO_PATIENCE
         cfg = cfg.replace(**plan)
+    # Under a time budget the intervals not given follow the clock: a short run still has a few
+    # samples and a curve (the trainer turns seconds into steps once it has measured its speed).
+    if cfg.time_budget:
+        if facts.validates and "eval_every" not in given and "eval_seconds" not in given:
+            cfg = cfg.replace(eval_seconds=cfg.time_budget / AUTO_EVALS)
+        if cfg.CONFIG == LM and cfg.sample_every and "sample_every" not in given and "sample_seconds" not in given:
+            cfg = cfg.replace(sample_seconds=cfg.time_budget / AUTO_SAMPLES)
     return cfg
 
 

@@ -12,16 +12,43 @@ Handler = Callable[[argparse.Namespace], int]
 # name -> (one-line summary, function that adds the command's flags and returns its handler);
 # commands appear in `charrnn --help` in the order their modules register them.
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = {}
+# name -> the arguments naming a file the command writes, as the user writes them ("--out", "OUT",
+# "train --out" for a subcommand's); () for a command that writes no file. Each command declares
+# it where it registers, and a test tries every hostile target on every one of them.
+OUTPUTS: dict[str, tuple[str, ...]] = {}
+# name -> the arguments naming a run directory the command writes (under the run's lock).
+RUN_DIRS: dict[str, tuple[str, ...]] = {}
 
 
-def command(name: str, summary: str):
-    """Register a function that adds a subcommand's flags and returns its handler."""
+def command(name: str, summary: str, *, outputs: tuple[str, ...] | None = None, run_dirs: tuple[str, ...] = ()):
+    """Register a function that adds a subcommand's flags and returns its handler, with the
+    arguments that name the files (`outputs`) and run directories (`run_dirs`) it writes."""
 
     def register(fn):
         COMMANDS[name] = (summary, fn)
+        if outputs is not None:
+            OUTPUTS[name] = tuple(outputs)
+        RUN_DIRS[name] = tuple(run_dirs)
         return fn
 
     return register
+
+
+def add_force_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """--force: replace `what` when it is an existing regular file (never a run's files)."""
+    p.add_argument("--force", action="store_true",
+                   help=f"replace {what} if it is an existing regular file (never a checkpoint or a run's files)")
+
+
+def run_dir_arg(text: str) -> str:
+    """An argparse type for a run directory: an empty one is refused (see `io.layout.run_dir_path`)."""
+    from ..io.layout import run_dir_path
+
+    try:
+        run_dir_path(text, None)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 class Parser(argparse.ArgumentParser):

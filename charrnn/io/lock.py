@@ -112,12 +112,17 @@ class RunLock:
             return self
         for _ in range(20):  # each retry means the lock was released and removed meanwhile
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+                opened = self._open()
             except OSError as e:
                 raise CheckpointError(f"cannot lock {self.run_dir}: {e.strerror or e}") from None
+            if opened is None:
+                continue
+            fd, created = opened
+            locked = False
             try:
                 if not self._try_lock(fd):
                     raise self._refusal(_parse(_read_fd(fd)))
+                locked = True
                 if not _same_file(fd, self.path):
                     os.close(fd)
                     continue
@@ -127,16 +132,35 @@ class RunLock:
                 record = {"host": _host(), "pid": os.getpid(), "since": round(time.time(), 3)}
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, (json.dumps(record) + "\n").encode())
-            except OSError as e:
+                _write_record(fd, (json.dumps(record) + "\n").encode())
+            except BaseException as e:
+                # a lock file this process made and could not fill (a full disk) names no one:
+                # it goes, so that a refused writer leaves the directory as it found it
+                if created and locked and _same_file(fd, self.path):
+                    try:
+                        self.path.unlink()
+                    except OSError:
+                        pass
                 os.close(fd)
-                raise CheckpointError(f"cannot lock {self.run_dir}: {e.strerror or e}") from None
-            except BaseException:
-                os.close(fd)
+                if isinstance(e, OSError):
+                    raise CheckpointError(f"cannot lock {self.run_dir}: {e.strerror or e}") from None
                 raise
             self._fd = fd
             return self
         raise CheckpointError(f"cannot lock {self.run_dir}: its lock keeps changing hands")
+
+    def _open(self) -> tuple[int, bool] | None:
+        """The lock file's descriptor and whether this call created the file; None when the file
+        went away between the two tries (its holder released it). A link is never followed."""
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            return os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            pass
+        try:
+            return os.open(self.path, flags), False
+        except FileNotFoundError:
+            return None
 
     def release(self) -> None:
         """Remove the lock file and let go (removed first, so that a process that opened the old
@@ -192,6 +216,13 @@ class RunLock:
         if other_host:
             message += f"; if no charrnn runs there any more, delete {self.path}"
         return RunLocked(message)
+
+
+def _write_record(fd: int, data: bytes) -> None:
+    """Write the holder's record whole (a short write is retried; a full disk raises)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _read_fd(fd: int) -> bytes:

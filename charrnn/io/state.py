@@ -57,6 +57,10 @@ class TrainState:
     # The worker threads that shared each step's streams, as of the last save: a resume with the
     # same count continues bit-identically (0: not recorded).
     workers: int = 0
+    # Seconds per training step, measured once over the first steps (0: not yet) and turned into
+    # the step intervals of eval_seconds / sample_seconds: kept so that a resume does not measure
+    # again, and a run continues with the intervals it chose.
+    step_seconds: float = 0.0
     # ---- the language model's
     chars_seen: int = 0  # input tokens trained on (B * T per step)
     sample_rng: dict[str, Any] | None = None  # the PCG64 state of the training-time sampler
@@ -126,6 +130,7 @@ _SPEC: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "val_loss": ("loss", False, _BOTH), "initial_loss": ("loss", False, _BOTH),
     "report_steps": ("count", False, _BOTH), "report_loss_sum": ("signed", False, _BOTH),
     "data": ("position", False, _BOTH), "dropout_rng": ("rng", False, _BOTH), "workers": ("count", False, _BOTH),
+    "step_seconds": ("number", False, _BOTH),
     "chars_seen": ("count", True, (LM,)), "sample_rng": ("rng", False, (LM,)),
     "batch_size": ("count", True, (LM,)), "seq_len": ("count", True, (LM,)), "n_tokens": ("count", True, (LM,)),
     "text_sha256": ("sha", False, (LM,)), "tokens_sha256": ("sha", False, (LM,)),

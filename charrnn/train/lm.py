@@ -73,7 +73,7 @@ class LanguageModelRun:
     kind = LM
     unit = "chars"
     says_validations = False  # the progress bar shows them
-
+    val_scored = 0  # characters the last validation scored
     @property
     def vocab(self) -> Vocab:
         return self.encoded.vocab
@@ -108,6 +108,18 @@ class LanguageModelRun:
     def resume_command(self) -> str:
         return f"charrnn train --resume {self.run_dir}"
 
+    @property
+    def val_size(self) -> int:
+        """Characters a validation of the whole split scores."""
+        return 0 if self.val_ids is None else len(self.val_ids) - 1
+
+    @property
+    def units_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def write_config(self) -> None:
+        write_json(self.run_dir / CONFIG, _config_record(self.cfg, self))
+
     def next_batch(self) -> Window:
         x, y, reset = self.batcher.next_batch()
         if reset:  # a new epoch: the streams start over from a zero state
@@ -127,16 +139,20 @@ class LanguageModelRun:
     def count(self, batch: Window) -> None:
         self.state.chars_seen += batch.size
 
-    def validate(self, full: bool, stream: TextIO | None) -> float | None:
+    def validate(self, full: bool, stream: TextIO | None, limit: int | None = None) -> float | None:
         """Validation nats/char: of the fixed periodic sample, or of the whole split (`full`, the
-        run's last validation); see evaluate/lm.py. `stream`: where a long one shows its progress."""
+        run's last validation; with `limit`, a sample of that many characters of it, when the whole
+        would not fit in the time budget); see evaluate/lm.py. `stream`: where a long one shows its
+        progress."""
         from ..evaluate.lm import EvalResult, evaluate_ids, evaluate_sample, periodic_budget
 
         if self.val_ids is None:
+            self.val_scored = 0
             return None
         model, share = self.engine.inference_model(), self.engine.eval_share
-        if not full:
-            budget = periodic_budget(self.cfg.eval_max_chars, self.cfg.eval_every, self.batch_size, self.seq_len)
+        if not full or limit is not None:
+            budget = limit or periodic_budget(self.cfg.eval_max_chars, self.cfg.eval_every, self.batch_size,
+                                              self.seq_len)
             part = evaluate_sample(model, self.val_ids, budget, share=share)
         elif stream is None or len(self.val_ids) < FULL_VALIDATION_BAR or share[1] > 1:
             part = evaluate_ids(model, self.val_ids, share=share)
@@ -148,6 +164,7 @@ class LanguageModelRun:
                 part = evaluate_ids(model, self.val_ids, progress=bar.update)
         # under torchrun each process scored its share of the streams: the parts add up
         nats, chars = self.engine.sum_across([part.nats, float(part.chars)])
+        self.val_scored = int(chars)
         return EvalResult(nats, int(chars)).nats_per_char
 
     def sample(self, step: int, batch: Window) -> str | None:
@@ -167,6 +184,8 @@ class LanguageModelRun:
         val = self.state.val_loss if evaluated else None
         out: dict[str, Any] = {"chars": self.state.chars_seen, "val_nats_per_char": val,
                                "val_bits_per_char": val * NATS_TO_BITS if val is not None else None}
+        if val is not None:  # of the validation split's val_size: fewer for a sample of it
+            out["val_chars"] = self.val_scored
         if evaluated:  # the recurrent weights' spectral radius per layer and gate block: an eigvals per block
             m = self.model
             out["spectral_radius"] = spectral_radii(m.params, m.num_layers, m.hidden_size)

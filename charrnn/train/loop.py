@@ -26,10 +26,12 @@ from typing import Any, Iterator, Mapping, TextIO
 import numpy as np
 
 from ..errors import CharRNNError, CheckpointError, ConfigError
-from ..io.layout import BEST, LATEST, METRICS, SAMPLES
+from ..io.layout import BEST, LATEST, METRICS, SAMPLES, append_environment, snapshot_name, snapshots
 from ..io.writer import atomic_copy
 from ..settings import LM, TaskConfig, TrainConfig, given_of
+from .clock import Clock
 from .engine import check_backend, make_engine
+from .progress import Tolerant, environment, interactive, make_bar
 from .schedule import lr_at
 
 # Signals that stop training cleanly (the step finishes, a checkpoint is written): Ctrl-C, a
@@ -74,8 +76,6 @@ def while_running(owner: Any, lock: Any) -> Iterator[None]:
 # the first, a diverged run is every window, and one absurd step (1e18 nats) moves the smoothed
 # loss past the mark at once.
 EXPLODED = 3.0
-# Seconds between the plain progress lines written where no bar can be redrawn (a log file).
-PLAIN_SECONDS = 10.0
 
 
 class Interrupted(CharRNNError):
@@ -100,6 +100,8 @@ class TrainResult:
     stopped: str  # "steps", "time", "early" (validation stopped improving), "signal"
     patience: int = 0  # validations without a new best that end a run early (0 = never)
     val_accuracy: float | None = None  # a classifier's or tagger's last validation accuracy
+    val_scored: int = 0  # units (characters, examples) the last validation scored ...
+    val_size: int = 0  # ... of the validation split's: fewer for a sample of it
 
 
 class Trainer:
@@ -130,9 +132,10 @@ class Trainer:
         self.progress = progress and not quiet and not json_log
         # progress lines are a courtesy: metrics.jsonl and the checkpoints are the run's record, so
         # a closed pipe or a vanished terminal must not stop training (see _Tolerant)
-        self.stream = _Tolerant(stream or sys.stderr)
-        self._stdout = _Tolerant(None)
+        self.stream = Tolerant(stream or sys.stderr)
+        self._stdout = Tolerant(None)
         self._bar: Any = None  # the tqdm bar while the loop runs with progress shown
+        self.clock: Clock | None = None  # the loop's clock while it runs (clock.py)
         self._signal: int | None = None  # the first stopping signal received, handled between steps
         kind, given = _request(request)
         out = Path(out) if out is not None else None
@@ -158,6 +161,8 @@ class Trainer:
                               else fresh_task(kind, given, Path(run_dir), force, self.say))
         try:
             self.objective.engine = make_engine(self.objective, world)
+            if self.objective.engine.writes:
+                append_environment(self.objective.run_dir, environment(self.objective, resume))
         except BaseException:
             if self.objective.lock is not None:
                 self.objective.lock.release()
@@ -185,10 +190,22 @@ class Trainer:
         else:
             print(message, file=self.stream, flush=True)
 
-    def validate_loss(self, full: bool = False) -> float | None:
+    def validate_loss(self, full: bool = False, limit: int | None = None) -> float | None:
         """The validation loss: of the objective's periodic sample, or of the whole split (`full`,
-        the run's last validation)."""
-        return self.objective.validate(full, self.stream if self.progress and _interactive(self.stream) else None)
+        the run's last validation; at most `limit` units of it when given). Timed, for the
+        closing validation's estimate."""
+        started = time.perf_counter()
+        loss = self.objective.validate(full, self.stream if self.progress and interactive(self.stream) else None,
+                                       limit)
+        if self.clock is not None:
+            self.clock.validated(time.perf_counter() - started, self.objective.val_scored)
+        return loss
+
+    def _closing_validation(self) -> float | None:
+        """The run's last validation: the whole split, or a sample of it when the whole would not
+        fit in the time budget (clock.py)."""
+        limit = self.clock.closing_limit() if self.clock is not None else None
+        return self.validate_loss(full=True, limit=limit)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -214,8 +231,8 @@ class Trainer:
             return self._result("steps")
         # under torchrun rank 0 alone writes the run directory; the others report into nothing
         self._metrics = open(s.run_dir / METRICS if s.engine.writes else os.devnull, "a", encoding="utf-8")
-        self._bar = self._make_bar(total)
-        self._started = time.perf_counter()
+        self._bar = make_bar(self.stream, total, s.state.step) if self.progress else None
+        self.clock = Clock(s, budget, self.say)
         self._elapsed0 = s.state.elapsed
         # units/s counts the time of training steps only, not validation, samples or checkpoints
         self._report_units, self._report_busy = 0, 0.0
@@ -226,11 +243,11 @@ class Trainer:
         try:
             while True:
                 st = s.state  # read again every step: a recovery replaces it
-                run_time = time.perf_counter() - self._started
+                cfg = s.cfg  # and the intervals measured once (_set_intervals) replace the configuration
                 if total and st.step >= total:
                     break
                 # under torchrun every process must stop at the same step: the engine agrees on it
-                signum, out_of_time = s.engine.agree(self._signal, bool(budget and run_time >= budget))
+                signum, out_of_time = s.engine.agree(self._signal, self.clock.out_of_time())
                 if out_of_time:
                     stopped = "time"
                     break
@@ -240,7 +257,7 @@ class Trainer:
                     break
                 step_started = time.perf_counter()
                 batch = s.next_batch()
-                time_frac = run_time / budget if budget else None
+                time_frac = self.clock.elapsed() / budget if budget else None
                 # the schedule follows the configured horizon, wherever this invocation stops
                 lr = lr_at(cfg, st.step, cfg.steps, s.steps_per_epoch, time_frac) * st.lr_scale
                 # per-parameter gradient norms only on steps that may report: other steps pay nothing
@@ -272,16 +289,18 @@ class Trainer:
                 st.loss_average, st.averaged_steps, st.smoothed_loss = average, st.averaged_steps + 1, smoothed
                 st.report_steps += 1
                 st.report_loss_sum += loss
+                busy = time.perf_counter() - step_started
                 self._report_units += batch.size
-                self._report_busy += time.perf_counter() - step_started
+                self._report_busy += busy
                 step = st.step
+                self.clock.step_done(busy)
                 if s.engine.writes:
                     sample = s.sample(step, batch)
                     if sample is not None:
                         self._write_sample(step, sample)
                 last = bool(total and step >= total)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
-                    st.val_loss = self.validate_loss(full=last)
+                    st.val_loss = self._closing_validation() if last else self.validate_loss()
                     if not _finite_or_none(st.val_loss):
                         # weights that overflow on unseen text are as broken as a NaN loss
                         self._recover(f"validation loss {st.val_loss}", step)
@@ -295,6 +314,8 @@ class Trainer:
                 elif step % cfg.log_every == 0:
                     self._report(lr, grad_norm, evaluated=False)
                     self._logged_at = step
+                if cfg.keep_every and step % cfg.keep_every == 0:
+                    self._snapshot(step)
                 if self._bar is not None:
                     self._bar.update(1)
             st = s.state
@@ -304,10 +325,10 @@ class Trainer:
                     # become a best and move early stopping, and a record would split the next
                     # one's average, which a run that never stopped would not do. The losses of
                     # the record in progress are in the state, so the resumed run writes it whole.
-                    st.elapsed = self._elapsed0 + (time.perf_counter() - self._started)
+                    st.elapsed = self._elapsed0 + self.clock.elapsed()
                     s.save(s.run_dir / LATEST)
             elif st.step != self._saved_at:  # stopped by time between checkpoints
-                st.val_loss = self.validate_loss(full=True)
+                st.val_loss = self._closing_validation()
                 if _finite_or_none(st.val_loss):
                     self._report(lr, grad_norm, evaluated=True)
                     self._checkpoint()
@@ -327,10 +348,10 @@ class Trainer:
 
     def _report(self, lr: float, grad_norm: float, evaluated: bool) -> None:
         """Append one metrics line (and show it on the bar / as JSON)."""
-        now = time.perf_counter()
         s = self.objective
         st = s.state
-        st.elapsed = self._elapsed0 + (now - self._started)
+        run_time = self.clock.elapsed()
+        st.elapsed = self._elapsed0 + run_time
         rate = round(self._report_units / max(self._report_busy, 1e-9), 1)
         record = {
             "step": st.step,
@@ -353,7 +374,7 @@ class Trainer:
             # one unit on the bar, the other named: the loss in nats, as the record has it
             post = [f"loss {st.smoothed_loss:.3f} nats", *s.postfix(), f"{rate:,.0f} {s.unit}/s"]
             if self.time_budget:
-                post.append(f"{max(0.0, self.time_budget - (now - self._started)):.0f}s left")
+                post.append(f"{max(0.0, self.time_budget - run_time):.0f}s left")
             self._bar.set_postfix_str(", ".join(post), refresh=False)
         elif evaluated and not self.quiet and not self.json_log and s.says_validations:
             self.say(f"step {st.step:,}: training loss {st.smoothed_loss:.4f}" + s.validation_words())
@@ -400,26 +421,24 @@ class Trainer:
         if (improved or not s.validates) and s.engine.writes:
             atomic_copy(s.run_dir / LATEST, s.run_dir / BEST)
 
+    def _snapshot(self, step: int) -> None:
+        """A numbered checkpoint of this step (--keep-every), and only the newest --keep-last kept."""
+        s = self.objective
+        s.save(s.run_dir / snapshot_name(step))
+        if s.engine.writes and s.cfg.keep_last:
+            for old in snapshots(s.run_dir)[: -s.cfg.keep_last]:
+                old.unlink(missing_ok=True)
+
     def _write_sample(self, step: int, text: str) -> None:
         with open(self.objective.run_dir / SAMPLES, "a", encoding="utf-8") as f:
             f.write(f"---- step {step} ----\n{text}\n")
         self.say(f"---- sample at step {step:,} ----\n{text}\n----")
 
-    def _make_bar(self, total: int) -> Any:
-        if not self.progress:
-            return None
-        if not _interactive(self.stream):  # a pipe or a log file: plain lines now and then, no redrawn bar
-            return _Lines(self.stream, total, self.objective.state.step)
-        from tqdm.auto import tqdm  # a widget in notebooks, text in a terminal
-
-        return tqdm(total=total or None, initial=self.objective.state.step, unit="step", file=self.stream,
-                    dynamic_ncols=True, smoothing=0.1)
-
     def _result(self, stopped: str) -> TrainResult:
         s = self.objective
         st = s.state
         return TrainResult(s.run_dir, st.step, st.smoothed_loss, st.val_loss, st.best_val_loss, stopped,
-                           s.cfg.patience, st.val_accuracy)
+                           s.cfg.patience, st.val_accuracy, s.val_scored, s.val_size)
 
 
 def _smooth(st: Any, factor: float, loss: float) -> tuple[float, float]:
@@ -453,79 +472,6 @@ def _world() -> Any:
     from ..torch_backend.distributed import World
 
     return World.from_env()
-
-
-class _Tolerant:
-    """A text stream whose failures to write (a closed pipe, a terminal gone, a closed file) are
-    swallowed: after the first one it stays silent. None stands for sys.stdout as it is at each
-    write."""
-
-    def __init__(self, stream: TextIO | None) -> None:
-        self._stream = stream
-        self.broken = False
-
-    @property
-    def stream(self) -> TextIO:
-        return self._stream if self._stream is not None else sys.stdout
-
-    def write(self, text: str) -> int:
-        if not self.broken:
-            try:
-                return self.stream.write(text)
-            except (OSError, ValueError):
-                self.broken = True
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.broken:
-            try:
-                self.stream.flush()
-            except (OSError, ValueError):
-                self.broken = True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
-
-
-def _interactive(stream: Any) -> bool:
-    """Whether progress can be redrawn in place: a terminal, or a notebook (its own widget)."""
-    if "ipykernel" in sys.modules:
-        return True
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-class _Lines:
-    """The progress bar's place when stderr is not a terminal: one plain line every
-    `PLAIN_SECONDS` (and the messages the run says), never the bar's carriage-return redraws,
-    which fill a log file (tqdm's interface, as much of it as the loop uses)."""
-
-    def __init__(self, stream: Any, total: int, initial: int) -> None:
-        self.stream, self.total, self.n = stream, total, initial
-        self.postfix = ""
-        self.last = time.monotonic()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.monotonic()
-        if now - self.last >= PLAIN_SECONDS:
-            self.last = now
-            self._line()
-
-    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
-        self.postfix = text
-
-    def write(self, message: str, file: Any = None) -> None:
-        print(message, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        pass
-
-    def _line(self) -> None:
-        where = f"step {self.n:,}" + (f" of {self.total:,}" if self.total else "")
-        print(where + (f": {self.postfix}" if self.postfix else ""), file=self.stream, flush=True)
 
 
 def _finite_or_none(x: float | None) -> bool:

@@ -14,18 +14,22 @@ its model, optimizer, data and training state, and these members:
     progress                  epochs done, as a fraction
     unit                      what a step's batch counts: "chars" or "examples"
     validates                 whether the run holds data out for validation
+    val_size, val_scored      units a whole validation scores, and the last one scored
+    units_per_step            units in a step's batch (chars B*T, examples B)
     next_batch() -> batch     the next batch (its `size` in units); may reset `hidden`
     count(batch)              add a trained batch to the state's counters
     loss_and_grads(batch, hidden) -> (loss, grads, hidden)       the NumPy engine's step
     compiled_step()           a compiled whole step (train/fused.py) or None
-    validate(full, stream)    the validation loss (None: the run does not validate); `full`: the
-                              whole split, at the end; may set objective-specific state fields
+    validate(full, stream, limit)  the validation loss (None: the run does not validate); `full`:
+                              the whole split, at the end (`limit`: a sample of that many units of
+                              it); may set objective-specific state fields
     sample(step, batch)       a training-time sample due at `step`, or None
     record(evaluated)         the objective's fields of a metrics record
     postfix()                 the objective's fields of the progress line ("val 1.50 nats (2.16 bits)")
     says_validations          whether a run without a bar says each validation in a line, and
     validation_words()        the words it says
     save(path)                write the whole run to a checkpoint (atomically)
+    write_config()            write config.json from cfg (after the intervals were measured)
     load(path) / restore(c)   read a checkpoint of this run / continue from it
     resume_command            how a user continues the run, for messages
 """

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from ..io.layout import run_dir_path
 from ..settings import DATASETS, LM, check_given, read_config_file
 
 
@@ -30,7 +31,7 @@ def train_request(
     if settings.get("text") is not None and settings.get("dataset") is not None:
         raise ConfigError("give either a text file or --dataset, not both")
     name = settings.get("dataset") or Path(settings.get("text") or "").stem or "run"
-    return settings, Path(out) if out is not None else fresh_run_dir(name)
+    return settings, run_dir_path(out) if out is not None else fresh_run_dir(name)
 
 
 def fresh_run_dir(name: str) -> Path:

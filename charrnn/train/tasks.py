@@ -111,6 +111,7 @@ class TaskRun:
 
     unit = "examples"
     says_validations = True  # without a bar, each validation is a line
+    val_scored = 0  # examples the last validation scored
 
     @property
     def kind(self) -> str:
@@ -136,6 +137,17 @@ class TaskRun:
     def resume_command(self) -> str:
         return f"charrnn {self.cfg.task} train --resume {self.run_dir}"
 
+    @property
+    def val_size(self) -> int:
+        return 0 if self.data.val is None else len(self.data.val)
+
+    @property
+    def units_per_step(self) -> int:
+        return self.batcher.batch_size
+
+    def write_config(self) -> None:
+        write_json(self.run_dir / CONFIG, self.cfg.to_dict())
+
     def next_batch(self) -> TextBatch:
         idx = self.batcher.next_batch()
         inputs, targets = self.data.train.batch(idx)
@@ -154,7 +166,7 @@ class TaskRun:
     def count(self, batch: TextBatch) -> None:
         self.state.examples_seen += batch.size
 
-    def validate(self, full: bool, stream: TextIO | None) -> float | None:
+    def validate(self, full: bool, stream: TextIO | None, limit: int | None = None) -> float | None:
         """The validation loss (nats per text for a classifier, per character for a tagger,
         teacher-forced with R), and the accuracy into the state. Every validation scores the whole
         validation set: it is small."""
@@ -165,6 +177,7 @@ class TaskRun:
             return None
         loss, pred = scores(self.engine.inference_model(), self.data.val)
         self.state.val_accuracy = float((pred == truth(self.data.val)).mean())
+        self.val_scored = len(self.data.val)
         return loss
 
     def sample(self, step: int, batch: TextBatch) -> None:
