@@ -15,7 +15,8 @@ from conftest import charrnn, error_line
     ("a\nb", "a\\nb"), ("tab\there", "tab\\there"), ("\x1b[31mred", "\\x1b[31mred"), ("cr\r", "cr\\r"),
     ("line\u2028sep", "line\\u2028sep"), ("para\u2029", "para\\u2029"), ("nel\x85", "nel\\x85"),
     ("\u202eevil", "\\u202eevil"), ("zero\u200bwidth", "zero\\u200bwidth"), ("lone \ud800", "lone \\ud800"),
-    ("Café 東京 🐈 \u00a0 é", "Café 東京 🐈 \u00a0 é"),  # printable text, non-breaking space included, as it is
+    # printable text, a non-breaking space included, as it is
+    ("Café 東京 🐈 \u00a0 é", "Café 東京 🐈 \u00a0 é"),
 ])
 def test_one_line_escapes_what_hides_or_breaks_a_line(text, shown):
     assert one_line(text) == shown

@@ -413,7 +413,8 @@ OWN_PROCESS = {"bench/protocol.py", "bench/__init__.py", "train/lm.py", "io/layo
 def test_no_other_parser_of_json_or_toml():
     """JSON and TOML are parsed by io/readers.py alone, so that no file escapes its limits."""
     pattern = re.compile(r"\bjson\.loads?\(|\btomllib\b|\bJSONDecoder\b")
-    found = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))}
+    found = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+             if pattern.search(p.read_text(encoding="utf-8"))}
     assert found - OWN_PROCESS == {"io/readers.py"}
 
 
@@ -507,7 +508,8 @@ def hostile_files(name: str, run: Path) -> list[tuple[str, bytes, str]]:
     """(suffix, content, the message) of every hostile document and field of reader `name`."""
     case = CASES[name]
     out = [(suffix, document_file(name, doc, run), message) for suffix, doc, message in documents(name).values()]
-    return out + [("", field_file(name, content, run), message) for content, message in case.fields + case.command_fields
+    fields = case.fields + case.command_fields
+    return out + [("", field_file(name, content, run), message) for content, message in fields
                   if message not in ("no samples", "\ufffd")]
 
 

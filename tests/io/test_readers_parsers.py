@@ -142,6 +142,7 @@ def test_a_path_given():
 
 
 def test_a_json_line_of_every_kind_of_value_round_trips():
-    record = {"step": 3, "loss": 1.25, "none": None, "ok": True, "name": "Ωμέγα 🐈", "list": [[1, 2.5], {"k": "v"}]}
+    record = {"step": 3, "loss": 1.25, "none": None, "ok": True, "name": "Ωμέγα 🐈",
+              "list": [[1, 2.5], {"k": "v"}]}
     assert parse_json(json.dumps(record), "x") == record
     assert parse_json(json.dumps(record, ensure_ascii=False).encode(), "x") == record
