@@ -14,16 +14,16 @@ needs to know which settings were given.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .core import CELL_MODULES
-from .errors import ConfigError
+from .errors import ConfigError, show_path
+from .io.readers import (MAX_DOCUMENT_BYTES, check_path, parse_json, parse_toml, path_setting_problem, read_text,
+                         reader)
 
 # Every list of choices a setting has, here once: validation, the command line's flags and the
 # modules that act on a choice all read these.
@@ -346,41 +346,30 @@ def _rules_task(cfg: Any) -> None:
 # config files
 
 
+@reader("config file (--config)", "toml or json")
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings in a TOML or JSON file (by its suffix; otherwise JSON when it starts with "{"),
     keyed as config.json is, with relative paths made relative to the file's folder. Unknown
-    keys and wrong types are refused by `check_given`, naming the file and the key."""
-    from .data.text import read_file_bytes  # imported here: data imports this module
-    from .errors import DataError
-
-    p = Path(path)
+    keys and wrong types are refused by `check_given`, naming the file and the key; a path setting
+    that is empty or holds a control character (a NUL above all) is refused here."""
+    s = check_path(path, ConfigError, "config file")
+    p, where = Path(s), show_path(s)
     if not p.exists() and not p.is_symlink():
-        raise ConfigError(f"{p}: no such config file")
-    try:
-        raw = read_file_bytes(p)  # a regular file only: a FIFO is refused, never waited on
-    except DataError as e:
-        raise ConfigError(f"config file {e}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
+        raise ConfigError(f"{where}: no such config file")
+    # a regular file only: a FIFO is refused, never waited on
+    text = read_text(s, ConfigError, "config file", MAX_DOCUMENT_BYTES)
     as_json = p.suffix.lower() == ".json" or (p.suffix.lower() != ".toml" and text.lstrip().startswith("{"))
-    try:
-        if as_json:
-            def no_constants(name: str) -> Any:
-                raise ValueError(f"{name} is not a number JSON allows")
-
-            data = json.loads(text, parse_constant=no_constants)
-        else:
-            data = tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{p}: not valid {'JSON' if as_json else 'TOML'} ({e})") from None
+    data = parse_json(text, where, ConfigError) if as_json else parse_toml(text, where, ConfigError)
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the settings must be an object of key: value pairs")
+        raise ConfigError(f"{where}: the settings must be an object of key: value pairs")
     for key in PATH_SETTINGS:
         value = data.get(key)
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            data[key] = os.path.join(p.parent, value)
+        if isinstance(value, str):
+            problem = path_setting_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{where}: {key} {problem}")
+            if not os.path.isabs(value):
+                data[key] = os.path.join(p.parent, value)
     return data
 
 

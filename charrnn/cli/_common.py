@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 
 Handler = Callable[[argparse.Namespace], int]
 # name -> (one-line summary, function that adds the command's flags and returns its handler);
@@ -55,14 +55,15 @@ class Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line (no usage dump) and exit 2 like our own errors."""
 
     def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def tell(message: str) -> None:
     """A line on stderr that cannot fail: with stderr closed (a pipe read by `head`, a terminal
-    gone) there is no one left to tell, and the command's outcome must not depend on it."""
+    gone) there is no one left to tell, and the command's outcome must not depend on it. Whatever
+    the message quotes, it stays one line: a control character is shown as its backslash escape."""
     try:
-        print(message, file=sys.stderr, flush=True)
+        print(one_line(message), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 

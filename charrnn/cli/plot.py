@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ._common import add_force_flag, command
 
@@ -17,19 +18,22 @@ def _plot(p: argparse.ArgumentParser):
 
     def run(a: argparse.Namespace) -> int:
         from ..diagnostics.plots import curves_figure, pyplot, write_png
-        from ..errors import ConfigError
+        from ..errors import ConfigError, show_path
         from ..io.layout import CURVES
         from ..io.rundir import read_metrics, run_dir_of
         from ..io.writer import check_target
 
         pyplot()
         run_dir = run_dir_of(a.run)
-        if not run_dir.is_dir():
-            raise ConfigError(f"{a.run}: no such run directory")
         out = check_target(run_dir / CURVES if a.out is None else a.out, force=a.force, own=CURVES)
         m = read_metrics(run_dir)
+        skipped = f"{m.skipped:,} line(s) of {show_path(run_dir / 'metrics.jsonl')} skipped: not a valid record"
         if not m.records:
+            if m.skipped:
+                raise ConfigError(f"{run_dir} has no readable metrics ({skipped})")
             raise ConfigError(f"{run_dir} has no metrics yet (metrics.jsonl records no step): train first")
+        if m.skipped:
+            print(f"charrnn plot: {skipped}", file=sys.stderr)
         from ..diagnostics.gradflow import GATE_NAMES
         from ..io.rundir import read_config
 

@@ -27,7 +27,6 @@ whichever backend is configured, and on PyTorch's when none is.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -36,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..data.text import Vocab
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, show_path
+from ..io.readers import read_json, reader
 from ..model import CharRNN
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
 from ..io.modelfile import model_from_arrays
@@ -73,10 +73,10 @@ def import_keras() -> Any:
 def _configured_backend() -> str | None:
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     try:
-        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
-            backend = json.load(f).get("backend")
-    except (OSError, ValueError, AttributeError):
+        config = read_json(os.path.join(home, "keras.json"), ConfigError, "Keras configuration")
+    except ConfigError:  # none, or not one Keras could read either: Keras's default applies
         return None
+    backend = config.get("backend") if isinstance(config, dict) else None
     return backend if isinstance(backend, str) else None
 
 
@@ -156,22 +156,17 @@ def export_keras(model: CharRNN, vocab: Vocab, out: str | Path, force: bool = Fa
     return out
 
 
+@reader("Keras vocabulary (--vocab)", "json")
 def read_vocab(path: str | Path) -> Vocab:
     """A vocabulary file: a JSON list of symbols (one-character strings, or byte values 0-255 for
     a bytes model), or charrnn's {"encoding": ..., "symbols": [...]}."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such vocabulary file") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{p}: not a JSON vocabulary ({e})") from None
+    data = read_json(path, DataError, "vocabulary file")
     if isinstance(data, list):
         data = {"encoding": "bytes" if data and all(isinstance(s, int) for s in data) else "utf-8", "symbols": data}
     try:
         return Vocab.from_json(data)
     except CheckpointError as e:
-        raise DataError(f"{p}: {e}") from None
+        raise DataError(f"{show_path(path)}: {e}") from None
 
 
 def model_from_keras(km: Any, vocab: Vocab, source: str) -> CharRNN:
@@ -253,11 +248,11 @@ def save_imported(model: CharRNN, vocab: Vocab, run_dir: str | Path, force: bool
 
 def load_keras(path: str | Path, vocab_file: str | Path) -> tuple[CharRNN, Vocab]:
     """Read a .keras file (Keras's safe mode: no code in the file runs) and its vocabulary."""
-    keras = import_keras()
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such Keras model file")
-    vocab = read_vocab(vocab_file)
+    vocab = read_vocab(vocab_file)  # before Keras is imported, which takes seconds
+    keras = import_keras()
     try:
         km = keras.saving.load_model(p, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many kinds for a damaged or foreign file

@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from .readers import parse_json, read_file, reader
 
 try:
     import fcntl
@@ -54,18 +56,31 @@ def pid_alive(pid: int) -> bool:
 
 def read_holder(run_dir: str | Path) -> dict[str, Any] | None:
     """Who the lock file of `run_dir` names ({"host", "pid", "since"}), or None."""
+    return read_lock_file(Path(run_dir) / LOCK)
+
+
+@reader("lock record (.lock)", "json", tolerant=True)
+def read_lock_file(path: Any) -> dict[str, Any] | None:
+    """The holder a lock file names, or None for one that names no one (missing, not a regular
+    file, damaged): the flock decides alone then."""
     try:
-        return _parse((Path(run_dir) / LOCK).read_bytes())
-    except OSError:
+        return _parse(read_file(path, CheckpointError, "lock file", _MAX_RECORD))
+    except CheckpointError:
         return None
+
+
+# A lock record is one short JSON line.
+_MAX_RECORD = 4096
+_MAX_PID = 2**31 - 1  # pid_t: a larger number is no process, and os.kill could not even be asked
 
 
 def _parse(data: bytes) -> dict[str, Any] | None:
     try:
-        d = json.loads(data)
-    except ValueError:
+        d = parse_json(data, "lock record", CheckpointError)
+    except CheckpointError:
         return None
-    if isinstance(d, dict) and isinstance(d.get("host"), str) and type(d.get("pid")) is int:
+    if isinstance(d, dict) and isinstance(d.get("host"), str) and d["host"] \
+            and type(d.get("pid")) is int and 0 < d["pid"] <= _MAX_PID:
         return d
     return None
 
@@ -211,9 +226,13 @@ def _write_record(fd: int, data: bytes) -> None:
 
 
 def _read_fd(fd: int) -> bytes:
+    """The record in an open lock file; nothing from one that is not a regular file (a FIFO put
+    in its place would never answer a read)."""
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
         os.lseek(fd, 0, os.SEEK_SET)
-        return os.read(fd, 4096)
+        return os.read(fd, _MAX_RECORD)
     except OSError:
         return b""
 

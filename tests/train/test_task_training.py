@@ -216,7 +216,7 @@ def test_bad_classification_files(tmp_path, content, message):
     ('{"text": "ab", "tags": ["X"]}', ":2: 1 tags for a text of 2 characters"),
     ('{"text": "", "tags": []}', ":2: empty text"),
     ('{"text": "ab"}', ":2: expected"),
-    ("not json", ":2: not a JSON object"),
+    ("not json", ":2: not valid JSON"),
 ])
 def test_bad_tagging_files(tmp_path, obj, message):
     data = tmp_path / "bad.jsonl"
