@@ -15,7 +15,6 @@ second, as a resume does.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -367,7 +366,9 @@ def _text_path(cfg: TrainConfig) -> Path:
         from ..data.shakespeare import shakespeare_path
 
         return shakespeare_path()
-    return Path(cfg.text)
+    from ..io.readers import check_path
+
+    return Path(check_path(cfg.text, DataError, "text file"))  # an empty path is no text, never "."
 
 
 def estimate_memory(V: int, H: int, L: int, B: int, T: int, itemsize: int, cell: str = "rnn") -> int:
@@ -511,12 +512,14 @@ def _config_record(cfg: TrainConfig, s: LanguageModelRun) -> dict[str, Any]:
 def _update_config(path: Path, saved: TrainConfig, s: LanguageModelRun, say: Say) -> None:
     """Rewrite config.json for the resumed run (a new --steps, say). It is a record, never read
     back: the checkpoint holds the configuration. An edit found in it is named and undone."""
-    try:
-        found = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        found = None
-    except (OSError, ValueError, RecursionError):
-        found = {}
+    from ..io.readers import read_json
+
+    found: Any = None
+    if path.exists() or path.is_symlink():
+        try:
+            found = read_json(path, CheckpointError, "run configuration")
+        except CheckpointError:
+            found = {}  # unreadable: an edit all the same, rewritten below
     if found is not None:
         expected = _config_record(saved, s)
         if isinstance(found, dict):
