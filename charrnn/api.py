@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .data.text import Vocab
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, show_path
 from .evaluate.lm import EVAL_WINDOW, PerCharacter
 from .model import CharRNN
 from .model.stack import layer_params
@@ -275,8 +275,10 @@ def fit(
     elif text is not None:
         given["text"] = os.fspath(text)
         if not os.path.lexists(given["text"]):
-            shown = given["text"] if len(given["text"]) <= 40 else given["text"][:37] + "..."
-            raise DataError(f"{shown!r} is no file or folder: to train on strings in memory, give them as "
+            # A path is shown whole; a long or multi-line string is text given by mistake, shown by its start.
+            looks_like_text = "\n" in given["text"] or len(given["text"]) > 200
+            shown = repr(given["text"][:37] + "...") if looks_like_text else show_path(given["text"])
+            raise DataError(f"{shown} is no file or folder: to train on strings in memory, give them as "
                             "charrnn.fit(texts=[...])")
     if resume is not None:
         if config is not None or (out is not None and Path(out) != Path(resume)):

@@ -78,9 +78,9 @@ def test_missing_text_file(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_text_is_a_directory(tmp_path):
+def test_text_is_an_empty_directory(tmp_path):
     (tmp_path / "adir").mkdir()
-    assert "adir is a directory" in refuse_to_train(tmp_path, tmp_path / "adir")
+    assert "adir holds no file to train on" in refuse_to_train(tmp_path, tmp_path / "adir")
 
 
 def test_empty_text(tmp_path):
