@@ -23,7 +23,8 @@ import numpy as np
 
 from .data.text import Vocab
 from .errors import CheckpointError, ConfigError, DataError
-from .evaluate.lm import EVAL_WINDOW, PerCharacter
+from .core.tuning import EVAL_WINDOW
+from .evaluate.lm import PerCharacter
 from .model import CharRNN
 from .model.stack import layer_params
 

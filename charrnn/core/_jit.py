@@ -50,6 +50,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import tuning
+
 numba = None  # the module, once `available()` has imported it
 _kernels = None
 _looked = False
@@ -123,7 +125,7 @@ class Scratch:
     dtype, that is, what one backward pass of each of those shapes needs.
     """
 
-    def __init__(self, max_shapes: int = 4) -> None:
+    def __init__(self, max_shapes: int = tuning.SCRATCH_SHAPES) -> None:
         self.max_shapes = max_shapes
         self._free: OrderedDict = OrderedDict()  # (shape, dtype) -> array
         self._lock = threading.Lock()

@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _jit
+from . import _jit, tuning
 from .linear import as_layer_input, input_backward, input_backward_reference, input_forward, is_ids, sigmoid
 
 GATES = 3
@@ -222,12 +222,6 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
 # the compiled path (numba, core/_jit.py): the same computation, each step's elementwise work in one
 # call, and for small B * H the whole window in one call
 
-# Up to this many numbers per step's state (B * H) the compiled path runs the whole window in one
-# call, its matrix-vector products written as loops; above it each step is a BLAS product and one
-# compiled call (measured: module docstring).
-JIT_WINDOW_MAX_WORK = 256
-
-
 def use_jit(x: np.ndarray, w_ih: np.ndarray) -> bool:
     return _jit.cell_kernels_apply(x, w_ih)
 
@@ -244,7 +238,7 @@ def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     hbuf = np.empty((T + 1, B, H), dtype=dtype)
     hbuf[0] = state0[0]
     hn = np.empty((T if need_cache else 1, B, H), dtype=dtype)
-    if B * H <= JIT_WINDOW_MAX_WORK:
+    if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         w_t = np.ascontiguousarray(w_hh.T)
         kernels["gru_forward_window"](inp, rows, b_hn, w_t, acts, hbuf, hn)
     else:
@@ -276,7 +270,7 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need
     dwt = np.zeros((w_ih.shape[1] if ids else 1, 3 * H), dtype=dtype)
     db_in = np.zeros(3 * H, dtype=dtype)
     db_rec = np.zeros(3 * H, dtype=dtype)
-    if B * H <= JIT_WINDOW_MAX_WORK:
+    if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         dh0 = np.empty((B, H), dtype=dtype)
         w = np.ascontiguousarray(w_hh)
         kernels["gru_backward_window"](dh, dhs, acts, hbuf, hn, drec, dn_out, w, xi, dwt, db_in, db_rec, ids, dh0)

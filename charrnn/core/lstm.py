@@ -100,7 +100,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _jit
+from . import _jit, tuning
 from .linear import as_layer_input, input_backward, input_backward_reference, input_forward, is_ids, sigmoid
 
 GATES = 4
@@ -255,12 +255,6 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
 # the compiled path (numba, core/_jit.py): the same computation, each step's elementwise work in one
 # call, and for small B * H the whole window in one call
 
-# Up to this many numbers per step's state (B * H) the compiled path runs the whole window in one
-# call, its matrix-vector products written as loops; above it each step is a BLAS product and one
-# compiled call (measured: module docstring).
-JIT_WINDOW_MAX_WORK = 256
-
-
 def use_jit(x: np.ndarray, w_ih: np.ndarray) -> bool:
     return _jit.cell_kernels_apply(x, w_ih)
 
@@ -277,7 +271,7 @@ def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     cbuf = np.empty((nc, B, H), dtype=dtype)
     cbuf[0] = state0[1]
     tanh_c = np.empty((T if need_cache else 1, B, H), dtype=dtype)
-    if B * H <= JIT_WINDOW_MAX_WORK:
+    if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         w_t = np.ascontiguousarray(w_hh.T)
         kernels["lstm_forward_window"](inp, rows, w_t, acts, hbuf, cbuf, tanh_c)
     else:
@@ -307,7 +301,7 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
     xi = np.ascontiguousarray(x, dtype=np.intp) if ids else np.zeros((1, 1), dtype=np.intp)
     dwt = np.zeros((w_ih.shape[1] if ids else 1, 4 * H), dtype=dtype)
     db = np.zeros(4 * H, dtype=dtype)
-    if B * H <= JIT_WINDOW_MAX_WORK:
+    if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         dh0 = np.empty((B, H), dtype=dtype)
         w = np.ascontiguousarray(w_hh)
         kernels["lstm_backward_window"](dh, dhs, acts, tanh_c, cbuf, dc, dgates, w, xi, dwt, db, ids, dh0)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _jit
+from . import _jit, tuning
 from .linear import input_backward_reference, input_forward, is_ids
 
 GATES = 1
@@ -58,15 +58,9 @@ def stack_weights(
     return out
 
 
-# Up to this many numbers per step's state (B * H) the recurrence runs in the compiled loops of
-# _jit when numba is installed: there the per-step products are matrix-vector sized and Python's
-# per-call cost dominates; above it the BLAS products of the NumPy loops win (measured crossover
-# on this hardware: B=1 up to H of a few hundred, B=2 up to H=128, B=4 up to H=64).
-JIT_MAX_WORK = 256
-
-
 def use_jit(batch_size: int, hidden_size: int) -> bool:
-    return batch_size * hidden_size <= JIT_MAX_WORK and _jit.available()
+    """Whether the recurrence of B streams of H units runs in the compiled loops (tuning.py)."""
+    return batch_size * hidden_size <= tuning.RNN_JIT_MAX_WORK and _jit.available()
 
 
 def rnn_forward(X: np.ndarray, weight_cat: np.ndarray) -> None:
@@ -85,11 +79,6 @@ def rnn_forward(X: np.ndarray, weight_cat: np.ndarray) -> None:
         h = X[t + 1, :H]
         np.matmul(weight_cat, X[t], out=h)
         np.tanh(h, out=h)
-
-
-# Scratch the backward pass keeps for tanh'(a_t), in numbers: enough steps to make the
-# vectorised 1 - h^2 worth it for small B*H, few enough to stay in cache for large ones.
-DTANH_CHUNK_ELEMENTS = 1 << 16
 
 
 def rnn_backward(
@@ -159,7 +148,7 @@ def _bptt_loop(da: np.ndarray, hs: np.ndarray, weight_hh: np.ndarray) -> None:
     cur = np.empty((H, B), dtype=da.dtype)  # da_{t+1}, then da_t
     tmp = np.empty((H, B), dtype=da.dtype)
     # tanh'(a_t) = 1 - h_t^2 for a chunk of steps at a time, vectorised, in cache-sized pieces
-    chunk = max(1, min(T, DTANH_CHUNK_ELEMENTS // (B * H)))
+    chunk = max(1, min(T, tuning.DTANH_CHUNK_ELEMENTS // (B * H)))
     dtanh = np.empty((chunk, H, B), dtype=da.dtype)
     for hi in range(T, 0, -chunk):
         lo = max(0, hi - chunk)

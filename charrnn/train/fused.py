@@ -3,7 +3,7 @@
     step = FusedStep.for_model(model, optimizer, clip_value=0.2, clip_norm=0.0)   # or None
     loss, grad_norm, h_last, status = step(x, y, h, lr)
 
-For a one-layer tanh RNN on one stream (B=1, H up to MAX_HIDDEN: the seed's H=100 above all),
+For a one-layer tanh RNN on one stream (B=1, H up to tuning.FUSED_MAX_HIDDEN: the seed's H=100 above all),
 a window's arithmetic takes less time than the Python calls that drive it, so forward, BPTT,
 clipping and the optimizer's update run as one call of core/_fused.py. It computes what the NumPy
 path computes (model.loss_and_grads, optim's clip_grad_value_ / clip_grad_norm_, the optimizer's
@@ -19,15 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core import _fused, _jit
+from ..core import _fused, _jit, tuning
 from ..model import CharRNN
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
 from ..optim import SGD, Adagrad, Adam, AdamW, Optimizer
-
-# One stream of up to this many hidden units: there Python's per-call cost dominates the NumPy
-# path. With more streams, the BLAS products of the NumPy path (shared among cores) take over.
-MAX_HIDDEN = 256
-
 
 class FusedStep:
     """One compiled training step of `model` with `optimizer` (see the module docstring)."""
@@ -92,7 +87,7 @@ def supports(model: CharRNN, optimizer: Any, batch_size: int) -> bool:
     """Whether FusedStep implements this training (module docstring)."""
     if not (_jit.available() and model.cell == "rnn" and model.num_layers == 1 and not model.dropout):
         return False
-    if model.dtype not in (np.float32, np.float64) or batch_size != 1 or model.hidden_size > MAX_HIDDEN:
+    if model.dtype not in (np.float32, np.float64) or batch_size != 1 or model.hidden_size > tuning.FUSED_MAX_HIDDEN:
         return False
     kind = type(optimizer)
     if kind is SGD:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from charrnn import CharRNN
-from charrnn.core import _jit, gru, lstm
+from charrnn.core import _jit, gru, lstm, tuning
 
 from test_cells import assert_close, problem, rel, run
 
@@ -35,8 +35,7 @@ def set_path(monkeypatch, path):
     monkeypatch.delenv("CHARRNN_JIT", raising=False)
     if not _jit.available():
         pytest.skip("numba is not installed")
-    for cell in CELLS.values():
-        monkeypatch.setattr(cell, "JIT_WINDOW_MAX_WORK", 10**9 if path == "window" else 0)
+    monkeypatch.setattr(tuning, "JIT_WINDOW_MAX_WORK", 10**9 if path == "window" else 0)
 
 
 @pytest.fixture(params=["numpy", "step", "window"])

@@ -6,6 +6,7 @@ import pytest
 
 from charrnn import CharRNN, threads
 from charrnn.settings import CELLS
+from charrnn.core import tuning
 from charrnn.model import parallel
 from charrnn.model.parallel import stream_shards
 
@@ -13,8 +14,8 @@ from charrnn.model.parallel import stream_shards
 @pytest.fixture
 def workers(monkeypatch):
     """Run with n workers whatever the machine (and split even tiny windows)."""
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK_COMPILED", 1)
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK", 1)
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK_COMPILED", 1)
 
     def use(n):
         monkeypatch.setattr(threads, "workers", lambda: n)
