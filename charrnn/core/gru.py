@@ -41,7 +41,7 @@ product with the transposed gate blocks of W_hh, stored in the memory of the ste
 the input projection. For the GRU the batched product and the single one take about the same
 time (1.06 against 1.11 ms at H=512); the contiguous gate blocks are what count.
 
-The compiled path (core/_jit.py), as described in `core.lstm`: the same products and cache, one
+The compiled path (gru_kernels.py), as described in `core.lstm`: the same products and cache, one
 compiled call for each step's elementwise work, the (V, 3H) table of W_ih^T + b for ids, db and
 (for ids) dW_ih summed by the backward kernel, the whole window in one call up to B * H =
 JIT_WINDOW_MAX_WORK (measured as for the LSTM: B=1 up to H=256, B=2 to 128, B=4 to 64, B=8 to
@@ -219,18 +219,31 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
 
 
 # --------------------------------------------------------------------------------------------
-# the compiled path (numba, core/_jit.py): the same computation, each step's elementwise work in one
+# the compiled path (numba, gru_kernels.py): the same computation, each step's elementwise work in one
 # call, and for small B * H the whole window in one call
 
 def use_jit(x: np.ndarray, w_ih: np.ndarray) -> bool:
     return _jit.cell_kernels_apply(x, w_ih)
 
 
+_compiled = None
+
+
+def _kernels():
+    """This cell's compiled kernels (gru_kernels.py), imported on first use (that imports numba)."""
+    global _compiled
+    if _compiled is None:
+        from . import gru_kernels
+
+        _compiled = gru_kernels
+    return _compiled
+
+
 def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     dtype = w_hh.dtype
     T, B = x.shape[:2]
     H = w_hh.shape[1]
-    kernels = _jit.kernels()
+    kernels = _kernels()
     bias = b_ih.copy()
     bias[: 2 * H] += b_hh[: 2 * H]
     b_hn = np.ascontiguousarray(b_hh[2 * H :])
@@ -240,11 +253,11 @@ def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     hn = np.empty((T if need_cache else 1, B, H), dtype=dtype)
     if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         w_t = np.ascontiguousarray(w_hh.T)
-        kernels["gru_forward_window"](inp, rows, b_hn, w_t, acts, hbuf, hn)
+        kernels.forward_window(inp, rows, b_hn, w_t, acts, hbuf, hn)
     else:
         w3 = np.ascontiguousarray(w_hh.reshape(3, H, H).transpose(0, 2, 1))
         pre = np.empty((3, B, H), dtype=dtype)
-        kernel = kernels["gru_forward_step"]
+        kernel = kernels.forward_step
         for t in range(T):
             np.matmul(hbuf[t], w3, out=pre)
             kernel(t, pre, inp, rows, b_hn, acts, hbuf, hn)
@@ -257,7 +270,7 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need
     dtype = w_hh.dtype
     x, acts, hbuf, hn = cache.x, cache.acts, cache.hbuf, cache.hn
     T, B, H = hn.shape
-    kernels = _jit.kernels()
+    kernels = _kernels()
     ids = is_ids(x)
     # [dr, dz, r * dn] and dn, only read here: given back at the end. dn for the input side is
     # kept for the window's product with dense x; for ids the kernels add it into dW_ih^T's rows
@@ -273,10 +286,10 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need
     if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         dh0 = np.empty((B, H), dtype=dtype)
         w = np.ascontiguousarray(w_hh)
-        kernels["gru_backward_window"](dh, dhs, acts, hbuf, hn, drec, dn_out, w, xi, dwt, db_in, db_rec, ids, dh0)
+        kernels.backward_window(dh, dhs, acts, hbuf, hn, drec, dn_out, w, xi, dwt, db_in, db_rec, ids, dh0)
     else:
         mm = np.empty((B, H), dtype=dtype)
-        kernel = kernels["gru_backward_step"]
+        kernel = kernels.backward_step
         for t in range(T - 1, -1, -1):
             if t < T - 1:
                 np.matmul(drec[t + 1], w_hh, out=mm)

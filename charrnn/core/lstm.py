@@ -51,7 +51,7 @@ Why, measured per step at B=64, float32, one thread, OpenBLAS:
     took 0.40 ms per step at H=512, more than the product gains (and the gate gradients would
     need the same transposition back for `linear.input_backward`).
 
-The compiled path. With numba (core/_jit.py; not with CHARRNN_JIT=0) `forward` and `backward`
+The compiled path. With numba (lstm_kernels.py; not with CHARRNN_JIT=0) `forward` and `backward`
 run the same computation with the same cache: each step is the same BLAS product followed by one
 compiled call doing all of the step's elementwise work, where the NumPy code makes about 12
 (forward) and 25 (backward) passes over (B, H) blocks; the operations and their order are the
@@ -252,18 +252,31 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
 
 
 # --------------------------------------------------------------------------------------------
-# the compiled path (numba, core/_jit.py): the same computation, each step's elementwise work in one
+# the compiled path (numba, lstm_kernels.py): the same computation, each step's elementwise work in one
 # call, and for small B * H the whole window in one call
 
 def use_jit(x: np.ndarray, w_ih: np.ndarray) -> bool:
     return _jit.cell_kernels_apply(x, w_ih)
 
 
+_compiled = None
+
+
+def _kernels():
+    """This cell's compiled kernels (lstm_kernels.py), imported on first use (that imports numba)."""
+    global _compiled
+    if _compiled is None:
+        from . import lstm_kernels
+
+        _compiled = lstm_kernels
+    return _compiled
+
+
 def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     dtype = w_hh.dtype
     T, B = x.shape[:2]
     H = w_hh.shape[1]
-    kernels = _jit.kernels()
+    kernels = _kernels()
     inp, rows, acts = _jit.window_inputs(x, w_ih, b_ih + b_hh, GATES, B, H)
     hbuf = np.empty((T + 1, B, H), dtype=dtype)
     hbuf[0] = state0[0]
@@ -273,11 +286,11 @@ def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     tanh_c = np.empty((T if need_cache else 1, B, H), dtype=dtype)
     if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         w_t = np.ascontiguousarray(w_hh.T)
-        kernels["lstm_forward_window"](inp, rows, w_t, acts, hbuf, cbuf, tanh_c)
+        kernels.forward_window(inp, rows, w_t, acts, hbuf, cbuf, tanh_c)
     else:
         w4 = np.ascontiguousarray(w_hh.reshape(4, H, H).transpose(0, 2, 1))
         pre = np.empty((4, B, H), dtype=dtype)
-        kernel = kernels["lstm_forward_step"]
+        kernel = kernels.forward_step
         for t in range(T):
             np.matmul(hbuf[t], w4, out=pre)
             kernel(t, pre, inp, rows, acts, hbuf, cbuf, tanh_c)
@@ -290,7 +303,7 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
     dtype = w_hh.dtype
     x, acts, hbuf, cbuf, tanh_c = cache.x, cache.acts, cache.hbuf, cache.cbuf, cache.tanh_c
     T, B, H = tanh_c.shape
-    kernels = _jit.kernels()
+    kernels = _kernels()
     dgates = _jit.scratch.take((T, B, 4 * H), dtype)  # only read here: given back at the end
     # dh: at the last step the gradient arriving at h_T, to which the kernel adds dhs_T
     dh = np.zeros((B, H), dtype=dtype) if dh_n is None else np.array(dh_n, dtype=dtype)
@@ -304,9 +317,9 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
     if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         dh0 = np.empty((B, H), dtype=dtype)
         w = np.ascontiguousarray(w_hh)
-        kernels["lstm_backward_window"](dh, dhs, acts, tanh_c, cbuf, dc, dgates, w, xi, dwt, db, ids, dh0)
+        kernels.backward_window(dh, dhs, acts, tanh_c, cbuf, dc, dgates, w, xi, dwt, db, ids, dh0)
     else:
-        kernel = kernels["lstm_backward_step"]
+        kernel = kernels.backward_step
         for t in range(T - 1, -1, -1):
             if t < T - 1:
                 np.matmul(dgates[t + 1], w_hh, out=dh)

@@ -13,7 +13,7 @@ backward pass the gradients of U and b come out of one product over all steps
 hardware (BENCHMARKS.md). The plain, seed-shaped versions are kept as `*_reference`, and
 tests/core/test_tuned_vs_reference.py holds the two to the same results.
 
-numba, when installed, runs the recurrence's loops for small batches (`_jit`, `JIT_MAX_WORK`).
+numba, when installed, runs the recurrence's loops for small batches (rnn_kernels.py, tuning.RNN_JIT_MAX_WORK).
 """
 
 from __future__ import annotations
@@ -63,6 +63,19 @@ def use_jit(batch_size: int, hidden_size: int) -> bool:
     return batch_size * hidden_size <= tuning.RNN_JIT_MAX_WORK and _jit.available()
 
 
+_compiled = None
+
+
+def _kernels():
+    """This cell's compiled kernels (rnn_kernels.py), imported on first use (that imports numba)."""
+    global _compiled
+    if _compiled is None:
+        from . import rnn_kernels
+
+        _compiled = rnn_kernels
+    return _compiled
+
+
 def rnn_forward(X: np.ndarray, weight_cat: np.ndarray) -> None:
     """h_t = tanh([W U b] [h_{t-1}; x_t; 1]) for t = 1..T, in place in X.
 
@@ -73,7 +86,7 @@ def rnn_forward(X: np.ndarray, weight_cat: np.ndarray) -> None:
     if use_jit(X.shape[2], H):
         # the compiled loop reads the weights one input row at a time: it wants them transposed
         wct = np.ascontiguousarray(weight_cat.T)
-        _jit.kernels()["rnn_forward_loop"](X, wct)
+        _kernels().forward_loop(X, wct)
         return
     for t in range(X.shape[0] - 1):
         h = X[t + 1, :H]
@@ -101,7 +114,7 @@ def rnn_backward(
     da = dhs
     wT = weight_hh.T
     if use_jit(B, H):
-        _jit.kernels()["bptt_loop"](da, hs, weight_hh)
+        _kernels().bptt_loop(da, hs, weight_hh)
     else:
         _bptt_loop(da, hs, weight_hh)
     dh0 = wT @ da[:, 0]

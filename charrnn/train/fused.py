@@ -5,7 +5,7 @@
 
 For a one-layer tanh RNN on one stream (B=1, H up to tuning.FUSED_MAX_HIDDEN: the seed's H=100 above all),
 a window's arithmetic takes less time than the Python calls that drive it, so forward, BPTT,
-clipping and the optimizer's update run as one call of core/_fused.py. It computes what the NumPy
+clipping and the optimizer's update run as one call of core/rnn_fused.py. It computes what the NumPy
 path computes (model.loss_and_grads, optim's clip_grad_value_ / clip_grad_norm_, the optimizer's
 step) and tests/train/test_fused_step.py holds the two together; the numbers differ by float rounding only
 (sums in another order). It needs numba, and CHARRNN_JIT=0 turns it off with the other compiled
@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core import _fused, _jit, tuning
+from ..core import _jit, tuning
+from ..core import rnn_fused as _fused
 from ..model import CharRNN
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
 from ..optim import SGD, Adagrad, Adam, AdamW, Optimizer

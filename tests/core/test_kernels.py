@@ -1,4 +1,4 @@
-"""The compiled paths of the LSTM and GRU cells (charrnn.core._jit) against their NumPy code and
+"""The compiled paths of the LSTM and GRU cells (lstm_kernels.py, gru_kernels.py) against their NumPy code and
 the plain references.
 
 Every test that takes the `path` fixture runs three times: with the NumPy code only
@@ -217,7 +217,8 @@ def test_the_kernels_tanh_is_within_three_ulp(dtype):
     x = np.concatenate([rng.standard_normal(200_000) * s for s in (1e-6, 1e-2, 0.3, 1, 3, 10)])
     x = np.concatenate([x, np.linspace(-25, 25, 100_001)]).astype(dtype)
     got = np.empty_like(x)
-    _jit.kernels()["tanh"](x, got)
+    _jit.build()
+    _jit.tanh_array(x, got)
     exact = np.tanh(x.astype(np.longdouble))
     ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.longdouble)
     assert (np.abs(got - exact) / ulp).max() <= 3
@@ -231,7 +232,8 @@ def test_the_kernels_tanh_of_special_values(dtype):
     x = np.array([0.0, -0.0, tiny, -tiny / 4, 1e-30, 9.0, -9.2, 19.2, 20.0, 1e30, -1e30,
                   np.finfo(dtype).max, np.inf, -np.inf, np.nan], dtype=dtype)
     got = np.empty_like(x)
-    _jit.kernels()["tanh"](x, got)
+    _jit.build()
+    _jit.tanh_array(x, got)
     want = np.tanh(x)
     close = np.abs(got - want) <= np.spacing(np.abs(want))
     assert (close | (np.isnan(got) & np.isnan(want))).all()
@@ -245,8 +247,9 @@ def test_switched_off_the_kernels_are_never_built(monkeypatch):
     def refuse():
         raise AssertionError("kernels requested with CHARRNN_JIT=0")
 
-    monkeypatch.setattr(_jit, "kernels", refuse)
+    monkeypatch.setattr(_jit, "build", refuse)
     for cell in CELLS.values():
+        monkeypatch.setattr(cell, "_kernels", refuse)
         args = problem(cell, 3, 2, 4, 3, True, seed=0)
         run(cell, *args)
 

@@ -3,7 +3,7 @@
 Every optimisation in core/ and model/ keeps a reference beside it (`*_reference`,
 `model.reference_loss_and_grads`, `model.reference_step`); these tests hold the two together in
 float64, over random shapes with T=1, B=1 and several layers, with and without the compiled
-loops of charrnn._jit (numba), and check the reuse of buffers between calls.
+loops of rnn_kernels.py (numba), and check the reuse of buffers between calls.
 """
 
 import os
