@@ -16,7 +16,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
+from .core import cell_names  # the registered cells, asked at the time of use (core/__init__)
 from .errors import ConfigError
+from .model.params import DTYPES, INITS, cell_module  # the model's dtypes and initialisations
 
 # Every list of choices a setting has, here once: validation, the command line's flags and the
 # modules that act on a choice all read these.
@@ -24,9 +26,6 @@ OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 PRESETS = ("min-char-rnn",)
 ENCODINGS = ("utf-8", "bytes")  # a token is a code point, or a byte (binary or unknown data)
-DTYPES = ("float32", "float64")  # names of the parameter dtypes; the model maps them to NumPy types
-INITS = ("pytorch", "orthogonal", "normal")  # weight initialisations
-CELLS = ("rnn", "lstm", "gru")  # recurrent cells
 DATASETS = ("shakespeare",)  # built-in corpora (see datasets)
 EXPORT_FORMATS = ("torch", "keras")  # what `charrnn export` writes (keras: interop/keras.py)
 BACKENDS = ("numpy", "torch")  # what computes training, sampling and evaluation (torch: optional extra)
@@ -40,13 +39,8 @@ AUTO = "auto"  # a setting chosen by `resolve_auto` (for a string setting; numbe
 # runs). An LSTM of the automatic size reached the lowest validation loss on the code and was within
 # 0.005 nats/char of the best on the prose, with PyTorch's uniform init (orthogonal gate blocks
 # scored 0.07 and 0.04 nats/char worse) and a learning rate of 5e-3 (2e-3 and 3e-3 scored worse on
-# both). The tanh RNN keeps the settings measured for it before the gated cells arrived.
+# both). Each cell declares its own default init and learning rate (DEFAULT_INIT, DEFAULT_LR).
 DEFAULT_CELL = "lstm"
-CELL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "rnn": {"init": "orthogonal", "lr": 3e-3},
-    "lstm": {"init": "pytorch", "lr": 5e-3},
-    "gru": {"init": "pytorch", "lr": 3e-3},
-}
 
 
 @dataclass
@@ -67,7 +61,7 @@ class TrainConfig:
     seq_len: int = 64  # T: BPTT window; the hidden state is carried across windows regardless
     batch_size: int = 32  # B parallel streams through the text
     optimizer: str = "adam"  # sgd, adagrad, rmsprop, adam, adamw
-    lr: float = 0.0  # peak learning rate; 0 = by cell (CELL_DEFAULTS)
+    lr: float = 0.0  # peak learning rate; 0 = by cell (the cell's DEFAULT_LR)
     lr_schedule: str = "cosine"  # constant | step (char-rnn's decay) | cosine (to lr * min_lr_frac)
     lr_decay: float = 0.97  # step schedule: multiply the lr by this ...
     lr_decay_every: int = 0  # ... every this many steps (0 = once per epoch)
@@ -245,9 +239,9 @@ def resolve_auto(cfg: TrainConfig) -> TrainConfig:
     size are chosen where the text is read). For fine-tuning, the cell is the source model's, set
     before this is called."""
     cell = DEFAULT_CELL if cfg.cell == AUTO else cfg.cell
-    by_cell = CELL_DEFAULTS[cell]
-    return cfg.replace(cell=cell, init=by_cell["init"] if cfg.init == AUTO else cfg.init,
-                       lr=by_cell["lr"] if cfg.lr == 0 else cfg.lr)
+    by_cell = cell_module(cell)
+    return cfg.replace(cell=cell, init=by_cell.DEFAULT_INIT if cfg.init == AUTO else cfg.init,
+                       lr=by_cell.DEFAULT_LR if cfg.lr == 0 else cfg.lr)
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -265,7 +259,7 @@ def validate(cfg: TrainConfig) -> None:
     need(0.0 <= cfg.val_frac <= 0.5, f"--val-frac must be in [0, 0.5], got {cfg.val_frac}")
     need(cfg.hidden_size >= 0, f"--hidden-size must be positive, got {cfg.hidden_size}")
     need(cfg.num_layers >= 1, f"--num-layers must be >= 1, got {cfg.num_layers}")
-    need(cfg.cell in CELLS or cfg.cell == AUTO, f"--cell must be one of {', '.join(CELLS)}, got {cfg.cell!r}")
+    need(cfg.cell in cell_names() or cfg.cell == AUTO, f"--cell must be one of {', '.join(cell_names())}, got {cfg.cell!r}")
     need(0.0 <= cfg.dropout < 1.0, f"--dropout must be in [0, 1), got {cfg.dropout}")
     need(cfg.seq_len >= 1, f"--seq-len must be >= 1, got {cfg.seq_len}")
     need(cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}")

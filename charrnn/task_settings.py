@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import CELLS, DTYPES, INITS, OPTIMIZERS, SCHEDULES, apply_overrides
+from .settings import DTYPES, INITS, OPTIMIZERS, SCHEDULES, apply_overrides, cell_names
 from .errors import ConfigError
 
 TASKS = ("classify", "tag")
@@ -86,7 +86,7 @@ def validate(cfg: TaskConfig) -> None:
     need(cfg.balance in BALANCE, f"--balance must be one of {', '.join(BALANCE)}")
     need(cfg.task == "classify" or cfg.balance == "none", "--balance is for classification")
     need(cfg.task == "tag" or not cfg.feedback, "--output-recurrence is for tagging")
-    need(cfg.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}")
+    need(cfg.cell in cell_names(), f"--cell must be one of {', '.join(cell_names())}")
     need(cfg.hidden_size >= 1, "--hidden-size must be >= 1")
     need(cfg.num_layers >= 1, "--num-layers must be >= 1")
     need(0.0 <= cfg.dropout < 1.0, "--dropout must be in [0, 1)")

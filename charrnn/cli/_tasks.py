@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..settings import CELLS, DTYPES, INITS, OPTIMIZERS, SCHEDULES
+from ..settings import DTYPES, INITS, OPTIMIZERS, SCHEDULES, cell_names
 from ..errors import ConfigError, DataError
 from ..train.request import fresh_run_dir
 from ._common import Parser, apply_threads, positive_int
@@ -34,7 +34,7 @@ HELPS = {
     "seed": "seed of the weights, the split and the batches",
     "threads": "BLAS threads (0 = charrnn's default)",
 }
-CHOICES = {"cell": CELLS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
+CHOICES = {"optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
            "balance": ("none", "weights", "sampling")}
 
 
@@ -65,7 +65,9 @@ def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
             continue
         default = getattr(d, f.name)
         kind = type(default) if default is not None else str
-        extra = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
+        # the cells are asked now, when the parser is built: a cell registered before is offered
+        choices = cell_names() if f.name == "cell" else CHOICES.get(f.name)
+        extra = {"choices": choices} if choices else {}
         shown = "" if default is None or (not default and f.name in ("steps", "time_budget")) else f" (default {default})"
         t.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, help=HELPS.get(f.name, "") + shown,
                        metavar=None if extra else f.name.split("_")[-1].upper(), **extra)

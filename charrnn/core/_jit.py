@@ -54,6 +54,9 @@ float_from_bits: Any = None
 matvec_t: Any = None
 tanh_array: Any = None  # out = tanh(x) over 1-D arrays with the kernels' tanh: for the tests
 
+# The optimizer a whole-training-step kernel (a cell's FUSED_STEP, rnn_fused.py) applies.
+SGD, ADAGRAD, ADAM = 0, 1, 2
+
 
 def available() -> bool:
     """True when numba is importable and not switched off with CHARRNN_JIT=0.

@@ -28,8 +28,7 @@ import numpy as np
 from . import _jit
 from ._jit import scalar_tanh
 
-# optimizer codes of the kernel
-SGD, ADAGRAD, ADAM = 0, 1, 2
+SGD, ADAGRAD, ADAM = _jit.SGD, _jit.ADAGRAD, _jit.ADAM  # the `opt` argument of the kernel
 
 _kernel = None
 

@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import BEST, CONFIG, LATEST, METRICS, resolve_checkpoint  # noqa: F401  (a run's file names)
-from ..settings import INITS
 from ..errors import CheckpointError, ConfigError
 from ..model import CharClassifier, CharTagger
 from ..model.lm import check_dropout
-from ..model.params import MAX_PARAMETERS, check_cell, check_size, count_parameters, parameter_shapes, resolve_dtype
+from ..model.params import INITS, MAX_PARAMETERS, check_cell, check_size, count_parameters, parameter_shapes, resolve_dtype
 from .arrays import read_arrays, read_header, write_arrays
 from ..task_settings import TaskConfig
 from ..data.labelled import Labels, Symbols

@@ -16,13 +16,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core import _jit, tuning
+from ..core import tuning
+from .params import cell_module
 
 
 def min_shard_work(cell: str) -> int:
     """The smallest shard worth a worker for this cell (core/tuning.py): MIN_SHARD_WORK_COMPILED
-    where its steps run as compiled kernels, which hold no GIL inside a step, else MIN_SHARD_WORK."""
-    return tuning.MIN_SHARD_WORK_COMPILED if cell != "rnn" and _jit.available() else tuning.MIN_SHARD_WORK
+    where a shard of that size runs as compiled kernels, which hold no GIL inside a step (the
+    gated cells, when numba is there), else MIN_SHARD_WORK."""
+    module, small = cell_module(cell), tuning.MIN_SHARD_WORK_COMPILED
+    if module.KERNELS and module.compiled(1, small):
+        return small
+    return tuning.MIN_SHARD_WORK
 
 
 _pool: ThreadPoolExecutor | None = None

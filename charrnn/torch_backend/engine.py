@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..model import layer_names
+from ..model import single_bias_frozen
 from ..optim import Optimizer
 from . import resolve_device, torch_dtype
 from .infer import TorchModel, raise_float64_on_mps
@@ -60,7 +60,8 @@ class TorchEngine:
         if world is not None:  # gradients averaged over the processes while the backward runs
             self.trained = torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.single_bias = [self.params[layer_names(k)[3]] for k in range(model.num_layers)] if cfg.single_bias else []
+        self.single_bias = ([self.params[n] for k in range(model.num_layers) for n in single_bias_frozen(model.cell, k)]
+                            if cfg.single_bias else [])
         self.optimizer = _torch_optimizer(setup.optimizer, list(self.params.values()))
         self._optimizer_in(setup.optimizer)
         self.generator = torch.Generator(device=self.device) if model.dropout else None

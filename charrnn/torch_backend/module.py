@@ -9,7 +9,8 @@ dropout between layers is ours: its masks come from a generator the run seeds (f
 dropout generator that checkpoints carry), which makes a torch run resume with the same masks;
 nn.LSTM's own inter-layer dropout draws from a global generator (cuDNN from a state it seeds
 once), which a checkpoint cannot hold. The first layer takes the one-hot vectors, as the NumPy
-engine's lookup of W_ih's columns computes (exactly: a product with 0 and 1).
+engine's lookup of W_ih's columns computes (exactly: a product with 0 and 1). The module of a
+layer is the cell's TORCH_MODULE (core/); a cell without one is refused by name.
 """
 
 from __future__ import annotations
@@ -19,26 +20,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names, torch_module_name
 
-LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+def torch_layer(cell: str) -> tuple[type, dict]:
+    """The torch.nn module class of the cell's layer and its options, or a one-line error naming a
+    cell that has none."""
+    return getattr(nn, torch_module_name(cell)), cell_module(cell).TORCH_OPTIONS
 
 
 class TorchLM(nn.Module):
     def __init__(self, cell: str, vocab_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         V, H = vocab_size, hidden_size
+        layer, options = torch_layer(cell)
         self.cell, self.vocab_size, self.dropout = cell, V, dropout
-        extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
-        self.layers = nn.ModuleList(LAYERS[cell](V if k == 0 else H, H, 1, **extra) for k in range(num_layers))
+        self.layers = nn.ModuleList(layer(V if k == 0 else H, H, 1, **options) for k in range(num_layers))
         self.head = nn.Linear(H, V)
 
     def named_charrnn_parameters(self) -> dict[str, nn.Parameter]:
         """Our name -> the module's parameter. nn.RNN lists a layer's parameters in the order of
-        params.LAYER_TEMPLATE (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
+        the cell's table (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
         out: dict[str, nn.Parameter] = {}
         for k, layer in enumerate(self.layers):
-            out.update(zip(layer_names(k), layer.parameters()))
+            out.update(zip(layer_names(self.cell, k), layer.parameters()))
         out.update(zip((HEAD_WEIGHT, HEAD_BIAS), self.head.parameters()))
         return out
 

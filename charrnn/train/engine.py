@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model import layer_names
+from ..model import single_bias_frozen
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
 from .fused import FusedStep
 
@@ -77,7 +77,8 @@ class NumpyEngine:
             self.grad_norms = {k: float(np.linalg.norm(g)) for k, g in grads.items()}
         if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
             for k in range(cfg.num_layers):
-                grads[layer_names(k)[3]].fill(0.0)  # bias_hh
+                for name in single_bias_frozen(s.model.cell, k):
+                    grads[name].fill(0.0)
         if cfg.clip_value:
             clip_grad_value_(grads, cfg.clip_value)
         if cfg.clip_norm:
@@ -107,11 +108,16 @@ class NumpyEngine:
         return values
 
 
-def check_backend(backend: str, device: str) -> None:
-    """Refuse a torch backend or device that is not there before anything is written."""
+def check_backend(backend: str, device: str, cell: str | None = None) -> None:
+    """Refuse a torch backend or device that is not there, or a cell it has no module for, before
+    anything is written."""
     if backend == "torch":
+        from ..core import cell_names
+        from ..model.params import torch_module_name
         from ..torch_backend import resolve_device
 
+        if cell in cell_names():
+            torch_module_name(cell)
         resolve_device(device)
 
 

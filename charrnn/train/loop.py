@@ -144,7 +144,7 @@ class Trainer:
         if world is None:
             # a missing torch or GPU is refused before anything is written (the engine checks again)
             if not resume or engine.get("backend"):
-                check_backend(engine.get("backend", cfg.backend), engine.get("device", cfg.device))
+                check_backend(engine.get("backend", cfg.backend), engine.get("device", cfg.device), cfg.cell)
             # with `resume`, `out` (another directory) continues the run there (see resume_run)
             self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say, Path(out) if out else None, force,
                                             asked=asked) if resume
@@ -367,7 +367,7 @@ class Trainer:
         }
         if evaluated:  # the recurrent weights' spectral radius per layer and gate block: an eigvals per block
             m = self.setup.model
-            record["spectral_radius"] = spectral_radii(m.params, m.num_layers, m.hidden_size)
+            record["spectral_radius"] = spectral_radii(m.params, m.num_layers, m.hidden_size, m.cell)
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
         if self.json_log:

@@ -166,7 +166,7 @@ def fresh_run(cfg: TrainConfig, run_dir: Path, force: bool, say: Say, asked: Ite
         model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init,
                         cell=cfg.cell, dropout=cfg.dropout)
         if source is not None:  # its weights, with the new symbols' slices as initialised just now
-            transplant(source.model.params, model.params, source.vocab.positions_in(encoded.vocab))
+            transplant(source.model.params, model.params, source.vocab.positions_in(encoded.vocab), model.cell)
         optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
         B, T = text.batcher.batch_size, text.batcher.seq_len
         s = Setup(d, cfg, encoded, text.batcher, text.val_ids, text.n_train, text.n_val, model, optimizer,

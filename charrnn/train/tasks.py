@@ -25,7 +25,7 @@ import numpy as np
 
 from ..settings import explicit_settings
 from ..errors import CheckpointError, ConfigError, DataError
-from ..model.params import layer_names
+from ..model.params import input_weight
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm, make_optimizer
 from ..io.lock import RunLock
 from ..io.writer import atomic_copy, atomic_write_bytes
@@ -167,7 +167,7 @@ class TaskTrainer:
         self._build(cfg, data)
         self.cfg = auto_plan(cfg, self.batcher.batches_per_epoch, data.val is not None, self.asked)
         self.model = tck.build_model(cfg.task, {**self._model_shape(cfg, data)}, seed=cfg.seed)
-        self.model.params[layer_names(0)[0]][:, UNKNOWN] = 0.0  # an unseen character: no input at all
+        self.model.params[input_weight(self.model.cell, 0)][:, UNKNOWN] = 0.0  # an unseen character: no input at all
         self.optimizer = make_optimizer(cfg.optimizer, self.model.params, cfg.lr, **optimizer_options(cfg))
         self.state = fresh_state(data)
         try:

@@ -15,7 +15,7 @@ import pytest
 from charrnn import CharRNN
 from charrnn.core import _jit, gru, lstm, tuning
 
-from test_cells import assert_close, problem, rel, run
+from test_cells import assert_close, problem, rel, run, weights_of
 
 CELLS = {"lstm": lstm, "gru": gru}
 PARAMS = ("w_ih", "w_hh", "b_ih", "b_hh")
@@ -107,13 +107,13 @@ def test_float32_stays_float32_and_matches_the_numpy_code(name, kernels, config,
 def test_backward_adds_and_leaves_the_cache_and_dhs_as_they_were(name, ids, path):
     cell = CELLS[name]
     p, x, state0, dhs, dstate_n = problem(cell, 5, 3, 6, 4, ids, seed=9)
-    hs, _, cache = cell.forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
+    hs, _, cache = cell.forward(x, weights_of(p), state0)
     kept = {k: np.copy(getattr(cache, k)) for k in cache.__slots__}
     dhs_kept = dhs.copy()
-    grads = [np.zeros_like(p[k]) for k in PARAMS]
-    first = cell.backward(dhs, cache, p["w_ih"], p["w_hh"], *grads, dstate_n=dstate_n)
+    grads = tuple(np.zeros_like(p[k]) for k in PARAMS)
+    first = cell.backward(dhs, cache, weights_of(p), grads, dstate_n=dstate_n)
     once = [g.copy() for g in grads]
-    second = cell.backward(dhs, cache, p["w_ih"], p["w_hh"], *grads, dstate_n=dstate_n)
+    second = cell.backward(dhs, cache, weights_of(p), grads, dstate_n=dstate_n)
     assert np.array_equal(dhs, dhs_kept)
     for k, v in kept.items():
         assert np.array_equal(getattr(cache, k), v), k
@@ -129,9 +129,9 @@ def test_backward_adds_and_leaves_the_cache_and_dhs_as_they_were(name, ids, path
 def test_forward_without_cache_gives_the_same_states(name, path, ids):
     cell = CELLS[name]
     p, x, state0, _, _ = problem(cell, 6, 2, 5, 4, ids, seed=2)
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    hs, state_n, cache = cell.forward(x, *weights, state0)
-    hs2, state_n2, cache2 = cell.forward(x, *weights, state0, need_cache=False)
+    weights = weights_of(p)
+    hs, state_n, cache = cell.forward(x, weights, state0)
+    hs2, state_n2, cache2 = cell.forward(x, weights, state0, need_cache=False)
     assert cache is not None and cache2 is None
     assert np.array_equal(hs, hs2)
     for a, b in zip(state_n, state_n2):
@@ -157,14 +157,14 @@ def test_caches_serve_either_backward(name, ids, kernels, monkeypatch):
     consume either (CHARRNN_JIT may change between the two calls)."""
     cell = CELLS[name]
     p, x, state0, dhs, dstate_n = problem(cell, 4, 3, 6, 5, ids, seed=4)
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    weights = weights_of(p)
     want = run(cell, p, x, state0, dhs, dstate_n, reference=True)
     for fw_path, bw_path in ((kernels, "numpy"), ("numpy", kernels)):
         set_path(monkeypatch, fw_path)
-        hs, state_n, cache = cell.forward(x, *weights, state0)
+        hs, state_n, cache = cell.forward(x, weights, state0)
         set_path(monkeypatch, bw_path)
         grads = {k: np.zeros_like(p[k]) for k in PARAMS}
-        dx, dstate0 = cell.backward(dhs.copy(), cache, p["w_ih"], p["w_hh"], *grads.values(), dstate_n=dstate_n)
+        dx, dstate0 = cell.backward(dhs.copy(), cache, weights_of(p), tuple(grads.values()), dstate_n=dstate_n)
         got = {"hs": np.array(hs), **{f"{k}_n": s for k, s in zip(cell.STATE, state_n)},
                **{"d" + k: grads[k] for k in PARAMS}, **{f"d{k}0": d for k, d in zip(cell.STATE, dstate0)}, "dx": dx}
         assert_close(got, want, TIGHT)
@@ -176,11 +176,11 @@ def test_out_of_range_ids_behave_as_in_the_numpy_code(name, monkeypatch):
     V raises IndexError and negative ids wrap around, as NumPy's indexing does."""
     cell = CELLS[name]
     p, x, state0, dhs, dstate_n = problem(cell, 3, 2, 4, 5, True, seed=1)
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    weights = weights_of(p)
     big = x.copy()
     big[1, 1] = 5
     with pytest.raises(IndexError):
-        cell.forward(big, *weights, state0)
+        cell.forward(big, weights, state0)
     negative = x - 5  # -5 .. -1: the same symbols, counted from the end
     assert_close(run(cell, p, negative, state0, dhs, dstate_n), run(cell, p, x, state0, dhs, dstate_n, reference=True),
                  TIGHT)
@@ -204,8 +204,8 @@ def test_nan_in_the_state_propagates(name, path):
     cell = CELLS[name]
     p, x, state0, _, _ = problem(cell, 3, 2, 5, 4, True, seed=6)
     state0[0][1, 2] = np.nan
-    hs, _, _ = cell.forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
-    want, _, _ = cell.forward_reference(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
+    hs, _, _ = cell.forward(x, weights_of(p), state0)
+    want, _, _ = cell.forward_reference(x, weights_of(p), state0)
     assert np.array_equal(np.isnan(hs), np.isnan(want)) and np.isnan(hs[:, 1]).all()
     assert not np.isnan(hs[:, 0]).any()
 
