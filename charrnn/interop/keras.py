@@ -17,6 +17,8 @@ are the one place that converts, as each cell's KERAS declaration (core/) says:
                              gru               bias (2, G*H) = [bias_ih; bias_hh] (reset_after=True keeps both)
     gate blocks  lstm i|f|g|o                  i|f|c|o  (the same order)
                  gru  r|z|n                    z|r|h    (the first two swapped)
+
+(each cell's KerasLayer: its layer, `both_biases`, `gate_order` and options).
     head.weight (V, H), head.bias (V,)         Dense kernel (H, V), bias (V,)
 
 Both sides compute the same functions: Keras's GRU with reset_after=True is PyTorch's

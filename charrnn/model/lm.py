@@ -150,7 +150,7 @@ class CharRNN:
         parts = self.state_parts
         if len(parts) > 1:
             if not (isinstance(h0, (tuple, list)) and len(h0) == len(parts)):
-                raise ConfigError(f"the state of an {self.cell.upper()} must be a tuple ({', '.join(parts)})")
+                raise ConfigError(f"the state of the {self.cell} cell must be a tuple ({', '.join(parts)})")
         else:
             h0 = (h0,)
         want = (self.num_layers, batch_size, self.hidden_size)

@@ -108,17 +108,35 @@ class NumpyEngine:
         return values
 
 
-def check_backend(backend: str, device: str, cell: str | None = None) -> None:
+def check_backend(backend: str, device: str, cfg: Any = None, resumed: Any = None) -> None:
     """Refuse a torch backend or device that is not there, or a cell it has no module for, before
-    anything is written."""
+    anything is written. The cell is the run's being resumed (`resumed`, a run directory or
+    checkpoint), else the fine-tuned model's (cfg.init_from), else cfg's."""
     if backend == "torch":
         from ..core import cell_names
         from ..model.params import torch_module_name
         from ..torch_backend import resolve_device
 
+        source = resumed if resumed is not None else getattr(cfg, "init_from", None)
+        cell = _cell_of(source) if source is not None else getattr(cfg, "cell", None)
         if cell in cell_names():
             torch_module_name(cell)
         resolve_device(device)
+
+
+def _cell_of(run: Any) -> Any:
+    """The cell of the model in a run directory or checkpoint, from its header; None when it
+    cannot be read (setting the run up then says why)."""
+    from ..errors import CharRNNError
+    from ..io.arrays import read_header
+    from ..io.checkpoint import resolve_checkpoint
+
+    try:
+        meta, _ = read_header(resolve_checkpoint(run))
+    except (CharRNNError, OSError):
+        return None
+    model = meta.get("model")
+    return model.get("cell", None) if isinstance(model, dict) else None
 
 
 def make_engine(setup: Any, world: Any = None) -> Any:

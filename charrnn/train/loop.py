@@ -144,7 +144,8 @@ class Trainer:
         if world is None:
             # a missing torch or GPU is refused before anything is written (the engine checks again)
             if not resume or engine.get("backend"):
-                check_backend(engine.get("backend", cfg.backend), engine.get("device", cfg.device), cfg.cell)
+                check_backend(engine.get("backend", cfg.backend), engine.get("device", cfg.device), cfg,
+                              Path(run_dir) if resume else None)
             # with `resume`, `out` (another directory) continues the run there (see resume_run)
             self.setup: Setup = (resume_run(cfg, Path(run_dir), self.say, Path(out) if out else None, force,
                                             asked=asked) if resume
