@@ -39,10 +39,10 @@ own contiguous (B, H) block. The step's slice of the input projection is added w
 add, and the activations are stored gate-major in the memory that slice occupied (it is not read
 again), so the cache costs no second window-sized array.
 
-Why (measured: BENCHMARKS.md, "The gated cells' layout"): NumPy's elementwise functions run 2-3x
-slower on the (B, H) column slices of a (B, 4H) row than on contiguous (B, H) blocks, and a step
-of forward + backward is about 40 such calls; the batched per-gate product is faster than one
-(B, H) x (H, 4H) product; column form, (4H, B) blocks as in the tanh cell, has the fastest
+Why (measured: BENCHMARKS.md, "The gated cells' layout"): NumPy's elementwise functions run
+much slower on the (B, H) column slices of a (B, 4H) row than on contiguous (B, H) blocks, and a
+step of forward + backward is about 40 such calls; the batched per-gate product is faster than
+one (B, H) x (H, 4H) product; column form, (4H, B) blocks as in the tanh cell, has the fastest
 forward product, but every step would have to add its slice of the time-major input projection
 transposed, which costs more than the product gains.
 
@@ -352,7 +352,7 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
 def step(x: np.ndarray, params: Params, state: State) -> State:
     """One step for generation: x (B,) ids or (B, I) floats, state (h, c) -> (h_new, c_new)."""
     # Column form, (4H, B): the products then use the weights as stored. The row form's
-    # h @ w_hh.T multiplies by a transposed view, which OpenBLAS runs over 2x slower for B > 1
+    # h @ w_hh.T multiplies by a transposed view, which OpenBLAS runs much slower for B > 1
     # (BENCHMARKS.md, "The gated cells' layout"); at B=1 both are the same matrix-vector product.
     w_ih, w_hh, b_ih, b_hh = params
     h, c = state
