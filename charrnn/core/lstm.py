@@ -72,7 +72,8 @@ import numpy as np
 
 from . import _jit, tuning
 from .contract import KerasLayer, Param
-from .linear import as_layer_input, input_backward, input_backward_reference, input_forward, is_ids, sigmoid
+from .linear import (as_layer_input, gate_layer_train_flops, input_backward, input_backward_reference, input_forward,
+                     is_ids, sigmoid)
 
 # ---- the cell's declarations (the contract in core/__init__)
 NAME = "lstm"
@@ -104,8 +105,7 @@ State = tuple[np.ndarray, ...]
 
 
 def train_flops(input_size: int, hidden_size: int) -> float:
-    """Nominal FLOPs of a layer's training step per character: 3 x the forward's 2 G H (I + H)."""
-    return 3.0 * 2 * GATES * hidden_size * (input_size + hidden_size)
+    return gate_layer_train_flops(GATES, input_size, hidden_size)
 
 
 def compiled(batch_size: int, hidden_size: int) -> bool:

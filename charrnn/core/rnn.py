@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _jit, tuning
 from .contract import KerasLayer, Param
-from .linear import input_backward_reference, input_forward, is_ids
+from .linear import gate_layer_train_flops, input_backward_reference, input_forward, is_ids
 
 # ---- the cell's declarations (the contract in core/__init__)
 NAME = "rnn"
@@ -50,8 +50,7 @@ FUSED_STEP = True
 
 
 def train_flops(input_size: int, hidden_size: int) -> float:
-    """Nominal FLOPs of a layer's training step per character: 3 x the forward's 2 H (I + H)."""
-    return 3.0 * 2 * GATES * hidden_size * (input_size + hidden_size)
+    return gate_layer_train_flops(GATES, input_size, hidden_size)
 
 
 def compiled(batch_size: int, hidden_size: int) -> bool:

@@ -95,7 +95,10 @@ def cell_of_layer(name: str) -> str | None:
 
 
 def _reorder(a: np.ndarray, order: tuple[int, ...], H: int, inverse: bool = False) -> np.ndarray:
-    """The gate blocks of `a` along axis 0 in Keras's order (block j is block order[j]), or back."""
+    """The gate blocks of `a` along axis 0 in Keras's order (block j is block order[j]), or back.
+    An array of another length is left as it is, for the shape checks to refuse by name."""
+    if a.ndim == 0 or a.shape[0] != len(order) * H or list(order) == sorted(order):
+        return a
     if inverse:
         order = tuple(int(i) for i in np.argsort(order))
     return np.concatenate([a[g * H : (g + 1) * H] for g in order], axis=0)

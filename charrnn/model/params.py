@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import UnknownCell, cell
+from ..core import CELLS, UnknownCell, cell
 from ..core.contract import Param
 from ..errors import ConfigError
 
@@ -65,8 +65,6 @@ def torch_module_name(name: str) -> str:
     none (the torch backend and PyTorch export refuse it)."""
     module = cell_module(name)
     if module.TORCH_MODULE is None:
-        from ..core import CELLS
-
         have = ", ".join(n for n, m in CELLS.items() if m.TORCH_MODULE is not None)
         raise ConfigError(f"the {name} cell has no PyTorch module: the torch backend and export --format torch "
                           f"take {have}")
@@ -219,7 +217,7 @@ def init_parameters(
     if init not in INITS:
         raise ConfigError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     module = cell_module(cell)
-    table = _roles(module, max((_layer_of(n) for n in shapes if n.startswith(RNN_PREFIX)), default=-1) + 1)
+    table = _rows_of_layers(module, shapes)
     bound = 1.0 / math.sqrt(hidden_size)
     H = hidden_size
     params = {}
@@ -243,13 +241,14 @@ def init_parameters(
     return params
 
 
-def _layer_of(name: str) -> int:
-    return int(name.rsplit("_l", 1)[1])
-
-
-def _roles(module: ModuleType, num_layers: int) -> dict[str, Param]:
-    """Full parameter name -> its row of the cell's table, for every layer."""
-    return {name: p for k in range(num_layers) for p, name in zip(module.PARAMS, cell_layer_names(module, k))}
+def _rows_of_layers(module: ModuleType, shapes: dict[str, tuple[int, ...]]) -> dict[str, Param]:
+    """Full parameter name -> its row of the cell's table, for every layer `shapes` holds."""
+    table: dict[str, Param] = {}
+    k = 0
+    while (names := cell_layer_names(module, k))[0] in shapes:
+        table.update(zip(names, module.PARAMS))
+        k += 1
+    return table
 
 
 def orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -25,13 +25,13 @@ import pytest
 import charrnn
 from charrnn import core
 from charrnn.core import CELLS, ContractError, Param, UnknownCell, cell, cell_names, register
-from charrnn.core.linear import as_layer_input, input_backward, input_forward, is_ids, sigmoid
+from charrnn.core.linear import as_layer_input, gate_layer_train_flops, input_backward, input_forward, is_ids, sigmoid
 from charrnn.model import INITS
 
 from conftest import SONNET, charrnn as run, error_line, snapshot
 
 # ------------------------------------------------------------------------------------------------
-# the leaky memory cell, written with the contract's functions and nothing else of the package
+# the leaky memory cell, written with the helpers every cell shares (core/linear.py) and nothing else
 #
 #     a_t = tanh(W_a x_t + U_a h_{t-1} + b_a)         candidate
 #     k_t = sigmoid(W_k x_t + U_k h_{t-1} + b_k)      keep gate
@@ -116,7 +116,7 @@ def make_leaky() -> types.ModuleType:
         forward=leaky_forward, backward=leaky_backward, step=leaky_step,
         forward_reference=leaky_forward, backward_reference=leaky_backward,  # written plainly already
         gate_activations=leaky_gates,
-        train_flops=lambda input_size, hidden_size: 3.0 * 2 * 2 * hidden_size * (input_size + hidden_size),
+        train_flops=lambda input_size, hidden_size: gate_layer_train_flops(2, input_size, hidden_size),
     )
     return module
 
@@ -214,7 +214,7 @@ def test_every_registered_cell_declares_what_the_model_needs():
 # the core imports alone, and nothing outside it branches on a cell's name
 
 
-def test_importing_a_cell_loads_only_the_core():
+def test_importing_a_cell_loads_only_the_core_and_the_model_nothing_of_training():
     modules = [f"charrnn.core.{name}" for name in cell_names()]
     modules += [f"charrnn.core.{name}_kernels" for name, m in CELLS.items() if m.KERNELS and core._jit.available()]
     code = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
@@ -227,6 +227,11 @@ def test_importing_a_cell_loads_only_the_core():
         assert not outside, f"importing {module} loaded {outside}"
     got = subprocess.run([sys.executable, "-c", code, "charrnn"], capture_output=True, text=True, check=True)
     assert got.stdout.split() == ["charrnn"]
+    # the model stands on the core alone too: no settings, training, files or command line
+    got = subprocess.run([sys.executable, "-c", code, "charrnn.model"], capture_output=True, text=True, check=True)
+    outside = [m for m in got.stdout.split()
+               if m not in ("charrnn", "charrnn.errors", "charrnn.threads") and not m.startswith(("charrnn.core", "charrnn.model"))]
+    assert not outside, f"importing charrnn.model loaded {outside}"
 
 
 def _cell_name_literals(node, names):
