@@ -54,8 +54,8 @@ CODE_CORPUS_CHARS = 3_000_000
 # Runs in each candidate's process: the default plan with only its time budget replaced.
 RUNNER = """
 import sys
-import charrnn.train.setup as setup
-setup.AUTO_TIME_BUDGET = float(sys.argv[1])
+import charrnn.settings as settings
+settings.AUTO_TIME_BUDGET = float(sys.argv[1])
 from charrnn.cli import main
 sys.exit(main(sys.argv[2:]))
 """

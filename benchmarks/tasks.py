@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from charrnn.task_settings import TaskConfig  # noqa: E402
-from charrnn.train.tasks import TaskTrainer  # noqa: E402
+from charrnn.settings import TaskConfig  # noqa: E402
+from charrnn.train import Trainer  # noqa: E402
 from charrnn.io.task_checkpoint import load_task_checkpoint  # noqa: E402
 from charrnn.data.labelled import encode, read_examples  # noqa: E402
 from charrnn.data.task_corpora import dataset_files  # noqa: E402
@@ -89,8 +89,8 @@ def frequent_tag(train, test, context):
 def train_model(task, dataset, budget, run_dir, **kw):
     cfg = TaskConfig(task=task, dataset=dataset, time_budget=budget, eval_every=250, patience=0, **kw)
     started = time.perf_counter()
-    result = TaskTrainer(cfg, run_dir, quiet=True).run()
-    return load_task_checkpoint(run_dir, task), result["step"], time.perf_counter() - started
+    result = Trainer(cfg, run_dir, quiet=True).run()
+    return load_task_checkpoint(run_dir, task), result.step, time.perf_counter() - started
 
 
 def where(y, pred, names):

@@ -85,9 +85,9 @@ def charrnn_loop(device_name: str, H: int, B: int, T: int, text: Path, work: Pat
     trainer = Trainer(cfg, work / f"h{H}-b{B}", quiet=True)
 
     def run(steps: int) -> float:
-        trainer.total_steps = trainer.setup.state.step + steps
+        trainer.total_steps = trainer.objective.state.step + steps
         trainer.run()
-        with open(trainer.setup.run_dir / "metrics.jsonl") as f:
+        with open(trainer.objective.run_dir / "metrics.jsonl") as f:
             record = json.loads(f.read().splitlines()[-1])
         return B * T * steps / record["chars_per_s"]
 

@@ -261,6 +261,7 @@ def fit(
     given". Progress shows as a tqdm.auto bar (a widget in notebooks); quiet=True prints nothing.
     Raises ConfigError / DataError / CheckpointError for bad settings, text or runs.
     """
+    from .settings import LM, check_given
     from .train import Trainer
     from .train.request import train_request
 
@@ -270,11 +271,8 @@ def fit(
     if resume is not None:
         if config is not None or (out is not None and Path(out) != Path(resume)):
             raise ConfigError("resume continues a run with its own settings and directory: give neither config nor out")
-        from .settings import TrainConfig, apply_overrides
-
-        cfg, run_dir, asked = apply_overrides(TrainConfig(), given, "fit"), Path(resume), frozenset(given)
+        given, run_dir = check_given(given, LM, "fit"), Path(resume)
     else:
-        cfg, run_dir, asked = train_request(given, config_file=config, out=out, source="fit")
-    result = Trainer(cfg, run_dir, resume=resume is not None, force=force, quiet=quiet, progress=progress,
-                     asked=asked).run()
+        given, run_dir = train_request(given, config_file=config, out=out, source="fit")
+    result = Trainer(given, run_dir, resume=resume is not None, force=force, quiet=quiet, progress=progress).run()
     return LanguageModel.load(result.run_dir)

@@ -145,3 +145,61 @@ def error_line(proc, cmd: str, status: int = 2) -> str:
 
 def snapshot(d: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+# -- a small real filesystem, for the full-disk tests --------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 1 MiB filesystem (tmpfs) mounted at tmp_path/disk for the test, unmounted after it.
+    Mounting needs root: elsewhere the test is skipped, saying why (the same cases run with the
+    full disk injected by monkeypatch, which needs no root)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("a small real filesystem is mounted as root only (mount -t tmpfs); these tests run as root")
+    d = tmp_path / "disk"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"mount -t tmpfs was refused here: {r.stderr.strip() or r.returncode}")
+    try:
+        yield d
+    finally:
+        if subprocess.run(["umount", str(d)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)  # still busy: detach it
+
+
+def fill_disk(d: Path) -> Path:
+    """Fill the filesystem of folder `d` to the last byte with one file, which is returned."""
+    import errno
+
+    filler = d / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        block = b"\0" * 4096
+        try:
+            while True:
+                f.write(block)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+        try:  # the last partial block
+            while f.write(b"\0"):
+                pass
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+    return filler
+
+
+def listing(d: Path) -> dict[str, bytes | str]:
+    """What folder `d` holds: each name with its bytes (a file), its link text or its kind, so that
+    a comparison before and after shows anything replaced, added or left behind."""
+    import stat as st
+
+    out: dict[str, bytes | str] = {}
+    for p in sorted(d.iterdir()):
+        mode = os.lstat(p).st_mode
+        if st.S_ISLNK(mode):
+            out[p.name] = "link to " + os.readlink(p)
+        elif st.S_ISREG(mode):
+            out[p.name] = p.read_bytes()
+        else:
+            out[p.name] = f"mode {st.S_IFMT(mode):o}"
+    return out

@@ -175,6 +175,9 @@ def test_progress_bars_use_tqdm_auto(monkeypatch, tmp_path):
             super().__init__(*a, **k)
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    from charrnn.train import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda stream: True)  # a terminal or a notebook
     text = tmp_path / "s.txt"
     text.write_text(SONNET * 2, encoding="utf-8")
     charrnn.fit(text, out=tmp_path / "r", hidden_size=8, steps=3, seq_len=8, batch_size=2, sample_every=0)

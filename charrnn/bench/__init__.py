@@ -1,8 +1,8 @@
 """Speed of charrnn against PyTorch (and the seed's batch-1 loop), side by side in one run.
 
     charrnn bench [--quick] [--threads N] [--baseline-threads matched|default] [--busy]
-                  [--rows peak,train,sizes,seed,gen,eval,cores,cli,cli-cores] [--cells rnn,lstm,gru] [--json PATH]
-                  [--backend numpy|torch]
+                  [--rows peak,train,sizes,seed,gen,eval,cores,cli,cli-cores] [--cells rnn,lstm,gru]
+                  [--json PATH [--force]] [--backend numpy|torch]
 
 With --backend torch, charrnn's side is its torch backend (TorchEngine's step, TorchModel's
 evaluation and generation) and each row reads as that backend's overhead over bare PyTorch.
@@ -55,10 +55,10 @@ import numpy as np
 from .. import threads
 from ..core import CELLS
 from ..settings import BACKENDS
-from ..errors import CharRNNError, ConfigError
+from ..errors import ConfigError
 from ..model import CharRNN
 from ..model.params import cell_module, torch_module_name
-from ..io.writer import atomic_write_bytes
+from ..io.writer import check_target, write_file
 from .protocol import thread_env
 from .sides import V
 
@@ -464,7 +464,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cells", default=",".join(twins), type=lambda t: _list_of(t, twins, "--cells"),
                    help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(twins)}")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 15, quick 5)")
-    p.add_argument("--json", type=Path, default=None, help="also write the results (with every sample) here")
+    p.add_argument("--json", default=None, help="also write the results (with every sample) here")
+    p.add_argument("--force", action="store_true",
+                   help="replace --json's file if it is an existing regular file (never a checkpoint or a run's files)")
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="charrnn's side: the NumPy engine, or the torch backend (its overhead over bare PyTorch)")
     p.add_argument(
@@ -482,9 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats is not None and args.repeats < 1:
         print("bench: --repeats must be >= 1", file=sys.stderr)
         return 2
-    if args.json is not None and (problem := _json_target_problem(args.json)):
-        print(f"bench: --json {problem}", file=sys.stderr)  # said now, not after minutes of measuring
-        return 2
+    if args.json is not None:
+        check_target(args.json, force=args.force)  # refused now, not after minutes of measuring
     try:
         if args.threads is not None:
             threads.set_threads(args.threads)
@@ -527,21 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             "peak_gflops": peak,
             "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
         }
-        try:
-            atomic_write_bytes(args.json, json.dumps(doc, indent=1).encode())
-        except CharRNNError as e:
-            print(f"bench: {e}", file=sys.stderr)
-            return 2
+        write_file(args.json, json.dumps(doc, indent=1).encode(), force=args.force)
     return 0
-
-
-def _json_target_problem(path: Path) -> str | None:
-    """Why the results could not be written to `path`, or None."""
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        return f"{path} is not a regular file"
-    if not path.parent.is_dir():
-        return f"{path}: no such directory {path.parent}"
-    return None
 
 
 def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:

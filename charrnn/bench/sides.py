@@ -139,9 +139,9 @@ class OursTorchTrain(OursTrain):
 
         cfg = TrainConfig(backend="torch", device=spec.get("device", "cpu"), cell=model.cell,
                           num_layers=model.num_layers, clip_norm=0.0)
-        setup = SimpleNamespace(cfg=cfg, model=model, batch_size=spec["B"],
-                                optimizer=make_optimizer("adam", model.params, 1e-3))
-        self.engine = TorchEngine(setup)
+        objective = SimpleNamespace(kind="lm", cfg=cfg, model=model, batch_size=spec["B"],
+                                    optimizer=make_optimizer("adam", model.params, 1e-3))
+        self.engine = TorchEngine(objective)
         self.data = Windows(spec["B"], spec["T"], spec["calls"], spec["data_seed"])
         self.chars = spec["B"] * spec["T"]
         self.spec = spec
@@ -149,7 +149,9 @@ class OursTorchTrain(OursTrain):
                                 len(model.state_parts))
 
     def __call__(self) -> None:
-        self.engine.train_step(*self.data(), self.engine.initial_state(self.spec["B"]), 1e-3)
+        from ..train.objective import Window
+
+        self.engine.train_step(Window(*self.data()), self.engine.initial_state(self.spec["B"]), 1e-3)
 
 
 def ours_job(spec: dict[str, Any]) -> Any:

@@ -1,13 +1,15 @@
 """The `charrnn` command line: a thin shell over the Python API, one module per command.
 
 Every user error is one line on stderr and exit status 2; `--debug` shows the traceback instead.
-A command registers itself with `@command` when its module is imported below; the import order
-is the order of `charrnn --help`.
+So is a failure to write standard output (a full disk, an I/O error), whichever command prints;
+a closed pipe (`| head`) ends the command quietly. A command registers itself with `@command`
+when its module is imported below; the import order is the order of `charrnn --help`.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -37,6 +39,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout = _guard_stdout()
+    try:
+        return _main(argv)
+    finally:
+        if stdout is not None:
+            _unguard_stdout(stdout)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser, handlers = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -49,7 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _stop_on_signals()
     try:
         requested_threads()  # a bad CHARRNN_THREADS is refused before any command starts work
-        return handlers[args.command](args)
+        status = handlers[args.command](args)
+        sys.stdout.flush()  # the last of the output fails here, not in the interpreter's exit
+        return status
+    except StdoutError as e:  # `charrnn sample ... > /dev/full`
+        if args.debug:
+            raise
+        _silence_stdout()
+        tell(f"charrnn {args.command}: error: cannot write to standard output: {e.strerror or e}")
+        return 2
     except CharRNNError as e:
         if args.debug:
             raise
@@ -97,6 +116,73 @@ def _stop_on_signals() -> dict[int, object]:
         if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
             previous[signum] = signal.signal(signum, _raise_stopped)
     return previous
+
+
+class StdoutError(OSError):
+    """Standard output could not take what a command printed (not a closed pipe: that stays a
+    BrokenPipeError). An OSError still, so that code tolerating a broken stdout (training's
+    --json-log) goes on tolerating it."""
+
+
+class _GuardedStdout(io.RawIOBase):
+    """The file under sys.stdout, whose failures to write are told apart from every other
+    OSError a command may meet: a failure here is standard output's, whatever was printing."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int | None:  # type: ignore[override]
+        try:
+            return self._raw.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutError(e.errno, e.strerror) from None
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def isatty(self) -> bool:
+        return self._raw.isatty()
+
+
+def _guard_stdout() -> io.TextIOWrapper | None:
+    """Put sys.stdout on a `_GuardedStdout`, keeping its encoding and buffering; returns the
+    stream to put back, or None where stdout is no file (a StringIO in a test, a closed one)."""
+    out = sys.stdout
+    raw = getattr(out, "buffer", None)
+    raw = raw if isinstance(raw, io.FileIO) else getattr(raw, "raw", None)  # FileIO itself under python -u
+    if not isinstance(out, io.TextIOWrapper) or not isinstance(raw, io.FileIO) or raw.closed:
+        return None
+    try:
+        out.flush()
+    except (OSError, ValueError):
+        return None
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_GuardedStdout(raw)), encoding=out.encoding, errors=out.errors,
+                                  line_buffering=out.line_buffering, write_through=out.write_through)
+    return out
+
+
+def _unguard_stdout(original: io.TextIOWrapper) -> None:
+    """Put the original stdout back; what the guarded one still holds (after an error reported
+    already) goes to wherever stdout now points, or is dropped."""
+    guarded, sys.stdout = sys.stdout, original
+    try:
+        guarded.flush()
+    except (OSError, ValueError):
+        _silence_stdout()
+        try:
+            guarded.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        guarded.detach()  # closing the wrapper must not close the real stdout under it
+    except (OSError, ValueError):
+        pass
 
 
 def _silence_stdout() -> None:

@@ -6,36 +6,64 @@ import argparse
 import sys
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 
 Handler = Callable[[argparse.Namespace], int]
 # name -> (one-line summary, function that adds the command's flags and returns its handler);
 # commands appear in `charrnn --help` in the order their modules register them.
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = {}
+# name -> the arguments naming a file the command writes, as the user writes them ("--out", "OUT",
+# "train --out" for a subcommand's); () for a command that writes no file. Each command declares
+# it where it registers, and a test tries every hostile target on every one of them.
+OUTPUTS: dict[str, tuple[str, ...]] = {}
+# name -> the arguments naming a run directory the command writes (under the run's lock).
+RUN_DIRS: dict[str, tuple[str, ...]] = {}
 
 
-def command(name: str, summary: str):
-    """Register a function that adds a subcommand's flags and returns its handler."""
+def command(name: str, summary: str, *, outputs: tuple[str, ...] | None = None, run_dirs: tuple[str, ...] = ()):
+    """Register a function that adds a subcommand's flags and returns its handler, with the
+    arguments that name the files (`outputs`) and run directories (`run_dirs`) it writes."""
 
     def register(fn):
         COMMANDS[name] = (summary, fn)
+        if outputs is not None:
+            OUTPUTS[name] = tuple(outputs)
+        RUN_DIRS[name] = tuple(run_dirs)
         return fn
 
     return register
+
+
+def add_force_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """--force: replace `what` when it is an existing regular file (never a run's files)."""
+    p.add_argument("--force", action="store_true",
+                   help=f"replace {what} if it is an existing regular file (never a checkpoint or a run's files)")
+
+
+def run_dir_arg(text: str) -> str:
+    """An argparse type for a run directory: an empty one is refused (see `io.layout.run_dir_path`)."""
+    from ..io.layout import run_dir_path
+
+    try:
+        run_dir_path(text, None)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line (no usage dump) and exit 2 like our own errors."""
 
     def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def tell(message: str) -> None:
     """A line on stderr that cannot fail: with stderr closed (a pipe read by `head`, a terminal
-    gone) there is no one left to tell, and the command's outcome must not depend on it."""
+    gone) there is no one left to tell, and the command's outcome must not depend on it. Whatever
+    the message quotes, it stays one line: a control character is shown as its backslash escape."""
     try:
-        print(message, file=sys.stderr, flush=True)
+        print(one_line(message), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 
@@ -68,6 +96,39 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
+
+
+def add_setting_flags(p: argparse.ArgumentParser, config: str, skip: tuple[str, ...] = (),
+                      choices: dict[str, tuple[str, ...]] | None = None, notes: dict[str, str] | None = None) -> None:
+    """A flag for every setting of `config` ("lm" or "task") in settings.SETTINGS, with its type,
+    choices and help from there (`choices` narrows a setting's for this command, `notes` adds to
+    its help). Every flag defaults to None: not given, which the run resolves (settings.resolve)."""
+    from ..settings import AUTO, settings_of
+
+    for s in settings_of(config):
+        if not s.flag or s.name in skip:
+            continue
+        default = s.default_for(config)
+        if s.auto is not None and default in (0, AUTO):
+            shown = f" (default: {s.auto})"
+        elif default is None or default is False or (default == 0 and s.name in ("steps", "time_budget")):
+            shown = ""
+        else:
+            shown = f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+        text = s.help + ((" " + notes[s.name]) if notes and s.name in notes else "") + shown
+        if s.kind is bool:
+            p.add_argument(s.option, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            continue
+        allowed = (choices or {}).get(s.name, s.allowed())
+        p.add_argument(s.option, dest=s.name, type=s.kind, default=None, choices=allowed, help=text,
+                       metavar=None if allowed else s.name.split("_")[-1].upper())
+
+
+def given_settings(a: argparse.Namespace, config: str) -> dict[str, object]:
+    """The settings given on the command line, by name (a flag at its default value included)."""
+    from ..settings import settings_of
+
+    return {s.name: getattr(a, s.name) for s in settings_of(config) if getattr(a, s.name, None) is not None}
 
 
 def apply_threads(n: int | None) -> None:

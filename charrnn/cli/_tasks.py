@@ -1,46 +1,22 @@
 """What `charrnn classify` and `charrnn tag` share: train | eval | predict subcommands over the
-task trainer (train/tasks.py), with flags built from TaskConfig's fields."""
+one trainer (train/loop.py with train/tasks.py), a flag for every setting of settings.SETTINGS
+that the task models have."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..settings import DTYPES, INITS, OPTIMIZERS, SCHEDULES, cell_names
+from ..settings import TASK_DATASETS
 from ..errors import ConfigError, DataError
 from ..train.request import fresh_run_dir
-from ._common import Parser, apply_threads, positive_int
-
-HELPS = {
-    "val": "validation file in the same format (default: a seeded random --val-frac of the training file"
-           " , stratified by class for classify)",
-    "val_frac": "fraction of the training file held out for validation when no --val is given (0 = none)",
-    "balance": "skewed classes: none, weights (loss weighted by 1 / class frequency) or sampling (balanced batches)",
-    "cell": "recurrent cell: rnn (tanh), lstm or gru",
-    "hidden_size": "hidden units per layer",
-    "num_layers": "stacked recurrent layers",
-    "dropout": "dropout between layers and before the head, in training only",
-    "batch_size": "texts per step (grouped by length)",
-    "steps": "total steps, resumed ones included (default: 10 epochs and at least 500 steps, at most 15 min, "
-             "stopping early when validation stops improving)",
-    "time_budget": "seconds to train in this invocation",
-    "patience": "stop after this many validations without a better validation loss (0 = never)",
-    "eval_every": "steps between validation + checkpoint (0 = at the end only)",
-    "clip_norm": "clip the global gradient norm to this (0 = off)",
-    "seed": "seed of the weights, the split and the batches",
-    "threads": "BLAS threads (0 = charrnn's default)",
-}
-CHOICES = {"optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES, "init": INITS, "dtype": DTYPES,
-           "balance": ("none", "weights", "sampling")}
+from ._common import Parser, add_setting_flags, apply_threads, given_settings, positive_int, run_dir_arg
 
 
 def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
-    from ..task_settings import TASK_DATASETS, TaskConfig
-
     sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     fmt = "TSV file: text<TAB>label per line" if task == "classify" else 'JSON Lines: {"text": ..., "tags": [...]}'
     datasets = TASK_DATASETS[task]
@@ -48,29 +24,15 @@ def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
     noun = "classifier" if task == "classify" else "tagger"
     t = sub.add_parser("train", help=f"train a {noun}", description=f"train a {noun} on DATA ({fmt})")
     t.add_argument("data", nargs="?", metavar="DATA", help=fmt)
-    t.add_argument("--dataset", choices=datasets, help=f"built-in data instead of DATA: {', '.join(datasets)}")
-    t.add_argument("--out", metavar="RUN_DIR", help=f"run directory (default: runs/{task}-<name of DATA>)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    t.add_argument("--out", metavar="RUN_DIR", type=run_dir_arg,
+                   help=f"run directory (default: runs/{task}-<name of DATA>)")
+    t.add_argument("--resume", metavar="RUN_DIR", type=run_dir_arg,
+                   help="continue the run in RUN_DIR exactly where it stopped")
     t.add_argument("--force", action="store_true", help="replace a run already in --out")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--json-log", action="store_true", help="print each metrics record as a JSON line on stdout")
-    if task == "tag":
-        t.add_argument("--output-recurrence", dest="feedback", action="store_true", default=None,
-                       help="feed the previous tag back into the first layer (R y_{t-1}); teacher forcing in "
-                            "training, the model's own tags (greedy or --beam) at inference")
-    skip = {"task", "data", "dataset", "feedback"} | ({"balance"} if task == "tag" else set())
-    d = TaskConfig()
-    for f in dataclasses.fields(TaskConfig):
-        if f.name in skip:
-            continue
-        default = getattr(d, f.name)
-        kind = type(default) if default is not None else str
-        # the cells are asked now, when the parser is built: a cell registered before is offered
-        choices = cell_names() if f.name == "cell" else CHOICES.get(f.name)
-        extra = {"choices": choices} if choices else {}
-        shown = "" if default is None or (not default and f.name in ("steps", "time_budget")) else f" (default {default})"
-        t.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, help=HELPS.get(f.name, "") + shown,
-                       metavar=None if extra else f.name.split("_")[-1].upper(), **extra)
+    add_setting_flags(t, "task", skip=("balance",) if task == "tag" else ("feedback",),
+                      choices={"dataset": datasets}, notes={"dataset": f"({', '.join(datasets)}) instead of DATA"})
 
     e = sub.add_parser("eval", help="score a labelled file", description=f"score RUN's model on DATA ({fmt})")
     e.add_argument("run", metavar="RUN", help="run directory (its best checkpoint) or checkpoint file")
@@ -102,26 +64,23 @@ def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
 
 
 def _train(a: argparse.Namespace, task: str) -> int:
-    from ..task_settings import TaskConfig
-    from ..train.tasks import TaskTrainer
-    from ..train.loop import Diverged, Interrupted
+    from ..train.loop import Diverged, Interrupted, Trainer
 
-    fields = [f.name for f in dataclasses.fields(TaskConfig)]
-    overrides = {k: getattr(a, k) for k in fields if k not in ("task", "data") and getattr(a, k, None) is not None}
-    cfg = TaskConfig(task=task, data=a.data).replace(**overrides)
+    given = given_settings(a, "task")  # a flag given at its default value is still a request
     if a.resume:
         if a.out and a.out != a.resume:
             raise ConfigError("give the run directory once: --resume RUN_DIR (without --out)")
         run_dir = a.resume
     else:
-        if cfg.data is None and cfg.dataset is None:
+        if given.get("data") is None and given.get("dataset") is None:
             raise ConfigError("give a data file to train on, or --dataset")
-        if cfg.data is not None and cfg.dataset is not None:
+        if given.get("data") is not None and given.get("dataset") is not None:
             raise ConfigError("give either a data file or --dataset, not both")
-        run_dir = a.out or str(fresh_run_dir(f"{task}-{cfg.dataset or Path(cfg.data).stem or 'run'}"))
-    apply_threads(cfg.threads)
-    trainer = TaskTrainer(cfg, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet, json_log=a.json_log,
-                          asked=overrides)  # the flags given: one at its default value is still a request
+        name = given.get("dataset") or Path(str(given.get("data"))).stem or "run"
+        run_dir = a.out or str(fresh_run_dir(f"{task}-{name}"))
+    apply_threads(given.get("threads"))
+    trainer = Trainer(given | {"task": task}, run_dir, resume=bool(a.resume), force=a.force, quiet=a.quiet,
+                      json_log=a.json_log, progress=False)
     try:
         result = trainer.run()
     except Interrupted as e:
@@ -131,9 +90,9 @@ def _train(a: argparse.Namespace, task: str) -> int:
         print(f"charrnn {task} train: error: {e}", file=sys.stderr)
         return 3
     if not a.quiet:
-        val = "" if result["val_accuracy"] is None else f", validation accuracy {result['val_accuracy']:.4f}"
-        print(f"charrnn {task}: {result['step']:,} steps{val} ({result['stopped']}). "
-              f"Evaluate with: charrnn {task} eval {result['run_dir']} DATA", file=sys.stderr)
+        val = "" if result.val_accuracy is None else f", validation accuracy {result.val_accuracy:.4f}"
+        print(f"charrnn {task}: {result.step:,} steps{val} ({result.stopped}). "
+              f"Evaluate with: charrnn {task} eval {result.run_dir} DATA", file=sys.stderr)
     return 0
 
 

@@ -8,6 +8,7 @@ from ._common import command
 from ._tasks import add_task_commands
 
 
-@command("classify", "classify whole texts (TSV text<TAB>label): train | eval | predict")
+@command("classify", "classify whole texts (TSV text<TAB>label): train | eval | predict",
+         outputs=(), run_dirs=("train --out",))
 def _classify(p: argparse.ArgumentParser):
     return add_task_commands(p, "classify")

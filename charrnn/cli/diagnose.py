@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import command, positive_int
+from ._common import add_force_flag, command, positive_int
 
 DEFAULT_WINDOW = 300
 DEFAULT_MAX_LAG = 100
@@ -36,7 +36,7 @@ def fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-@command("diagnose", "gradient flow through time, spectra and saturation of a trained model")
+@command("diagnose", "gradient flow through time, spectra and saturation of a trained model", outputs=("--plot",))
 def _diagnose(p: argparse.ArgumentParser):
     p.add_argument("runs", metavar="RUN", nargs="+",
                    help="run directory or checkpoint file; several are compared (one plot, a JSON list)")
@@ -50,6 +50,7 @@ def _diagnose(p: argparse.ArgumentParser):
                    help=f"characters run before the window to settle the state (default {DEFAULT_WARMUP})")
     p.add_argument("--json", action="store_true", help="print one JSON object (a list of them for several runs)")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="draw gradient norm against lag to FILE.png")
+    add_force_flag(p, "--plot's FILE.png")
     p.add_argument("--threads", type=int, default=0)
 
     def run(a: argparse.Namespace) -> int:
@@ -57,21 +58,24 @@ def _diagnose(p: argparse.ArgumentParser):
 
         from ._common import apply_threads
 
-        if a.plot:
+        if a.plot is not None:
             from ..diagnostics.plots import pyplot
+            from ..io.writer import check_target
 
+            check_target(a.plot, force=a.force)  # refused before any work
             pyplot()
         apply_threads(a.threads)
         results = [_diagnose_one(a, run_path) for run_path in a.runs]
         if a.json:
             docs = [d.to_json() | extra for _, d, extra in results]
             print(json.dumps(docs[0] if len(docs) == 1 else docs, allow_nan=False))
-        if a.plot:
+        if a.plot is not None:
             from ..diagnostics.plots import gradflow_figure, write_png
 
             cells = [d.cell for _, d, _ in results]
             unique = len(set(cells)) == len(cells)  # label the curves by cell, or by run when cells repeat
-            write_png(gradflow_figure({(d.cell if unique else f"{d.cell} ({run})"): d for run, d, _ in results}), a.plot)
+            curves = {(d.cell if unique else f"{d.cell} ({run})"): d for run, d, _ in results}
+            write_png(gradflow_figure(curves), a.plot, force=a.force)
         return 0
 
     return run

@@ -35,7 +35,7 @@ def remove_stale_temporaries() -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
-@command("eval", "score a text: nats and bits per character, perplexity")
+@command("eval", "score a text: nats and bits per character, perplexity", outputs=())
 def _eval(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("text", metavar="TEXT_FILE")

@@ -7,7 +7,8 @@ import argparse
 from ._common import command, positive_int
 
 
-@command("explain-update", "how one training step updates a tanh RNN cell on characters, every number shown")
+@command("explain-update", "how one training step updates a tanh RNN cell on characters, every number shown",
+         outputs=())
 def _explain(p: argparse.ArgumentParser):
     p.description = (
         "Run one training step of a small tanh RNN on a short text and show every weight's gradient, "

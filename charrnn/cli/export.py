@@ -9,7 +9,8 @@ from ..settings import EXPORT_FORMATS
 from ._common import command, load_for_inference
 
 
-@command("export", "export a model for PyTorch (safetensors with nn.RNN / nn.Linear names) or Keras (.keras)")
+@command("export", "export a model for PyTorch (safetensors with nn.RNN / nn.Linear names) or Keras (.keras)",
+         outputs=("OUT",))
 def _export(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("out", metavar="OUT", help="OUT.safetensors (torch) or OUT.keras (keras, with OUT.vocab.json beside it)")

@@ -9,7 +9,7 @@ from ..errors import CharRNNError
 from ._common import command, dropout_probability, positive_int, seed_int
 
 
-@command("gradcheck", "prove the BPTT gradients against finite differences")
+@command("gradcheck", "prove the BPTT gradients against finite differences", outputs=())
 def _gradcheck(p: argparse.ArgumentParser):
     p.description = (
         "Check the analytic BPTT gradients of a random float64 model against finite differences "

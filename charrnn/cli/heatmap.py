@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import command, positive_int
+from ._common import add_force_flag, command, positive_int
 
 DEFAULT_CHARS = 1500
 
@@ -19,7 +19,8 @@ def unit_list(text: str) -> list[int]:
     return units
 
 
-@command("heatmap", "colour a text by hidden units' activations; find the units that track quotes, lines, words")
+@command("heatmap", "colour a text by hidden units' activations; find the units that track quotes, lines, words",
+         outputs=("--out",))
 def _heatmap(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("--text", metavar="FILE", default=None, help="text to read (default: the run's validation text)")
@@ -31,15 +32,15 @@ def _heatmap(p: argparse.ArgumentParser):
     p.add_argument("--max-chars", type=positive_int, default=DEFAULT_CHARS,
                    help=f"characters of the text shown (default {DEFAULT_CHARS})")
     p.add_argument("--out", metavar="FILE.html|FILE.png", default=None, help="write the heatmap here")
+    add_force_flag(p, "--out")
 
     def run(a: argparse.Namespace) -> int:
-        from pathlib import Path
-
         from ..diagnostics.heatmap import heatmap_sections
-        from ..errors import ConfigError, DataError
+        from ..errors import ConfigError
+        from ..io.writer import check_target
         from .diagnose import analysis_text
 
-        out = Path(a.out) if a.out else None
+        out = None if a.out is None else check_target(a.out, force=a.force)  # refused before any work
         if out is not None and out.suffix.lower() not in (".html", ".htm", ".png"):
             raise ConfigError(f"--out must end in .html or .png, got {out.name}")
         if out is not None and out.suffix.lower() == ".png":
@@ -68,17 +69,15 @@ def _heatmap(p: argparse.ArgumentParser):
             print("(--out FILE.html or FILE.png to see the text coloured by these units)")
             return 0
         title = f"charrnn heatmap: {m.cell}, layer {layer}, state {part}"
-        try:
-            if out.suffix.lower() == ".png":
-                from ..diagnostics.plots import heatmap_figure, write_png
+        if out.suffix.lower() == ".png":
+            from ..diagnostics.plots import heatmap_figure, write_png
 
-                write_png(heatmap_figure(text, [(h, v) for h, v in sections]), out)
-            else:
-                from ..diagnostics.heatmap import heatmap_page
+            write_png(heatmap_figure(text, [(h, v) for h, v in sections]), out, force=a.force)
+        else:
+            from ..diagnostics.heatmap import heatmap_page
+            from ..io.writer import write_file
 
-                out.write_text(heatmap_page(title, [(h, text, v) for h, v in sections]), encoding="utf-8")
-        except OSError as e:
-            raise DataError(f"cannot write {out}: {e.strerror or e}") from None
+            write_file(out, heatmap_page(title, [(h, text, v) for h, v in sections]).encode("utf-8"), force=a.force)
         print(f"wrote {out}")
         return 0
 

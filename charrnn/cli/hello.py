@@ -7,7 +7,7 @@ import argparse
 from ._common import command, positive_int, seed_int
 
 
-@command("hello", "the seed's walkthrough on one word, as a lesson")
+@command("hello", "the seed's walkthrough on one word, as a lesson", outputs=())
 def _hello(p: argparse.ArgumentParser):
     from ..hello import HelloConfig
 

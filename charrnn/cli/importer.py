@@ -8,7 +8,8 @@ import sys
 from ._common import command
 
 
-@command("import", "bring a Keras model (SimpleRNN / LSTM / GRU + Dense over one-hot input) in as a run directory")
+@command("import", "bring a Keras model (SimpleRNN / LSTM / GRU + Dense over one-hot input) in as a run directory",
+         outputs=(), run_dirs=("--out",))
 def _import(p: argparse.ArgumentParser):
     p.add_argument("model", metavar="MODEL.keras", help="a Keras 3 model file")
     p.add_argument("--vocab", metavar="FILE", required=True,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import command
+from ._common import add_force_flag, command
 
 
-@command("impulse", "the impulse response of h_t = w h_(t-1) + x_t: why gradients vanish or explode")
+@command("impulse", "the impulse response of h_t = w h_(t-1) + x_t: why gradients vanish or explode",
+         outputs=("--plot",))
 def _impulse(p: argparse.ArgumentParser):
     p.add_argument("--w", type=float, default=-0.9, help="the scalar weight (default -0.9, the seed's example)")
     p.add_argument("--steps", type=int, default=20, help="print h_0..h_N (default 20)")
@@ -18,6 +19,7 @@ def _impulse(p: argparse.ArgumentParser):
     p.add_argument("--seed", type=int, default=0, help="seed of the random matrix and impulse")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="also draw the response to FILE.png")
+    add_force_flag(p, "--plot's FILE.png")
 
     def run(a: argparse.Namespace) -> int:
         import json
@@ -26,10 +28,12 @@ def _impulse(p: argparse.ArgumentParser):
 
         if a.gaussian and a.matrix is None:
             a.matrix = 64
-        if a.plot:
+        if a.plot is not None:
             from ..diagnostics.plots import pyplot
+            from ..io.writer import check_target
 
-            pyplot()  # a missing matplotlib is reported before any work
+            check_target(a.plot, force=a.force)  # a target that will be refused, and
+            pyplot()  # a missing matplotlib, are reported before any work
         if a.matrix is None:
             imp = scalar_impulse(a.w, a.steps)
         else:
@@ -49,10 +53,10 @@ def _impulse(p: argparse.ArgumentParser):
                 print(f"{t:>4} {w:>18.6g} {h:>14.6g} {e:>14.6g}")
         if not a.json:
             print(f"what it means: {MEANING}.")
-        if a.plot:
+        if a.plot is not None:
             from ..diagnostics.plots import impulse_figure, write_png
 
-            write_png(impulse_figure(imp), a.plot)
+            write_png(impulse_figure(imp), a.plot, force=a.force)
         return 0
 
     return run

@@ -29,7 +29,7 @@ def _escape_what_stdout_cannot_show(symbols: list[str]) -> None:
         pass
 
 
-@command("sample", "generate text from a trained model, streamed as it is produced")
+@command("sample", "generate text from a trained model, streamed as it is produced", outputs=())
 def _sample(p: argparse.ArgumentParser):
     from ..sample import SampleConfig
 

@@ -9,6 +9,7 @@ from ._common import command
 from ._tasks import add_task_commands
 
 
-@command("tag", "tag every character (JSON Lines text + tags), optionally with output recurrence: train | eval | predict")
+@command("tag", "tag every character (JSON Lines text + tags), optionally with output recurrence: train | eval | predict",
+         outputs=(), run_dirs=("train --out",))
 def _tag(p: argparse.ArgumentParser):
     return add_task_commands(p, "tag")

@@ -1,12 +1,17 @@
 """Labelled data for the task models: reading it (every bad line named by file and line), the
 character and label sets, the stratified validation split and length-bucketed batches.
 
-Formats (UTF-8):
+Formats (UTF-8, a byte order mark at the start dropped):
     classify  TSV, one example per line: text<TAB>label. The text is everything before the last
               tab (it may hold tabs), the label what follows it; lines that are entirely empty
               are skipped (a file's last newline, spacing between blocks).
     tag       JSON Lines, one object per line: {"text": "...", "tags": ["...", ...]}, one tag
               per character (code point) of the text; empty lines are skipped.
+
+A label (or tag) is printed as one field of a line, so it may not be empty or hold a control
+character (a tab or a newline would break the TSV and the reports); and two labels that print alike
+(equal once compatibility forms are folded, NFKC, and invisible format characters removed) would be
+two classes no one can tell apart, so they are refused by name.
 
 Characters: id 0 stands for any character not seen in training; the trainer keeps its input
 weights at zero, so such a character reaches the network as no input at all.
@@ -15,16 +20,16 @@ weights at zero, so such a character reaches the network as no input at all.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .text import read_file_bytes
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, DataError, show_path
+from ..io.readers import MAX_DATA_BYTES, open_regular, parse_json, read_text, reader
 
 UNKNOWN = 0  # the id of a character unseen in training
 
@@ -37,60 +42,96 @@ class Example:
 
 
 def _lines(path: str | os.PathLike[str]):
-    p = Path(path)
-    data = read_file_bytes(p)  # a regular file only: a FIFO is refused, never waited on
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"{p}:{line}: not valid UTF-8") from None
+    # a regular file only (a FIFO is refused, never waited on), strict UTF-8, its byte order mark dropped
+    text = read_text(path, DataError, "data file", MAX_DATA_BYTES)
     # split on \n only: a text may legitimately hold other line separators (U+2028, \r, ...)
     for n, line in enumerate(text.split("\n"), start=1):
         yield n, line[:-1] if line.endswith("\r") else line
 
 
+def label_problem(name: str) -> str | None:
+    """Why `name` cannot be a label or tag, or None: empty, printing as nothing, or holding a control
+    character, a line separator or a lone surrogate (each would break the one line it is printed on)."""
+    if not name.strip():
+        return "is empty"
+    for c in name:
+        if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp"):
+            return f"holds {c!r}, which a label cannot hold"
+    if not label_key(name).strip():
+        return "holds only invisible characters"
+    return None
+
+
+def label_key(name: str) -> str:
+    """What a label looks like printed: its NFKC form without invisible format characters (zero
+    widths, direction marks, soft hyphens); two labels of one key print alike."""
+    return "".join(c for c in unicodedata.normalize("NFKC", name) if unicodedata.category(c) != "Cf")
+
+
+def _check_labels(first_line: dict[str, int], where: str, what: str) -> None:
+    """Each distinct label (with the line it first appears on): usable, and none printing as another."""
+    seen: dict[str, str] = {}
+    for name, n in first_line.items():
+        problem = label_problem(name)
+        if problem is not None:
+            raise DataError(f"{where}:{n}: {what} {name!r} {problem}")
+        other = seen.setdefault(label_key(name), name)
+        if other != name:
+            raise DataError(f"{where}:{n}: {what}s {other!r} (line {first_line[other]}) and {name!r} print alike: "
+                            "they differ only by invisible or compatibility characters; use one spelling")
+
+
+@reader("classify data", "tsv")
 def read_classify(path: str | os.PathLike[str]) -> list[Example]:
-    """text<TAB>label lines; a line without a tab, with an empty text or label is a DataError."""
-    out = []
+    """text<TAB>label lines; a line without a tab, with an empty text or a bad label is a DataError."""
+    where = show_path(path)
+    out: list[Example] = []
+    first_line: dict[str, int] = {}
     for n, line in _lines(path):
         if not line:
             continue
         if "\t" not in line:
-            raise DataError(f"{path}:{n}: no tab: each line must be text<TAB>label")
+            raise DataError(f"{where}:{n}: no tab: each line must be text<TAB>label")
         text, label = line.rsplit("\t", 1)
         if not text:
-            raise DataError(f"{path}:{n}: empty text before the tab")
+            raise DataError(f"{where}:{n}: empty text before the tab")
         if not label.strip():
-            raise DataError(f"{path}:{n}: empty label after the tab")
-        out.append(Example(text, label.strip(), n))
+            raise DataError(f"{where}:{n}: empty label after the tab")
+        label = label.strip()
+        first_line.setdefault(label, n)
+        out.append(Example(text, label, n))
     if not out:
-        raise DataError(f"{path}: no examples (expected lines of text<TAB>label)")
+        raise DataError(f"{where}: no examples (expected lines of text<TAB>label)")
+    _check_labels(first_line, where, "label")
     return out
 
 
+@reader("tag data", "json lines")
 def read_tag(path: str | os.PathLike[str]) -> list[Example]:
-    """{"text": ..., "tags": [...]} lines; malformed JSON, a missing key, an empty text or a tag
-    count other than the text's length is a DataError naming the line."""
-    out = []
+    """{"text": ..., "tags": [...]} lines; malformed JSON, a missing key, an empty text, a bad tag or
+    a tag count other than the text's length is a DataError naming the line."""
+    where = show_path(path)
+    out: list[Example] = []
+    first_line: dict[str, int] = {}
     for n, line in _lines(path):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise DataError(f"{path}:{n}: not a JSON object ({e.msg})") from None
+        obj = parse_json(line, f"{where}:{n}", DataError)
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not isinstance(obj.get("tags"), list):
-            raise DataError(f'{path}:{n}: expected {{"text": "...", "tags": [...]}}')
+            raise DataError(f'{where}:{n}: expected {{"text": "...", "tags": [...]}}')
         text, tags = obj["text"], obj["tags"]
         if not text:
-            raise DataError(f"{path}:{n}: empty text")
+            raise DataError(f"{where}:{n}: empty text")
         if not all(isinstance(t, str) and t for t in tags):
-            raise DataError(f"{path}:{n}: every tag must be a non-empty string")
+            raise DataError(f"{where}:{n}: every tag must be a non-empty string")
         if len(tags) != len(text):
-            raise DataError(f"{path}:{n}: {len(tags)} tags for a text of {len(text)} characters")
+            raise DataError(f"{where}:{n}: {len(tags)} tags for a text of {len(text)} characters")
+        for t in tags:
+            first_line.setdefault(t, n)
         out.append(Example(text, tags, n))
     if not out:
-        raise DataError(f"{path}: no examples (expected JSON lines with text and tags)")
+        raise DataError(f"{where}: no examples (expected JSON lines with text and tags)")
+    _check_labels(first_line, where, "tag")
     return out
 
 
@@ -101,7 +142,7 @@ def read_examples(task: str, path: str | os.PathLike[str]) -> list[Example]:
 def file_digest(path: str | os.PathLike[str]) -> str:
     """sha256 of a data file: a resumed run must train on the very same data."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, DataError, "data file") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -158,7 +199,7 @@ class Labels:
     @classmethod
     def from_json(cls, value: Any, source: str) -> "Labels":
         if not isinstance(value, list) or len(value) < 2 or not all(isinstance(c, str) and c for c in value) \
-                or len(set(value)) != len(value):
+                or len(set(value)) != len(value) or any(label_problem(c) is not None for c in value):
             raise CheckpointError(f"{source}: malformed label set")
         return cls(value)
 

@@ -8,8 +8,11 @@ A corpus is encoded once into a raw little-endian array of ids on disk and memor
 on, so a text much larger than RAM is never held in memory as a Python string; the batcher reads
 only the (B, T) window it is about to hand out.
 
-A UTF-8 byte order mark (U+FEFF) is treated as an ordinary character, never stripped: encoding and
-decoding stay an exact round trip of the file's bytes.
+A UTF-8 byte order mark (U+FEFF) at the very start of a file is dropped, as every reader of a file
+drops it (io/readers.py): it says how the file is encoded, it is not text. Anywhere else U+FEFF is an
+ordinary character. The content hash of a text (`EncodedText.text_sha256`) stays the hash of the
+file's bytes as they are, mark included, so a run resumes on the very file it was trained on. In
+bytes mode nothing is dropped: bytes are bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import codecs
 import hashlib
 import math
 import os
-import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,8 @@ from typing import Any, Iterator, Literal, Sequence
 import numpy as np
 
 from ..settings import ENCODINGS
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, show_path
+from ..io.readers import BOM, check_path, open_regular, read_file, reader
 from ..io.writer import replace_durably
 
 __all__ = [
@@ -55,12 +58,6 @@ _MAX_NAMED = 10
 _MAX_CODE_POINT = 0x10FFFF
 
 Unknown = Literal["error", "skip"]
-
-
-def _show_path(path: str | os.PathLike[str]) -> str:
-    # Messages must stay on one line even for a path holding a newline or other control character.
-    s = os.fspath(path)
-    return s if s.isprintable() else repr(s)
 
 
 def _canonical_encoding(encoding: str) -> str:
@@ -380,45 +377,19 @@ def _merge_counts(into: dict[int, int], new: dict[int, int]) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _open_for_reading(path: Path) -> Any:
-    """Open `path` in binary mode, turning every OS complaint into a one-line DataError.
-
-    Only a regular file is read: a FIFO or pipe (`/dev/stdin`) would be consumed by the first of
-    the passes a text needs, or hang with no writer, and a device may never end. The file is
-    opened without blocking and checked by its descriptor, so a FIFO is refused at once."""
-    where = _show_path(path)
-    try:
-        if path.is_dir():
-            raise DataError(f"{where} is a directory, not a text file")
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-        try:
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISDIR(mode):
-                raise DataError(f"{where} is a directory, not a text file")
-            if not stat.S_ISREG(mode):
-                kind = "a FIFO or pipe" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
-                raise DataError(f"{where} is {kind}, not a regular file: save the text to a file and give that")
-            os.set_blocking(fd, True)
-        except BaseException:
-            os.close(fd)
-            raise
-        f = os.fdopen(fd, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{where}: no such file") from None
-    except PermissionError:
-        raise DataError(f"{where}: permission denied") from None
-    except IsADirectoryError:
-        raise DataError(f"{where} is a directory, not a text file") from None
-    except OSError as e:
-        raise DataError(f"cannot read {where}: {e.strerror or e}") from None
+def _open_for_reading(path: Any) -> Any:
+    """Open a text (or ids) file in binary mode: a regular file only (`open_regular`: a FIFO would be
+    consumed by the first of the passes a text needs, or hang with no writer, and a device may
+    never end), and not an empty one. Every problem is a one-line DataError."""
+    f = open_regular(path)
     try:
         size = os.fstat(f.fileno()).st_size
     except OSError as e:
         f.close()
-        raise DataError(f"cannot read {where}: {e.strerror or e}") from None
+        raise DataError(f"cannot read {show_path(path)}: {e.strerror or e}") from None
     if size == 0:
         f.close()
-        raise DataError(f"{where} is empty")
+        raise DataError(f"{show_path(path)} is empty")
     return f
 
 
@@ -436,14 +407,14 @@ def _chunks(f: Any, chunk_bytes: int, where: str) -> Iterator[tuple[int, bytes]]
         offset += len(b)
 
 
-def _decoded_values(path: Path, encoding: str, chunk_bytes: int, digest: Any = None) -> Iterator[np.ndarray]:
+def _decoded_values(path: str | os.PathLike[str], encoding: str, chunk_bytes: int, digest: Any = None) -> Iterator[np.ndarray]:
     """Stream a file as arrays of code points (utf-8) or byte values (bytes), chunk by chunk.
 
     UTF-8 is decoded incrementally, so a character split across a chunk boundary is reassembled;
     invalid UTF-8 raises DataError with the absolute byte offset of the first bad byte. `digest`
     (a hashlib object), when given, is fed every byte read.
     """
-    where = _show_path(path)
+    where = show_path(path)
     with _open_for_reading(path) as f:
         if encoding == "bytes":
             for _, b in _chunks(f, chunk_bytes, where):
@@ -453,6 +424,7 @@ def _decoded_values(path: Path, encoding: str, chunk_bytes: int, digest: Any = N
             return
         dec = codecs.getincrementaldecoder("utf-8")(errors="strict")
         end = 0
+        first = True  # the next character decoded is the file's first: a byte order mark there is dropped
         for offset, b in _chunks(f, chunk_bytes, where):
             if digest is not None:
                 digest.update(b)
@@ -464,6 +436,9 @@ def _decoded_values(path: Path, encoding: str, chunk_bytes: int, digest: Any = N
             except UnicodeDecodeError as e:
                 raise _utf8_error(e, offset - pending + e.start, where) from None
             end = offset + len(b)
+            if s and first:
+                first = False
+                s = s[1:] if s.startswith(BOM) else s
             if s:
                 yield _code_points(s, where)
         pending = len(dec.getstate()[0])
@@ -478,12 +453,13 @@ def _check_chunk_bytes(chunk_bytes: int) -> None:
         raise ConfigError(f"chunk_bytes must be a positive integer, got {chunk_bytes!r}")
 
 
+@reader("training text", "text")
 def collect_vocab(path: str | os.PathLike[str], encoding: str = "utf-8") -> Vocab:
     """The distinct symbols of a text file (one streaming pass), as a vocabulary."""
-    return _collect_vocab(Path(path), _canonical_encoding(encoding), DEFAULT_CHUNK_BYTES)
+    return _collect_vocab(path, _canonical_encoding(encoding), DEFAULT_CHUNK_BYTES)
 
 
-def _collect_vocab(path: Path, encoding: str, chunk_bytes: int) -> Vocab:
+def _collect_vocab(path: str | os.PathLike[str], encoding: str, chunk_bytes: int) -> Vocab:
     # A flag per value seen; grown on demand so ASCII text never pays for the whole Unicode range.
     seen = np.zeros(256, dtype=bool)
     for values in _decoded_values(path, encoding, chunk_bytes):
@@ -497,7 +473,7 @@ def _collect_vocab(path: Path, encoding: str, chunk_bytes: int) -> Vocab:
         seen[values] = True
     present = np.flatnonzero(seen)
     if present.size == 0:
-        raise DataError(f"{_show_path(path)} holds no characters")
+        raise DataError(f"{show_path(path)} holds no characters")
     if encoding == "bytes":
         return Vocab([int(v) for v in present], "bytes")
     return Vocab([chr(v) for v in present], "utf-8")
@@ -551,7 +527,7 @@ def encode_file(
     `chunk_bytes` at a time and the ids are written to a temporary file, fsynced and renamed, so a
     crash never leaves a truncated `out_path`. The result's ``ids`` has shape (N,).
     """
-    src, dst = Path(path), Path(out_path)
+    src, dst = Path(check_path(path, DataError, "text file")), Path(out_path)  # "" is not "."
     _check_chunk_bytes(chunk_bytes)
     _check_unknown_mode(unknown)
     if vocab is None:
@@ -563,9 +539,9 @@ def encode_file(
         if encoding is not None and _canonical_encoding(encoding) != vocab.encoding:
             raise ConfigError(f"encoding {encoding!r} does not match the model's vocabulary ({vocab.encoding!r})")
         encoding = vocab.encoding
-    where = _show_path(src)
+    where = show_path(src)
     if _same_file(src, dst):
-        raise DataError(f"the encoded output {_show_path(dst)} would overwrite the text file itself")
+        raise DataError(f"the encoded output {show_path(dst)} would overwrite the text file itself")
 
     fixed_vocab = vocab
     if vocab is None:
@@ -576,7 +552,7 @@ def encode_file(
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     except OSError as e:
-        raise DataError(f"cannot write {_show_path(dst)}: {e.strerror or e}") from None
+        raise DataError(f"cannot write {show_path(dst)}: {e.strerror or e}") from None
     tmp = Path(tmp_name)
     unknown_counts: dict[int, int] = {}
     n_written = 0
@@ -606,7 +582,7 @@ def encode_file(
         replace_durably(tmp, dst)
     except OSError as e:
         _discard(tmp)
-        raise DataError(f"cannot write {_show_path(dst)}: {e.strerror or e}") from None
+        raise DataError(f"cannot write {show_path(dst)}: {e.strerror or e}") from None
     except BaseException:
         _discard(tmp)
         raise
@@ -627,8 +603,8 @@ def _discard(p: Path) -> None:
 def load_encoded(path: str | os.PathLike[str], vocab: Vocab, *, check: bool = True) -> EncodedText:
     """Re-open ids written by `encode_file` under the same `vocab`. With `check`, every id is
     verified to be inside the vocabulary (one chunked pass), so a stale or foreign file is caught."""
-    p = Path(path)
-    where = _show_path(p)
+    p = Path(check_path(path, DataError, "ids file"))
+    where = show_path(p)
     dtype = vocab.id_dtype
     f = _open_for_reading(p)  # for its clean errors on missing/directory/empty files
     with f:
@@ -691,26 +667,17 @@ def encode_text(
     return vocab, vocab.map_values(values).astype(vocab.id_dtype)
 
 
-def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A whole (small) regular file's bytes, for every file charrnn reads whole (primes, config
-    files, labelled data): a missing, directory, special (FIFO, pipe, device), empty or unreadable
-    file raises a one-line DataError, and a FIFO never hangs (see _open_for_reading)."""
-    p = Path(path)
-    with _open_for_reading(p) as f:
-        try:
-            return f.read()
-        except OSError as e:
-            raise DataError(f"cannot read {_show_path(p)}: {e.strerror or e}") from None
-
-
+@reader("text", "text")
 def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str | bytes:
-    """Read a whole (small) file for priming or evaluation: str in utf-8 mode, bytes in bytes mode.
-    Missing, directory, empty, unreadable or (utf-8) invalid files raise DataError."""
+    """Read a whole (small) file for priming or evaluation: str in utf-8 mode (a leading byte order
+    mark dropped), bytes in bytes mode. Missing, directory, special (FIFO, device), empty, unreadable
+    or (utf-8) invalid files raise DataError."""
     encoding = _canonical_encoding(encoding)
-    data = read_file_bytes(path)
+    data = read_file(path)
     if encoding == "bytes":
         return data
-    return _strict_utf8(data, _show_path(path))
+    text = _strict_utf8(data, show_path(path))
+    return text[1:] if text.startswith(BOM) else text
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 
 EXTRA = "report"
 NATS_TO_BITS = 1.0 / math.log(2.0)
@@ -40,14 +40,11 @@ def png_bytes(fig: Any, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def write_png(fig: Any, path: str | Path, dpi: int = 100) -> Path:
-    p = Path(path)
-    data = png_bytes(fig, dpi)
-    try:
-        p.write_bytes(data)
-    except OSError as e:
-        raise DataError(f"cannot write {p}: {e.strerror or e}") from None
-    return p
+def write_png(fig: Any, path: str | Path, dpi: int = 100, *, force: bool = False, own: str | None = None) -> Path:
+    """Draw `fig` to `path` through the one writer (`force` and `own` as `io.writer.write_file`)."""
+    from ..io.writer import write_file
+
+    return write_file(path, png_bytes(fig, dpi), force=force, own=own)
 
 
 def impulse_figure(imp: Any) -> Any:

@@ -30,7 +30,6 @@ PyTorch's when none is.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -39,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from ..data.text import Vocab
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, show_path
+from ..io.readers import read_json, reader
 from ..model import CharRNN
 from ..core import CELLS, KerasLayer
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names
@@ -73,10 +73,10 @@ def import_keras() -> Any:
 def _configured_backend() -> str | None:
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     try:
-        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
-            backend = json.load(f).get("backend")
-    except (OSError, ValueError, AttributeError):
+        config = read_json(os.path.join(home, "keras.json"), ConfigError, "Keras configuration")
+    except ConfigError:  # none, or not one Keras could read either: Keras's default applies
         return None
+    backend = config.get("backend") if isinstance(config, dict) else None
     return backend if isinstance(backend, str) else None
 
 
@@ -154,44 +154,33 @@ def vocab_path(model_path: str | Path) -> Path:
     return p.with_name(p.name[: -len(p.suffix)] + ".vocab.json" if p.suffix else p.name + ".vocab.json")
 
 
-def export_keras(model: CharRNN, vocab: Vocab, out: str | Path) -> Path:
-    """Write `model` as a .keras file and its vocabulary beside it; returns the model's path."""
-    from ..io.writer import atomic_write_bytes
+def export_keras(model: CharRNN, vocab: Vocab, out: str | Path, force: bool = False) -> Path:
+    """Write `model` as a .keras file and its vocabulary beside it, both through the one writer
+    (`force` replaces existing regular files); returns the model's path."""
+    from ..io.writer import check_target, write_file
     from ..io.arrays import dump_json
 
-    out = Path(out)
+    out = check_target(out, force=force)
     if out.suffix != ".keras":
         raise ConfigError(f"{out}: a Keras model file must end in .keras")
+    check_target(vocab_path(out), force=force)  # both refused before either is written
     km = build_keras_model(model)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")  # Keras insists on the suffix
-    try:
-        km.save(tmp)
-        os.replace(tmp, out)
-    except OSError as e:
-        raise CheckpointError(f"cannot write {out}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    symbols = vocab.symbols
-    atomic_write_bytes(vocab_path(out), (dump_json(symbols) + "\n").encode("utf-8"))
+    write_file(out, lambda tmp: km.save(tmp), force=force, suffix=".keras")  # Keras insists on the suffix
+    write_file(vocab_path(out), (dump_json(vocab.symbols) + "\n").encode("utf-8"), force=force)
     return out
 
 
+@reader("Keras vocabulary (--vocab)", "json")
 def read_vocab(path: str | Path) -> Vocab:
     """A vocabulary file: a JSON list of symbols (one-character strings, or byte values 0-255 for
     a bytes model), or charrnn's {"encoding": ..., "symbols": [...]}."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such vocabulary file") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{p}: not a JSON vocabulary ({e})") from None
+    data = read_json(path, DataError, "vocabulary file")
     if isinstance(data, list):
         data = {"encoding": "bytes" if data and all(isinstance(s, int) for s in data) else "utf-8", "symbols": data}
     try:
         return Vocab.from_json(data)
     except CheckpointError as e:
-        raise DataError(f"{p}: {e}") from None
+        raise DataError(f"{show_path(path)}: {e}") from None
 
 
 def model_from_keras(km: Any, vocab: Vocab, source: str) -> CharRNN:
@@ -245,31 +234,40 @@ def model_from_keras(km: Any, vocab: Vocab, source: str) -> CharRNN:
 
 def save_imported(model: CharRNN, vocab: Vocab, run_dir: str | Path, force: bool = False) -> Path:
     """A run directory holding the model with its vocabulary (best.safetensors): what
-    `charrnn sample`, `eval`, `export`, `charrnn.load` and `train --init-from` read."""
-    from ..io.checkpoint import BEST, CONFIG, LATEST
-    from ..io.modelfile import MODEL_FORMAT, MODEL_FORMAT_VERSION
-    from ..io.arrays import write_arrays
+    `charrnn sample`, `eval`, `export`, `charrnn.load` and `train --init-from` read.
 
-    d = Path(run_dir)
-    if d.exists() and not d.is_dir():
-        raise ConfigError(f"--out {d} exists and is not a directory")
-    if d.is_dir() and any((d / n).exists() for n in (BEST, LATEST, CONFIG)) and not force:
-        raise ConfigError(f"{d} already holds a run: use --force to replace it")
-    d.mkdir(parents=True, exist_ok=True)
-    for name in (LATEST, CONFIG):  # a replaced run's other files would contradict the new model
-        (d / name).unlink(missing_ok=True)
+    The run's lock is held for the whole replacement, so a run being trained is refused. With
+    `force`, every file of the run that was there goes (checkpoints, config, metrics, tokens,
+    samples, report, curves), so that nothing describes another model; it goes only once the new
+    model is safely written, so a failure (a full disk) leaves the old run whole."""
+    from ..io.arrays import encode_arrays
+    from ..io.layout import BEST, Claim, check_new_run_dir, clear_run, remove_temporaries, run_dir_path
+    from ..io.modelfile import MODEL_FORMAT, MODEL_FORMAT_VERSION
+    from ..io.writer import atomic_write_bytes
+
+    d = run_dir_path(run_dir, "--out")
     meta = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "model": model.config, "vocab": vocab.to_json()}
-    write_arrays(d / BEST, model.params, meta)
+    data = encode_arrays(model.params, meta)
+    check_new_run_dir(d, force, "use --force to replace it")
+    claim = Claim(d)  # a run being trained is refused here, before anything in it changes
+    try:
+        replacing = check_new_run_dir(d, force, "use --force to replace it")  # as it is now, under the lock
+        remove_temporaries(d)  # garbage of a killed process, never part of a run
+        atomic_write_bytes(d / BEST, data, before_replace=(lambda: clear_run(d)) if replacing else None)
+    except BaseException:
+        claim.undo()
+        raise
+    claim.lock.release()
     return d / BEST
 
 
 def load_keras(path: str | Path, vocab_file: str | Path) -> tuple[CharRNN, Vocab]:
     """Read a .keras file (Keras's safe mode: no code in the file runs) and its vocabulary."""
-    keras = import_keras()
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such Keras model file")
-    vocab = read_vocab(vocab_file)
+    vocab = read_vocab(vocab_file)  # before Keras is imported, which takes seconds
+    keras = import_keras()
     try:
         km = keras.saving.load_model(p, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many kinds for a damaged or foreign file

@@ -18,45 +18,46 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, show_path
+from .formats import VERSIONS as KNOWN_FORMATS
+from .readers import check_path, reader
+from .readers import parse_json as _parse_json
 from .writer import atomic_write_bytes
 
 META_KEY = "charrnn"
 # Formats this version reads, with the newest version of each it understands.
-KNOWN_FORMATS = {"charrnn.model": 2, "charrnn.checkpoint": 2, "charrnn.task": 1}
 ALLOWED_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "U8": np.uint8, "U32": np.uint32}
 MAX_METADATA_BYTES = 64 * 2**20
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} in JSON")
-
-
 def parse_json(text: str | bytes, what: str) -> Any:
-    """Strict JSON: NaN / Infinity are refused, as is anything that is not a JSON document."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{what}: metadata is not valid JSON ({e})") from None
+    """Strict JSON (io/readers.py): nesting, duplicate keys, NaN / Infinity, numbers beyond a
+    float's range and lone surrogates are refused, as is anything that is not a JSON document."""
+    return _parse_json(text, f"{what}: metadata", CheckpointError)
 
 
 def dump_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, allow_nan=False, separators=(",", ":"))
 
 
-def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Save `arrays` with `meta` (which must carry "format" and "version") atomically to `path`."""
+def encode_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    """`arrays` with `meta` (which must carry "format" and "version") as the bytes of a file."""
     from safetensors.numpy import save
 
-    data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={META_KEY: dump_json(meta)})
-    atomic_write_bytes(path, data)
+    return save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={META_KEY: dump_json(meta)})
 
 
+def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Save `arrays` with `meta` atomically to `path` (see `encode_arrays`)."""
+    atomic_write_bytes(path, encode_arrays(arrays, meta))
+
+
+@reader("checkpoint or model file", "safetensors")
 def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[str, tuple[int, ...]]]]:
     """The metadata and the (dtype, shape) table of a file, read without loading any array."""
     from safetensors import safe_open
 
-    p = Path(path)
+    p = Path(check_path(path, CheckpointError, "checkpoint"))
     if not p.exists():
         raise CheckpointError(f"{p}: no such file")
     if p.is_dir():
@@ -77,7 +78,7 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[str, 
         raise CheckpointError(f"{p}: not a charrnn file (no '{META_KEY}' metadata)")
     if len(text) > MAX_METADATA_BYTES:
         raise CheckpointError(f"{p}: metadata is implausibly large")
-    meta = parse_json(text, str(p))
+    meta = parse_json(text, show_path(p))
     if not isinstance(meta, dict):
         raise CheckpointError(f"{p}: metadata must be a JSON object")
     fmt, version = meta.get("format"), meta.get("version")

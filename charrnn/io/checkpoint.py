@@ -1,19 +1,10 @@
-"""Training checkpoints and run directories.
+"""A language model's training checkpoint: one safetensors file (arrays.py) with the model's
+parameters under their PyTorch names, the optimizer's slots as ``optim/<slot>/<param>``, the
+carried state as ``state/hidden`` (and ``state/cell``), and JSON metadata with everything else
+needed to continue bit for bit: format version, resolved configuration, vocabulary, the training
+state (state.py: step, generators, data position, best validation loss, ...).
 
-A checkpoint is one safetensors file (see `serialization`): the model's parameters under their
-PyTorch names, the optimizer's slots as ``optim/<slot>/<param>``, the carried hidden state as
-``state/hidden``, and JSON metadata with everything else needed to continue bit for bit: format
-version, resolved configuration, vocabulary, step, optimizer scalars, every random generator's
-state, the data position and the best validation loss.
-
-A run directory holds:
-    config.json           the resolved configuration (what ran, every default filled in)
-    latest.safetensors    the most recent checkpoint
-    best.safetensors      the checkpoint with the lowest validation loss so far
-    metrics.jsonl         one JSON object per report
-    samples.txt           text sampled during training
-    tokens.bin            the text's token ids (memory-mapped while training)
-    .lock                 while a process writes to the run (see `rundir`)
+The run directory it lives in is described in layout.py.
 """
 
 from __future__ import annotations
@@ -30,16 +21,13 @@ from ..data.text import Vocab
 from ..errors import CheckpointError, ConfigError
 from ..model import CharRNN, cell_module
 from .modelfile import expected_arrays, model_from_arrays, refuse_task_model, validate_config
+from . import formats
 from .arrays import read_arrays, read_header, write_arrays
+from .state import TrainState
+from .layout import BEST, CONFIG, LATEST, METRICS, SAMPLES, TOKENS  # noqa: F401  (a run's file names)
 
-CHECKPOINT_FORMAT = "charrnn.checkpoint"
-CHECKPOINT_VERSION = 2  # 2: the model configuration gained "cell" and "dropout"; LSTM states add state/cell
-LATEST = "latest.safetensors"
-BEST = "best.safetensors"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-SAMPLES = "samples.txt"
-TOKENS = "tokens.bin"
+CHECKPOINT_FORMAT = formats.CHECKPOINT
+CHECKPOINT_VERSION = formats.VERSIONS[CHECKPOINT_FORMAT]
 
 # The carried state's first two parts (a cell's STATE: h, and the LSTM's c), under the names
 # checkpoints have always used; further parts are named by the cell (`state_arrays`).
@@ -138,10 +126,8 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         raise CheckpointError(str(e)) from None
     except OverflowError:  # an integer beyond any float where a number belongs (the file may be hostile)
         raise CheckpointError(f"{src}: a configuration value is out of range") from None
-    # Imported here because the trainer imports this module. Every check of the training state
-    # is in this one validator, so whatever loads is a state the trainer can continue from.
-    from ..train.state import TrainState
-
+    # Every check of the training state is in this one validator, so whatever loads is a state
+    # the trainer can continue from.
     state = meta.get("state")
     train_state = TrainState.from_json(state, src)
     for name, (dtype_name, shape) in table.items():

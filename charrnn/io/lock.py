@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from .readers import parse_json, read_file, reader
 
 try:
     import fcntl
@@ -54,18 +56,31 @@ def pid_alive(pid: int) -> bool:
 
 def read_holder(run_dir: str | Path) -> dict[str, Any] | None:
     """Who the lock file of `run_dir` names ({"host", "pid", "since"}), or None."""
+    return read_lock_file(Path(run_dir) / LOCK)
+
+
+@reader("lock record (.lock)", "json", tolerant=True)
+def read_lock_file(path: Any) -> dict[str, Any] | None:
+    """The holder a lock file names, or None for one that names no one (missing, not a regular
+    file, damaged): the flock decides alone then."""
     try:
-        return _parse((Path(run_dir) / LOCK).read_bytes())
-    except OSError:
+        return _parse(read_file(path, CheckpointError, "lock file", _MAX_RECORD))
+    except CheckpointError:
         return None
+
+
+# A lock record is one short JSON line.
+_MAX_RECORD = 4096
+_MAX_PID = 2**31 - 1  # pid_t: a larger number is no process, and os.kill could not even be asked
 
 
 def _parse(data: bytes) -> dict[str, Any] | None:
     try:
-        d = json.loads(data)
-    except ValueError:
+        d = parse_json(data, "lock record", CheckpointError)
+    except CheckpointError:
         return None
-    if isinstance(d, dict) and isinstance(d.get("host"), str) and type(d.get("pid")) is int:
+    if isinstance(d, dict) and isinstance(d.get("host"), str) and d["host"] \
+            and type(d.get("pid")) is int and 0 < d["pid"] <= _MAX_PID:
         return d
     return None
 
@@ -97,12 +112,17 @@ class RunLock:
             return self
         for _ in range(20):  # each retry means the lock was released and removed meanwhile
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+                opened = self._open()
             except OSError as e:
                 raise CheckpointError(f"cannot lock {self.run_dir}: {e.strerror or e}") from None
+            if opened is None:
+                continue
+            fd, created = opened
+            locked = False
             try:
                 if not self._try_lock(fd):
                     raise self._refusal(_parse(_read_fd(fd)))
+                locked = True
                 if not _same_file(fd, self.path):
                     os.close(fd)
                     continue
@@ -112,16 +132,35 @@ class RunLock:
                 record = {"host": _host(), "pid": os.getpid(), "since": round(time.time(), 3)}
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, (json.dumps(record) + "\n").encode())
-            except OSError as e:
+                _write_record(fd, (json.dumps(record) + "\n").encode())
+            except BaseException as e:
+                # a lock file this process made and could not fill (a full disk) names no one:
+                # it goes, so that a refused writer leaves the directory as it found it
+                if created and locked and _same_file(fd, self.path):
+                    try:
+                        self.path.unlink()
+                    except OSError:
+                        pass
                 os.close(fd)
-                raise CheckpointError(f"cannot lock {self.run_dir}: {e.strerror or e}") from None
-            except BaseException:
-                os.close(fd)
+                if isinstance(e, OSError):
+                    raise CheckpointError(f"cannot lock {self.run_dir}: {e.strerror or e}") from None
                 raise
             self._fd = fd
             return self
         raise CheckpointError(f"cannot lock {self.run_dir}: its lock keeps changing hands")
+
+    def _open(self) -> tuple[int, bool] | None:
+        """The lock file's descriptor and whether this call created the file; None when the file
+        went away between the two tries (its holder released it). A link is never followed."""
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            return os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            pass
+        try:
+            return os.open(self.path, flags), False
+        except FileNotFoundError:
+            return None
 
     def release(self) -> None:
         """Remove the lock file and let go (removed first, so that a process that opened the old
@@ -179,10 +218,21 @@ class RunLock:
         return RunLocked(message)
 
 
+def _write_record(fd: int, data: bytes) -> None:
+    """Write the holder's record whole (a short write is retried; a full disk raises)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _read_fd(fd: int) -> bytes:
+    """The record in an open lock file; nothing from one that is not a regular file (a FIFO put
+    in its place would never answer a read)."""
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
         os.lseek(fd, 0, os.SEEK_SET)
-        return os.read(fd, 4096)
+        return os.read(fd, _MAX_RECORD)
     except OSError:
         return b""
 

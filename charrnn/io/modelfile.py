@@ -16,10 +16,11 @@ from ..errors import CheckpointError, ConfigError
 from ..model import CharRNN, MAX_PARAMETERS, count_parameters, parameter_shapes, resolve_dtype
 from ..model.lm import check_dropout
 from ..model.params import INITS, cell_module, check_cell, check_size
+from . import formats
 from .arrays import read_arrays, read_header, write_arrays
 
-MODEL_FORMAT = "charrnn.model"
-MODEL_FORMAT_VERSION = 2  # 2: "cell" and "dropout" in the model configuration
+MODEL_FORMAT = formats.MODEL
+MODEL_FORMAT_VERSION = formats.VERSIONS[MODEL_FORMAT]
 
 
 def save_model(model: CharRNN, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
@@ -41,7 +42,7 @@ def load_model(path: str | Path, dtype: Any = None) -> CharRNN:
 
 def refuse_task_model(meta: dict[str, Any], source: str) -> None:
     """A classifier's or tagger's file named where a language model belongs."""
-    if meta.get("format") == "charrnn.task":
+    if meta.get("format") == formats.TASK:
         task = meta.get("task") if meta.get("task") in ("classify", "tag") else "classify"
         raise CheckpointError(f"{source}: a {task} model, not a language model: use charrnn {task} eval / predict")
 

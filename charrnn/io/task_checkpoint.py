@@ -1,10 +1,7 @@
-"""Checkpoints of the task models: one safetensors file (serialization.py's atomic writer and
-defensive reader) with the parameters under the table's names, the optimizer's slots as
-``optim/<slot>/<param>``, and JSON metadata: format, task, model structure, the character and
-label sets, the resolved configuration and the training state.
-
-A run directory holds config.json, latest.safetensors, best.safetensors (lowest validation loss)
-and metrics.jsonl, as a language-model run does.
+"""A classifier's or tagger's checkpoint: one safetensors file (arrays.py) with the parameters
+under the table's names, the optimizer's slots as ``optim/<slot>/<param>``, and JSON metadata:
+format, task, model structure, the character and label sets, the resolved configuration and the
+training state (state.py). Its run directory is laid out as a language model's (layout.py).
 """
 
 from __future__ import annotations
@@ -16,17 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import BEST, CONFIG, LATEST, METRICS, resolve_checkpoint  # noqa: F401  (a run's file names)
+from .checkpoint import resolve_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..model import CharClassifier, CharTagger
 from ..model.lm import check_dropout
 from ..model.params import INITS, MAX_PARAMETERS, check_cell, check_size, count_parameters, parameter_shapes, resolve_dtype
+from . import formats
 from .arrays import read_arrays, read_header, write_arrays
-from ..task_settings import TaskConfig
+from .state import TASK as TASK_STATE, TrainState
+from ..settings import TaskConfig
 from ..data.labelled import Labels, Symbols
 
-TASK_FORMAT = "charrnn.task"
-TASK_VERSION = 1
+TASK_FORMAT = formats.TASK
+TASK_VERSION = formats.VERSIONS[TASK_FORMAT]
 _OPTIM_NAME = re.compile(r"optim/([a-z_]{1,32})/(.+)")
 MODELS = {"classify": CharClassifier, "tag": CharTagger}
 
@@ -129,8 +128,7 @@ def load_task_checkpoint(run: str | Path, task: str | None = None) -> TaskCheckp
     params = {n: np.array(arrays[n], order="C") for n in shapes}
     model = build_model(kind, mconf, params)
     state = meta.get("state")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{src}: no training state in the metadata")
+    TrainState.from_json(state, src, TASK_STATE)  # every field checked, as the language model's loader does
     opt_meta = meta.get("optimizer")
     if opt_meta is not None and not isinstance(opt_meta, dict):
         raise CheckpointError(f"{src}: malformed optimizer state")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..settings import TrainConfig
+from ..settings import BY_NAME, TrainConfig
 from ..errors import CharRNNError, ConfigError
 from . import import_torch, resolve_device
 
@@ -66,39 +66,39 @@ class World:
             dist.init_process_group(backend, timeout=TIMEOUT)
         self.comm_device = self.device if backend == "nccl" else torch.device("cpu")
 
-    def set_up(self, cfg: TrainConfig, run_dir: Path, resume: bool, force: bool, say: Callable[[str], None],
-               engine: dict[str, str], asked: Any = None, out: Path | None = None) -> Any:
-        """The run's Setup in every process: rank 0 makes (or resumes) it and writes its checkpoint,
-        then the others resume from that checkpoint. An error of rank 0's stops every process.
-        With `out`, a resume continues in that directory (resume_run), which the others then read."""
-        from ..train.setup import fresh_run, resume_run
+    def set_up(self, given: dict[str, Any], run_dir: Path, resume: bool, force: bool, say: Callable[[str], None],
+               out: Path | None = None) -> Any:
+        """The run in every process: rank 0 makes (or resumes) it and writes its checkpoint, then
+        the others resume from that checkpoint. An error of rank 0's stops every process. With
+        `out`, a resume continues in that directory (resume_run), which the others then read."""
+        from ..settings import requested_train
+        from ..train.lm import fresh_run, resume_run
 
-        backend, device = _launch_settings(cfg, run_dir, resume, engine)
+        backend, device = _launch_settings(given, run_dir, resume)
         if backend != "torch":
             raise ConfigError("torchrun trains with the torch backend: add --backend torch")
         self.join(device)
-        setup, failure = None, None
+        run, failure = None, None
         if self.rank == 0:
             try:
-                if not resume and cfg.batch_size % self.size:
-                    raise ConfigError(self.uneven_message(cfg.batch_size))
-                setup = (resume_run(cfg, run_dir, say, out, force, asked=asked) if resume
-                         else fresh_run(cfg, run_dir, force, say, asked))
-                if setup.batch_size % self.size:
-                    raise ConfigError(self.uneven_message(setup.batch_size))
+                if not resume and requested_train(given).batch_size % self.size:
+                    raise ConfigError(self.uneven_message(requested_train(given).batch_size))
+                run = resume_run(given, run_dir, say, out, force) if resume else fresh_run(given, run_dir, force, say)
+                if run.batch_size % self.size:
+                    raise ConfigError(self.uneven_message(run.batch_size))
             except CharRNNError as e:
                 failure = e
-        shared = self.broadcast([str(setup.run_dir) if setup else None, str(failure) if failure else None])
+        shared = self.broadcast([str(run.run_dir) if run else None, str(failure) if failure else None])
         if failure is not None:
             raise failure
         if shared[1] is not None:
             raise _Quiet(shared[1])
         if self.rank != 0:
             # rank 0's checkpoint, with the settings a resume may change given as rank 0 had them
-            setup = resume_run(cfg if resume else TrainConfig(), Path(shared[0]), lambda message: None, reader=True,
-                               asked=asked if resume else ())
+            resumable = {k: v for k, v in given.items() if BY_NAME[k].resumable} if resume else {}
+            run = resume_run(resumable, Path(shared[0]), lambda message: None, reader=True)
         self.barrier()  # nobody trains (or writes) before everybody has read the checkpoint
-        return setup
+        return run
 
     # -- collectives, each turning a lost peer into one clear line ------------------------------
 
@@ -142,21 +142,21 @@ def leave() -> None:
             pass  # a group whose peers are gone: the process is ending anyway
 
 
-def _launch_settings(cfg: TrainConfig, run_dir: Path, resume: bool, engine: dict[str, str]) -> tuple[str, str]:
+def _launch_settings(given: dict[str, Any], run_dir: Path, resume: bool) -> tuple[str, str]:
     """The backend and device the run will have, known before it is set up (the process group
-    depends on them): the flags, or for a resume the saved configuration's unless given."""
-    if not resume:
-        return cfg.backend, cfg.device
-    from ..io import checkpoint as ckpt
-    from ..io.arrays import read_header
-
+    depends on them): the settings given, or for a resume the saved configuration's unless given."""
     default = TrainConfig()
-    try:
-        meta, _ = read_header(run_dir / ckpt.LATEST if run_dir.is_dir() else run_dir)
-        saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    except CharRNNError:
-        saved = {}  # the resume itself will say what is wrong with the file
-    pick = {k: engine.get(k, saved.get(k, getattr(default, k))) for k in ("backend", "device")}
+    saved: dict[str, Any] = {}
+    if resume:
+        from ..io import checkpoint as ckpt
+        from ..io.arrays import read_header
+
+        try:
+            meta, _ = read_header(run_dir / ckpt.LATEST if run_dir.is_dir() else run_dir)
+            saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        except CharRNNError:
+            saved = {}  # the resume itself will say what is wrong with the file
+    pick = {k: given.get(k, saved.get(k, getattr(default, k))) for k in ("backend", "device")}
     return str(pick["backend"]), str(pick["device"])
 
 

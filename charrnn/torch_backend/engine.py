@@ -7,7 +7,7 @@ the update by the torch.optim class that charrnn's optimizer of the same name re
 the same names and move between the two unchanged. Loss and gradient norm come back together in
 one synchronisation; when either is not finite, nothing is updated and the loop recovers.
 
-The NumPy model and optimizer of the Setup remain the run's record: `pull` copies the device's
+The NumPy model and optimizer of the objective remain the run's record: `pull` copies the device's
 parameters and slots into them before a checkpoint, a validation or a sample, `push` copies them
 back after a restore. The carried state lives on the device as a tuple of (L, b, H) tensors, b
 the streams of this process, and is gathered into all B streams when a checkpoint is written.
@@ -37,9 +37,9 @@ _CLIP_NORM_EPS = 1e-6
 class TorchEngine:
     name = "torch"
 
-    def __init__(self, setup: Any, world: Any = None) -> None:
-        cfg, model = setup.cfg, setup.model
-        self.setup, self.world = setup, world
+    def __init__(self, objective: Any, world: Any = None) -> None:
+        cfg, model = objective.cfg, objective.model
+        self.objective, self.world = objective, world
         self.rank, self.size = (world.rank, world.size) if world is not None else (0, 1)
         self.writes = self.rank == 0
         self.grad_norms: dict[str, float] | None = None  # of the last step that recorded them
@@ -48,25 +48,30 @@ class TorchEngine:
         self.device = world.device if world is not None else resolve_device(cfg.device)
         if self.device.type == "mps" and model.dtype.name == "float64":
             raise_float64_on_mps()
-        B = setup.batch_size
-        if B % self.size:
-            raise ConfigError(world.uneven_message(B))
-        self.share = B // self.size  # streams of this process: rows [rank * share, (rank + 1) * share)
-        self.module = TorchLM(model.cell, model.vocab_size, model.hidden_size, model.num_layers, model.dropout)
-        self.module.to(device=self.device, dtype=torch_dtype(model.dtype.name))
-        self.module.load_numpy(model.params)
-        self.params = self.module.named_charrnn_parameters()
+        self.module, self.params = self._build(objective)  # the module, and charrnn's name -> its parameter
         self.trained = self.module
         if world is not None:  # gradients averaged over the processes while the backward runs
             self.trained = torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        single = getattr(cfg, "single_bias", False)
         self.single_bias = ([self.params[n] for k in range(model.num_layers) for n in single_bias_frozen(model.cell, k)]
-                            if cfg.single_bias else [])
-        self.optimizer = _torch_optimizer(setup.optimizer, list(self.params.values()))
-        self._optimizer_in(setup.optimizer)
+                            if single else [])
+        self.optimizer = _torch_optimizer(objective.optimizer, list(self.params.values()))
+        self._optimizer_in(objective.optimizer)
         self.generator = torch.Generator(device=self.device) if model.dropout else None
-        self.inference = TorchModel(self.module, self.device, model.hidden_size, model.num_layers,
-                                    len(model.state_parts))
+
+    def _build(self, objective: Any) -> tuple[Any, dict[str, torch.nn.Parameter]]:
+        """The language model's module on the device, with the NumPy model's weights."""
+        model = objective.model
+        B = objective.batch_size
+        if B % self.size:
+            raise ConfigError(self.world.uneven_message(B))
+        self.share = B // self.size  # streams of this process: rows [rank * share, (rank + 1) * share)
+        module = TorchLM(model.cell, model.vocab_size, model.hidden_size, model.num_layers, model.dropout)
+        module.to(device=self.device, dtype=torch_dtype(model.dtype.name))
+        module.load_numpy(model.params)
+        self.inference = TorchModel(module, self.device, model.hidden_size, model.num_layers, len(model.state_parts))
+        return module, module.named_charrnn_parameters()
 
     # -- the carried state ---------------------------------------------------------------------
 
@@ -92,53 +97,62 @@ class TorchEngine:
 
     # -- a step --------------------------------------------------------------------------------
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, hidden: Any, lr: float,
-                   record_norms: bool = False) -> tuple[float, float, Any]:
+    def train_step(self, batch: Any, hidden: Any, lr: float, record_norms: bool = False) -> tuple[float, float, Any]:
         """One step, with one synchronisation: the loss, the gradient norm and whether every
         parameter is finite after the update are read together at the end, so the device never
         waits for the host in between. A step whose loss or norm is not finite has then already
         been applied, to parameters the loop is about to replace: it restores the last checkpoint
         (`push`), so, as with the NumPy engine, nothing of that step outlives it."""
-        state = self._local(hidden)
-        rows = slice(self.rank * self.share, (self.rank + 1) * self.share)
-        xt = torch.from_numpy(np.ascontiguousarray(x[rows].T)).to(self.device, non_blocking=True)  # (T, b)
-        yt = torch.from_numpy(np.ascontiguousarray(y[rows].T)).to(self.device, non_blocking=True)
         if self.generator is not None:  # masks from the run's dropout generator: a resume draws the same
-            self.generator.manual_seed(int(self.setup.model.dropout_rng.integers(2**62)) + self.rank)
+            self.generator.manual_seed(int(self.objective.model.dropout_rng.integers(2**62)) + self.rank)
         self.module.train()
-        cfg = self.setup.cfg
         with self._collective("a training step"):
-            logits, state_n = self.trained(xt, state, self.generator)
-            loss = torch.nn.functional.cross_entropy(logits, yt.reshape(-1))
-            self.optimizer.zero_grad(set_to_none=False)
-            loss.backward()  # under torchrun, DDP averages the gradients on the way
-            with torch.no_grad():
-                grads = [p.grad for p in self.params.values()]
-                norm = reported = _total_norm(grads)
-                if record_norms:  # for the metrics line: one more synchronisation, on reporting steps only
-                    norms = torch.stack([torch.linalg.vector_norm(g) for g in grads]).tolist()
-                    self.grad_norms = dict(zip(self.params, norms))
-                for b in self.single_bias:  # the seeds' one bias: bias_hh keeps its initial value
-                    b.grad.zero_()
-                if cfg.clip_value:
-                    torch.nn.utils.clip_grad_value_(self.params.values(), cfg.clip_value)
-                    norm = _total_norm(grads)
-                if cfg.clip_norm:  # as optim.clip_grad_norm_ and torch's: scale when the norm exceeds it
-                    coef = torch.clamp(cfg.clip_norm / (norm + _CLIP_NORM_EPS), max=1.0)
-                    torch._foreach_mul_(grads, coef.to(grads[0].dtype))
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                self.optimizer.step()
-                finite = torch.stack([torch.isfinite(p).all() for p in self.params.values()]).all()
-                stats = torch.stack([loss.detach(), reported.to(loss.dtype), finite.to(loss.dtype)])
-                if self.size > 1:  # the mean loss of all B streams; norm and parameters are the same everywhere
-                    self.world.all_reduce(stats)
-                    stats /= self.size
-            loss_value, norm_value, finite_value = stats.tolist()
+            loss, state_n = self._loss(batch, hidden)
+            loss_value, norm_value, finite_value = self._update(loss, lr, record_norms).tolist()
         self._finite = finite_value == 1.0
         self.lr = lr
         self.step_count += 1
-        return loss_value, norm_value, tuple(s.detach() for s in state_n)
+        return loss_value, norm_value, state_n
+
+    def _loss(self, batch: Any, hidden: Any) -> tuple[torch.Tensor, Any]:
+        """The window's mean loss over this process's streams, and their final state (detached)."""
+        state = self._local(hidden)
+        rows = slice(self.rank * self.share, (self.rank + 1) * self.share)
+        xt = torch.from_numpy(np.ascontiguousarray(batch.x[rows].T)).to(self.device, non_blocking=True)  # (T, b)
+        yt = torch.from_numpy(np.ascontiguousarray(batch.y[rows].T)).to(self.device, non_blocking=True)
+        logits, state_n = self.trained(xt, state, self.generator)
+        return torch.nn.functional.cross_entropy(logits, yt.reshape(-1)), tuple(s.detach() for s in state_n)
+
+    def _update(self, loss: torch.Tensor, lr: float, record_norms: bool) -> torch.Tensor:
+        """Backward, the global norm (and each parameter's, when recorded), clipping and the
+        optimizer's update: the stats (loss, norm before clipping, every parameter finite) as one
+        device tensor, averaged over the processes."""
+        cfg = self.objective.cfg
+        self.optimizer.zero_grad(set_to_none=False)
+        loss.backward()  # under torchrun, DDP averages the gradients on the way
+        with torch.no_grad():
+            grads = [p.grad for p in self.params.values()]
+            norm = reported = _total_norm(grads)
+            if record_norms:  # for the metrics line: one more synchronisation, on reporting steps only
+                norms = torch.stack([torch.linalg.vector_norm(g) for g in grads]).tolist()
+                self.grad_norms = dict(zip(self.params, norms))
+            for b in self.single_bias:  # the seeds' one bias: bias_hh keeps its initial value
+                b.grad.zero_()
+            if cfg.clip_value:
+                torch.nn.utils.clip_grad_value_(self.params.values(), cfg.clip_value)
+                norm = _total_norm(grads)
+            if cfg.clip_norm:  # as optim.clip_grad_norm_ and torch's: scale when the norm exceeds it
+                coef = torch.clamp(cfg.clip_norm / (norm + _CLIP_NORM_EPS), max=1.0)
+                torch._foreach_mul_(grads, coef.to(grads[0].dtype))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.step()
+            finite = torch.stack([torch.isfinite(p).all() for p in self.params.values()]).all()
+            stats = torch.stack([loss.detach(), reported.to(loss.dtype), finite.to(loss.dtype)])
+            if self.size > 1:  # the mean loss of all B streams; norm and parameters are the same everywhere
+                self.world.all_reduce(stats)
+                stats /= self.size
+        return stats
 
     def params_finite(self) -> bool:
         """Whether the last step left every parameter finite (read with its loss)."""
@@ -174,20 +188,20 @@ class TorchEngine:
 
     # -- the NumPy record ----------------------------------------------------------------------
 
-    def pull(self, setup: Any) -> Any:
+    def pull(self, objective: Any) -> Any:
         """Parameters and optimizer slots into the NumPy model and optimizer; the state of all B
         streams returned as NumPy (every process must call this at the same step)."""
         with self._collective("a checkpoint"):
-            hidden = self._numpy_state(setup.hidden)
-        self.module.store_numpy(setup.model.params)
-        self._optimizer_out(setup.optimizer)
+            hidden = self._numpy_state(objective.hidden)
+        self.module.store_numpy(objective.model.params)
+        self._optimizer_out(objective.optimizer)
         return hidden
 
-    def push(self, setup: Any) -> None:
-        """After the Setup was restored from a checkpoint: its parameters and slots to the device.
-        The state stays NumPy in setup.hidden until the next step takes its share of it."""
-        self.module.load_numpy(setup.model.params)
-        self._optimizer_in(setup.optimizer)
+    def push(self, objective: Any) -> None:
+        """After the objective was restored from a checkpoint: its parameters and slots to the
+        device. The state stays NumPy in objective.hidden until the next step takes its share of it."""
+        self.module.load_numpy(objective.model.params)
+        self._optimizer_in(objective.optimizer)
 
     # -- optimizer state: charrnn's slots <-> torch.optim's -------------------------------------
 

@@ -9,8 +9,7 @@ dropout between layers is ours: its masks come from a generator the run seeds (f
 dropout generator that checkpoints carry), which makes a torch run resume with the same masks;
 nn.LSTM's own inter-layer dropout draws from a global generator (cuDNN from a state it seeds
 once), which a checkpoint cannot hold. The first layer takes the one-hot vectors, as the NumPy
-engine's lookup of W_ih's columns computes (exactly: a product with 0 and 1). The module of a
-layer is the cell's TORCH_MODULE (core/); a cell without one is refused by name.
+engine's lookup of W_ih's columns computes (exactly: a product with 0 and 1).
 """
 
 from __future__ import annotations
@@ -24,23 +23,47 @@ from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names, tor
 
 
 def torch_layer(cell: str) -> tuple[type, dict]:
-    """The torch.nn module class of the cell's layer and its options, or a one-line error naming a
-    cell that has none."""
+    """The torch.nn module class of the cell's layer and its options (the cell's TORCH_MODULE and
+    TORCH_OPTIONS), or a one-line error naming a cell that has none."""
     return getattr(nn, torch_module_name(cell)), cell_module(cell).TORCH_OPTIONS
+
+
+def recurrent_layers(cell: str, input_size: int, hidden_size: int, num_layers: int) -> nn.ModuleList:
+    """One torch module of `cell` per layer, the first reading `input_size` features."""
+    layer, options = torch_layer(cell)
+    H = hidden_size
+    return nn.ModuleList(layer(input_size if k == 0 else H, H, 1, **options) for k in range(num_layers))
+
+
+def run_layers(layers: nn.ModuleList, out: torch.Tensor, state: tuple[torch.Tensor, ...], dropout: float,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Every layer over (T, B, I) inputs from `state` (one (L, B, H) tensor per part), dropout
+    after each layer when a generator is given: (top (T, B, H), final state)."""
+    if not len(layers):
+        return out, state
+    finals = []
+    for k, layer in enumerate(layers):
+        s0 = tuple(part[k : k + 1] for part in state)
+        out, s_n = layer(out, s0 if len(s0) > 1 else s0[0])  # (T, B, H)
+        finals.append(s_n if isinstance(s_n, tuple) else (s_n,))
+        if generator is not None and dropout:
+            keep = 1.0 - dropout
+            mask = torch.empty_like(out).bernoulli_(keep, generator=generator).div_(keep)
+            out = out * mask
+    return out, tuple(torch.cat([f[i] for f in finals]) for i in range(len(state)))
 
 
 class TorchLM(nn.Module):
     def __init__(self, cell: str, vocab_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         V, H = vocab_size, hidden_size
-        layer, options = torch_layer(cell)
         self.cell, self.vocab_size, self.dropout = cell, V, dropout
-        self.layers = nn.ModuleList(layer(V if k == 0 else H, H, 1, **options) for k in range(num_layers))
+        self.layers = recurrent_layers(cell, V, H, num_layers)
         self.head = nn.Linear(H, V)
 
     def named_charrnn_parameters(self) -> dict[str, nn.Parameter]:
         """Our name -> the module's parameter. nn.RNN lists a layer's parameters in the order of
-        the cell's table (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
+        params.LAYER_TEMPLATE (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
         out: dict[str, nn.Parameter] = {}
         for k, layer in enumerate(self.layers):
             out.update(zip(layer_names(self.cell, k), layer.parameters()))
@@ -65,14 +88,5 @@ class TorchLM(nn.Module):
         Returns logits (T*B, V), time-major, and the final state. Dropout only with a generator."""
         T, B = x.shape
         out = nn.functional.one_hot(x, self.vocab_size).to(self.head.weight.dtype)  # (T, B, V)
-        finals = []
-        for k, layer in enumerate(self.layers):
-            s0 = tuple(part[k : k + 1] for part in state)
-            out, s_n = layer(out, s0 if len(s0) > 1 else s0[0])  # (T, B, H)
-            finals.append(s_n if isinstance(s_n, tuple) else (s_n,))
-            if generator is not None and self.dropout:
-                keep = 1.0 - self.dropout
-                mask = torch.empty_like(out).bernoulli_(keep, generator=generator).div_(keep)
-                out = out * mask
-        state_n = tuple(torch.cat([f[i] for f in finals]) for i in range(len(state)))
+        out, state_n = run_layers(self.layers, out, state, self.dropout, generator)
         return self.head(out.reshape(T * B, -1)), state_n

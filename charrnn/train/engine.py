@@ -1,16 +1,16 @@
 """The engine seam: what computes a training step, behind one small interface, so the loop is one.
 
-An engine owns the arithmetic of a run; the `Setup` (the NumPy model, the NumPy optimizer, the
-batcher, the counters) stays the record of where the run stands, and checkpoints are written
-from it alone. Two engines implement the interface:
+An engine owns the arithmetic of a run; the objective (objective.py: the NumPy model, the NumPy
+optimizer, the data, the counters) stays the record of where the run stands, and checkpoints are
+written from it alone. Two engines implement the interface:
 
     NumpyEngine   (here)  the exact reference: charrnn's own forward, BPTT and optimizers in place
     TorchEngine   (torch_backend/engine.py)  nn.RNN / nn.LSTM / nn.GRU and torch.optim on a
                   device, data-parallel under torchrun; imported only when asked for
 
     initial_state(B)                  the zero state the loop carries after a reset
-    train_step(x, y, hidden, lr, record_norms=False)
-                                      -> (loss, grad_norm, hidden): one window of (B, T) ids,
+    train_step(batch, hidden, lr, record_norms=False)
+                                      -> (loss, grad_norm, hidden): one batch of the objective,
                                       forward, backward, clipping and the update; when the loss or
                                       the gradient norm is not finite nothing is updated and the
                                       loop recovers from its last checkpoint; with record_norms,
@@ -18,10 +18,10 @@ from it alone. Two engines implement the interface:
                                       clipping (for the metrics; a synchronisation on a device)
     params_finite()                   False when an update overflowed a parameter
     inference_model()                 a model for evaluate_ids and generate (the live weights)
-    pull(setup) -> hidden             the device's parameters and optimizer slots written into the
+    pull(objective) -> hidden         the device's parameters and optimizer slots written into the
                                       NumPy model and optimizer; returns the carried state as NumPy
                                       arrays of all B streams (a collective under torchrun)
-    push(setup)                       the reverse, after the Setup was restored from a checkpoint
+    push(objective)                   the reverse, after the objective was restored from a checkpoint
     agree(signum, out_of_time)        the stopping decision every process takes (under torchrun)
     eval_share                        (rank, processes): this process's part of a validation
     sum_across(values)                the values summed over the processes (a validation's parts)
@@ -37,68 +37,64 @@ import numpy as np
 
 from ..model import single_bias_frozen
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
-from .fused import FusedStep
 
 
 class NumpyEngine:
-    """charrnn's own engine: the NumPy model and optimizer of the Setup, updated in place."""
+    """charrnn's own engine: the NumPy model and optimizer of the objective, updated in place."""
 
     name = "numpy"
     writes = True
     eval_share = (0, 1)  # one process scores all of a validation
 
-    def __init__(self, setup: Any) -> None:
-        self.setup = setup
+    def __init__(self, objective: Any) -> None:
+        self.objective = objective
         self.grad_norms: dict[str, float] | None = None  # of the last step that recorded them
-        c = setup.cfg
         # the whole step in one compiled call where Python's per-call cost would dominate (one
         # stream of a small tanh RNN: train/fused.py); None elsewhere. It updates the same arrays.
-        self.fused = FusedStep.for_model(setup.model, setup.optimizer, setup.batch_size, c.clip_value, c.clip_norm,
-                                         c.single_bias)
+        self.fused = objective.compiled_step()
         self._overflowed = False  # the fused step's report that its update made a parameter non-finite
 
     def initial_state(self, batch_size: int) -> Any:
-        return self.setup.model.initial_state(batch_size)
+        return self.objective.model.initial_state(batch_size)
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, hidden: Any, lr: float,
-                   record_norms: bool = False) -> tuple[float, float, Any]:
-        s, cfg = self.setup, self.setup.cfg
+    def train_step(self, batch: Any, hidden: Any, lr: float, record_norms: bool = False) -> tuple[float, float, Any]:
+        o, cfg = self.objective, self.objective.cfg
         if self.fused is not None:  # no per-parameter norms there: the kernel keeps its gradients
-            loss, grad_norm, h_last, status = self.fused(x, y, hidden, lr)
+            loss, grad_norm, h_last, status = self.fused(batch.x, batch.y, hidden, lr)
             self._overflowed = status == 2
             if status == 1:  # a loss or gradient that is not finite: nothing reached the parameters
                 return loss, grad_norm if math.isfinite(loss) and not math.isfinite(grad_norm) else math.nan, hidden
             return loss, grad_norm, h_last
-        loss, grads, h_last = s.model.loss_and_grads(x, y, hidden)
+        loss, grads, h_last = o.loss_and_grads(batch, hidden)
         grad_norm = global_grad_norm(grads)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             return loss, grad_norm, hidden  # nothing of this step reaches the parameters
         if record_norms:
             self.grad_norms = {k: float(np.linalg.norm(g)) for k, g in grads.items()}
-        if cfg.single_bias:  # one trained bias, as the seeds' b; bias_hh stays as initialised
+        if getattr(cfg, "single_bias", False):  # one trained bias, as the seeds' b; bias_hh stays as initialised
             for k in range(cfg.num_layers):
-                for name in single_bias_frozen(s.model.cell, k):
+                for name in single_bias_frozen(o.model.cell, k):
                     grads[name].fill(0.0)
         if cfg.clip_value:
             clip_grad_value_(grads, cfg.clip_value)
         if cfg.clip_norm:
             clip_grad_norm_(grads, cfg.clip_norm)
-        s.optimizer.lr = lr
-        s.optimizer.step(grads)
+        o.optimizer.lr = lr
+        o.optimizer.step(grads)
         return loss, grad_norm, h_last
 
     def params_finite(self) -> bool:
         if self.fused is not None:
             return not self._overflowed
-        return all(np.isfinite(p).all() for p in self.setup.model.params.values())
+        return all(np.isfinite(p).all() for p in self.objective.model.params.values())
 
     def inference_model(self) -> Any:
-        return self.setup.model
+        return self.objective.model
 
-    def pull(self, setup: Any) -> Any:
-        return setup.hidden
+    def pull(self, objective: Any) -> Any:
+        return objective.hidden
 
-    def push(self, setup: Any) -> None:
+    def push(self, objective: Any) -> None:
         pass
 
     def agree(self, signum: int | None, out_of_time: bool) -> tuple[int | None, bool]:
@@ -108,17 +104,18 @@ class NumpyEngine:
         return values
 
 
-def check_backend(backend: str, device: str, cfg: Any = None, resumed: Any = None) -> None:
+def check_backend(backend: str, device: str, given: Any = None, resumed: Any = None) -> None:
     """Refuse a torch backend or device that is not there, or a cell it has no module for, before
     anything is written. The cell is the run's being resumed (`resumed`, a run directory or
-    checkpoint), else the fine-tuned model's (cfg.init_from), else cfg's."""
+    checkpoint), else the fine-tuned model's (the `init_from` given), else the `cell` given."""
     if backend == "torch":
         from ..core import cell_names
         from ..model.params import torch_module_name
         from ..torch_backend import resolve_device
 
-        source = resumed if resumed is not None else getattr(cfg, "init_from", None)
-        cell = _cell_of(source) if source is not None else getattr(cfg, "cell", None)
+        given = given or {}
+        source = resumed if resumed is not None else given.get("init_from")
+        cell = _cell_of(source) if source is not None else given.get("cell")
         if cell in cell_names():
             torch_module_name(cell)
         resolve_device(device)
@@ -139,13 +136,17 @@ def _cell_of(run: Any) -> Any:
     return model.get("cell", None) if isinstance(model, dict) else None
 
 
-def make_engine(setup: Any, world: Any = None) -> Any:
+def make_engine(objective: Any, world: Any = None) -> Any:
     """The engine the run's configuration names; the torch one is imported only here."""
-    if setup.cfg.backend == "torch":
+    if getattr(objective.cfg, "backend", "numpy") == "torch":
         from ..torch_backend import import_torch
 
         import_torch()  # one line saying how to install it, when it is not
-        from ..torch_backend.engine import TorchEngine
+        if objective.kind == "lm":
+            from ..torch_backend.engine import TorchEngine
 
-        return TorchEngine(setup, world)
-    return NumpyEngine(setup)
+            return TorchEngine(objective, world)
+        from ..torch_backend.tasks import TorchTaskEngine
+
+        return TorchTaskEngine(objective, world)
+    return NumpyEngine(objective)

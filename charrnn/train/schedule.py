@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..settings import TrainConfig
 
-
-def lr_at(cfg: TrainConfig, step: int, total_steps: int, windows_per_epoch: int, time_frac: float | None) -> float:
+def lr_at(cfg: Any, step: int, total_steps: int, windows_per_epoch: int, time_frac: float | None) -> float:
     """The learning rate for optimizer step `step` (0-based), before divergence scaling.
 
     Cosine follows the step count when the run has a step target, else the fraction of the time
@@ -30,12 +28,12 @@ def lr_at(cfg: TrainConfig, step: int, total_steps: int, windows_per_epoch: int,
     return low + (cfg.lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def optimizer_options(cfg: TrainConfig) -> dict[str, Any]:
-    """Constructor options of the chosen optimizer that the configuration sets."""
+def optimizer_options(cfg: Any) -> dict[str, Any]:
+    """Constructor options of the chosen optimizer that a configuration (of any objective) sets."""
     opts: dict[str, Any] = {"weight_decay": cfg.weight_decay}
     if cfg.optimizer in ("sgd", "rmsprop"):
         opts["momentum"] = cfg.momentum
-    if cfg.optimizer == "adagrad" and cfg.preset == "min-char-rnn":
+    if cfg.optimizer == "adagrad" and getattr(cfg, "preset", None) == "min-char-rnn":
         # min-char-rnn updates with g / sqrt(mem + 1e-8) where g is the gradient of the loss summed
         # over the window; ours is of the mean, g / T. Adagrad is scale-free except for eps, so
         # eps / T^2 makes the two updates identical (see preset_settings for the clip).

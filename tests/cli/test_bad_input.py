@@ -400,7 +400,7 @@ def test_disk_full_while_encoding_the_text_leaves_nothing(tmp_path, sonnet_file,
 
 
 def test_ctrl_c_during_set_up_leaves_nothing(tmp_path, sonnet_file, monkeypatch, capsys):
-    from charrnn.train import setup as train_module
+    from charrnn.train import lm as train_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -514,3 +514,29 @@ def test_eval_of_too_little_text_and_of_a_huge_loss(tmp_path, sonnet_file):
     assert doc["perplexity"] is None and doc["nats_per_char"] > 1000
     proc = run_cli("eval", ckpt_path, sonnet_file)
     assert proc.returncode == 0 and "perplexity inf" in proc.stdout
+
+
+@pytest.mark.parametrize("where", [LATEST, METRICS])
+def test_disk_full_mid_run_of_a_classifier_or_tagger_is_one_line(tmp_path, monkeypatch, capsys, where):
+    """The one loop's handling, for the task objectives too: one line, the last checkpoint
+    intact, and the run resumes once there is space again."""
+    from charrnn.train import loop as train_module
+    from charrnn.io import task_checkpoint as task_checkpoint
+
+    data = tmp_path / "c.tsv"
+    data.write_text("".join(f"{w}\t{w[0]}\n" for w in ("ab", "ba", "abba", "baab", "aab", "bba") * 10))
+    run = tmp_path / "run"
+    if where == LATEST:  # the set-up checkpoint and the step-2 one succeed, the step-4 one hits a full disk
+        fill_disk_after(monkeypatch, serialization, 2, LATEST)
+    else:
+        fill_disk_after(monkeypatch, train_module, 0, METRICS)
+    status = cli.main(["classify", "train", str(data), "--out", str(run), "--quiet", "--hidden-size", "4",
+                       "--steps", "6", "--eval-every", "2", "--log-every", "1"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("charrnn classify: error: cannot write") and "No space left on device" in err
+    monkeypatch.undo()
+    c = task_checkpoint.load_task_checkpoint(run / LATEST)
+    assert c.state["step"] == (2 if where == LATEST else 0)
+    assert cli.main(["classify", "train", "--resume", str(run), "--quiet"]) == 0
+    assert task_checkpoint.load_task_checkpoint(run / LATEST).state["step"] == 6

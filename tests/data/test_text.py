@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 from charrnn.data.text import (Batcher, EncodedText, Vocab, encode_file, encode_text, fit_batch_shape,
                                load_encoded, read_text, split_train_val)
 from charrnn.errors import CheckpointError, ConfigError, DataError
+
+from conftest import SONNET, charrnn
 
 # Accents (precomposed and combining), CJK, emoji (4-byte UTF-8), Hebrew, control characters.
 MIXED = (
@@ -56,11 +59,31 @@ def test_ids_follow_sorted_code_points() -> None:
     assert ids.tolist() == [2, 0, 1]
 
 
-def test_bom_is_an_ordinary_character(tmp_path: Path) -> None:
-    text = "\ufeffhello"
-    enc = encode_file(write(tmp_path / "bom.txt", text), tmp_path / "bom.ids")
-    assert "\ufeff" in enc.vocab.symbols
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 4, 1 << 20])
+def test_a_byte_order_mark_starting_the_file_is_dropped_and_only_there(tmp_path: Path, chunk_bytes: int) -> None:
+    # the mark is 3 bytes: small chunks split it, and the decoder must still see it as the first character
+    text = "hello \ufeffworld"  # inside the text U+FEFF is a character (a zero-width no-break space)
+    path = write(tmp_path / "bom.txt", "\ufeff" + text)
+    enc = encode_file(path, tmp_path / "bom.ids", chunk_bytes=chunk_bytes)
     assert enc.vocab.decode(enc.ids) == text
+    # the content hash is of the file's bytes, mark included: what identifies the file on resume
+    assert enc.text_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    again = encode_file(path, tmp_path / "again.ids", vocab=enc.vocab, chunk_bytes=chunk_bytes)
+    assert (again.text_sha256, again.ids_sha256) == (enc.text_sha256, enc.ids_sha256)
+    assert read_text(path) == text
+
+
+def test_bytes_mode_keeps_a_byte_order_mark(tmp_path: Path) -> None:
+    data = "\ufeffhi".encode("utf-8")
+    path = write(tmp_path / "bom.bin", data)
+    enc = encode_file(path, tmp_path / "bom.ids", encoding="bytes")
+    assert enc.vocab.decode_bytes(enc.ids) == data
+    assert read_text(path, "bytes") == data
+
+
+def test_a_file_holding_only_a_byte_order_mark_has_no_characters(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="holds no characters"):
+        encode_file(write(tmp_path / "bom.txt", "\ufeff"), tmp_path / "bom.ids")
 
 
 @pytest.mark.parametrize(
@@ -514,3 +537,19 @@ def test_fit_batch_shape() -> None:
         assert batcher.next_batch()[0].shape == (B, T)  # the first window is a full one
     with pytest.raises(DataError, match="at least 2"):
         fit_batch_shape(1, 64, 100)
+
+
+def test_a_run_on_a_text_with_a_byte_order_mark_trains_without_it_and_resumes(tmp_path: Path) -> None:
+    from charrnn import load
+
+    text = write(tmp_path / "bom.txt", "\ufeff" + SONNET * 4)
+    run = tmp_path / "run"
+    tiny = ["--hidden-size", "8", "--seq-len", "16", "--batch-size", "2", "--eval-every", "2", "--sample-every", "0",
+            "--quiet"]
+    assert charrnn("train", text, "--out", run, "--steps", "2", *tiny).returncode == 0
+    assert "\ufeff" not in load(run).vocab.symbols
+    # resuming re-encodes the text (its tokens gone) and finds it the same by its recorded hashes
+    (run / "tokens.bin").unlink()
+    proc = charrnn("train", "--resume", run, "--steps", "4", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "tokens.bin").stat().st_size == len(SONNET * 4)  # one byte per id, and no id for the mark

@@ -102,7 +102,7 @@ def test_training_validates_on_the_sample_and_ends_on_the_whole_split(tmp_path):
     path.write_text(SONNET * 60, encoding="utf-8")
     trainer = Trainer(tiny_config(path, steps=2, eval_every=1, sample_every=0, eval_max_chars=1024),
                       tmp_path / "run", quiet=True)
-    s = trainer.setup
+    s = trainer.objective
     assert trainer.validate_loss() == evaluate_sample(s.model, s.val_ids, 1024).nats_per_char
     assert trainer.validate_loss(full=True) == evaluate_ids(s.model, s.val_ids).nats_per_char
     assert trainer.validate_loss() != trainer.validate_loss(full=True)

@@ -12,7 +12,7 @@ import torch
 
 from charrnn.io.checkpoint import LATEST, METRICS, load_checkpoint
 from charrnn.core import cell_names
-from charrnn.settings import TrainConfig
+from charrnn.settings import TrainConfig, given_of
 from charrnn.train import Trainer
 
 from conftest import run_cli
@@ -33,7 +33,7 @@ def losses(run: Path) -> list[float]:
 
 
 def train(cfg: TrainConfig, run: Path, resume: bool = False, **engine) -> Path:
-    Trainer(cfg, run, resume=resume, quiet=True, engine=engine or None).run()
+    Trainer(given_of(cfg) | engine, run, resume=resume, quiet=True).run()
     return run
 
 

@@ -64,11 +64,11 @@ EARLY = dict(cell="rnn", eval_max_chars=1_000_000, hidden_size=64, seq_len=16, b
 
 def stop_after(trainer: Trainer, step: int) -> None:
     """Deliver SIGINT's effect (the handler's flag) while step `step` is being taken."""
-    batcher = trainer.setup.batcher
+    batcher = trainer.objective.batcher
     real = batcher.next_batch
 
     def next_batch():
-        if trainer.setup.state.step == step - 1:
+        if trainer.objective.state.step == step - 1:
             trainer._signal = signal.SIGINT
         return real()
 
@@ -205,7 +205,7 @@ def test_export_needs_force_to_replace_a_file_and_refuses_anything_but_a_regular
     (tmp_path / "adir").mkdir()
     for name, kind in [("link.safetensors", "a symbolic link"), ("fifo", "a FIFO"), ("adir", "a directory")]:
         line = error_line(charrnn("export", finished, tmp_path / name, "--force"), "export")
-        assert f"is {kind}: export writes regular files only" in line
+        assert f"is {kind}: only a regular file is written or replaced" in line
     assert target.read_text() == "kept" and (tmp_path / "link.safetensors").is_symlink()
     line = error_line(charrnn("export", finished, f"{tmp_path / 'newdir'}/"), "export")
     assert "names a directory" in line and not (tmp_path / "newdir").exists()
@@ -219,12 +219,12 @@ def test_export_never_writes_a_runs_checkpoints(finished, tmp_path):
     before = snapshot(run)
     for name in (LATEST, BEST):
         line = error_line(charrnn("export", run, run / name, "--force"), "export")
-        assert "export never writes a run's checkpoints" in line
+        assert "its training writes it, no other command does" in line
     (run / BEST).unlink()  # a run without a best yet: its best is still no target
-    assert "never writes a run's checkpoints" in error_line(charrnn("export", run, run / BEST), "export")
+    assert "its training writes it" in error_line(charrnn("export", run, run / BEST), "export")
     shutil.copy(run / LATEST, tmp_path / "copy.safetensors")  # a checkpoint anywhere, under any name
     line = error_line(charrnn("export", run, tmp_path / "copy.safetensors", "--force"), "export")
-    assert "is a training checkpoint: export never replaces one" in line
+    assert "is a training checkpoint: no command but training replaces one" in line
     assert snapshot(run) == {k: v for k, v in before.items() if k != BEST}
     assert run_cli("train", "--resume", run, "--steps", "6").returncode == 0
 
@@ -306,7 +306,8 @@ def test_resume_from_best_is_refused_in_place_and_continues_in_a_new_directory(t
     proc = run_cli("train", "--resume", run / BEST, "--out", new, "--steps", "250")
     assert proc.returncode == 0, proc.stderr
     assert snapshot(run) == before  # the source run is only read
-    assert sorted(p.name for p in new.iterdir()) == sorted([BEST, CONFIG, LATEST, METRICS, TOKENS, "samples.txt"])
+    assert sorted(p.name for p in new.iterdir()) == sorted([BEST, CONFIG, LATEST, METRICS, TOKENS, "samples.txt",
+                                                          "environment.json"])
     assert json.loads((new / CONFIG).read_text())["steps"] == 250
     # the same as putting best in latest's place and resuming there: optimizer, data, generators
     ref = tmp_path / "ref"
@@ -613,7 +614,7 @@ def test_a_clean_up_that_cannot_remove_its_files_does_not_hide_the_error(tmp_pat
     import errno
 
     from charrnn.errors import ConfigError
-    from charrnn.train import setup as train_setup
+    from charrnn.train import lm as train_setup
 
     def refused(*args, **kwargs):
         raise ConfigError("refused for the test")
@@ -627,14 +628,13 @@ def test_a_clean_up_that_cannot_remove_its_files_does_not_hide_the_error(tmp_pat
     assert line == "charrnn train: error: refused for the test"
 
 
-def test_bench_checks_its_json_path_before_measuring(tmp_path, capsys):
+def test_bench_checks_its_json_path_before_measuring(tmp_path):
     from charrnn import bench
 
-    for path, expect in [(tmp_path / "no" / "r.json", f"{tmp_path / 'no' / 'r.json'}: no such directory"),
-                         (tmp_path, f"{tmp_path} is not a regular file")]:
-        assert bench.main(["--rows", "peak", "--repeats", "1", "--json", str(path)]) == 2
-        out = capsys.readouterr()
-        assert out.out == "" and out.err.startswith(f"bench: --json {expect}")
+    for path, expect in [(tmp_path / "no" / "r.json", f"cannot write {tmp_path / 'no' / 'r.json'}: no such directory"),
+                         (tmp_path, f"{tmp_path} is a directory")]:
+        proc = charrnn("bench", "--rows", "peak", "--repeats", "1", "--json", path)
+        assert proc.stdout == "" and error_line(proc, "bench").startswith(f"charrnn bench: error: {expect}")
     assert bench.main(["--rows", "peak", "--repeats", "1", "--threads", "1", "--json", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["peak_gflops"] > 0
 

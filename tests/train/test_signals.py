@@ -279,3 +279,43 @@ def test_sighup_under_nohup_stays_ignored(tmp_path, sonnet_file):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert load_checkpoint(run / LATEST).state["step"] == 150
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGKILL, None)])
+def test_a_classifier_stopped_by_a_real_signal_resumes_exactly(tmp_path, signum, status):
+    """The task trainers are the one loop: SIGTERM writes a checkpoint (neither validated nor
+    logged) and exits 143; SIGKILL leaves the last checkpoint and records past it, which the
+    resume trims. Either way the resumed run ends as the one that never stopped, validation and
+    early stopping on."""
+    from charrnn.io.task_checkpoint import load_task_checkpoint
+
+    data = tmp_path / "c.tsv"
+    r = random.Random(0)
+    words = ["".join(r.choice("abcd") for _ in range(r.randint(1, 12))) for _ in range(200)]
+    data.write_text("".join(f"{w}\t{w[0]}\n" for w in words))
+    flags = ["--hidden-size", "8", "--batch-size", "4", "--eval-every", "3", "--log-every", "1", "--lr", "0.02",
+             "--lr-schedule", "constant",
+             "--patience", "1000", "--quiet"]
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    proc = start("-m", "charrnn", "classify", "train", data, "--out", run, *flags, "--steps", "1000000")
+    wait_for(lambda: metrics_lines(run) >= 8, proc)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    if status is not None:
+        assert proc.returncode == status and err.startswith("charrnn classify train: stopped by SIGTERM"), err
+    stopped = load_task_checkpoint(run / LATEST).state["step"]
+    total = stopped + 7
+    assert run_cli("classify", "train", "--resume", run, "--steps", total).returncode == 0
+    assert run_cli("classify", "train", data, "--out", ref, *flags, "--steps", total).returncode == 0
+    a, b = load_task_checkpoint(run / LATEST), load_task_checkpoint(ref / LATEST)
+    assert a.state["step"] == b.state["step"] == total
+    for k in a.model.params:
+        assert np.array_equal(a.model.params[k], b.model.params[k]), k
+    for k in a.optimizer_arrays:
+        assert np.array_equal(a.optimizer_arrays[k], b.optimizer_arrays[k]), k
+
+    def timeless(d):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("examples_per_s", "elapsed")}
+                for line in (d / METRICS).read_text().splitlines()]
+
+    assert timeless(run) == timeless(ref)

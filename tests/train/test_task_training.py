@@ -13,9 +13,10 @@ import pytest
 
 from charrnn import cli
 from conftest import charrnn
-from charrnn.task_settings import TaskConfig
-from charrnn.train.tasks import TaskTrainer
-from charrnn.io.task_checkpoint import BEST, LATEST, load_task_checkpoint
+from charrnn.settings import TaskConfig
+from charrnn.train import Trainer as TaskTrainer
+from charrnn.io.layout import BEST, LATEST
+from charrnn.io.task_checkpoint import load_task_checkpoint
 from charrnn.data.labelled import BucketBatcher, Example, stratified_split
 
 
@@ -215,7 +216,7 @@ def test_bad_classification_files(tmp_path, content, message):
     ('{"text": "ab", "tags": ["X"]}', ":2: 1 tags for a text of 2 characters"),
     ('{"text": "", "tags": []}', ":2: empty text"),
     ('{"text": "ab"}', ":2: expected"),
-    ("not json", ":2: not a JSON object"),
+    ("not json", ":2: not valid JSON"),
 ])
 def test_bad_tagging_files(tmp_path, obj, message):
     data = tmp_path / "bad.jsonl"
@@ -287,4 +288,112 @@ def test_a_nan_step_is_rolled_back_and_a_signal_checkpoints(tmp_path, monkeypatc
     assert all(np.isfinite(p).all() for p in c.model.params.values())
     monkeypatch.setattr(CharClassifier, "loss_and_grads", real)
     result = TaskTrainer(TaskConfig(), tmp_path / "run", resume=True, quiet=True).run()
-    assert result["step"] == 40
+    assert result.step == 40
+
+
+# ------------------------------------------------------------------------------------------------
+# the one loop: a task run resumes exactly after a signal or a kill, validation and early stopping
+# on, on the NumPy engine and on the torch backend
+
+
+class Killed(BaseException):
+    """The process dying where it stands: nothing of the loop's own handling runs."""
+
+
+def timeless(run):
+    return [{k: v for k, v in json.loads(line).items() if k not in ("examples_per_s", "elapsed")}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def same_checkpoint(a, b):
+    ca, cb = load_task_checkpoint(a), load_task_checkpoint(b)
+    drop = ("elapsed",)
+    assert {k: v for k, v in ca.state.items() if k not in drop} == {k: v for k, v in cb.state.items() if k not in drop}
+    for name in ca.model.params:
+        assert np.array_equal(ca.model.params[name], cb.model.params[name]), name
+    assert ca.optimizer_arrays.keys() == cb.optimizer_arrays.keys()
+    for name in ca.optimizer_arrays:
+        assert np.array_equal(ca.optimizer_arrays[name], cb.optimizer_arrays[name]), name
+
+
+def stop_at(trainer, step, how):
+    """At the start of step `step`: SIGTERM's effect (the flag its handler sets), or death."""
+    real = trainer.objective.next_batch
+
+    def next_batch():
+        if trainer.objective.state.step == step - 1:
+            if how == "kill":
+                raise Killed
+            trainer._signal = __import__("signal").SIGTERM
+        return real()
+
+    trainer.objective.next_batch = next_batch
+
+
+TASK_RUNS = {
+    # a high rate: validation stops improving and patience ends the run early
+    "classify": dict(task="classify", hidden_size=8, batch_size=8, steps=200, eval_every=4, patience=2, lr=0.05,
+                     log_every=3, dropout=0.1),
+    "tag": dict(task="tag", feedback=True, hidden_size=8, batch_size=8, steps=200, eval_every=4, patience=2, lr=0.1,
+                log_every=3, dropout=0.2),
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("task", ["classify", "tag"])
+@pytest.mark.parametrize("how", ["signal", "kill"])
+def test_a_stopped_task_run_resumes_as_the_run_that_never_stopped(tmp_path, task, backend, how):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    data = first_char_tsv(tmp_path / "c.tsv", n=120) if task == "classify" else parity_jsonl(tmp_path / "p.jsonl", n=120)
+    given = TASK_RUNS[task] | {"data": str(data), "backend": backend}
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    result = TaskTrainer(given, ref, quiet=True).run()
+    best = load_task_checkpoint(ref / BEST).state["step"]
+    assert result.stopped == "early" and result.step == best + 8 and result.step > 14  # the case this test is about
+    trainer = TaskTrainer(given, run, quiet=True)
+    # a signal during step 14, between validations (every 4); a death at the start of step 16,
+    # after the record of step 15 was logged past the checkpoint of step 12
+    stop_at(trainer, 14 if how == "signal" else 16, how)
+    with pytest.raises(Killed if how == "kill" else __import__("charrnn").train.Interrupted):
+        trainer.run()
+    saved = load_task_checkpoint(run / LATEST).state["step"]
+    assert saved == (14 if how == "signal" else 12)
+    if how == "kill":  # what a killed process leaves: records past its last checkpoint, and its lock
+        assert max(r["step"] for r in timeless(run)) == 15
+        trainer.objective.lock.release()
+    else:  # the signal's checkpoint is neither validated nor logged
+        assert max(r["step"] for r in timeless(run)) == 12
+    resumed = TaskTrainer({"task": task, "backend": backend}, run, resume=True, quiet=True).run()
+    assert resumed.step == result.step and resumed.stopped == "early"
+    same_checkpoint(run / LATEST, ref / LATEST)
+    same_checkpoint(run / BEST, ref / BEST)
+    assert timeless(run) == timeless(ref)
+
+
+@pytest.mark.parametrize("task", ["classify", "tag"])
+def test_the_torch_backend_trains_the_task_models_as_the_numpy_engine_does(tmp_path, task):
+    """float64, no dropout: the same steps on both engines give the same weights, optimizer
+    slots and losses to rounding (the tagger with R included)."""
+    pytest.importorskip("torch")
+    data = first_char_tsv(tmp_path / "c.tsv", n=80) if task == "classify" else parity_jsonl(tmp_path / "p.jsonl", n=80)
+    given = TASK_RUNS[task] | {"data": str(data), "dtype": "float64", "dropout": 0.0, "steps": 12, "patience": 0,
+                               "lr": 0.01, "num_layers": 2}
+    if task == "classify":
+        given["balance"] = "weights"
+    for backend in ("numpy", "torch"):
+        TaskTrainer(given | {"backend": backend}, tmp_path / backend, quiet=True).run()
+    a, b = load_task_checkpoint(tmp_path / "numpy" / LATEST), load_task_checkpoint(tmp_path / "torch" / LATEST)
+    assert a.state["step"] == b.state["step"] == 12
+    for name in a.model.params:
+        np.testing.assert_allclose(b.model.params[name], a.model.params[name], rtol=1e-9, atol=1e-11, err_msg=name)
+    for name in a.optimizer_arrays:
+        np.testing.assert_allclose(b.optimizer_arrays[name], a.optimizer_arrays[name], rtol=1e-8, atol=1e-14,
+                                   err_msg=name)
+    la, lb = timeless(tmp_path / "numpy"), timeless(tmp_path / "torch")
+    assert [r["step"] for r in la] == [r["step"] for r in lb]
+    for ra, rb in zip(la, lb):
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            assert (ra[key] is None) == (rb[key] is None), key
+            if ra[key] is not None:
+                assert ra[key] == pytest.approx(rb[key], rel=1e-9, abs=1e-12), key

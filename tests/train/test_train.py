@@ -1,6 +1,7 @@
 """The everyday workflow: train, resume exactly, sample, evaluate, export; end to end."""
 
 import json
+import re
 import math
 import tracemalloc
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from charrnn import CharRNN
+from charrnn import CharRNN, cli
 from charrnn.io.checkpoint import BEST, CONFIG, LATEST, METRICS, SAMPLES, TOKENS, load_checkpoint
 from charrnn.settings import TrainConfig
 from charrnn.data.text import Vocab
@@ -387,3 +388,140 @@ def test_default_plan_validates_often_and_stops_when_validation_stops_improving(
     explicit = Trainer(TrainConfig(text=str(sonnet_file), hidden_size=32, sample_every=0, steps=30),
                        tmp_path / "run2", quiet=True)
     assert explicit.cfg.patience == 0 and explicit.cfg.eval_every == 500
+
+
+def test_the_smoothed_loss_starts_at_the_first_step_s_loss(tmp_path):
+    """Bias-corrected: the reported loss is a weighted mean of the steps' own losses from the
+    first step on, not a curve creeping down from a uniform guess's (ln V) as before."""
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 6)
+    Trainer(tiny_config(text, steps=4, log_every=1, eval_every=0, sample_every=0), tmp_path / "run", quiet=True).run()
+    records = [json.loads(line) for line in (tmp_path / "run" / METRICS).read_text().splitlines()]
+    losses = [r["train_loss"] for r in records]
+    assert records[0]["smoothed_loss"] == pytest.approx(losses[0], rel=1e-12)
+    beta = 0.99  # the default smoothing
+    average = 0.0
+    for n, (record, loss) in enumerate(zip(records, losses), 1):
+        average = beta * average + (1 - beta) * loss
+        assert record["smoothed_loss"] == pytest.approx(average / (1 - beta**n), rel=1e-9)
+    assert min(losses) <= records[-1]["smoothed_loss"] <= max(losses)
+
+
+def test_without_a_terminal_progress_is_plain_lines_with_one_unit(tmp_path, monkeypatch):
+    """A log file or a pipe gets a plain line now and then, never the bar's carriage returns, and
+    the loss in nats with bits named beside the validation."""
+    import io
+
+    from charrnn.train import progress
+
+    monkeypatch.setattr(progress, "PLAIN_SECONDS", 0.0)  # a line at every step, for the test
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 6)
+    out = io.StringIO()
+    Trainer(tiny_config(text, steps=12, log_every=2, eval_every=4, sample_every=0), tmp_path / "run", stream=out).run()
+    written = out.getvalue()
+    assert "\r" not in written
+    lines = [line for line in written.splitlines() if line.startswith("step ")]
+    assert len(lines) == 12 and lines[-1].startswith("step 12 of 12: loss ")
+    assert re.search(r"loss \d+\.\d{3} nats, val \d+\.\d{3} nats \(\d+\.\d{3} bits\), [\d,]+ chars/s", lines[-1])
+
+
+def test_intervals_in_seconds_are_turned_into_steps_once_and_kept_on_resume(tmp_path, monkeypatch):
+    """Under a time budget the intervals not given follow the clock: the speed measured once
+    (injected here: 0.5 s a step) turns a twentieth of the budget into the validation interval and
+    an eighth into the sampling one, recorded in config.json and the checkpoint; a resumed run
+    keeps them without measuring again and ends as the run that never stopped."""
+    import signal
+
+    from charrnn.io.checkpoint import load_checkpoint
+    from charrnn.train import Interrupted
+
+    from charrnn.train.clock import Clock
+
+    monkeypatch.setattr(Clock, "measure_step_seconds", lambda self, busy, steps: 0.5)
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 30)
+    given = dict(text=str(text), hidden_size=16, seq_len=16, batch_size=4, steps=80, time_budget=100.0, log_every=5)
+    ref = Trainer(given, tmp_path / "ref", quiet=True)
+    ref.run()
+    cfg = json.loads((tmp_path / "ref" / CONFIG).read_text())
+    assert cfg["eval_every"] == 10 and cfg["sample_every"] == 25  # 5 s and 12.5 s at 0.5 s a step
+    assert load_checkpoint(tmp_path / "ref" / LATEST).state["step_seconds"] == 0.5
+    validated = [r["step"] for r in map(json.loads, (tmp_path / "ref" / METRICS).read_text().splitlines())
+                 if r["val_nats_per_char"] is not None]
+    assert validated == [20, 30, 40, 50, 60, 70, 80]  # from the measurement at step 11 on
+    assert [line for line in (tmp_path / "ref" / SAMPLES).read_text().splitlines() if line.startswith("----")] == \
+        ["---- step 25 ----", "---- step 50 ----", "---- step 75 ----"]
+    # stopped by a signal after the measurement, resumed without measuring again
+    run = Trainer(given, tmp_path / "run", quiet=True)
+    real = run.objective.next_batch
+
+    def next_batch():
+        if run.objective.state.step == 33:
+            run._signal = signal.SIGTERM
+        return real()
+
+    run.objective.next_batch = next_batch
+    with pytest.raises(Interrupted):
+        run.run()
+    monkeypatch.setattr(Clock, "measure_step_seconds", lambda self, busy, steps: pytest.fail("measured again"))
+    Trainer({}, tmp_path / "run", resume=True, quiet=True).run()
+
+    def timeless(d):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("chars_per_s", "elapsed")}
+                for line in (d / METRICS).read_text().splitlines()]
+
+    assert timeless(tmp_path / "run") == timeless(tmp_path / "ref")
+    assert (tmp_path / "run" / SAMPLES).read_text() == (tmp_path / "ref" / SAMPLES).read_text()
+    a, b = load_checkpoint(tmp_path / "run" / LATEST), load_checkpoint(tmp_path / "ref" / LATEST)
+    for name in a.model.params:
+        assert np.array_equal(a.model.params[name], b.model.params[name]), name
+
+
+def test_the_closing_validation_stays_inside_the_time_budget(tmp_path, monkeypatch):
+    """When the whole split would take longer than what the budget leaves for it, the closing
+    validation scores a sample of it, and says so where it is printed and stored."""
+    from charrnn.train.clock import Clock
+
+    # a validation of the whole split estimated at an hour: far beyond a tenth of the budget
+    monkeypatch.setattr(Clock, "closing_cost", lambda self: 3600.0)
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 60)
+    status = cli.main(["train", str(text), "--out", str(tmp_path / "run"), "--hidden-size", "16", "--seq-len", "16",
+                       "--batch-size", "4", "--time-budget", "2", "--sample-every", "0"])
+    assert status == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / METRICS).read_text().splitlines()]
+    last = records[-1]
+    assert 0 < last["val_chars"] < len(SONNET * 60) // 10
+    assert last["elapsed"] < 2.0  # the tenth of the budget kept for the closing validation
+
+
+def test_numbered_checkpoints_and_the_environment_record(tmp_path):
+    """--keep-every keeps a training checkpoint of every N steps (the newest --keep-last of
+    them), each one a run's checkpoint to sample from or continue; environment.json gets one entry
+    per invocation, and is no configuration: --config refuses it."""
+    from charrnn.io.checkpoint import load_checkpoint
+
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 6)
+    run = tmp_path / "run"
+    common = ["--hidden-size", "8", "--seq-len", "8", "--batch-size", "2", "--quiet", "--keep-every", "5"]
+    assert cli.main(["train", str(text), "--out", str(run), "--steps", "30", "--keep-last", "3", *common]) == 0
+    kept = sorted(p.name for p in run.glob("step-*.safetensors"))
+    assert kept == ["step-000020.safetensors", "step-000025.safetensors", "step-000030.safetensors"]
+    assert load_checkpoint(run / "step-000025.safetensors").state["step"] == 25
+    assert cli.main(["train", "--resume", str(run), "--steps", "40"]) == 0
+    kept = sorted(p.name for p in run.glob("step-*.safetensors"))
+    assert kept == ["step-000030.safetensors", "step-000035.safetensors", "step-000040.safetensors"]
+    # a numbered checkpoint continues in a new directory as the run itself would have
+    assert cli.main(["train", "--resume", str(run / "step-000035.safetensors"), "--out", str(tmp_path / "fork"),
+                     "--steps", "40", "--quiet"]) == 0
+    a, b = load_checkpoint(tmp_path / "fork" / LATEST), load_checkpoint(run / LATEST)
+    for name in a.model.params:
+        assert np.array_equal(a.model.params[name], b.model.params[name]), name
+    entries = json.loads((run / "environment.json").read_text())
+    assert [e["invocation"] for e in entries] == ["new run", "resume"] and [e["step"] for e in entries] == [0, 30]
+    for e in entries:
+        assert e["charrnn"] and e["numpy"] == np.__version__ and e["cores"] >= 1 and e["python"].count(".") == 2
+    proc = run_cli("train", text, "--config", run / "environment.json", "--out", tmp_path / "other")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and not (tmp_path / "other").exists()
