@@ -6,6 +6,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import numpy as np
+
 # The symbols a parameter's shape is written in: the gate-stacked rows (G blocks of H), the hidden
 # size, and the layer's input size (V for the first layer, whose input is one-hot, H above it).
 DIMS = ("G*H", "H", "I")
@@ -13,6 +15,12 @@ DIMS = ("G*H", "H", "I")
 # vocabulary's growth need to know: the input weight (exactly one, its last axis "I": in the first
 # layer one column per vocabulary symbol), a weight applied to h_{t-1}, a bias, any other weight.
 ROLES = ("input", "recurrent", "bias", "weight")
+
+
+# A layer's parameters (or their gradients) as the cell functions take them, in the order of the
+# cell's PARAMS; a state as a tuple of one (B, H) array per part of its STATE.
+Params = tuple[np.ndarray, ...]
+State = tuple[np.ndarray, ...]
 
 
 class Param(NamedTuple):

@@ -59,7 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit, tuning
-from .contract import KerasLayer, Param
+from .contract import KerasLayer, Param, Params, State
 from .linear import (as_layer_input, gate_layer_train_flops, input_backward, input_backward_reference, input_forward,
                      is_ids, sigmoid)
 
@@ -87,10 +87,6 @@ TORCH_OPTIONS: dict = {}
 KERAS = KerasLayer("GRU", (1, 0, 2), both_biases=True, options={"reset_after": True})
 KERNELS = True
 FUSED_STEP = False
-
-Params = tuple[np.ndarray, ...]  # (weight_ih, weight_hh, bias_ih, bias_hh), PARAMS' order
-State = tuple[np.ndarray, ...]
-
 
 def train_flops(input_size: int, hidden_size: int) -> float:
     return gate_layer_train_flops(GATES, input_size, hidden_size)

@@ -71,7 +71,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit, tuning
-from .contract import KerasLayer, Param
+from .contract import KerasLayer, Param, Params, State
 from .linear import (as_layer_input, gate_layer_train_flops, input_backward, input_backward_reference, input_forward,
                      is_ids, sigmoid)
 
@@ -99,10 +99,6 @@ TORCH_OPTIONS: dict = {}
 KERAS = KerasLayer("LSTM", (0, 1, 2, 3), both_biases=False, options={})  # Keras's i|f|c|o: the same order
 KERNELS = True
 FUSED_STEP = False
-
-Params = tuple[np.ndarray, ...]  # (weight_ih, weight_hh, bias_ih, bias_hh), PARAMS' order
-State = tuple[np.ndarray, ...]
-
 
 def train_flops(input_size: int, hidden_size: int) -> float:
     return gate_layer_train_flops(GATES, input_size, hidden_size)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit, tuning
-from .contract import KerasLayer, Param
+from .contract import KerasLayer, Param, Params, State
 from .linear import gate_layer_train_flops, input_backward_reference, input_forward, is_ids
 
 # ---- the cell's declarations (the contract in core/__init__)
@@ -302,10 +302,6 @@ def _stacked_input(x: np.ndarray, h0: np.ndarray, H: int, I: int) -> np.ndarray:
     else:
         X[:T, H : H + I] = x.transpose(0, 2, 1)
     return X
-
-
-Params = tuple[np.ndarray, ...]  # (weight_ih, weight_hh, bias_ih, bias_hh), PARAMS' order
-State = tuple[np.ndarray, ...]
 
 
 def forward(x: np.ndarray, params: Params, state0: State, need_cache: bool = True) -> tuple[np.ndarray, State, tuple | None]:
