@@ -84,7 +84,9 @@ def save_checkpoint(
 
 def resolve_checkpoint(run: str | Path) -> Path:
     """RUN may be a run directory (its best checkpoint, else its latest) or a checkpoint file."""
-    p = Path(run)
+    from .readers import check_path
+
+    p = Path(check_path(run, CheckpointError, "run directory or checkpoint"))  # "" is no run, never "."
     if p.is_dir():
         for name in (BEST, LATEST):
             if (p / name).is_file():

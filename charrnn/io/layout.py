@@ -7,6 +7,7 @@ A run directory (of any objective: language model, classifier, tagger) holds:
     metrics.jsonl         one JSON object per report
     samples.txt           text sampled during training (language model)
     tokens.bin            the text's token ids, memory-mapped while training (language model)
+    text.txt              the text itself, when it was given as strings (charrnn.fit(texts=...))
     step-000500.safetensors  numbered checkpoints (--keep-every), the newest --keep-last of them
     environment.json      one entry per invocation: the versions and the machine that trained
     .lock                 while a process writes to the run (lock.py)
@@ -34,8 +35,9 @@ METRICS = "metrics.jsonl"
 SAMPLES = "samples.txt"
 TOKENS = "tokens.bin"
 ENVIRONMENT = "environment.json"
+TEXT = "text.txt"  # the run's text, when it was given as strings (charrnn.fit(texts=...))
 # What a run writes while it trains; replacing a run (--force) removes all of them first.
-RUN_FILES = (LATEST, BEST, CONFIG, METRICS, SAMPLES, TOKENS, ENVIRONMENT)
+RUN_FILES = (LATEST, BEST, CONFIG, METRICS, SAMPLES, TOKENS, ENVIRONMENT, TEXT)
 SNAPSHOT = re.compile(r"step-(\d{6,})\.safetensors")  # numbered checkpoints (--keep-every)
 # The commands' own outputs inside a run: the next run of the same command replaces its own without
 # --force (io.writer), and a replaced run loses them with the rest, since they describe its model.
@@ -164,10 +166,13 @@ def remove_temporaries(run_dir: Path) -> None:
 def append_environment(d: Path, entry: dict[str, Any]) -> None:
     """Add one invocation's entry to environment.json (a record for people: nothing reads it back
     to decide anything, and a damaged one is started over)."""
+    from ..errors import CharRNNError
+    from .readers import read_json
+
     path = d / ENVIRONMENT
     try:
-        entries = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        entries = read_json(path, what="record of the run's environment") if path.exists() else []
+    except CharRNNError:
         entries = []
     if not isinstance(entries, list):
         entries = []
@@ -184,11 +189,14 @@ def write_json(path: Path, obj: Any) -> None:
 
 def records_upto(data: bytes, step: int) -> list[bytes]:
     """The whole records of a metrics log at or before `step` (a torn last line is dropped)."""
+    from ..errors import CharRNNError
+    from .readers import parse_json
+
     keep = []
     for line in data.splitlines(keepends=True):
         try:
-            record = json.loads(line) if line.endswith(b"\n") else None
-        except ValueError:
+            record = parse_json(line, "", CharRNNError, constants=True) if line.endswith(b"\n") else None
+        except CharRNNError:
             record = None
         if isinstance(record, dict) and not (type(record.get("step")) is int and record["step"] > step):
             keep.append(line)
@@ -199,13 +207,11 @@ def trim_metrics(path: Path, step: int) -> None:
     """Drop the metrics records past the checkpoint's step (a killed run logged steps it will now
     train again) and a torn last line, so the resumed log reads as if the run never stopped."""
     from ..errors import CheckpointError
+    from .readers import read_file
 
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    data = read_file(path, CheckpointError, "metrics log", allow_empty=True)
     keep = records_upto(data, step)
     if len(keep) != len(data.splitlines()):
         atomic_write_bytes(path, b"".join(keep))
@@ -214,10 +220,8 @@ def trim_metrics(path: Path, step: int) -> None:
 def metrics_upto(path: Path, step: int) -> bytes:
     """The metrics records of `path` up to `step` (none if there is no log)."""
     from ..errors import CheckpointError
+    from .readers import read_file
 
-    try:
-        return b"".join(records_upto(path.read_bytes(), step))
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return b""
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    return b"".join(records_upto(read_file(path, CheckpointError, "metrics log", allow_empty=True), step))

@@ -199,9 +199,9 @@ def build_report(run: str | Path) -> str:
     from ..diagnostics.plots import pyplot
 
     pyplot()  # a missing matplotlib is reported before any work
-    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
-    if not run_dir.is_dir():
-        raise CharRNNError(f"{run}: no such run directory")
+    from ..io.rundir import run_dir_of
+
+    run_dir = run_dir_of(run)  # refuses an empty or missing path (never the current folder)
     c = None
     model_note = ""
     try:

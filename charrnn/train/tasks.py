@@ -51,7 +51,11 @@ def data_files(cfg: TaskConfig) -> tuple[Path, Path | None]:
 
         files = dataset_files(cfg.dataset)
         return files["train"], files["val"]
-    return Path(cfg.data), Path(cfg.val) if cfg.val else None
+    from ..io.readers import check_path
+
+    # an empty path is no file, never "." (Path("") is the current folder)
+    val = Path(check_path(cfg.val, DataError, "validation file")) if cfg.val is not None else None
+    return Path(check_path(cfg.data, DataError, "data file")), val
 
 
 def load_data(cfg: TaskConfig) -> TaskData:

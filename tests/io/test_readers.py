@@ -406,8 +406,8 @@ def test_every_reader_has_its_cases():
 
 
 # Parsers of JSON that read what charrnn's own processes wrote, never a user's file: the benchmark's
-# side processes talking to it, and the trainer's own records (train/lm.py, io/layout.py: to move to io/readers).
-OWN_PROCESS = {"bench/protocol.py", "bench/__init__.py", "train/lm.py", "io/layout.py"}
+# side processes talking to it.
+OWN_PROCESS = {"bench/protocol.py", "bench/__init__.py"}
 
 
 def test_no_other_parser_of_json_or_toml():
