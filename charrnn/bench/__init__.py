@@ -555,7 +555,8 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
     if "cores" in args.rows:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
             for cell in args.cells:
-                for H, B, T in [c for c in CORES_SETTINGS if c is not CORES_SETTINGS[0] or _one_worker(cell, *c)]:
+                first, *rest = CORES_SETTINGS
+                for H, B, T in ([first] if _one_worker(cell, *first) else []) + rest:
                     for row in compare_cores(Setting("train", cell, H, B, T), reps * (4 if H == 128 else 1),
                                              max(2, all_cores), Path(tmp)):
                         add(row)

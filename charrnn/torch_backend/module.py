@@ -63,7 +63,7 @@ class TorchLM(nn.Module):
 
     def named_charrnn_parameters(self) -> dict[str, nn.Parameter]:
         """Our name -> the module's parameter. nn.RNN lists a layer's parameters in the order of
-        params.LAYER_TEMPLATE (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
+        the cell's table (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
         out: dict[str, nn.Parameter] = {}
         for k, layer in enumerate(self.layers):
             out.update(zip(layer_names(self.cell, k), layer.parameters()))

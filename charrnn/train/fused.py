@@ -26,6 +26,7 @@ from ..model import CharRNN
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
 from ..optim import SGD, Adagrad, Adam, AdamW, Optimizer
 
+
 class FusedStep:
     """One compiled training step of `model` with `optimizer` (see the module docstring)."""
 
