@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from .data.text import Vocab
+from .core.tuning import EVAL_WINDOW
 from .errors import CheckpointError, ConfigError, DataError, show_path
-from .evaluate.lm import EVAL_WINDOW, PerCharacter
+from .evaluate.lm import PerCharacter
 from .model import CharRNN
 from .model.stack import layer_params
 
@@ -216,8 +217,8 @@ class LanguageModel:
             x: np.ndarray = np.ascontiguousarray(ids[start : start + EVAL_WINDOW, None])  # (T, 1)
             finals = []
             for k in range(m.num_layers):
-                hs, s_n, _ = m.cell_module.forward(x, *layer_params(m.params, k), tuple(p[k] for p in state),
-                                                   need_cache=False)
+                hs, s_n, _ = m.cell_module.forward(x, layer_params(m.cell_module, m.params, k),
+                                                   tuple(p[k] for p in state), need_cache=False)
                 out[k, start : start + x.shape[0]] = hs[:, 0]  # copied: hs may be a view of a reused buffer
                 finals.append(s_n)
                 x = np.ascontiguousarray(hs)

@@ -14,7 +14,7 @@ product per layer serves them all, and share the streams out among the worker th
 gives, so each sample is the one that `generate` would draw with that generator: the same text
 whether the streams run together, apart, or on any number of cores (up to the float rounding of
 products over different numbers of streams, which can move a draw only at a near-tie). A few
-streams are made one after another (MIN_STEPPED_TOGETHER).
+streams are made one after another (core/tuning.py's MIN_STEPPED_TOGETHER).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 from . import threads
 from .data.text import Vocab
 from .errors import ConfigError, DataError
+from .core import tuning
 from .model import CharRNN
 from .model.parallel import min_shard_work, run_shards, stream_shards
 
@@ -178,15 +179,6 @@ def generate(
     return out[:n]
 
 
-# Fewer streams than this are generated one after another, and a worker thread gets this many at
-# least: a product over a few columns costs the BLAS library nearly as much per column as one
-# stream's matrix-vector product (it packs the whole weight matrix each call), the one-stream path
-# has the compiled and tuned loops, and one-stream loops in two threads queue for the GIL.
-# Measured on 2 cores (BENCHMARKS.md): 4 tanh streams of H=512 stepped together ran at 0.80x
-# one after another, 8 GRU streams of H=256 split into two threads of 4 at 0.46x.
-MIN_STEPPED_TOGETHER = 8
-
-
 def generate_many(
     model: CharRNN,
     prime_ids: np.ndarray,
@@ -206,9 +198,9 @@ def generate_many(
     check_count(n)
     rngs = rng.spawn(n)
     # the NumPy model's streams go to the worker threads; a torch model runs them as one batch
-    # and each worker gets MIN_STEPPED_TOGETHER streams at least: streams generated one after
+    # and each worker gets tuning.MIN_STEPPED_TOGETHER streams at least: streams generated one after
     # another in two threads queue for the GIL between their small steps
-    workers = min(threads.workers(), n // MIN_STEPPED_TOGETHER)
+    workers = min(threads.workers(), n // tuning.MIN_STEPPED_TOGETHER)
     shards = (stream_shards(n, model.hidden_size, max(1, workers), min_shard_work(model.cell))
               if isinstance(model, CharRNN) else [slice(0, n)])
 
@@ -221,9 +213,9 @@ def generate_many(
 def _streams(model: CharRNN, prime_ids: np.ndarray, cfg: SampleConfig, rngs: list[np.random.Generator],
              stop: np.ndarray | None, on_token: Callable[[int], None] | None) -> list[np.ndarray]:
     """The samples of len(rngs) streams from the same prime (generate_many): stepped together, or
-    below MIN_STEPPED_TOGETHER streams one after another, each exactly as `generate` makes it."""
+    below tuning.MIN_STEPPED_TOGETHER streams one after another, each exactly as `generate` makes it."""
     b = len(rngs)
-    if b < MIN_STEPPED_TOGETHER:
+    if b < tuning.MIN_STEPPED_TOGETHER:
         return [generate(model, prime_ids, cfg, r, on_token if i == 0 else None, stop) for i, r in enumerate(rngs)]
     h = None
     if prime_ids.size > 1:  # the prime once per stream: one forward pass for all of them

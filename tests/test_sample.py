@@ -80,12 +80,11 @@ def test_many_samples_are_each_what_generate_draws_with_its_own_generator(cell, 
     """Stream i of generate_many is generate() with the i-th spawned generator, whatever the number
     of streams stepped together and of threads sharing them (all 7 in one; 3, 2 and 2 in three;
     4 and 3 in two; one after another) (float64: no near-ties)."""
-    import charrnn.model.parallel as parallel
-    import charrnn.sample as sample
+    from charrnn.core import tuning
 
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)  # small enough to be split
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK_COMPILED", 1)
-    monkeypatch.setattr(sample, "MIN_STEPPED_TOGETHER", together)
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK", 1)  # small enough to be split
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK_COMPILED", 1)
+    monkeypatch.setattr(tuning, "MIN_STEPPED_TOGETHER", together)
     monkeypatch.setattr(threads, "workers", lambda: workers)
     model = CharRNN(9, 16, 2, dtype="float64", seed=5, cell=cell)
     prime = np.array([1, 4, 2, 6, 0])

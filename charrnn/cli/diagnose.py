@@ -84,7 +84,7 @@ def _diagnose(p: argparse.ArgumentParser):
 def _diagnose_one(a: argparse.Namespace, run_path: str):
     """Measure one run and print its numbers (unless --json): (run_path, diagnosis, JSON extras)."""
     from ..io.checkpoint import load_checkpoint
-    from ..diagnostics.gradflow import GATE_NAMES, diagnose
+    from ..diagnostics.gradflow import diagnose
     from ..errors import ConfigError
 
     c = load_checkpoint(run_path, dtype="float64")  # exact ratios over many lags
@@ -107,13 +107,13 @@ def _diagnose_one(a: argparse.Namespace, run_path: str):
         print(f"charrnn diagnose: {m.cell}, {m.num_layers} layer(s) of {m.hidden_size} units; "
               f"{analysed} characters of {where} after {warm} to settle the state; "
               f"{d.targets} targets, lags 0..{max_lag}")
-        gates = GATE_NAMES[m.cell]
+        gates = m.cell_module.GATE_NAMES
         shown = [k for k in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if k <= max_lag]
         for l, r in enumerate(d.layers):
             print(f"layer {l}")
             g = r.grad_norm_by_lag
             print("  |dL_t/dh_(t-k)|     " + "  ".join(f"k={k}: {fmt(g[k])}" for k in shown))
-            if m.cell == "rnn":
+            if not isinstance(r.spectral_radius, list):  # one gate block: single numbers
                 print(f"  W_hh                spectral radius {r.spectral_radius:.3f}, singular values "
                       f"{r.singular_values[0]:.3f} (largest) .. {r.singular_values[1]:.3g} (smallest)")
             else:

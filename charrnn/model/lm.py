@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 
 from .. import threads
-from ..core import CELL_MODULES
 from ..core.linear import linear_backward, linear_forward
 from ..core.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..errors import ConfigError
-from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, check_cell, check_size, count_parameters, init_parameters, parameter_shapes,
-                     resolve_dtype)
+from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, cell_module, check_size, count_parameters, init_parameters,
+                     parameter_shapes, resolve_dtype)
 from .parallel import min_shard_work, run_shards, stream_shards
 from .stack import State, StackCache, draw_masks, stack_backward, stack_forward
 
@@ -42,12 +41,13 @@ class CharRNN:
     """A recurrent language model over one-hot characters.
 
     model = CharRNN(vocab_size=V, hidden_size=H, num_layers=L, dtype="float32", seed=0,
-                    cell="rnn" | "lstm" | "gru", dropout=0.0)
+                    cell="rnn" | "lstm" | "gru" | any registered cell, dropout=0.0)
     loss, grads, h_last = model.loss_and_grads(inputs, targets, h0=None)
 
     `params` maps PyTorch names (model/params.py) to the live arrays: editing them in place
-    changes the model, which is how the optimizers update it. For cell="lstm" states (h0, h_last,
-    step's h) are tuples (h, c) of (L, B, H) arrays, as in PyTorch; for "rnn" and "gru" arrays.
+    changes the model, which is how the optimizers update it. States (h0, h_last, step's h) of a
+    cell with several parts (the LSTM's (h, c)) are tuples of (L, B, H) arrays, as in PyTorch; of a
+    one-part cell ("rnn", "gru") arrays.
     `loss_and_grads` trains (dropout on, masks drawn from `dropout_rng`); `loss`, `logits`,
     `step` and `stepper` evaluate (dropout off).
     """
@@ -70,7 +70,8 @@ class CharRNN:
         self.vocab_size = check_size("vocab_size", vocab_size, minimum=2)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
-        self.cell = check_cell(cell)
+        self.cell_module = cell_module(cell)  # the cell's functions and declarations (core/)
+        self.cell = cell
         self.dropout = check_dropout(dropout)
         self.dtype = resolve_dtype(dtype)
         self.init = init
@@ -80,7 +81,6 @@ class CharRNN:
             raise ConfigError(
                 f"a model with {n:,} parameters ({n * self.dtype.itemsize / 2**30:.1f} GiB) is too large"
             )
-        self.cell_module = CELL_MODULES[self.cell]  # the cell's functions (core/): forward, backward, step
         # the generator of the dropout masks; training saves and restores its state
         self.dropout_rng = np.random.default_rng([seed if seed is not None else 0, 2])
         if params is None:
@@ -106,7 +106,7 @@ class CharRNN:
 
     @property
     def state_parts(self) -> tuple[str, ...]:
-        """("h",) or ("h", "c"): the parts of the carried state."""
+        """The parts of the carried state: ("h",), the LSTM's ("h", "c")."""
         return self.cell_module.STATE
 
     @property
@@ -119,7 +119,7 @@ class CharRNN:
         return {name: np.zeros(p.shape, p.dtype) for name, p in self.params.items()}
 
     def initial_state(self, batch_size: int) -> Any:
-        """Zeros: an (L, B, H) array, or for LSTM a tuple (h, c) of them."""
+        """Zeros: an (L, B, H) array, or a tuple of them, one per part of a several-part state."""
         return self.public_state(self._zero_state(batch_size))
 
     def _zero_state(self, batch_size: int) -> State:
@@ -127,7 +127,7 @@ class CharRNN:
         return tuple(np.zeros(shape, dtype=self.dtype) for _ in self.state_parts)
 
     def public_state(self, state: State) -> Any:
-        """The internal tuple of parts as the API shows it: a tuple (h, c) for LSTM, else h."""
+        """The internal tuple of parts as the API shows it: the tuple for several parts, else h."""
         return state if len(state) > 1 else state[0]
 
     def check_tokens(self, tokens: Any, name: str, ndim: int = 2) -> np.ndarray:
@@ -143,14 +143,14 @@ class CharRNN:
         return arr.astype(np.intp, copy=False)
 
     def check_state(self, h0: Any, batch_size: int) -> State:
-        """A state given by a caller (array, or (h, c) for LSTM; None for zeros) as the internal
+        """A state given by a caller (array, or a tuple of parts; None for zeros) as the internal
         tuple of C-contiguous (L, B, H) arrays of the model's dtype."""
         if h0 is None:
             return self._zero_state(batch_size)
         parts = self.state_parts
         if len(parts) > 1:
             if not (isinstance(h0, (tuple, list)) and len(h0) == len(parts)):
-                raise ConfigError(f"the state of an {self.cell.upper()} must be a tuple ({', '.join(parts)})")
+                raise ConfigError(f"the state of the {self.cell} cell must be a tuple ({', '.join(parts)})")
         else:
             h0 = (h0,)
         want = (self.num_layers, batch_size, self.hidden_size)
@@ -250,7 +250,7 @@ class CharRNN:
         return loss, grads, self.public_state(_state_cat([r[2] for r in results]))
 
     def _shards(self, batch_size: int) -> list[slice]:
-        # gated cells' steps are compiled kernels when numba is there: they share out finer
+        # cells whose steps run as compiled kernels share out finer
         return stream_shards(batch_size, self.hidden_size, threads.workers(), min_shard_work(self.cell))
 
     def workers_for(self, batch_size: int) -> int:
@@ -337,12 +337,16 @@ class CharRNN:
 
     def __repr__(self) -> str:
         c = self.config
-        extra = f", cell={c['cell']!r}" if c["cell"] != "rnn" else ""
+        extra = f", cell={c['cell']!r}" if c["cell"] != _DEFAULT_CELL else ""
         extra += f", dropout={c['dropout']:g}" if c["dropout"] else ""
         return (
             f"CharRNN(vocab_size={c['vocab_size']}, hidden_size={c['hidden_size']}, "
             f"num_layers={c['num_layers']}, dtype={c['dtype']!r}{extra}) with {self.num_parameters:,} parameters"
         )
+
+
+# the constructor's default cell, which the repr leaves out as it leaves out dropout 0
+_DEFAULT_CELL = CharRNN.__init__.__kwdefaults__["cell"]
 
 
 def _state_part(state: State, sl: slice) -> State:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .params import FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, layer_names
+from .params import FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, input_index, input_weight
 from .stack import StackCache, layer_params
 from .task import TaskModel, check_ids, log_softmax, pad_batch
 
@@ -133,7 +133,9 @@ class CharTagger(TaskModel):
         V, K, L = self.vocab_size, self.num_outputs, self.num_layers
         N = B * width
         p = self.params
-        u_r = np.concatenate([p[layer_names(0)[0]], p[FEEDBACK_WEIGHT]], axis=1)  # [U R]
+        u_r = np.concatenate([p[input_weight(self.cell, 0)], p[FEEDBACK_WEIGHT]], axis=1)  # [U R]
+        first = list(layer_params(self.cell_module, p, 0))
+        first[input_index(self.cell)] = u_r
         step = self.cell_module.step
         state = [tuple(part[k] for part in self._zero_state(N)) for k in range(L)]
         score = np.full((B, width), -np.inf)
@@ -150,8 +152,8 @@ class CharTagger(TaskModel):
             inp[rows[has], V + prev[has]] = 1.0
             h = inp
             for k in range(L):
-                w = (u_r,) + layer_params(p, k)[1:] if k == 0 else layer_params(p, k)
-                state[k] = step(h, *w, state[k])
+                w = tuple(first) if k == 0 else layer_params(self.cell_module, p, k)
+                state[k] = step(h, w, state[k])
                 h = state[k][0]
             logp = log_softmax(self._head(h).astype(np.float64)).reshape(B, width, K)
             cand = (score[:, :, None] + logp).reshape(B, width * K)
