@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .data.text import Vocab
 from .core.tuning import EVAL_WINDOW
+from .data.text import Vocab
 from .errors import CheckpointError, ConfigError, DataError, show_path
 from .evaluate.lm import PerCharacter
 from .model import CharRNN
