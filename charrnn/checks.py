@@ -30,6 +30,7 @@ import functools
 import inspect
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -269,6 +270,13 @@ def declaration(fn: Any) -> Declaration | None:
     fn = getattr(fn, "__func__", fn)  # a bound method or a classmethod
     declared = getattr(fn, "__checked__", None)
     return declared() if declared is not None else None
+
+
+# What a command line's parser takes as a negative number given to an option (`--w -1e308`,
+# `--lr -.5`, `--radius -inf`) rather than as an option of its own: argparse's own test takes
+# only -1 and -1.5, so `--w -1e308` said "expected one argument" (Python 3.13 takes -digit and
+# -.digit too). The parsers of the command line and of `charrnn bench` use it.
+NEGATIVE_NUMBER = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
 
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import threads
+from . import stopping, threads
 from .data.text import Vocab
 from .checks import counted
 from .errors import ConfigError, DataError
@@ -128,15 +128,16 @@ def peak_memory(model: CharRNN, n: int, length: int, prime_length: int = 1) -> i
 
 def check_memory(model: CharRNN, n: int, length: int, prime_length: int = 1) -> None:
     """Refuse, before any work, samples whose estimated peak memory (`peak_memory`) exceeds the
-    share of this machine's memory that training may take (train.setup's MEMORY_FRACTION): they
+    share of this machine's memory that training may take (train.lm's MEMORY_FRACTION): they
     would otherwise allocate until the system gives out, many seconds later."""
-    from .train.setup import MEMORY_FRACTION, physical_memory  # the same limit as training's
+    from .train.lm import MEMORY_FRACTION, physical_memory  # the same limit as training's
 
     need = peak_memory(model, n, length, prime_length)
     have = physical_memory()
     if have and need > MEMORY_FRACTION * have:
         raise ConfigError(
-            f"{counted(n, 'sample')} of {counted(length, 'character')} need about {need / 2**30:,.1f} GiB, "
+            f"{counted(n, 'sample')} of {counted(length, 'character')} {'needs' if n == 1 else 'need'} about "
+            f"{need / 2**30:,.1f} GiB, "
             f"more than this machine's {have / 2**30:,.1f} GiB allows: ask for fewer samples or shorter ones"
         )
 
@@ -192,6 +193,7 @@ def generate(
     emitted = 0  # ids handed to on_token so far
     n = cfg.length
     for i in range(cfg.length):
+        stopping.check()
         current = choose(stepper(current)[0], cfg, rng)
         out[i] = current
         if m and i + 1 >= m and current == stop[-1] and np.array_equal(out[i + 1 - m : i + 1], stop):
@@ -266,6 +268,7 @@ def _streams(model: CharRNN, prime_ids: np.ndarray, cfg: SampleConfig, rngs: lis
     current = np.full(b, prime_ids[-1], dtype=np.intp)
     emitted = 0
     for i in range(cfg.length):
+        stopping.check()  # in a worker thread, which a signal's exception never reaches
         current = choose_rows(stepper(current), cfg, rngs)
         out[:, i] = current
         if m and i + 1 >= m:

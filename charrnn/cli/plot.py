@@ -24,8 +24,6 @@ def _plot(p: argparse.ArgumentParser):
 
         pyplot()
         run_dir = run_dir_of(a.run)
-        if not run_dir.is_dir():
-            raise ConfigError(f"{a.run}: no such run directory")
         out = check_target(run_dir / CURVES if a.out is None else a.out, force=a.force, own=CURVES)
         m = read_metrics(run_dir)
         if not m.records:

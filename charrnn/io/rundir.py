@@ -22,9 +22,14 @@ _SAMPLE_HEADER = re.compile(r"^---- step (\d+) ----$")
 
 
 def run_dir_of(run: str | Path) -> Path:
-    """The run directory of RUN: itself, or the folder of a checkpoint file."""
+    """The run directory of RUN: itself, or the folder of a checkpoint file. A path that is
+    neither is refused (its parent would be some other folder: "/" for "/nonexistent")."""
     p = Path(run)
-    return p if p.is_dir() else p.parent
+    if p.is_dir():
+        return p
+    if not p.is_file():
+        raise CheckpointError(f"{run}: no such run directory or checkpoint")
+    return p.parent
 
 
 @dataclass

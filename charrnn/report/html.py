@@ -20,7 +20,7 @@ import numpy as np
 
 from ..io import checkpoint as ckpt
 from ..errors import CharRNNError
-from ..io.rundir import read_config, read_metrics, read_samples, run_text
+from ..io.rundir import read_config, read_metrics, read_samples, run_dir_of, run_text
 
 # what the report measures: characters of validation text for the gradient flow and the heatmap
 GRADFLOW_WINDOW = 240
@@ -199,9 +199,7 @@ def build_report(run: str | Path) -> str:
     from ..diagnostics.plots import pyplot
 
     pyplot()  # a missing matplotlib is reported before any work
-    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
-    if not run_dir.is_dir():
-        raise CharRNNError(f"{run}: no such run directory")
+    run_dir = run_dir_of(run)
     c = None
     model_note = ""
     try:
