@@ -130,3 +130,17 @@ def test_a_signal_inside_a_c_callback_is_not_printed_and_still_stops(monkeypatch
 
     failing()
     assert seen == [ValueError]  # anything else is still reported
+
+
+def test_the_readme_states_every_commands_exit_status_for_every_signal():
+    """The README's signal table has a row for every registered command, so that a command added
+    later says what its signals do or this fails."""
+    import re
+
+    from charrnn.cli import _common
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Signals", 1)[1]
+    statuses = " | ".join(str(STATUS[s]) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    rows = set(re.findall(rf"^\| `([\w-]+)` \| {re.escape(statuses)} \|", section, re.M))
+    assert set(_common.COMMANDS) <= rows, sorted(set(_common.COMMANDS) - rows)
