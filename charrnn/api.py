@@ -126,7 +126,7 @@ class LanguageModel:
         except ValueError:  # a ragged list
             arr = np.asarray(None)
         if arr.size and arr.dtype.kind not in "iu":
-            raise ConfigError(f"LanguageModel.decode: ids must be integer token ids, got {_kind(ids, arr)}")
+            raise ConfigError(f"LanguageModel.decode(): ids must be integer token ids, got {_kind(ids, arr)}")
         return self.vocab.decode(arr.astype(np.intp))
 
     # -- generation ----------------------------------------------------------------------------

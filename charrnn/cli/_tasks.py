@@ -140,7 +140,7 @@ def _eval(a: argparse.Namespace, task: str) -> int:
         print(json.dumps(out, allow_nan=False))  # ASCII: the labels in JSON's own escapes
     else:
         escape_what_stdout_cannot_show(f"{task} eval", c.labels.names)
-        print(format_report(out, "texts" if task == "classify" else "characters"))
+        print(format_report(out, "text" if task == "classify" else "character"))
     if enc.n_unknown:
         print(f"charrnn {task} eval: {enc.n_unknown:,} character(s) unseen in training were read as no input: "
               f"{', '.join(repr(u) for u in unknown[:20])}", file=sys.stderr)
@@ -150,9 +150,8 @@ def _eval(a: argparse.Namespace, task: str) -> int:
 def _predict(a: argparse.Namespace, task: str) -> int:
     import numpy as np
 
-    from ..io.task_checkpoint import load_task_checkpoint
-
     from ..evaluate.tasks import NO_PREDICTION, class_probabilities, tags_of
+    from ..io.task_checkpoint import load_task_checkpoint
 
     c = load_task_checkpoint(a.run, task)
     apply_threads(a.threads)

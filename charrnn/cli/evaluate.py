@@ -89,9 +89,9 @@ def _score(model, ids, streams, quiet):
     """evaluate_ids with a progress bar on stderr (shown on a terminal only)."""
     from tqdm import tqdm
 
-    from ..evaluate.lm import evaluate_ids
-
     import numpy as np
+
+    from ..evaluate.lm import evaluate_ids
 
     # a model whose outputs overflow scores inf or NaN, which the report says; NumPy's warnings
     # of each overflow would only bury it

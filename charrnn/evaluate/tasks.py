@@ -129,9 +129,8 @@ def report(names: list[str], y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     }
 
 
-def format_report(r: dict[str, Any], what: str, show_confusion: bool = True) -> str:
-    """The report as a table for people."""
-    noun = what.removesuffix("s")
+def format_report(r: dict[str, Any], noun: str, show_confusion: bool = True) -> str:
+    """The report as a table for people; `noun` is what was counted ("text", "character")."""
     lines = [f"accuracy {r['accuracy']:.4f}   macro-F1 {r['macro_f1']:.4f}   ({counted(r['count'], noun)})"]
     if r.get("unscored"):
         lines.append(f"{counted(r['unscored'], noun)} without a prediction: the model's outputs there are not numbers "
