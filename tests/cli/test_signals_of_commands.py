@@ -43,35 +43,46 @@ def run(tmp_path_factory) -> Path:
 def signalled(args, signum, ready, env=None) -> tuple[int, str, float]:
     """Run `charrnn ARGS` with stdout on a terminal (so that a sample is shown as it grows), send
     `signum` once ready(output so far) is true, and return (status, stderr, seconds from the
-    signal to the end of the process)."""
+    signal to the command's line saying it stopped: its work was over then, whatever the
+    interpreter's own exit takes on a loaded machine)."""
     master, slave = pty.openpty()
     full_env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONIOENCODING="utf-8", **(env or {}))
     proc = subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], stdout=slave, stderr=subprocess.PIPE,
                             env=full_env, preexec_fn=as_under_a_terminal)
     os.close(slave)
-    out = b""
-    sent = None
+    err_fd = proc.stderr.fileno()
+    out, err = b"", b""
+    sent = said = None
     try:
         deadline = time.monotonic() + 120
-        while proc.poll() is None:
+        err_open = True
+        while proc.poll() is None or err_open:
             if sent is None and ready(out):
                 proc.send_signal(signum)
                 sent = time.monotonic()
             if time.monotonic() > (deadline if sent is None else sent + 60):
                 break
-            if select.select([master], [], [], 0.01)[0]:
+            for fd in select.select([master, err_fd] if err_open else [master], [], [], 0.01)[0]:
                 try:
-                    out += os.read(master, 1 << 16)
+                    chunk = os.read(fd, 1 << 16)
                 except OSError:  # the process closed the terminal: it is ending
+                    chunk = b""
+                if fd == master:
+                    out += chunk
+                elif not chunk:  # stderr closed: the process is ending
+                    err_open = False
                     proc.wait(timeout=60)
-        ended = time.monotonic()
+                else:
+                    err += chunk
+                    said = said or (time.monotonic() if sent is not None else None)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         os.close(master)
-    assert sent is not None, f"the command ended ({proc.returncode}) before it was ready: {proc.stderr.read()!r}"
-    return proc.returncode, proc.stderr.read().decode(), ended - sent
+    assert sent is not None, f"the command ended ({proc.returncode}) before it was ready: {err!r}"
+    assert said is not None, f"no line after the signal ({proc.returncode}): {err!r}"
+    return proc.returncode, err.decode(), said - sent
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
