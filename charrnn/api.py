@@ -9,7 +9,9 @@
 
 Everything here goes through the same functions as the command line (checkpoint, sample, evaluate,
 train), so the two agree by construction; the tests hold them to it. Every problem with the
-caller's input raises a `CharRNNError` subclass (charrnn.errors) with a one-line message.
+caller's input raises a `CharRNNError` subclass (charrnn.errors) with a one-line message; an
+argument of the wrong type or range raises ConfigError (also a ValueError), checked in one place
+against the annotations (charrnn.checks).
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ from typing import Any
 
 import numpy as np
 
+from .checks import DType, Range, checked
 from .core.tuning import EVAL_WINDOW
 from .data.text import Vocab
 from .errors import CheckpointError, ConfigError, DataError, show_path
 from .evaluate.lm import PerCharacter
 from .model import CharRNN
 from .model.stack import layer_params
+from .sample import MAX_LENGTH
 
 __all__ = ["LanguageModel", "Score", "fit", "load"]
 
 
+@checked()
 @dataclass(frozen=True)
 class Score(PerCharacter):
     """How well a model predicts a text: every character after the first is scored given all
@@ -61,7 +66,8 @@ class LanguageModel:
     `vocab` the symbols it knows, `path` the checkpoint it came from.
     """
 
-    def __init__(self, model: CharRNN, vocab: Vocab, path: Path | None = None) -> None:
+    @checked()
+    def __init__(self, model: CharRNN, vocab: Vocab, path: str | os.PathLike[str] | None = None) -> None:
         self.model = model
         self.vocab = vocab
         self.path = path
@@ -69,7 +75,8 @@ class LanguageModel:
     # -- loading -----------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, run_or_checkpoint: str | os.PathLike[str], dtype: Any = None) -> "LanguageModel":
+    @checked()
+    def load(cls, run_or_checkpoint: str | os.PathLike[str], dtype: DType | None = None) -> "LanguageModel":
         """A run directory (its best checkpoint, else its latest) or a checkpoint file.
 
         Raises CheckpointError for a path that is neither, for a damaged file, and for a bare
@@ -106,21 +113,30 @@ class LanguageModel:
 
     # -- text -> ids ---------------------------------------------------------------------------
 
+    @checked()
     def encode(self, text: str | bytes, skip_unknown: bool = False) -> np.ndarray:
         """Text -> token ids (N,). Characters outside the vocabulary raise DataError naming
         them, or are dropped with `skip_unknown`."""
-        if not isinstance(text, (str, bytes)):
-            raise DataError(f"expected a str, got {type(text).__name__}")
         return self.vocab.encode(text, unknown="skip" if skip_unknown else "error").astype(np.intp)
 
+    @checked()
     def decode(self, ids: Any) -> str:
-        return self.vocab.decode(np.asarray(ids, dtype=np.intp))
+        """Token ids (any shape, flattened) -> text."""
+        try:
+            arr = np.asarray(ids)
+        except ValueError:  # a ragged list
+            arr = np.asarray(None)
+        if arr.size and arr.dtype.kind not in "iu":
+            raise ConfigError(f"LanguageModel.decode(): ids must be integer token ids, got {_kind(ids, arr)}")
+        return self.vocab.decode(arr.astype(np.intp))
 
     # -- generation ----------------------------------------------------------------------------
 
+    @checked(length=Range(0, MAX_LENGTH), temperature=Range(0, low_open=True), top_k=Range(0),
+             top_p=Range(0, 1, low_open=True), seed=Range(0))
     def generate(
         self,
-        prime: str | None = None,
+        prime: str | bytes | None = None,
         length: int = 500,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -140,10 +156,12 @@ class LanguageModel:
         """
         return self.samples(1, prime, length, temperature, top_k, top_p, greedy, stop, seed, skip_unknown)[0]
 
+    @checked(n=Range(1), length=Range(0, MAX_LENGTH), temperature=Range(0, low_open=True), top_k=Range(0),
+             top_p=Range(0, 1, low_open=True), seed=Range(0))
     def samples(
         self,
         n: int,
-        prime: str | None = None,
+        prime: str | bytes | None = None,
         length: int = 500,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -156,11 +174,9 @@ class LanguageModel:
         """`n` samples: `charrnn sample --num-samples n` (with `stop`, the items it prints one per
         line). One sample is `generate`'s; several are made together, sample i drawing from the
         i-th generator that the seed's generator spawns (charrnn.sample.generate_many)."""
-        from .sample import SampleConfig, check_count, default_prime, encode_prime, generate, generate_many
+        from .sample import SampleConfig, check_memory, default_prime, encode_prime, generate, generate_many
 
-        check_count(n)
         cfg = SampleConfig(length, temperature, 0 if top_k is None else top_k, 1.0 if top_p is None else top_p, greedy)
-        cfg.validate()
         stop_ids = self._stop_ids(stop)
         rng = np.random.default_rng(seed)
         if prime:
@@ -171,6 +187,7 @@ class LanguageModel:
         else:
             prime_ids = default_prime(self.vocab, rng)
             shown = prime_ids[:0]
+        check_memory(self.model, n, length, prime_ids.size)
         made = ([generate(self.model, prime_ids, cfg, rng, stop=stop_ids)] if n == 1
                 else generate_many(self.model, prime_ids, n, cfg, rng, stop=stop_ids))
         return [self.vocab.decode(np.concatenate([shown, ids])) for ids in made]
@@ -178,15 +195,14 @@ class LanguageModel:
     def _stop_ids(self, stop: str | None) -> np.ndarray | None:
         if stop is None:
             return None
-        if not isinstance(stop, str):
-            raise ConfigError(f"stop must be a string, got {type(stop).__name__}")
         if stop == "":
             raise ConfigError("the stop string is empty")
         return stop_ids(self.vocab, stop)
 
     # -- scoring and states --------------------------------------------------------------------
 
-    def score(self, text: str, skip_unknown: bool = False) -> Score:
+    @checked()
+    def score(self, text: str | bytes, skip_unknown: bool = False) -> Score:
         """Per-character log-probabilities of `text` and their mean, from a zero state, with the
         state carried through the whole text (as `charrnn eval` scores a file)."""
         ids = self.encode(text, skip_unknown)
@@ -204,7 +220,8 @@ class LanguageModel:
             out[start : start + y.size] = z[np.arange(y.size), y] - log_norm
         return Score(out, ids)
 
-    def hidden_states(self, text: str, skip_unknown: bool = False) -> np.ndarray:
+    @checked()
+    def hidden_states(self, text: str | bytes, skip_unknown: bool = False) -> np.ndarray:
         """(L, T, H): h of every layer after each of the text's T characters, from a zero state
         (for an LSTM h, not c). A new array of the model's dtype, owned by the caller."""
         ids = self.encode(text, skip_unknown)
@@ -226,6 +243,10 @@ class LanguageModel:
         return out
 
 
+def _kind(value: Any, arr: np.ndarray) -> str:
+    return f"dtype {arr.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+
+
 def stop_ids(vocab: Vocab, stop: str) -> np.ndarray:
     """The ids of a stop string; one with symbols the model never generates is refused by name."""
     try:
@@ -234,12 +255,14 @@ def stop_ids(vocab: Vocab, stop: str) -> np.ndarray:
         raise DataError(f"the stop string: {e}") from None
 
 
-def load(run_or_checkpoint: str | os.PathLike[str], dtype: Any = None) -> LanguageModel:
+@checked()
+def load(run_or_checkpoint: str | os.PathLike[str], dtype: DType | None = None) -> LanguageModel:
     """A trained model with its vocabulary: a run directory (its best checkpoint) or a checkpoint
     file. `dtype` ("float32" / "float64") converts the parameters on load."""
     return LanguageModel.load(run_or_checkpoint, dtype)
 
 
+@checked()
 def fit(
     text: str | os.PathLike[str] | None = None,
     *,

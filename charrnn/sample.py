@@ -24,8 +24,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import threads
+from . import stopping, threads
 from .data.text import Vocab
+from .checks import counted
 from .errors import ConfigError, DataError
 from .core import tuning
 from .model import CharRNN
@@ -107,8 +108,39 @@ def _stop_at(stop: np.ndarray | None) -> np.ndarray | None:
 
 def check_count(n: int) -> None:
     """Refuse a number of samples that is not an integer >= 1."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
+
+
+def peak_memory(model: CharRNN, n: int, length: int, prime_length: int = 1) -> int:
+    """Bytes that making `n` samples of `length` ids from a prime of `prime_length` holds at its
+    peak, roughly: every sample's ids (kept until returned: the (n, length) array and the copies
+    returned), and per stream its state and the gate buffers of each layer, the per-step arrays
+    of choosing (logits, noise, sorting, in float64) and the prime's forward pass (its logits and
+    one layer's gates per character)."""
+    item = np.dtype(model.dtype).itemsize
+    V, H, L = model.vocab_size, model.hidden_size, model.num_layers
+    G = model.cell_module.GATES
+    state = (len(model.cell_module.STATE) + G) * L * H * item
+    choosing = 6 * V * 8
+    prime = max(prime_length - 1, 0) * (V + (G + 1) * H) * item
+    return n * (2 * length * np.dtype(np.intp).itemsize + state + choosing + prime)
+
+
+def check_memory(model: CharRNN, n: int, length: int, prime_length: int = 1) -> None:
+    """Refuse, before any work, samples whose estimated peak memory (`peak_memory`) exceeds the
+    share of this machine's memory that training may take (train.lm's MEMORY_FRACTION): they
+    would otherwise allocate until the system gives out, many seconds later."""
+    from .train.lm import MEMORY_FRACTION, physical_memory  # the same limit as training's
+
+    need = peak_memory(model, n, length, prime_length)
+    have = physical_memory()
+    if have and need > MEMORY_FRACTION * have:
+        raise ConfigError(
+            f"{counted(n, 'sample')} of {counted(length, 'character')} {'needs' if n == 1 else 'need'} about "
+            f"{need / 2**30:,.1f} GiB, "
+            f"more than this machine's {have / 2**30:,.1f} GiB allows: ask for fewer samples or shorter ones"
+        )
 
 
 def _check_prime(prime_ids: np.ndarray) -> np.ndarray:
@@ -162,6 +194,7 @@ def generate(
     emitted = 0  # ids handed to on_token so far
     n = cfg.length
     for i in range(cfg.length):
+        stopping.check()
         current = choose(stepper(current)[0], cfg, rng)
         out[i] = current
         if m and i + 1 >= m and current == stop[-1] and np.array_equal(out[i + 1 - m : i + 1], stop):
@@ -227,6 +260,7 @@ def _streams(model: CharRNN, prime_ids: np.ndarray, cfg: SampleConfig, rngs: lis
     current = np.full(b, prime_ids[-1], dtype=np.intp)
     emitted = 0
     for i in range(cfg.length):
+        stopping.check()  # in a worker thread, which a signal's exception never reaches
         current = choose_rows(stepper(current), cfg, rngs)
         out[:, i] = current
         if m and i + 1 >= m:

@@ -48,14 +48,15 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from .. import threads
+from ..checks import NEGATIVE_NUMBER
 from ..core import CELLS
+from ..errors import CharRNNError, ConfigError
 from ..settings import BACKENDS
-from ..errors import ConfigError
 from ..model import CharRNN
 from ..model.params import cell_module, torch_module_name
 from ..io.writer import check_target, write_file
@@ -442,26 +443,48 @@ def format_table(rows: list[Row], peak: float | None) -> str:
     return "\n".join(lines)
 
 
-def _list_of(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
+def _list_of(text: str, choices: tuple[str, ...]) -> list[str]:
     items = [g.strip() for g in text.split(",") if g.strip()]
     unknown = sorted(set(items) - set(choices))
     if unknown or not items:
-        raise argparse.ArgumentTypeError(f"{flag}: choose from {', '.join(choices)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}, got {text!r}")
     return items
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is a ConfigError, said in one line as every command says it
+    (not argparse's usage dump), and a negative number is an option's value, as for every
+    command (charrnn.checks.NEGATIVE_NUMBER)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _refuse(message: str) -> int:
+    print(f"charrnn bench: error: {message}", file=sys.stderr)
+    return 2
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="fewer repeats and rounds, and the train rows without H=1024 (the sizes rows keep it)")
     p.add_argument("--threads", type=int, default=None,
                    help="cores for charrnn and threads for PyTorch (default: charrnn's default)")
     p.add_argument("--baseline-threads", choices=BASELINE_THREADS, default="matched",
                    help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
-    p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS, "--rows"),
+    p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS),
                    help=f"comma-separated subset of {','.join(ROW_GROUPS)}")
     twins = tuple(n for n, m in CELLS.items() if m.TORCH_MODULE is not None)  # the cells PyTorch also has
-    p.add_argument("--cells", default=",".join(twins), type=lambda t: _list_of(t, twins, "--cells"),
+    p.add_argument("--cells", default=",".join(twins), type=lambda t: _list_of(t, twins),
                    help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(twins)}")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 15, quick 5)")
     p.add_argument("--json", default=None, help="also write the results (with every sample) here")
@@ -473,27 +496,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--busy", "--burn", dest="burn", action="store_true",
         help="keep one core busy with another process during the run, to measure the contention collapse",
     )
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-    except SystemExit as e:
+    except SystemExit as e:  # --help
         return int(e.code or 0)
+    except ConfigError as e:
+        return _refuse(str(e))
     if args.repeats is not None and args.repeats < 1:
-        print("bench: --repeats must be >= 1", file=sys.stderr)
-        return 2
+        return _refuse(f"--repeats must be >= 1, got {args.repeats}")
     if args.json is not None:
-        check_target(args.json, force=args.force)  # refused now, not after minutes of measuring
+        try:
+            check_target(args.json, force=args.force)  # refused now, not after minutes of measuring
+        except CharRNNError as e:
+            return _refuse(str(e))
     try:
         if args.threads is not None:
             threads.set_threads(args.threads)
         else:
             threads.ensure_threads()
     except ConfigError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return 2
+        return _refuse(str(e))
     n_threads = threads.workers()
     if any(g != "peak" for g in args.rows):
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..checks import counted
 from ._common import add_force_flag, command, positive_int
 
 DEFAULT_WINDOW = 300
@@ -105,8 +106,8 @@ def _diagnose_one(a: argparse.Namespace, run_path: str):
     if not a.json:
         m = c.model
         print(f"charrnn diagnose: {m.cell}, {m.num_layers} layer(s) of {m.hidden_size} units; "
-              f"{analysed} characters of {where} after {warm} to settle the state; "
-              f"{d.targets} targets, lags 0..{max_lag}")
+              f"{counted(analysed, 'character')} of {where} after {warm} to settle the state; "
+              f"{counted(d.targets, 'target')}, lags 0..{max_lag}")
         gates = m.cell_module.GATE_NAMES
         shown = [k for k in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if k <= max_lag]
         for l, r in enumerate(d.layers):

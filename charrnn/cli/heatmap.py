@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..checks import counted
 from ._common import add_force_flag, command, positive_int
 
 DEFAULT_CHARS = 1500
@@ -60,7 +61,7 @@ def _heatmap(p: argparse.ArgumentParser):
 
         text = display_text(c.vocab, ids)
         trackers, sections = heatmap_sections(m, text, ids, layer, part, a.units, state0)
-        print(f"charrnn heatmap: {len(text)} characters of {where}, {m.cell} layer {layer}, state {part}")
+        print(f"charrnn heatmap: {counted(len(text), 'character')} of {where}, {m.cell} layer {layer}, state {part}")
         if not trackers:
             print("no property varies over this text (no quotes, brackets, lines, words or capitals)")
         for t in trackers:

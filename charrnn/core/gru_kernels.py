@@ -17,7 +17,7 @@ from . import _jit
 
 _jit.build()
 # the primitives the kernels call, module globals (see _jit: numba's disk cache)
-from ._jit import fma, matvec_t, scalar_tanh  # noqa: E402,F401
+from ._jit import matvec_t, scalar_tanh  # noqa: E402
 
 
 # Shared arguments, as in lstm_kernels.py: inp (R, 3H) and rows (T, B), the input projection

@@ -23,7 +23,7 @@ from . import _jit
 
 _jit.build()
 # the primitives the kernels call, module globals (see _jit: numba's disk cache)
-from ._jit import fma, matvec_t, scalar_tanh  # noqa: E402,F401
+from ._jit import matvec_t, scalar_tanh  # noqa: E402
 
 
 # Shared arguments: inp (R, 4H) and rows (T, B): the input projection of stream b at step t

@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import stopping
 from ..core import tuning
 from ..core.tuning import EVAL_WINDOW  # the default window of the functions below
 from ..model import CharRNN
@@ -142,6 +143,7 @@ def _score_streams(model: CharRNN, ids: np.ndarray, first: np.ndarray, lo: np.nd
     steps = _window_steps(model, S, window)
     total, count = 0.0, 0
     for start in range(0, n, steps):
+        stopping.check()
         pos = np.arange(start, min(start + steps, n))[None, :]
         idx = np.minimum(first[:, None] + pos, last - 1)  # past a stream's end: padding, never scored
         x = np.asarray(ids[idx], dtype=np.intp)

@@ -261,11 +261,27 @@ def save_imported(model: CharRNN, vocab: Vocab, run_dir: str | Path, force: bool
     return d / BEST
 
 
+def _check_archive(p: Path) -> None:
+    """A .keras file is a zip archive: one that is truncated or damaged is said to be so (Keras
+    itself calls a file it cannot open "not found", although it is there)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise CheckpointError(f"{p}: not a loadable Keras model (truncated or damaged: not a readable zip "
+                              "archive, which a .keras file is)") from None
+    if bad is not None:
+        raise CheckpointError(f"{p}: not a loadable Keras model (damaged: its member {bad!r} fails its checksum)")
+
+
 def load_keras(path: str | Path, vocab_file: str | Path) -> tuple[CharRNN, Vocab]:
     """Read a .keras file (Keras's safe mode: no code in the file runs) and its vocabulary."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such Keras model file")
+    _check_archive(p)
     vocab = read_vocab(vocab_file)  # before Keras is imported, which takes seconds
     keras = import_keras()
     try:

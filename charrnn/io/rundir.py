@@ -39,8 +39,8 @@ def run_dir_of(run: Any) -> Path:
     p = Path(check_path(run, ConfigError, "run"))
     if p.is_dir():
         return p
-    if not p.exists():
-        raise ConfigError(f"{show_path(p)}: no such run directory or checkpoint file")
+    if not p.is_file():  # a missing path's parent would be some other folder ("/" for "/nonexistent")
+        raise ConfigError(f"{show_path(p)}: no such run directory or checkpoint")
     return p.parent
 
 

@@ -9,20 +9,25 @@ params.py. The model knows arrays, not files: reading and writing them is modelf
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import threads
 from ..core.linear import linear_backward, linear_forward
 from ..core.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from ..checks import DType, Range, checked
 from ..errors import ConfigError
 from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, cell_module, check_size, count_parameters, init_parameters,
                      parameter_shapes, resolve_dtype)
 from .parallel import min_shard_work, run_shards, stream_shards
 from .stack import State, StackCache, draw_masks, stack_backward, stack_forward
+
+if TYPE_CHECKING:
+    from .stepper import Stepper
 
 
 @dataclass
@@ -52,12 +57,14 @@ class CharRNN:
     `step` and `stepper` evaluate (dropout off).
     """
 
+    @checked(vocab_size=Range(2), hidden_size=Range(1), num_layers=Range(1), seed=Range(0),
+             dropout=Range(0, 1, high_open=True))
     def __init__(
         self,
         vocab_size: int,
         hidden_size: int = 128,
         num_layers: int = 1,
-        dtype: Any = "float32",
+        dtype: DType = "float32",
         seed: int | None = 0,
         init: str = "pytorch",
         *,
@@ -118,6 +125,7 @@ class CharRNN:
         # which shows at B=1 where a whole window costs a few hundred microseconds
         return {name: np.zeros(p.shape, p.dtype) for name, p in self.params.items()}
 
+    @checked(batch_size=Range(1))
     def initial_state(self, batch_size: int) -> Any:
         """Zeros: an (L, B, H) array, or a tuple of them, one per part of a several-part state."""
         return self.public_state(self._zero_state(batch_size))
@@ -126,10 +134,12 @@ class CharRNN:
         shape = (self.num_layers, batch_size, self.hidden_size)
         return tuple(np.zeros(shape, dtype=self.dtype) for _ in self.state_parts)
 
+    @checked()
     def public_state(self, state: State) -> Any:
         """The internal tuple of parts as the API shows it: the tuple for several parts, else h."""
         return state if len(state) > 1 else state[0]
 
+    @checked(ndim=Range(1, 2))
     def check_tokens(self, tokens: Any, name: str, ndim: int = 2) -> np.ndarray:
         arr = np.asarray(tokens)
         shape = "(B, T) with B, T >= 1" if ndim == 2 else "(B,) with B >= 1"
@@ -142,6 +152,7 @@ class CharRNN:
             raise ConfigError(f"{name} holds ids outside [0, {self.vocab_size}): {lo}..{hi}")
         return arr.astype(np.intp, copy=False)
 
+    @checked(batch_size=Range(1))
     def check_state(self, h0: Any, batch_size: int) -> State:
         """A state given by a caller (array, or a tuple of parts; None for zeros) as the internal
         tuple of C-contiguous (L, B, H) arrays of the model's dtype."""
@@ -178,6 +189,7 @@ class CharRNN:
         T, B, H = top.shape
         return linear_forward(top.reshape(T * B, H), self.params[HEAD_WEIGHT], self.params[HEAD_BIAS])
 
+    @checked()
     def forward(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, ForwardCache]:
         """Loss (mean nats over B*T) of a window in training mode, and the cache for `backward`.
 
@@ -198,6 +210,7 @@ class CharRNN:
         loss, probs = softmax_cross_entropy_forward(logits, y_flat)
         return loss, ForwardCache(tokens, y_flat, top, stack, probs, state_n)
 
+    @checked(n_total=Range(1))
     def backward(self, cache: ForwardCache, n_total: int | None = None) -> tuple[dict[str, np.ndarray], Any]:
         """BPTT: gradients of every parameter and of h0, in reverse order of `forward`.
 
@@ -220,6 +233,7 @@ class CharRNN:
         dstate0 = stack_backward(self.cell_module, p, grads, stack, dtop.transpose(1, 2, 0))
         return grads, self.public_state(dstate0)
 
+    @checked()
     def loss_and_grads(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, dict[str, np.ndarray], Any]:
         """(loss, grads, h_last): one window's mean loss in nats, dL/dparam for every parameter,
         and the final state to carry into the next window (truncated BPTT)."""
@@ -253,6 +267,7 @@ class CharRNN:
         # cells whose steps run as compiled kernels share out finer
         return stream_shards(batch_size, self.hidden_size, threads.workers(), min_shard_work(self.cell))
 
+    @checked(batch_size=Range(1))
     def workers_for(self, batch_size: int) -> int:
         """How many worker threads share a window of `batch_size` streams with the current
         thread setting: its results are bit-identical for a fixed count (a checkpoint records it)."""
@@ -267,6 +282,7 @@ class CharRNN:
                                         state0, need_cache=False)
         return self._head_forward(top), state_n
 
+    @checked()
     def loss(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, Any]:
         """Forward only: (mean loss in nats over B*T, final state), for evaluation."""
         x, y, state0 = self._check_window(inputs, targets, h0)
@@ -283,6 +299,7 @@ class CharRNN:
         loss = sum(r[0] * (sl.stop - sl.start) for r, sl in zip(results, shards)) / x.shape[0]
         return loss, self.public_state(_state_cat([r[1] for r in results]))
 
+    @checked()
     def nll(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[np.ndarray, Any]:
         """Forward only: (nats of every position (B, T) in float64, final state)."""
         x, y, state0 = self._check_window(inputs, targets, h0)
@@ -299,6 +316,7 @@ class CharRNN:
         return (np.concatenate([r[0] for r in results]),
                 self.public_state(_state_cat([r[1] for r in results])))
 
+    @checked()
     def logits(self, inputs: Any, h0: Any = None) -> tuple[np.ndarray, Any]:
         """Forward only: logits (B, T, V) for every position and the final state."""
         x = self.check_tokens(inputs, "inputs")
@@ -306,6 +324,7 @@ class CharRNN:
         logits, state_n = self._eval_forward(x, self.check_state(h0, B))
         return logits.reshape(T, B, self.vocab_size).transpose(1, 0, 2), self.public_state(state_n)
 
+    @checked()
     def step(self, tokens: Any, h: Any = None) -> tuple[np.ndarray, Any]:
         """One generation step: feed token ids (B,) with state h.
         Returns (logits (B, V), new state), both new arrays."""
@@ -313,6 +332,7 @@ class CharRNN:
         stepper = self.stepper(tok.shape[0], h)
         return stepper(tok).copy(), self.public_state(stepper.state)
 
+    @checked(batch_size=Range(1))
     def stepper(self, batch_size: int = 1, h: Any = None) -> "Stepper":
         """A `Stepper` for generating `batch_size` streams one character at a time from state h."""
         from .stepper import Stepper
@@ -322,6 +342,7 @@ class CharRNN:
     # ----------------------------------------------------------------------------------------
     # persistence, in modelfile.py: arrays in safetensors (no code can run on load), structure in JSON
 
+    @checked()
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
         """Write the parameters and configuration to `path` (safetensors, written atomically)."""
         from ..io.modelfile import save_model
@@ -329,7 +350,8 @@ class CharRNN:
         save_model(self, path, metadata)
 
     @classmethod
-    def load(cls, path: str | Path, dtype: Any = None) -> "CharRNN":
+    @checked()
+    def load(cls, path: str | Path, dtype: DType | None = None) -> "CharRNN":
         """Read a model written by `save` (or a training checkpoint); `dtype` converts on load."""
         from ..io.modelfile import load_model
 
@@ -346,7 +368,7 @@ class CharRNN:
 
 
 # the constructor's default cell, which the repr leaves out as it leaves out dropout 0
-_DEFAULT_CELL = CharRNN.__init__.__kwdefaults__["cell"]
+_DEFAULT_CELL = inspect.signature(CharRNN).parameters["cell"].default
 
 
 def _state_part(state: State, sl: slice) -> State:

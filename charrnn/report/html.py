@@ -20,7 +20,7 @@ import numpy as np
 
 from ..io import checkpoint as ckpt
 from ..errors import CharRNNError
-from ..io.rundir import read_config, read_metrics, read_samples, run_text
+from ..io.rundir import read_config, read_metrics, read_samples, run_dir_of, run_text
 
 # what the report measures: characters of validation text for the gradient flow and the heatmap
 GRADFLOW_WINDOW = 240
@@ -199,8 +199,6 @@ def build_report(run: str | Path) -> str:
     from ..diagnostics.plots import pyplot
 
     pyplot()  # a missing matplotlib is reported before any work
-    from ..io.rundir import run_dir_of
-
     run_dir = run_dir_of(run)  # refuses an empty or missing path (never the current folder)
     c = None
     model_note = ""

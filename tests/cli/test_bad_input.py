@@ -8,14 +8,11 @@ test on any exception that would have been a traceback. Faults that need somethi
 inside the process (a full disk, a NaN on a chosen step) are in-process too.
 """
 
-import contextlib
 import errno
 import io
 import json
 import shutil
-import struct
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
