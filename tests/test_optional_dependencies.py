@@ -12,6 +12,7 @@ import pytest
 TESTS = Path(__file__).parent
 OPTIONAL = ("torch", "numba", "keras")
 NOT_OPTIONAL = " and ".join(f"not {m}" for m in OPTIONAL)
+pytestmark = pytest.mark.slow  # each test runs pytest itself
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from conftest import optional
 
 optional("torch")
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.slow]  # each row times real processes
 
 from charrnn import bench  # noqa: E402
 from charrnn.bench import Setting, compare  # noqa: E402

@@ -19,7 +19,7 @@ from charrnn.train import Trainer
 
 from conftest import as_under_a_terminal
 
-pytestmark = [pytest.mark.torch,
+pytestmark = [pytest.mark.torch, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="torchrun on loopback, /proc")]
 
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
