@@ -426,6 +426,31 @@ def test_without_a_terminal_progress_is_plain_lines_with_one_unit(tmp_path, monk
     assert re.search(r"loss \d+\.\d{3} nats, val \d+\.\d{3} nats \(\d+\.\d{3} bits\), [\d,]+ chars/s", lines[-1])
 
 
+def test_without_numba_a_run_says_so_once_and_trains_in_numpy(tmp_path, monkeypatch):
+    """numba is a default dependency; where it does not import, one line says the NumPy path trains
+    (never on CHARRNN_JIT=0, a choice, nor on the torch backend), and the numbers are the same."""
+    import io
+
+    from charrnn.core import _jit
+
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 6)
+    said = {}
+    for case, numba, jit in (("with", _jit.numba, "1"), ("without", None, "1"), ("switched off", None, "0")):
+        monkeypatch.setattr(_jit, "numba", numba)
+        monkeypatch.setattr(_jit, "_looked", True)
+        monkeypatch.setenv("CHARRNN_JIT", jit)
+        out = io.StringIO()
+        Trainer(tiny_config(text, steps=3, sample_every=0, log_every=1), tmp_path / case, stream=out).run()
+        said[case] = [line for line in out.getvalue().splitlines() if "numba is not installed" in line]
+    assert len(said["without"]) == 1 and said["without"][0].endswith("pip install numba")
+    assert said["switched off"] == [] and (_jit.numba is None or said["with"] == [])
+    assert _jit.missing_notice() is None  # CHARRNN_JIT=0 is still set: a choice, not a missing install
+    losses = {case: [json.loads(line)["train_loss"] for line in (tmp_path / case / "metrics.jsonl").open()]
+              for case in said}
+    assert losses["without"] == losses["switched off"] and len(losses["without"]) == 3
+
+
 def test_intervals_in_seconds_are_turned_into_steps_once_and_kept_on_resume(tmp_path, monkeypatch):
     """Under a time budget the intervals not given follow the clock: the speed measured once
     (injected here: 0.5 s a step) turns a twentieth of the budget into the validation interval and
