@@ -53,6 +53,9 @@ def bench_argv(run: Path, target: str) -> list:
 # suffix its file takes). Every declared output needs one.
 RECIPES = {
     ("export", "OUT"): (lambda run, t: ["export", run, t], ".safetensors"),
+    # another format of the same output, written by its own module through the same writer
+    # (keras's two files: tests/interop/test_keras.py)
+    ("export", "OUT --format onnx"): (lambda run, t: ["export", run, "--format", "onnx", t], ".onnx"),
     ("impulse", "--plot"): (lambda run, t: ["impulse", "--steps", "3", "--plot", t], ".png"),
     ("diagnose", "--plot"): (lambda run, t: ["diagnose", run, "--window", "20", "--max-lag", "3", "--warmup", "0",
                                              "--plot", t], ".png"),
@@ -62,6 +65,7 @@ RECIPES = {
     ("bench", "--json"): (bench_argv, ".json"),
 }
 FILE_OUTPUTS = [(c, o) for c, outputs in OUTPUTS.items() for o in outputs]
+FILE_OUTPUTS += [("export", "OUT --format onnx")]
 
 
 class Hung(BaseException):
