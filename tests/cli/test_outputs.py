@@ -53,8 +53,8 @@ def bench_argv(run: Path, target: str) -> list:
 # suffix its file takes). Every declared output needs one.
 RECIPES = {
     ("export", "OUT"): (lambda run, t: ["export", run, t], ".safetensors"),
-    # another format of the same output, written by its own module through the same writer
-    # (keras's two files: tests/interop/test_keras.py)
+    # another format of the same output, written by its own module through the same checks (keras,
+    # which writes a second file beside OUT, does not fit these tests' one-file listing)
     ("export", "OUT --format onnx"): (lambda run, t: ["export", run, "--format", "onnx", t], ".onnx"),
     ("impulse", "--plot"): (lambda run, t: ["impulse", "--steps", "3", "--plot", t], ".png"),
     ("diagnose", "--plot"): (lambda run, t: ["diagnose", run, "--window", "20", "--max-lag", "3", "--warmup", "0",
