@@ -44,13 +44,13 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..core import CELLS, OnnxLayer
+from ..core import OnnxLayer
 from ..data.text import Vocab
 from ..errors import ConfigError
 from ..io import formats
 from ..io.arrays import dump_json
 from ..model import CharRNN
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names, twin
 
 OPSET = 17  # the operators used here are unchanged since opset 14 (RNN, LSTM, GRU: layout), 13 (the rest)
 DTYPE = np.dtype(np.float32)
@@ -61,11 +61,7 @@ MAX_WEIGHT_BYTES = 2**31 - 2**24
 
 def onnx_layer(cell: str) -> OnnxLayer:
     """The cell's ONNX operator, or a one-line error naming a cell that has none."""
-    layer = cell_module(cell).ONNX
-    if layer is None:
-        raise ConfigError(f"the {cell} cell has no standard ONNX operator that computes it exactly: export --format "
-                          f"onnx takes {', '.join(n for n, m in CELLS.items() if m.ONNX is not None)}")
-    return layer
+    return twin(cell, "ONNX", "standard ONNX operator that computes it exactly: export --format onnx takes")
 
 
 def import_onnx() -> Any:
