@@ -28,7 +28,7 @@ from charrnn.core import CELLS, ContractError, OnnxLayer, Param, UnknownCell, ce
 from charrnn.core.linear import as_layer_input, gate_layer_train_flops, input_backward, input_forward, is_ids, sigmoid
 from charrnn.model import INITS
 
-from conftest import SONNET, charrnn as run, error_line, snapshot
+from conftest import SONNET, charrnn as run, error_line, optional, snapshot
 
 # ------------------------------------------------------------------------------------------------
 # the leaky memory cell, written with the helpers every cell shares (core/linear.py) and nothing else
@@ -381,7 +381,7 @@ def test_what_needs_a_pytorch_keras_or_onnx_twin_refuses_the_leaky_cell_by_name(
                      ("onnx", tmp_path / "m.onnx")):
         line = error_line(run("export", leaky_run, out, "--format", fmt), "export")
         assert LEAKY in line and not out.exists()
-    pytest.importorskip("torch")
+    optional("torch")
     line = error_line(run("train", text, "--cell", LEAKY, "--backend", "torch", "--out", tmp_path / "t", *TINY), "train")
     assert "the leaky cell has no PyTorch module" in line and not (tmp_path / "t").exists()
     # resumed or fine-tuned on the torch backend, sampled or scored by it: refused before anything is written
