@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+from conftest import SONNET, charrnn, error_line, listing, optional, parts
+
+onnx = optional("onnx")
+ort = optional("onnxruntime")
+pytestmark = pytest.mark.onnx
 
 import charrnn as charrnn_api  # noqa: E402
 from charrnn import CharRNN, ConfigError  # noqa: E402
@@ -25,8 +28,6 @@ from charrnn.core import CELLS, cell, cell_names, register  # noqa: E402
 from charrnn.data.text import Vocab  # noqa: E402
 from charrnn.interop.keras import save_imported  # noqa: E402
 from charrnn.interop.onnx import build_onnx_model  # noqa: E402
-
-from conftest import SONNET, charrnn, error_line, listing, parts  # noqa: E402
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # the characters of the sonnet and of the README example's prime
