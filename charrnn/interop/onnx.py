@@ -163,7 +163,8 @@ def build_onnx_model(model: CharRNN, vocab: Vocab) -> Any:
                               doc_string=f"charrnn {model.cell} language model: ids (batch, time) int64 and "
                               f"{', '.join(states_in)} (layers, batch, hidden) in; logits (batch, time, vocab) and "
                               f"{', '.join(states_out)} out")
-    # ONNX Runtime reads IR versions up to its own; the one of the oldest onnx package with opset 17 suffices
+    # the IR version that came with opset 17: a newer onnx package writes a newer one by default,
+    # which older runtimes refuse although nothing here needs it
     proto.ir_version = 8
     metadata = {"format": formats.ONNX_EXPORT, "vocab": dump_json(vocab.symbols), "encoding": vocab.encoding,
                 "cell": model.cell, "vocab_size": str(V), "hidden_size": str(H), "num_layers": str(L),
