@@ -22,9 +22,10 @@ gate blocks and its attributes:
 The first layer's input is the one-hot matrix of the ids, not a Gather of W's columns: the
 operators take X and W, and a one-hot row times W is W's column exactly (every other term of the
 sum is an exact zero), so the operator runs as the standard defines it, at the cost of a (T*B, V)
-by (V, G*H) product that is small at a character vocabulary's size. The operators are used
-time-major (layout 0), the form every runtime implements (ONNX Runtime's CPU kernels refuse the
-batch-major layout 1); the interface is batch-major, with a Transpose at each end.
+by (V, G*H) product that is small at a character vocabulary's size (an id outside [0, V) is
+the caller's to avoid: OneHot gives it a row of zeros). The operators are used time-major
+(layout 0), the form every runtime implements (ONNX Runtime's CPU kernels refuse the batch-major
+layout 1); the interface is batch-major, with a Transpose at each end.
 
 The interface: inputs `ids` (int64, [batch, time]) and one state input per part of the cell's
 state, `h0` (and `c0`), float32 [L, batch, H], all required (zeros start afresh); outputs
