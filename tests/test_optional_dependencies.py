@@ -1,4 +1,4 @@
-"""The NumPy tests need nothing beyond NumPy: with PyTorch, numba and Keras made unimportable, every
+"""The NumPy tests need nothing beyond NumPy: with PyTorch, numba, Keras and onnx made unimportable, every
 test not marked as needing one of them still collects (and a sample of them runs), and in CI a
 missing test dependency fails instead of skipping."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
-OPTIONAL = ("torch", "numba", "keras")
+OPTIONAL = ("torch", "numba", "keras", "onnx")
 NOT_OPTIONAL = " and ".join(f"not {m}" for m in OPTIONAL)
 pytestmark = pytest.mark.slow  # each test runs pytest itself
 

@@ -42,7 +42,7 @@ from ..errors import CheckpointError, ConfigError, DataError, show_path
 from ..io.readers import read_json, reader
 from ..model import CharRNN
 from ..core import CELLS, KerasLayer
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names, twin
 from ..io.modelfile import model_from_arrays
 
 
@@ -82,11 +82,7 @@ def _configured_backend() -> str | None:
 
 def keras_layer(cell: str) -> KerasLayer:
     """The cell's Keras layer, or a one-line error naming a cell that has none."""
-    layer = cell_module(cell).KERAS
-    if layer is None:
-        raise ConfigError(f"the {cell} cell has no Keras layer: export --format keras takes "
-                          f"{', '.join(n for n, m in CELLS.items() if m.KERAS is not None)}")
-    return layer
+    return twin(cell, "KERAS", "Keras layer: export --format keras takes")
 
 
 def cell_of_layer(name: str) -> str | None:
