@@ -9,8 +9,8 @@ Every request first passes `Guard`, in this order:
     method   GET for / and /api/models and /api/health, POST with Content-Type application/json
              for the rest (no form or text/plain post from another site can reach them).
 No response carries a CORS header. Bodies are read up to --max-body (413 beyond, whatever
-Content-Length says), then parsed as strict JSON (400 for anything else). The work goes to the
-pool (pool.py); a full queue is 503 with Retry-After. While a request waits for its answer, its
+Content-Length says), then parsed by the project's one strict JSON reader (400 for anything
+else). The work goes to the pool (pool.py); a full queue is 503 with Retry-After. While a request waits for its answer, its
 connection is watched: a client that goes away has its job cancelled.
 
 A generation with "stream": true is answered with server-sent events as it is made: `piece`
@@ -173,12 +173,13 @@ def create_app(service: Service, pool: Pool, token: str | None = None, host: str
         return error(503, f"every worker is busy and the queue of {pool.queue_size} is full: try again in "
                      f"{RETRY_AFTER} s", {"retry-after": str(RETRY_AFTER)})
 
-    async def post(request: Request) -> Any:
-        name = request.path_params["name"]
-        if name in GET_ENDPOINTS:
-            return error(405, f"POST is not served at /api/{name}: GET it", {"allow": "GET"})
-        if name not in POST_ENDPOINTS:
-            return not_found(request)
+    def endpoint(name: str) -> Callable[[Request], Awaitable[Any]]:
+        async def handle(request: Request) -> Any:
+            return await post(name, request)
+
+        return handle
+
+    async def post(name: str, request: Request) -> Any:
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if ctype != "application/json":
             return error(415, f"POST a JSON object with Content-Type application/json, not {ctype[:60]!r}")
@@ -219,7 +220,8 @@ def create_app(service: Service, pool: Pool, token: str | None = None, host: str
         if exc.status_code == 404:
             return not_found(request)
         if exc.status_code == 405:
-            return error(405, f"{request.method} is not served at {request.url.path[:80]!r}", exc.headers)
+            allowed = (exc.headers or {}).get("Allow", "")
+            return error(405, f"{request.method} is not served at {request.url.path[:80]!r}: {allowed} it", exc.headers)
         return error(exc.status_code, str(exc.detail)[:200], exc.headers)
 
     async def internal(request: Request, exc: Exception) -> Response:
@@ -231,7 +233,8 @@ def create_app(service: Service, pool: Pool, token: str | None = None, host: str
         pool.stop()
 
     routes = [Route("/", explorer, methods=["GET"]), Route("/api/models", models, methods=["GET"]),
-              Route("/api/health", health, methods=["GET"]), Route("/api/{name}", post, methods=["POST"])]
+              Route("/api/health", health, methods=["GET"])]
+    routes += [Route(f"/api/{name}", endpoint(name), methods=["POST"]) for name in POST_ENDPOINTS]
     return Starlette(routes=routes, middleware=[Middleware(Guard, token=token, allowed_hosts=frozenset(names))],
                      exception_handlers={HTTPException: http_error, Exception: internal}, lifespan=lifespan)
 
@@ -275,7 +278,7 @@ class EventStream:
                         "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"x-accel-buffering", b"no")]})
 
         try:
-            while True:
+            while not watch.done():  # a send to a client that has gone returns at once: look each time
                 pieces = sink.take()
                 if pieces:
                     if not started:
@@ -289,8 +292,8 @@ class EventStream:
                 waiting = asyncio.ensure_future(sink.ready.wait())
                 await asyncio.wait({waiting, watch}, return_when=asyncio.FIRST_COMPLETED)
                 waiting.cancel()
-                if watch.done():
-                    return  # the client has gone: the finally cancels the job
+            if watch.done():
+                return  # the client has gone: the finally cancels the job
             try:
                 final = event("done", future.result().decode("utf-8"))
             except (RequestError, CharRNNError, Cancelled) as e:
@@ -360,31 +363,19 @@ async def read_body(request: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+class MalformedRequest(RequestError):
+    """A body that is not one strict JSON document."""
 
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"the key {k[:40]!r} is given twice")
-        out[k] = v
-    return out
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
 
 
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN or Infinity, no key given twice; 400 naming the problem."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise RequestError(400, f"the body is not UTF-8 (byte {e.start})") from None
-    try:
-        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        raise RequestError(400, "malformed JSON: nested too deeply") from None
-    except ValueError as e:
-        raise RequestError(400, f"malformed JSON: {str(e)[:120]}") from None
+    """The body as JSON, read by the one strict reader of JSON (io/readers.py: UTF-8, no NaN or
+    Infinity, no key given twice, no lone surrogate, bounded nesting); 400 naming the problem."""
+    from ..io.readers import parse_json as strict
+
+    return strict(body, "the request body", MalformedRequest)
 
 
 async def wait_disconnect(receive: Receive) -> None:

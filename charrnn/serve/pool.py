@@ -67,6 +67,7 @@ class Pool:
             raise Cancelled("the server is stopping")
         loop = asyncio.get_running_loop()
         job, future = Job(self), loop.create_future()
+        future.add_done_callback(_retrieved)
         try:
             self._queue.put_nowait((fn, job, future, loop))
         except queue.Full:
@@ -108,6 +109,13 @@ class Pool:
         deadline = timeout / max(1, len(self._threads))
         for t in self._threads:
             t.join(deadline)
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    """Mark the outcome as seen: a job whose client went away leaves nobody to look at it, and
+    asyncio would log its exception as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _settle(future: asyncio.Future, ok: bool, value: Any) -> None:
