@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SONNET, run_cli
+from conftest import SONNET, as_under_a_terminal, run_cli
 
 pytest.importorskip("starlette")  # the serve extra, part of `test`
 pytest.importorskip("uvicorn")
@@ -51,8 +51,10 @@ class Server:
         full = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
         full.update(env or {})
         self.proc = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", *map(str, args), "--port", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full,
+                                     preexec_fn=as_under_a_terminal)
         line = self.proc.stdout.readline()
+        self.banner = line.strip()
         found = re.search(r"at http://([^/]+)/", line)
         if not found:
             self.proc.kill()
