@@ -248,3 +248,14 @@ def compare(train_ids: np.ndarray, ids: np.ndarray, model_log_probs: np.ndarray,
                           f"for a text of {ids.size}")
     kn = KneserNey(train_ids, vocab_size, order)
     return Comparison(kn.order, kn.fit_chars, list(chars), model_log_probs, kn.log_probs(ids), kn.discounts)
+
+
+def compare_model(lm: Any, train_ids: np.ndarray, ids: np.ndarray, order: int = DEFAULT_ORDER) -> Comparison:
+    """`compare` for a language model with a vocabulary (charrnn.LanguageModel) on the text ids
+    (N,): the model's own scores of that text (`score`), shown as the heatmap shows it."""
+    from .heatmap import display_text
+
+    vocab = lm.vocab
+    ids = np.asarray(ids, dtype=np.intp)
+    text = vocab.decode_bytes(ids) if vocab.encoding == "bytes" else vocab.decode(ids)
+    return compare(train_ids, ids, lm.score(text).log_probs, list(display_text(vocab, ids)), vocab.size, order)

@@ -521,7 +521,7 @@ def saturation(m: ServedModel, text: str | None) -> dict[str, Any]:
 def ngram_comparison(m: ServedModel, order: int, text: str | None) -> dict[str, Any]:
     """The recurrent model against an interpolated Kneser-Ney n-gram fitted on the run's training
     split, on held-out text (the run's, or the text given)."""
-    from ..diagnostics.ngram import compare
+    from ..diagnostics.ngram import compare_model
     from ..io.rundir import run_text
 
     rt = run_text(m.checkpoint, "serve a run directory for the n-gram comparison")
@@ -529,6 +529,4 @@ def ngram_comparison(m: ServedModel, order: int, text: str | None) -> dict[str, 
         ids, where = held_out(m, NGRAM_CHARS)
     else:
         ids, where = m.lm.encode(text), "the text given"
-    score = m.lm.score(m.lm.decode(ids)) if m.lm.vocab.encoding != "bytes" else m.lm.score(m.lm.vocab.decode_bytes(ids))
-    c = compare(rt.train, ids, score.log_probs, display_chars(m, ids), m.lm.vocab.size, order)
-    return c.to_json(min_count=1) | {"text": where}
+    return compare_model(m.lm, rt.train, ids, order).to_json() | {"text": where}
