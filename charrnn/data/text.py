@@ -29,6 +29,7 @@ from typing import Any, Iterator, Literal, Sequence
 import numpy as np
 
 from ..settings import ENCODINGS
+from .corpus import SEPARATOR, Corpus
 from ..errors import CheckpointError, ConfigError, DataError, show_path
 from ..io.readers import BOM, check_path, open_regular, read_file, reader
 from ..io.writer import replace_durably
@@ -407,13 +408,22 @@ def _chunks(f: Any, chunk_bytes: int, where: str) -> Iterator[tuple[int, bytes]]
         offset += len(b)
 
 
-def _decoded_values(path: str | os.PathLike[str], encoding: str, chunk_bytes: int, digest: Any = None) -> Iterator[np.ndarray]:
-    """Stream a file as arrays of code points (utf-8) or byte values (bytes), chunk by chunk.
+def _decoded_values(path: Any, encoding: str, chunk_bytes: int, digest: Any = None) -> Iterator[np.ndarray]:
+    """Stream a file (or a corpus of files, joined by newlines: data/corpus.py) as arrays of code
+    points (utf-8) or byte values (bytes), chunk by chunk.
 
     UTF-8 is decoded incrementally, so a character split across a chunk boundary is reassembled;
     invalid UTF-8 raises DataError with the absolute byte offset of the first bad byte. `digest`
-    (a hashlib object), when given, is fed every byte read.
+    (a hashlib object), when given, is fed every byte read (and the separators of a corpus).
     """
+    if isinstance(path, Corpus):
+        for i, f in enumerate(path.files):
+            if i:
+                if digest is not None:
+                    digest.update(SEPARATOR)
+                yield np.frombuffer(SEPARATOR, dtype=np.uint8).astype("<u4" if encoding != "bytes" else np.uint8)
+            yield from _decoded_values(f, encoding, chunk_bytes, digest)
+        return
     where = show_path(path)
     with _open_for_reading(path) as f:
         if encoding == "bytes":
@@ -454,12 +464,12 @@ def _check_chunk_bytes(chunk_bytes: int) -> None:
 
 
 @reader("training text", "text")
-def collect_vocab(path: str | os.PathLike[str], encoding: str = "utf-8") -> Vocab:
+def collect_vocab(path: Any, encoding: str = "utf-8") -> Vocab:
     """The distinct symbols of a text file (one streaming pass), as a vocabulary."""
     return _collect_vocab(path, _canonical_encoding(encoding), DEFAULT_CHUNK_BYTES)
 
 
-def _collect_vocab(path: str | os.PathLike[str], encoding: str, chunk_bytes: int) -> Vocab:
+def _collect_vocab(path: Any, encoding: str, chunk_bytes: int) -> Vocab:
     # A flag per value seen; grown on demand so ASCII text never pays for the whole Unicode range.
     seen = np.zeros(256, dtype=bool)
     for values in _decoded_values(path, encoding, chunk_bytes):
@@ -510,7 +520,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def encode_file(
-    path: str | os.PathLike[str],
+    path: Any,
     out_path: str | os.PathLike[str],
     *,
     encoding: str | None = None,
@@ -518,7 +528,8 @@ def encode_file(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     unknown: Unknown = "error",
 ) -> EncodedText:
-    """Encode a text file to token ids in `out_path` (a raw little-endian array) and memory-map it.
+    """Encode a text file (or a Corpus of files, data/corpus.py) to token ids in `out_path` (a raw
+    little-endian array) and memory-map it.
 
     `encoding` defaults to "utf-8", or to the vocabulary's encoding when `vocab` is given.
     Without `vocab`, a first pass collects the symbols seen (sorted) and a second writes the ids.
@@ -527,7 +538,9 @@ def encode_file(
     `chunk_bytes` at a time and the ids are written to a temporary file, fsynced and renamed, so a
     crash never leaves a truncated `out_path`. The result's ``ids`` has shape (N,).
     """
-    src, dst = Path(check_path(path, DataError, "text file")), Path(out_path)  # "" is not "."
+    # "" is not "."
+    src = path if isinstance(path, Corpus) else Path(check_path(path, DataError, "text file"))
+    dst = Path(out_path)
     _check_chunk_bytes(chunk_bytes)
     _check_unknown_mode(unknown)
     if vocab is None:
@@ -539,8 +552,8 @@ def encode_file(
         if encoding is not None and _canonical_encoding(encoding) != vocab.encoding:
             raise ConfigError(f"encoding {encoding!r} does not match the model's vocabulary ({vocab.encoding!r})")
         encoding = vocab.encoding
-    where = show_path(src)
-    if _same_file(src, dst):
+    where = src.describe() if isinstance(src, Corpus) else show_path(src)
+    if any(_same_file(f, dst) for f in (src.files if isinstance(src, Corpus) else (src,))):
         raise DataError(f"the encoded output {show_path(dst)} would overwrite the text file itself")
 
     fixed_vocab = vocab

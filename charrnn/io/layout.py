@@ -7,6 +7,7 @@ A run directory (of any objective: language model, classifier, tagger) holds:
     metrics.jsonl         one JSON object per report
     samples.txt           text sampled during training (language model)
     tokens.bin            the text's token ids, memory-mapped while training (language model)
+    text.txt              the text itself, when it was given as strings (charrnn.fit(texts=...))
     step-000500.safetensors  numbered checkpoints (--keep-every), the newest --keep-last of them
     environment.json      one entry per invocation: the versions and the machine that trained
     .lock                 while a process writes to the run (lock.py)
@@ -34,8 +35,9 @@ METRICS = "metrics.jsonl"
 SAMPLES = "samples.txt"
 TOKENS = "tokens.bin"
 ENVIRONMENT = "environment.json"
+TEXT = "text.txt"  # the run's text, when it was given as strings (charrnn.fit(texts=...))
 # What a run writes while it trains; replacing a run (--force) removes all of them first.
-RUN_FILES = (LATEST, BEST, CONFIG, METRICS, SAMPLES, TOKENS, ENVIRONMENT)
+RUN_FILES = (LATEST, BEST, CONFIG, METRICS, SAMPLES, TOKENS, ENVIRONMENT, TEXT)
 SNAPSHOT = re.compile(r"step-(\d{6,})\.safetensors")  # numbered checkpoints (--keep-every)
 # The commands' own outputs inside a run: the next run of the same command replaces its own without
 # --force (io.writer), and a replaced run loses them with the rest, since they describe its model.

@@ -71,6 +71,8 @@ class TrainState:
     # checkpoints made before they were recorded)
     text_sha256: str | None = None
     tokens_sha256: str | None = None
+    # the files of a text made of several ([{"path", "size"}]; None: one file, or a built-in corpus)
+    files: list[dict[str, Any]] | None = None
     # ---- the classifier's and tagger's
     examples_seen: int = 0  # texts trained on
     val_accuracy: float | None = None  # the latest validation accuracy (teacher-forced for a tagger with R)
@@ -134,6 +136,7 @@ _SPEC: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "chars_seen": ("count", True, (LM,)), "sample_rng": ("rng", False, (LM,)),
     "batch_size": ("count", True, (LM,)), "seq_len": ("count", True, (LM,)), "n_tokens": ("count", True, (LM,)),
     "text_sha256": ("sha", False, (LM,)), "tokens_sha256": ("sha", False, (LM,)),
+    "files": ("files", False, (LM,)),
     "examples_seen": ("count", False, (TASK,)), "val_accuracy": ("fraction", False, (TASK,)),
     "digests": ("digests", False, (TASK,)), "max_length": ("count", False, (TASK,)),
 }
@@ -161,6 +164,11 @@ def _check(name: str, kind: str, value: Any, source: str | Path) -> Any:
             raise bad
     elif kind == "sha":
         if value is not None and not (isinstance(value, str) and _HEX64.fullmatch(value)):
+            raise bad
+    elif kind == "files":
+        if value is not None and not (isinstance(value, list) and 1 <= len(value) <= 1 << 20 and all(
+                isinstance(f, dict) and isinstance(f.get("path"), str) and type(f.get("size")) is int
+                and 0 <= f["size"] < _LIMIT for f in value)):
             raise bad
     elif kind == "digests":
         if value is not None and not (isinstance(value, dict) and len(value) <= 8 and all(

@@ -49,7 +49,28 @@ def run_layers(layers: nn.ModuleList, out: torch.Tensor, state: tuple[torch.Tens
     return out, tuple(torch.cat([f[i] for f in finals]) for i in range(len(state)))
 
 
-class TorchLM(nn.Module):
+class NumpyTwin(nn.Module):
+    """A torch module whose parameters are a NumPy model's under charrnn's names
+    (`named_charrnn_parameters`), copied in and out whole: shapes are PyTorch's, so a copy, never
+    a transpose."""
+
+    def named_charrnn_parameters(self) -> dict[str, nn.Parameter]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def load_numpy(self, params: dict[str, np.ndarray]) -> None:
+        """Copy the NumPy model's parameters in."""
+        for name, p in self.named_charrnn_parameters().items():
+            p.copy_(torch.from_numpy(np.ascontiguousarray(params[name])))
+
+    @torch.no_grad()
+    def store_numpy(self, params: dict[str, np.ndarray]) -> None:
+        """Copy the parameters into the NumPy model's arrays, in place (a GPU's are brought over)."""
+        for name, p in self.named_charrnn_parameters().items():
+            params[name][...] = p.detach().cpu().numpy()
+
+
+class TorchLM(NumpyTwin):
     def __init__(self, cell: str, vocab_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         V, H = vocab_size, hidden_size
@@ -65,18 +86,6 @@ class TorchLM(nn.Module):
             out.update(zip(layer_names(k), layer.parameters()))
         out.update(zip((HEAD_WEIGHT, HEAD_BIAS), self.head.parameters()))
         return out
-
-    @torch.no_grad()
-    def load_numpy(self, params: dict[str, np.ndarray]) -> None:
-        """Copy the NumPy model's parameters in (shapes are PyTorch's: a copy, never a transpose)."""
-        for name, p in self.named_charrnn_parameters().items():
-            p.copy_(torch.from_numpy(np.ascontiguousarray(params[name])))
-
-    @torch.no_grad()
-    def store_numpy(self, params: dict[str, np.ndarray]) -> None:
-        """Copy the parameters into the NumPy model's arrays, in place (a GPU's are brought over)."""
-        for name, p in self.named_charrnn_parameters().items():
-            params[name][...] = p.detach().cpu().numpy()
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...],
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:

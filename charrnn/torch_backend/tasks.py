@@ -28,10 +28,10 @@ from ..model.params import FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, layer_names
 from ..model.task import pad_batch
 from . import torch_dtype
 from .engine import TorchEngine
-from .module import recurrent_layers, run_layers
+from .module import NumpyTwin, recurrent_layers, run_layers
 
 
-class TorchTask(nn.Module):
+class TorchTask(NumpyTwin):
     def __init__(self, model: Any) -> None:
         super().__init__()
         V, K, H = model.vocab_size, model.num_outputs, model.hidden_size
@@ -59,16 +59,6 @@ class TorchTask(nn.Module):
         if self.feedback:
             out[FEEDBACK_WEIGHT] = self.feedback_weight
         return out
-
-    @torch.no_grad()
-    def load_numpy(self, params: dict[str, np.ndarray]) -> None:
-        for name, p in self.named_charrnn_parameters().items():
-            p.copy_(torch.from_numpy(np.ascontiguousarray(params[name])))
-
-    @torch.no_grad()
-    def store_numpy(self, params: dict[str, np.ndarray]) -> None:
-        for name, p in self.named_charrnn_parameters().items():
-            params[name][...] = p.detach().cpu().numpy()
 
     def top(self, x: torch.Tensor, prev: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
         """The last layer's states (T, B, H) over ids x (T, B) from zero states; with feedback,

@@ -20,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import numpy as np
 
@@ -28,7 +28,9 @@ from ..data.text import (MIN_SPLIT_TOKENS, Batcher, EncodedText, Vocab, collect_
                          ids_digest, load_encoded, name_symbols, split_train_val)
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import checkpoint as ckpt
-from ..io.layout import (BEST, CONFIG, LATEST, METRICS, TOKENS, Claim, check_new_run_dir, clear_run, discard,
+from ..data.corpus import Corpus, expand
+from ..errors import show_path
+from ..io.layout import (BEST, CONFIG, LATEST, METRICS, TEXT, TOKENS, Claim, check_new_run_dir, clear_run, discard,
                          metrics_upto, remove_temporaries, trim_metrics, write_json)
 from ..io.lock import RunLock
 from ..io.writer import atomic_copy, atomic_write_bytes, replace_durably
@@ -241,14 +243,19 @@ class LanguageModelRun:
 # a fresh run
 
 
-def fresh_run(given: Mapping[str, Any], run_dir: Path, force: bool, say: Say) -> LanguageModelRun:
+def fresh_run(given: Mapping[str, Any], run_dir: Path, force: bool, say: Say,
+              texts: Sequence[str] | None = None) -> LanguageModelRun:
     """Set a new run up in `run_dir` (replacing one there only with `force`) from the settings
-    given by name, and write its first checkpoint and config.json."""
+    given by name, and write its first checkpoint and config.json. `texts`: strings to train on
+    instead of a file, joined with a newline between two; they are kept in the run directory
+    (text.txt), from which a resume reads them when it needs the text again."""
+    if texts is not None:
+        given = dict(given, text=str(Path(run_dir).absolute() / TEXT))  # written once the directory is claimed
     cfg = requested_train(given)
     requested_threads()  # CHARRNN_THREADS: refused now, not at the first step after an old run is gone
     d = run_dir
     replacing = check_new_run_dir(d, force, f"use --resume {d} to continue it, or --force to replace it")
-    text_path = _text_path(cfg)
+    corpus = None if texts is not None else _text_source(cfg)
     source = _fine_tuning_source(cfg.init_from) if cfg.init_from is not None else None
     if source is not None:
         cfg = adopt_source(cfg, given, _source_facts(source))
@@ -260,10 +267,16 @@ def fresh_run(given: Mapping[str, Any], run_dir: Path, force: bool, say: Say) ->
     claim.written.append(staged)
     try:
         remove_temporaries(d)  # garbage of a killed process, never part of a run
+        if texts is not None:  # the strings kept as the run's text file
+            claim.written.append(d / TEXT)
+            atomic_write_bytes(d / TEXT, "\n".join(texts).encode("utf-8", errors="surrogatepass"))
+            corpus = _text_source(cfg)
+        for note in corpus.notes() if isinstance(corpus, Corpus) else ():
+            say(f"charrnn: {note}")
         if source is None:
-            encoded = encode_file(text_path, staged, encoding=cfg.encoding)
+            encoded = encode_file(corpus, staged, encoding=cfg.encoding)
         else:
-            encoded = _encode_for_fine_tuning(text_path, staged, source.vocab, cfg.extend_vocab)
+            encoded = _encode_for_fine_tuning(corpus, staged, source.vocab, cfg.extend_vocab)
         cfg, batcher, val_ids, n_train = _plan(cfg, given, encoded, say)
         model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init,
                         cell=cfg.cell, dropout=cfg.dropout)
@@ -274,7 +287,8 @@ def fresh_run(given: Mapping[str, Any], run_dir: Path, force: bool, say: Say) ->
         s = LanguageModelRun(d, cfg, encoded, batcher, val_ids, n_train, len(encoded) - n_train, model, optimizer,
                              sample_rng=np.random.default_rng([cfg.seed, 1]), hidden=model.initial_state(B),
                              state=TrainState(batch_size=B, seq_len=T, n_tokens=len(encoded),
-                                              text_sha256=encoded.text_sha256, tokens_sha256=encoded.ids_sha256),
+                                              text_sha256=encoded.text_sha256, tokens_sha256=encoded.ids_sha256,
+                                              files=_listing(corpus)),
                              lock=claim.lock)
         if replacing:
             clear_run(d)
@@ -303,7 +317,7 @@ def _plan(cfg: TrainConfig, given: Mapping[str, Any], encoded: EncodedText, say:
     n = len(encoded)
     if encoded.vocab.size < 2:
         raise DataError(
-            f"{cfg.text or cfg.dataset} holds only one distinct symbol ({encoded.vocab.symbols[0]!r}, "
+            f"{_name(cfg)} holds only one distinct symbol ({encoded.vocab.symbols[0]!r}, "
             f"{n:,} time(s)): there is nothing to predict; training needs at least 2 distinct symbols"
         )
     if cfg.val_frac and int(n * cfg.val_frac) < MIN_SPLIT_TOKENS:
@@ -347,28 +361,64 @@ def _fine_tuning_source(init_from: str) -> ckpt.Checkpoint:
     return source
 
 
-def _encode_for_fine_tuning(text: Path, staged: Path, vocab: Vocab, extend: bool) -> EncodedText:
+def _encode_for_fine_tuning(text: Path | Corpus, staged: Path, vocab: Vocab, extend: bool) -> EncodedText:
     """Encode a fine-tuning text with the source model's vocabulary, or with `extend` with that
     vocabulary joined by the text's own new symbols (refused by name without it)."""
     seen = collect_vocab(text, vocab.encoding)
     new = seen.missing_from(vocab)
     if new.size and not extend:
         kind = "bytes" if vocab.encoding == "bytes" else "characters"
-        raise DataError(f"{text}: {new.size} {kind} not in the model's vocabulary: "
+        raise DataError(f"{_name(text)}: {new.size} {kind} not in the model's vocabulary: "
                         f"{name_symbols(new, vocab.encoding)}; --extend-vocab adds them to the model")
     return encode_file(text, staged, vocab=vocab.union(seen) if new.size else vocab)
 
 
-def _text_path(cfg: TrainConfig) -> Path:
+def _text_source(cfg: TrainConfig) -> Path | Corpus:
+    """What the run's text is read from: a built-in corpus's file, or the files of --text (a file,
+    a folder read recursively, or a list of them: data/corpus.py)."""
     if cfg.dataset is not None:
         if cfg.dataset not in DATASETS:
             raise ConfigError(f"unknown --dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
         from ..data.shakespeare import shakespeare_path
 
         return shakespeare_path()
-    from ..io.readers import check_path
+    return expand(cfg.text, cfg.encoding)  # an empty path is no text, never "."
 
-    return Path(check_path(cfg.text, DataError, "text file"))  # an empty path is no text, never "."
+
+def _name(source: Any) -> str:
+    """A text source as messages name it: a file's path, a corpus's first file and count, a
+    configuration's text or built-in corpus."""
+    if isinstance(source, Corpus):
+        return source.describe()
+    if isinstance(source, TrainConfig):
+        return source.dataset or (source.text if isinstance(source.text, str) else f"{len(source.text)} texts")
+    return show_path(source)
+
+
+def _listing(source: Path | Corpus) -> list[dict[str, Any]] | None:
+    """The files of the run's text and their sizes, as the state records them (None for one
+    file: its content hash says all, as in runs made before several files could be given)."""
+    return source.listing() if isinstance(source, Corpus) and len(source.files) > 1 else None
+
+
+def _check_listing(source: Path | Corpus, saved: TrainState) -> None:
+    """The files of a resumed run's text against those it recorded: a file added, removed or
+    changed in size is named (the content hashes are checked when the text is encoded again)."""
+    if saved.files is None:
+        return
+    now = _listing(source) or []
+    before = {f["path"]: f["size"] for f in saved.files}
+    after = {f["path"]: f["size"] for f in now}
+    for path in sorted(set(before) | set(after)):
+        if path not in after:
+            raise DataError(f"{show_path(path)} was part of this run's text and is gone: resuming on different text "
+                            "would not continue the same run")
+        if path not in before:
+            raise DataError(f"{show_path(path)} was not part of this run's text: resuming on different text would "
+                            "not continue the same run (give the run's files with --text to continue it)")
+        if before[path] != after[path]:
+            raise DataError(f"{show_path(path)} has changed ({after[path]:,} bytes, the run read {before[path]:,}): "
+                            "resuming on different text would not continue the same run")
 
 
 def estimate_memory(V: int, H: int, L: int, B: int, T: int, itemsize: int, cell: str = "rnn") -> int:
@@ -450,7 +500,7 @@ def _fork_run(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any], d: 
     try:
         remove_temporaries(d)
         if "text" in changes or not (source / TOKENS).is_file():
-            encoded = _encode_same_text(_text_path(cfg), staged, c.vocab, saved, source / TOKENS)
+            encoded = _encode_same_text(_text_source(cfg), staged, c.vocab, saved, source / TOKENS)
         else:
             shutil.copyfile(source / TOKENS, staged)
             encoded = load_encoded(staged, c.vocab, check=False)
@@ -486,10 +536,12 @@ def _resume_locked(c: ckpt.Checkpoint, cfg: TrainConfig, changes: dict[str, Any]
     """The resume itself; without a lock (a reader) nothing in run_dir is changed."""
     tokens = run_dir / TOKENS
     saved = TrainState.from_json(c.state, c.path, LM)
+    if "text" not in changes and c.config.dataset is None:
+        _check_listing(_text_source(cfg), saved)
     if lock is not None:
         remove_temporaries(run_dir)  # left by a process killed in the middle of a write
     if "text" in changes or not tokens.is_file():
-        encoded = _reencode(_text_path(cfg), tokens, c.vocab, saved)
+        encoded = _reencode(_text_source(cfg), tokens, c.vocab, saved)
     else:
         encoded = load_encoded(tokens, c.vocab, check=False)
         _check_tokens(encoded, saved)
@@ -505,7 +557,8 @@ def _config_record(cfg: TrainConfig, s: LanguageModelRun) -> dict[str, Any]:
     """config.json: the resolved configuration with the batch and window the text left. It can
     be given back to `charrnn train --config`: its paths are made absolute there, as a config
     file's relative paths would be taken from the run directory."""
-    paths = {k: os.path.abspath(v) for k in PATH_SETTINGS if isinstance(v := getattr(cfg, k), str)}
+    paths = {k: [os.path.abspath(p) for p in v] if isinstance(v, list) else os.path.abspath(v)
+             for k in PATH_SETTINGS if isinstance(v := getattr(cfg, k), (str, list))}
     return cfg.to_dict() | {"batch_size": s.batch_size, "seq_len": s.seq_len} | paths
 
 
@@ -577,7 +630,7 @@ def _check_tokens(encoded: EncodedText, saved: TrainState) -> None:
     saved.tokens_sha256 = digest
 
 
-def _reencode(text: Path, tokens: Path, vocab: Vocab | None, saved: TrainState) -> EncodedText:
+def _reencode(text: Path | Corpus, tokens: Path, vocab: Vocab | None, saved: TrainState) -> EncodedText:
     """Encode the run's text again (it moved, or tokens.bin was deleted) without touching the
     run's tokens.bin until the new ids are known to be the very same text."""
     staged = tokens.with_name(f".{tokens.name}.new")
@@ -591,7 +644,7 @@ def _reencode(text: Path, tokens: Path, vocab: Vocab | None, saved: TrainState) 
     return encoded
 
 
-def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: TrainState, tokens: Path) -> EncodedText:
+def _encode_same_text(text: Path | Corpus, staged: Path, vocab: Vocab | None, saved: TrainState, tokens: Path) -> EncodedText:
     """Encode `text` into `staged` and check that it is the run's text: by the content hashes the
     checkpoint recorded, or (older checkpoints) by the ids of the run's `tokens`, or their number.
     The hashes are recorded in `saved`; on any failure `staged` is removed."""
@@ -603,18 +656,18 @@ def _encode_same_text(text: Path, staged: Path, vocab: Vocab | None, saved: Trai
             if (saved.text_sha256 not in (None, encoded.text_sha256)
                     or saved.tokens_sha256 not in (None, encoded.ids_sha256)):
                 raise DataError(
-                    f"{text} is not the text this run was trained on (its content hash differs): resuming on "
+                    f"{_name(text)} is not the text this run was trained on (its content hash differs): resuming on "
                     "different text would not continue the same run"
                 )
         elif tokens.is_file():
             if not _same_ids(encoded.ids, load_encoded(tokens, vocab, check=False).ids):
                 raise DataError(
-                    f"{text} is not the text this run was trained on: resuming on different text "
+                    f"{_name(text)} is not the text this run was trained on: resuming on different text "
                     "would not continue the same run"
                 )
         elif len(encoded) != n_tokens:
             raise DataError(
-                f"{text} has {len(encoded):,} characters, the run was trained on {n_tokens:,}: "
+                f"{_name(text)} has {len(encoded):,} characters, the run was trained on {n_tokens:,}: "
                 "resuming on different text would not continue the same run"
             )
     except BaseException:

@@ -125,8 +125,10 @@ class Trainer:
         json_log: bool = False,
         progress: bool = True,
         stream: TextIO | None = None,
+        texts: Any = None,
     ) -> None:
-        """`out` with `resume`: continue the run in another directory (its own is only read)."""
+        """`out` with `resume`: continue the run in another directory (its own is only read).
+        `texts`: strings to train a new language model on instead of a file (charrnn.fit's)."""
         self.quiet = quiet
         self.json_log = json_log
         self.progress = progress and not quiet and not json_log
@@ -147,7 +149,7 @@ class Trainer:
                 if not resume or "backend" in given:  # a missing torch or GPU, before anything is written
                     check_backend(given.get("backend", "numpy"), given.get("device", "cpu"))
                 self.objective = (resume_lm(given, Path(run_dir), self.say, out, force) if resume
-                                  else fresh_lm(given, Path(run_dir), force, self.say))
+                                  else fresh_lm(given, Path(run_dir), force, self.say, texts))
             else:  # launched by torchrun: rank 0 sets the run up, the others then read it
                 self.objective = world.set_up(given, Path(run_dir), resume, force, self.say, out)
         else:

@@ -18,19 +18,23 @@ def train_request(
     config_file: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     source: str | None = None,
+    texts: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """(the settings given, run directory) of a new run. `given`: settings by name overriding the
     file's, checked by name and type (errors say `source`, or the flag when None). A setting in
-    the file or in `given` is asked for even where it equals the default."""
+    the file or in `given` is asked for even where it equals the default. `texts`: the run's text
+    comes as strings (charrnn.fit(texts=...)), not from a file."""
     settings: dict[str, Any] = {}
     if config_file is not None:
         settings |= check_given(read_config_file(config_file), LM, str(config_file))
     settings |= check_given(given, LM, source)
-    if settings.get("text") is None and settings.get("dataset") is None:
+    text = settings.get("text")
+    if text is None and settings.get("dataset") is None and not texts:
         raise ConfigError(f"give a text file to train on, or --dataset {' | '.join(DATASETS)}")
-    if settings.get("text") is not None and settings.get("dataset") is not None:
-        raise ConfigError("give either a text file or --dataset, not both")
-    name = settings.get("dataset") or Path(settings.get("text") or "").stem or "run"
+    if (text is not None) + (settings.get("dataset") is not None) + texts > 1:
+        raise ConfigError("give one text: a text file, --dataset or texts, not several")
+    first = text[0] if isinstance(text, list) else text
+    name = settings.get("dataset") or ("texts" if texts else Path(first or "").stem or "run")
     return settings, run_dir_path(out) if out is not None else fresh_run_dir(name)
 
 

@@ -39,6 +39,7 @@ def runs(tmp_path_factory):
     (base / "text.txt").write_text(SONNET * 4)
     proc = charrnn("train", base / "text.txt", "--out", base / "this", "--quiet", *TINY)
     assert proc.returncode == 0, proc.stderr
+    (base / "this" / "text.txt").write_text("abcab\n")  # what a run trained on strings keeps (fit(texts=...))
     shutil.copytree(base / "this", base / "other")
     assert {p.name for p in (base / "this").iterdir()} >= set(RUN_FILES)
     return base

@@ -101,6 +101,7 @@ def run(tmp_path_factory):
     proc = charrnn("train", base / "t.txt", "--out", base / "run", "--hidden-size", "8", "--seq-len", "16",
                    "--batch-size", "4", "--steps", "4", "--eval-every", "2", "--sample-every", "2", "--quiet")
     assert proc.returncode == 0, proc.stderr
+    (base / "run" / "text.txt").write_text("abcab\n")  # what a run trained on strings keeps (fit(texts=...))
     assert {p.name for p in (base / "run").iterdir()} >= set(RUN_FILES)
     return base / "run"
 
