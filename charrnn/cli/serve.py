@@ -36,7 +36,8 @@ def _serve(p: argparse.ArgumentParser):
                    f"at least {MIN_TOKEN} characters")
     p.add_argument("--allow-host", metavar="NAME", action="append", default=[],
                    help="a host name the Host header may carry besides localhost and IP addresses (repeatable)")
-    p.add_argument("--max-body", type=positive_int, default=d.max_body, help=f"bytes of a request (default {d.max_body})")
+    p.add_argument("--max-body", type=positive_int, default=d.max_body,
+                   help=f"bytes of a request (default {d.max_body})")
     p.add_argument("--max-text", type=positive_int, default=d.max_text,
                    help=f"characters of a text to score, inspect or compare (default {d.max_text})")
     p.add_argument("--max-length", type=positive_int, default=d.max_length,

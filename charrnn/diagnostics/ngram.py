@@ -79,8 +79,9 @@ def _lookup(sorted_keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, n
     """(found mask, index) of every query in sorted_keys."""
     at = np.searchsorted(sorted_keys, queries)
     at_c = np.minimum(at, max(sorted_keys.size - 1, 0))
-    found = (at < sorted_keys.size) & (sorted_keys[at_c] == queries) if sorted_keys.size else np.zeros(queries.shape, bool)
-    return found, at_c
+    if not sorted_keys.size:
+        return np.zeros(queries.shape, bool), at_c
+    return (at < sorted_keys.size) & (sorted_keys[at_c] == queries), at_c
 
 
 class KneserNey:
@@ -96,7 +97,8 @@ class KneserNey:
                               f"for a vocabulary of {V} symbols, got {order!r}")
         ids = np.asarray(ids).reshape(-1).astype(np.int64)[:MAX_FIT_CHARS]
         if ids.size < order:
-            raise ConfigError(f"an n-gram model of order {order} needs at least {order} characters to fit, got {ids.size}")
+            raise ConfigError(f"an n-gram model of order {order} needs at least {order} characters to fit, "
+                              f"got {ids.size}")
         if ids.size and (ids.min() < 0 or ids.max() >= V):
             raise ConfigError(f"token ids must be in [0, {V - 1}]")
         self.order, self.vocab_size, self.fit_chars = int(order), V, int(ids.size)
@@ -150,7 +152,9 @@ class KneserNey:
         how many of them exist."""
         n1 = self.order - 1
         padded = np.r_[np.zeros(n1, dtype=np.int64), ids.astype(np.int64)]
-        hist = np.lib.stride_tricks.sliding_window_view(padded, n1 + 1)[:, :n1] if n1 else np.zeros((ids.size, 0), np.int64)
+        if not n1:
+            return np.zeros((ids.size, 0), np.int64), np.zeros(ids.size, np.int64)
+        hist = np.lib.stride_tricks.sliding_window_view(padded, n1 + 1)[:, :n1]
         return hist, np.minimum(np.arange(ids.size), n1)
 
     def log_probs(self, ids: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ Every request first passes `Guard`, in this order:
              for the rest (no form or text/plain post from another site can reach them).
 No response carries a CORS header. Bodies are read up to --max-body (413 beyond, whatever
 Content-Length says), then parsed by the project's one strict JSON reader (400 for anything
-else). The work goes to the pool (pool.py); a full queue is 503 with Retry-After. While a request waits for its answer, its
-connection is watched: a client that goes away has its job cancelled.
+else). The work goes to the pool (pool.py); a full queue is 503 with Retry-After. While a request
+waits for its answer, its connection is watched: a client that goes away has its job cancelled.
 
 A generation with "stream": true is answered with server-sent events as it is made: `piece`
 events (a JSON string each, the text in order, the prime first), then one `done` event (the
@@ -275,7 +275,8 @@ class EventStream:
 
         async def start() -> None:
             await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"x-accel-buffering", b"no")]})
+                        "headers": [(b"content-type", b"text/event-stream; charset=utf-8"),
+                                    (b"x-accel-buffering", b"no")]})
 
         try:
             while not watch.done():  # a send to a client that has gone returns at once: look each time

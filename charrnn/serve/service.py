@@ -113,7 +113,8 @@ def load_models(paths: list[str]) -> list[ServedModel]:
     for name, p in zip(model_names(paths), paths):
         c = load_checkpoint(p)
         if c.vocab is None:
-            raise ConfigError(f"{c.path}: this model file has no vocabulary; serve a run directory or a training checkpoint")
+            raise ConfigError(f"{c.path}: this model file has no vocabulary; serve a run directory or a training "
+                              "checkpoint")
         out.append(ServedModel(name, p, c))
     return out
 

@@ -72,4 +72,5 @@ def test_a_tanh_rnn_or_a_run_without_held_out_text_says_why(tmp_path):
     assert r.returncode == 0, r.stderr
     page = html.build_report(tmp_path / "run")
     assert "Nothing to show: a rnn has no sigmoid gates" in section(page, "Gate saturation")
-    assert "Nothing to show: the run holds out no validation text" in section(page, "The recurrent model against an n-gram")
+    assert "Nothing to show: the run holds out no validation text" in section(page,
+                                                                              "The recurrent model against an n-gram")

@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-
-def chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("headless Chromium is required in CI (the README's test command installs Debian's chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return exe
+from conftest import chromium
 
 
 class Browser:
@@ -88,7 +77,10 @@ class Browser:
 
     def mouse(self, kind: str, x: float, y: float, buttons: int = 0) -> None:
         """A real mouse event: kind mouseMoved, mousePressed or mouseReleased, at page pixels."""
-        extra = {"button": "left", "clickCount": 1} if kind != "mouseMoved" else {"button": "left" if buttons else "none"}
+        if kind == "mouseMoved":
+            extra = {"button": "left" if buttons else "none"}
+        else:
+            extra = {"button": "left", "clickCount": 1}
         self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, buttons=buttons, **extra)
 
     def centre(self, selector: str) -> tuple[float, float]:

@@ -37,8 +37,8 @@ def trained_runs(tmp_path_factory) -> dict[str, Path]:
     text = base / "sonnet.txt"
     text.write_text(TEXT, encoding="utf-8")
     for cell, run in runs.items():
-        r = run_cli("train", text, "--out", run, "--cell", cell, "--hidden-size", 24, "--seq-len", 32, "--batch-size", 8,
-                    "--steps", 120, "--eval-every", 40, "--quiet", "--seed", 1, "--force")
+        r = run_cli("train", text, "--out", run, "--cell", cell, "--hidden-size", 24, "--seq-len", 32,
+                    "--batch-size", 8, "--steps", 120, "--eval-every", 40, "--quiet", "--seed", 1, "--force")
         assert r.returncode == 0, r.stderr
     done.write_text("")
     return runs

@@ -59,7 +59,8 @@ def test_a_port_in_use_is_one_line(runs):
 def test_without_the_extra_it_names_it(runs, tmp_path):
     fake = tmp_path / "fake"
     (fake / "starlette").mkdir(parents=True)
-    (fake / "starlette" / "__init__.py").write_text("raise ImportError('No module named starlette', name='starlette')\n")
+    (fake / "starlette" / "__init__.py").write_text(
+        "raise ImportError('No module named starlette', name='starlette')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(fake), str(README.parent), os.environ.get("PYTHONPATH", "")])}
     line = refused(runs["lstm"], env=env)
     assert "pip install 'charrnn[serve]'" in line and "starlette" in line

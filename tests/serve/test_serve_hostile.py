@@ -138,7 +138,8 @@ def test_wrong_types_unknown_and_missing_fields_are_named(client, endpoint):
         if required:
             body = {k: v for k, v in VALID[endpoint].items() if k != field}
             refused(client.post(f"/api/{endpoint}", json=body), 422, f"the field {field!r} is required")
-    refused(client.post(f"/api/{endpoint}", json={**VALID[endpoint], "temprature": 1}), 422, "unknown field 'temprature'")
+    refused(client.post(f"/api/{endpoint}", json={**VALID[endpoint], "temprature": 1}), 422,
+            "unknown field 'temprature'")
     still_serving(client)
 
 
@@ -180,7 +181,8 @@ def test_lengths_and_counts_above_the_limits_are_refused(client):
     refused(client.post("/api/inspect", json={"text": "e" * 500}), 413, "--max-values", "ask for one state")
     refused(client.post("/api/inspect", json={"text": "ab", "top_k": 0}), 422, "top_k")
     refused(client.post("/api/inspect", json={"text": "ab", "layer": 1}), 422, "layer must be in [0, 0]")
-    refused(client.post("/api/inspect", json={"text": "ab", "state": "q"}), 422, "state must be one of h, c, i, f, g, o")
+    refused(client.post("/api/inspect", json={"text": "ab", "state": "q"}), 422,
+            "state must be one of h, c, i, f, g, o")
     refused(client.post("/api/inspect", json={"text": "a"}), 422, "nothing to score")
     refused(client.post("/api/match", json={"text": "Shall", "start": 3, "end": 9}), 422, "0 <= start < end <= 5")
     refused(client.post("/api/ngram", json={"order": 11}), 422, "order must be between 1 and")
