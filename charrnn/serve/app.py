@@ -75,6 +75,11 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> A
     return json_response(status, encode({"error": message}), headers)
 
 
+def busy(pool: Pool) -> Any:
+    return error(503, f"every worker is busy and the queue of {pool.queue_size} is full: try again in "
+                 f"{RETRY_AFTER} s", {"retry-after": str(RETRY_AFTER)})
+
+
 def host_of(value: str) -> str:
     """The host of a Host header or an origin's netloc, without its port, lower case."""
     value = value.strip().lower()
@@ -169,10 +174,6 @@ def create_app(service: Service, pool: Pool, token: str | None = None, host: str
         return json_response(200, encode({"running": pool.running, "queued": pool.queued, "workers": pool.workers,
                                           "queue": pool.queue_size, "models": list(service.models)}))
 
-    def busy() -> Response:
-        return error(503, f"every worker is busy and the queue of {pool.queue_size} is full: try again in "
-                     f"{RETRY_AFTER} s", {"retry-after": str(RETRY_AFTER)})
-
     def endpoint(name: str) -> Callable[[Request], Awaitable[Any]]:
         async def handle(request: Request) -> Any:
             return await post(name, request)
@@ -194,7 +195,7 @@ def create_app(service: Service, pool: Pool, token: str | None = None, host: str
         except CharRNNError as e:
             return error(422, str(e))
         except Busy:
-            return busy()
+            return busy(pool)
         except Cancelled as e:
             return error(503, str(e))
         except ClientDisconnect:
@@ -265,8 +266,7 @@ class EventStream:
         try:
             job, future = self.pool.submit(work)
         except Busy:
-            return await error(503, f"every worker is busy and the queue of {self.pool.queue_size} is full: try "
-                               f"again in {RETRY_AFTER} s", {"retry-after": str(RETRY_AFTER)})(scope, receive, send)
+            return await busy(self.pool)(scope, receive, send)
         except Cancelled as e:
             return await error(503, str(e))(scope, receive, send)
         future.add_done_callback(lambda f: sink.wake())

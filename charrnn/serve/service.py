@@ -307,7 +307,8 @@ class Service:
             ids = m.lm.encode(text)
             score = m.lm.score(text)
             job.check()
-            acts = {name: rounded(activations(m, text, ids, layer, name)) for name in states}
+            gates: dict[int, np.ndarray] = {}
+            acts = {name: rounded(activations(m, text, ids, layer, name, gates)) for name in states}
             return encode({"layer": layer, "chars": display_chars(m, ids), "top": top_guesses(m, ids, top_k),
                            "log_probs": score.log_probs.tolist(), "states": acts})
 
@@ -428,9 +429,11 @@ def heatmap_state(model: Any) -> str:
     return getattr(model.cell_module, "HEATMAP_STATE", model.state_parts[-1])
 
 
-def activations(m: ServedModel, text: str, ids: np.ndarray, layer: int, name: str) -> np.ndarray:
+def activations(m: ServedModel, text: str, ids: np.ndarray, layer: int, name: str,
+                gates: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """(N, H) float64: layer `layer`'s state part or gate `name` after reading each character.
-    h is LanguageModel.hidden_states'; another part the heatmap's; a gate the cell's own value."""
+    h is LanguageModel.hidden_states'; another part the heatmap's; a gate the cell's own value
+    (all of a layer's gates come from one pass: `gates` keeps them between calls)."""
     from ..diagnostics import heatmap, saturation
 
     model = m.lm.model
@@ -438,8 +441,10 @@ def activations(m: ServedModel, text: str, ids: np.ndarray, layer: int, name: st
         return m.lm.hidden_states(text)[layer].astype(np.float64)
     if name in model.state_parts:
         return heatmap.activations(model, ids, layer, name)
-    gates = saturation.cell_gates(model)[0]
-    return saturation.gate_values(model, ids, layer)[:, gates.index(name)]
+    gates = {} if gates is None else gates
+    if layer not in gates:
+        gates[layer] = saturation.gate_values(model, ids, layer)
+    return gates[layer][:, saturation.cell_gates(model)[0].index(name)]
 
 
 def display_chars(m: ServedModel, ids: np.ndarray) -> list[str]:
