@@ -9,7 +9,9 @@
 
 Everything here goes through the same functions as the command line (checkpoint, sample, evaluate,
 train), so the two agree by construction; the tests hold them to it. Every problem with the
-caller's input raises a `CharRNNError` subclass (charrnn.errors) with a one-line message.
+caller's input raises a `CharRNNError` subclass (charrnn.errors) with a one-line message; an
+argument of the wrong type or range raises ConfigError (also a ValueError), checked in one place
+against the annotations (charrnn.checks).
 """
 
 from __future__ import annotations
@@ -22,15 +24,19 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .checks import DType, Range, checked
+from .core.tuning import EVAL_WINDOW
 from .data.text import Vocab
-from .errors import CheckpointError, ConfigError, DataError
-from .evaluate.lm import EVAL_WINDOW, PerCharacter
+from .errors import CheckpointError, ConfigError, DataError, show_path
+from .evaluate.lm import PerCharacter
 from .model import CharRNN
 from .model.stack import layer_params
+from .sample import MAX_LENGTH
 
 __all__ = ["LanguageModel", "Score", "fit", "load"]
 
 
+@checked()
 @dataclass(frozen=True)
 class Score(PerCharacter):
     """How well a model predicts a text: every character after the first is scored given all
@@ -61,7 +67,8 @@ class LanguageModel:
     `vocab` the symbols it knows, `path` the checkpoint it came from.
     """
 
-    def __init__(self, model: CharRNN, vocab: Vocab, path: Path | None = None) -> None:
+    @checked()
+    def __init__(self, model: CharRNN, vocab: Vocab, path: str | os.PathLike[str] | None = None) -> None:
         self.model = model
         self.vocab = vocab
         self.path = path
@@ -69,7 +76,8 @@ class LanguageModel:
     # -- loading -----------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, run_or_checkpoint: str | os.PathLike[str], dtype: Any = None) -> "LanguageModel":
+    @checked()
+    def load(cls, run_or_checkpoint: str | os.PathLike[str], dtype: DType | None = None) -> "LanguageModel":
         """A run directory (its best checkpoint, else its latest) or a checkpoint file.
 
         Raises CheckpointError for a path that is neither, for a damaged file, and for a bare
@@ -106,21 +114,30 @@ class LanguageModel:
 
     # -- text -> ids ---------------------------------------------------------------------------
 
+    @checked()
     def encode(self, text: str | bytes, skip_unknown: bool = False) -> np.ndarray:
         """Text -> token ids (N,). Characters outside the vocabulary raise DataError naming
         them, or are dropped with `skip_unknown`."""
-        if not isinstance(text, (str, bytes)):
-            raise DataError(f"expected a str, got {type(text).__name__}")
         return self.vocab.encode(text, unknown="skip" if skip_unknown else "error").astype(np.intp)
 
+    @checked()
     def decode(self, ids: Any) -> str:
-        return self.vocab.decode(np.asarray(ids, dtype=np.intp))
+        """Token ids (any shape, flattened) -> text."""
+        try:
+            arr = np.asarray(ids)
+        except ValueError:  # a ragged list
+            arr = np.asarray(None)
+        if arr.size and arr.dtype.kind not in "iu":
+            raise ConfigError(f"LanguageModel.decode(): ids must be integer token ids, got {_kind(ids, arr)}")
+        return self.vocab.decode(arr.astype(np.intp))
 
     # -- generation ----------------------------------------------------------------------------
 
+    @checked(length=Range(0, MAX_LENGTH), temperature=Range(0, low_open=True), top_k=Range(0),
+             top_p=Range(0, 1, low_open=True), seed=Range(0))
     def generate(
         self,
-        prime: str | None = None,
+        prime: str | bytes | None = None,
         length: int = 500,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -143,10 +160,12 @@ class LanguageModel:
         """
         return self.samples(1, prime, length, temperature, top_k, top_p, greedy, stop, seed, skip_unknown, on_text)[0]
 
+    @checked(n=Range(1), length=Range(0, MAX_LENGTH), temperature=Range(0, low_open=True), top_k=Range(0),
+             top_p=Range(0, 1, low_open=True), seed=Range(0))
     def samples(
         self,
         n: int,
-        prime: str | None = None,
+        prime: str | bytes | None = None,
         length: int = 500,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -161,11 +180,9 @@ class LanguageModel:
         line). One sample is `generate`'s; several are made together, sample i drawing from the
         i-th generator that the seed's generator spawns (charrnn.sample.generate_many). `on_text`
         hears the first sample's text as it is made (see `generate`)."""
-        from .sample import SampleConfig, check_count, default_prime, encode_prime, generate, generate_many
+        from .sample import SampleConfig, check_memory, default_prime, encode_prime, generate, generate_many
 
-        check_count(n)
         cfg = SampleConfig(length, temperature, 0 if top_k is None else top_k, 1.0 if top_p is None else top_p, greedy)
-        cfg.validate()
         stop_ids = self._stop_ids(stop)
         rng = np.random.default_rng(seed)
         if prime:
@@ -176,6 +193,7 @@ class LanguageModel:
         else:
             prime_ids = default_prime(self.vocab, rng)
             shown = prime_ids[:0]
+        check_memory(self.model, n, length, prime_ids.size)
         stream = None if on_text is None else _TextStream(self.vocab, on_text)
         if stream is not None:
             for i in shown:
@@ -190,15 +208,14 @@ class LanguageModel:
     def _stop_ids(self, stop: str | None) -> np.ndarray | None:
         if stop is None:
             return None
-        if not isinstance(stop, str):
-            raise ConfigError(f"stop must be a string, got {type(stop).__name__}")
         if stop == "":
             raise ConfigError("the stop string is empty")
         return stop_ids(self.vocab, stop)
 
     # -- scoring and states --------------------------------------------------------------------
 
-    def score(self, text: str, skip_unknown: bool = False) -> Score:
+    @checked()
+    def score(self, text: str | bytes, skip_unknown: bool = False) -> Score:
         """Per-character log-probabilities of `text` and their mean, from a zero state, with the
         state carried through the whole text (as `charrnn eval` scores a file)."""
         ids = self.encode(text, skip_unknown)
@@ -216,7 +233,8 @@ class LanguageModel:
             out[start : start + y.size] = z[np.arange(y.size), y] - log_norm
         return Score(out, ids)
 
-    def hidden_states(self, text: str, skip_unknown: bool = False) -> np.ndarray:
+    @checked()
+    def hidden_states(self, text: str | bytes, skip_unknown: bool = False) -> np.ndarray:
         """(L, T, H): h of every layer after each of the text's T characters, from a zero state
         (for an LSTM h, not c). A new array of the model's dtype, owned by the caller."""
         ids = self.encode(text, skip_unknown)
@@ -229,8 +247,8 @@ class LanguageModel:
             x: np.ndarray = np.ascontiguousarray(ids[start : start + EVAL_WINDOW, None])  # (T, 1)
             finals = []
             for k in range(m.num_layers):
-                hs, s_n, _ = m.cell_module.forward(x, *layer_params(m.params, k), tuple(p[k] for p in state),
-                                                   need_cache=False)
+                hs, s_n, _ = m.cell_module.forward(x, layer_params(m.cell_module, m.params, k),
+                                                   tuple(p[k] for p in state), need_cache=False)
                 out[k, start : start + x.shape[0]] = hs[:, 0]  # copied: hs may be a view of a reused buffer
                 finals.append(s_n)
                 x = np.ascontiguousarray(hs)
@@ -260,6 +278,10 @@ class _TextStream:
                 self.on_text(piece)
 
 
+def _kind(value: Any, arr: np.ndarray) -> str:
+    return f"dtype {arr.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+
+
 def stop_ids(vocab: Vocab, stop: str) -> np.ndarray:
     """The ids of a stop string; one with symbols the model never generates is refused by name."""
     try:
@@ -268,12 +290,14 @@ def stop_ids(vocab: Vocab, stop: str) -> np.ndarray:
         raise DataError(f"the stop string: {e}") from None
 
 
-def load(run_or_checkpoint: str | os.PathLike[str], dtype: Any = None) -> LanguageModel:
+@checked()
+def load(run_or_checkpoint: str | os.PathLike[str], dtype: DType | None = None) -> LanguageModel:
     """A trained model with its vocabulary: a run directory (its best checkpoint) or a checkpoint
     file. `dtype` ("float32" / "float64") converts the parameters on load."""
     return LanguageModel.load(run_or_checkpoint, dtype)
 
 
+@checked()
 def fit(
     text: str | os.PathLike[str] | None = None,
     *,
@@ -310,8 +334,10 @@ def fit(
     elif text is not None:
         given["text"] = os.fspath(text)
         if not os.path.lexists(given["text"]):
-            shown = given["text"] if len(given["text"]) <= 40 else given["text"][:37] + "..."
-            raise DataError(f"{shown!r} is no file or folder: to train on strings in memory, give them as "
+            # A path is shown whole; a long or multi-line string is text given by mistake, shown by its start.
+            looks_like_text = "\n" in given["text"] or len(given["text"]) > 200
+            shown = repr(given["text"][:37] + "...") if looks_like_text else show_path(given["text"])
+            raise DataError(f"{shown} is no file or folder: to train on strings in memory, give them as "
                             "charrnn.fit(texts=[...])")
     if resume is not None:
         if config is not None or (out is not None and Path(out) != Path(resume)):

@@ -15,8 +15,9 @@ class CharRNNError(Exception):
     """Base class: a problem with the user's input, reported as one clear line."""
 
 
-class ConfigError(CharRNNError):
-    """A flag, option or hyperparameter that cannot be used."""
+class ConfigError(CharRNNError, ValueError):
+    """A flag, option, argument or hyperparameter that cannot be used. Also a ValueError, as
+    Python's own functions raise for a bad argument, so that code catching that keeps working."""
 
 
 class DataError(CharRNNError):

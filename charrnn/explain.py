@@ -36,7 +36,8 @@ from .model import CharRNN
 from .model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
 from .optim import make_optimizer
 
-U, W, B_IH, B_HH = layer_names(0)
+CELL = "rnn"  # seed 000's cell, the one this module explains
+U, W, B_IH, B_HH = layer_names(CELL, 0)
 # the seeds' letters for the parameter names (README's table)
 LETTERS = {U: "U (W_xh)", W: "W (W_hh)", B_IH: "b_ih", B_HH: "b_hh", HEAD_WEIGHT: "V (W_hy)", HEAD_BIAS: "c (b_y)"}
 ADAM_BETAS = (0.9, 0.999)
@@ -142,7 +143,7 @@ def explain_update(text: str = "hello", hidden_size: int = 4, lr: float = 0.1, s
         raise DataError("the text needs at least 2 distinct characters")
     ids = vocab.encode(text).astype(np.intp)
     inputs, targets = ids[:-1], ids[1:]
-    model = CharRNN(vocab.size, hidden_size, 1, dtype="float64", seed=seed, init="pytorch")
+    model = CharRNN(vocab.size, hidden_size, 1, dtype="float64", seed=seed, init="pytorch", cell=CELL)
     loss, grads, _ = model.loss_and_grads(inputs[None], targets[None])
     logits, _ = model.logits(inputs[None])
     z = logits[0] - logits[0].max(axis=1, keepdims=True)

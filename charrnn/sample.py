@@ -14,7 +14,7 @@ product per layer serves them all, and share the streams out among the worker th
 gives, so each sample is the one that `generate` would draw with that generator: the same text
 whether the streams run together, apart, or on any number of cores (up to the float rounding of
 products over different numbers of streams, which can move a draw only at a near-tie). A few
-streams are made one after another (MIN_STEPPED_TOGETHER).
+streams are made one after another (core/tuning.py's MIN_STEPPED_TOGETHER).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import threads
+from . import stopping, threads
 from .data.text import Vocab
+from .checks import counted
 from .errors import ConfigError, DataError
+from .core import tuning
 from .model import CharRNN
 from .model.parallel import min_shard_work, run_shards, stream_shards
 
@@ -106,8 +108,39 @@ def _stop_at(stop: np.ndarray | None) -> np.ndarray | None:
 
 def check_count(n: int) -> None:
     """Refuse a number of samples that is not an integer >= 1."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"the number of samples must be an integer >= 1, got {n!r}")
+
+
+def peak_memory(model: CharRNN, n: int, length: int, prime_length: int = 1) -> int:
+    """Bytes that making `n` samples of `length` ids from a prime of `prime_length` holds at its
+    peak, roughly: every sample's ids (kept until returned: the (n, length) array and the copies
+    returned), and per stream its state and the gate buffers of each layer, the per-step arrays
+    of choosing (logits, noise, sorting, in float64) and the prime's forward pass (its logits and
+    one layer's gates per character)."""
+    item = np.dtype(model.dtype).itemsize
+    V, H, L = model.vocab_size, model.hidden_size, model.num_layers
+    G = model.cell_module.GATES
+    state = (len(model.cell_module.STATE) + G) * L * H * item
+    choosing = 6 * V * 8
+    prime = max(prime_length - 1, 0) * (V + (G + 1) * H) * item
+    return n * (2 * length * np.dtype(np.intp).itemsize + state + choosing + prime)
+
+
+def check_memory(model: CharRNN, n: int, length: int, prime_length: int = 1) -> None:
+    """Refuse, before any work, samples whose estimated peak memory (`peak_memory`) exceeds the
+    share of this machine's memory that training may take (train.lm's MEMORY_FRACTION): they
+    would otherwise allocate until the system gives out, many seconds later."""
+    from .train.lm import MEMORY_FRACTION, physical_memory  # the same limit as training's
+
+    need = peak_memory(model, n, length, prime_length)
+    have = physical_memory()
+    if have and need > MEMORY_FRACTION * have:
+        raise ConfigError(
+            f"{counted(n, 'sample')} of {counted(length, 'character')} {'needs' if n == 1 else 'need'} about "
+            f"{need / 2**30:,.1f} GiB, "
+            f"more than this machine's {have / 2**30:,.1f} GiB allows: ask for fewer samples or shorter ones"
+        )
 
 
 def _check_prime(prime_ids: np.ndarray) -> np.ndarray:
@@ -161,6 +194,7 @@ def generate(
     emitted = 0  # ids handed to on_token so far
     n = cfg.length
     for i in range(cfg.length):
+        stopping.check()
         current = choose(stepper(current)[0], cfg, rng)
         out[i] = current
         if m and i + 1 >= m and current == stop[-1] and np.array_equal(out[i + 1 - m : i + 1], stop):
@@ -176,15 +210,6 @@ def generate(
             on_token(int(out[emitted]))
             emitted += 1
     return out[:n]
-
-
-# Fewer streams than this are generated one after another, and a worker thread gets this many at
-# least: a product over a few columns costs the BLAS library nearly as much per column as one
-# stream's matrix-vector product (it packs the whole weight matrix each call), the one-stream path
-# has the compiled and tuned loops, and one-stream loops in two threads queue for the GIL.
-# Measured on 2 cores (BENCHMARKS.md): 4 tanh streams of H=512 stepped together ran at 0.80x
-# one after another, 8 GRU streams of H=256 split into two threads of 4 at 0.46x.
-MIN_STEPPED_TOGETHER = 8
 
 
 def generate_many(
@@ -206,9 +231,9 @@ def generate_many(
     check_count(n)
     rngs = rng.spawn(n)
     # the NumPy model's streams go to the worker threads; a torch model runs them as one batch
-    # and each worker gets MIN_STEPPED_TOGETHER streams at least: streams generated one after
+    # and each worker gets tuning.MIN_STEPPED_TOGETHER streams at least: streams generated one after
     # another in two threads queue for the GIL between their small steps
-    workers = min(threads.workers(), n // MIN_STEPPED_TOGETHER)
+    workers = min(threads.workers(), n // tuning.MIN_STEPPED_TOGETHER)
     shards = (stream_shards(n, model.hidden_size, max(1, workers), min_shard_work(model.cell))
               if isinstance(model, CharRNN) else [slice(0, n)])
 
@@ -221,9 +246,9 @@ def generate_many(
 def _streams(model: CharRNN, prime_ids: np.ndarray, cfg: SampleConfig, rngs: list[np.random.Generator],
              stop: np.ndarray | None, on_token: Callable[[int], None] | None) -> list[np.ndarray]:
     """The samples of len(rngs) streams from the same prime (generate_many): stepped together, or
-    below MIN_STEPPED_TOGETHER streams one after another, each exactly as `generate` makes it."""
+    below tuning.MIN_STEPPED_TOGETHER streams one after another, each exactly as `generate` makes it."""
     b = len(rngs)
-    if b < MIN_STEPPED_TOGETHER:
+    if b < tuning.MIN_STEPPED_TOGETHER:
         return [generate(model, prime_ids, cfg, r, on_token if i == 0 else None, stop) for i, r in enumerate(rngs)]
     h = None
     if prime_ids.size > 1:  # the prime once per stream: one forward pass for all of them
@@ -235,6 +260,7 @@ def _streams(model: CharRNN, prime_ids: np.ndarray, cfg: SampleConfig, rngs: lis
     current = np.full(b, prime_ids[-1], dtype=np.intp)
     emitted = 0
     for i in range(cfg.length):
+        stopping.check()  # in a worker thread, which a signal's exception never reaches
         current = choose_rows(stepper(current), cfg, rngs)
         out[:, i] = current
         if m and i + 1 >= m:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .core import CELL_MODULES
+from .core import CELLS as _CELL_MODULES, cell_names  # the registered cells, asked at the time of use
 from .errors import ConfigError, show_path
 from .io.readers import (MAX_DOCUMENT_BYTES, check_path, parse_json, parse_toml, path_setting_problem, read_text,
                          reader)
+from .model.params import DTYPES, INITS, cell_module  # the model's dtypes and initialisations
 
 # Every list of choices a setting has, here once: validation, the command line's flags and the
 # modules that act on a choice all read these.
@@ -31,9 +32,6 @@ OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 PRESETS = ("min-char-rnn",)
 ENCODINGS = ("utf-8", "bytes")  # a token is a code point, or a byte (binary or unknown data)
-DTYPES = ("float32", "float64")  # names of the parameter dtypes; the model maps them to NumPy types
-INITS = ("pytorch", "orthogonal", "normal")  # weight initialisations
-CELLS = tuple(CELL_MODULES)  # recurrent cells
 DATASETS = ("shakespeare",)  # built-in corpora of the language model (data/shakespeare.py)
 EXPORT_FORMATS = ("torch", "keras")  # what `charrnn export` writes (keras: interop/keras.py)
 BACKENDS = ("numpy", "torch")  # what computes training, sampling and evaluation (torch: optional extra)
@@ -48,13 +46,9 @@ AUTO = "auto"  # a string setting chosen when the run is set up (numbers use 0 f
 
 # What "auto" means, chosen by measurement (BENCHMARKS.md, "Choosing the defaults"): an LSTM of
 # the automatic size, PyTorch's init and a learning rate of 5e-3 scored best over 22 candidates on
-# prose and code; the tanh RNN keeps the settings measured for it before the gated cells arrived.
+# prose and code. Each cell declares its own default init and learning rate (DEFAULT_INIT,
+# DEFAULT_LR): the tanh RNN keeps the settings measured for it before the gated cells arrived.
 DEFAULT_CELL = "lstm"
-CELL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "rnn": {"init": "orthogonal", "lr": 3e-3},
-    "lstm": {"init": "pytorch", "lr": 5e-3},
-    "gru": {"init": "pytorch", "lr": 3e-3},
-}
 
 LM, TASK = "lm", "task"  # the two configurations a setting may belong to
 _SAME = object()  # a task default equal to the language model's
@@ -97,12 +91,13 @@ class Setting:
 
 
 def _cells() -> tuple[str, ...]:
-    return tuple(CELL_MODULES)
+    return cell_names()
 
 
 def _help_by_cell(key: str) -> str:
-    return ", ".join(f"{c} {d[key]:g}" if isinstance(d[key], float) else f"{c} {d[key]}"
-                     for c, d in CELL_DEFAULTS.items())
+    """The cells' own defaults (their DEFAULT_INIT or DEFAULT_LR), for the help text."""
+    values = {c: getattr(m, key) for c, m in _CELL_MODULES.items()}
+    return ", ".join(f"{c} {v:g}" if isinstance(v, float) else f"{c} {v}" for c, v in values.items())
 
 
 S = Setting
@@ -134,7 +129,7 @@ SETTINGS: tuple[Setting, ...] = (
       "forcing in training, the model's own tags (greedy or --beam) at inference", (TASK,),
       cli="--output-recurrence"),
     S("init", str, AUTO, "weight initialisation", task_default="orthogonal", choices=INITS,
-      auto="by cell: " + _help_by_cell("init")),
+      auto="by cell: " + _help_by_cell("DEFAULT_INIT")),
     S("dtype", str, "float32", "float32, or float64 for exactness at about half the speed", choices=DTYPES),
     # ---- optimisation
     S("seq_len", int, 64, "BPTT window T; the hidden state is carried across windows", (LM,), low=1),
@@ -142,7 +137,7 @@ SETTINGS: tuple[Setting, ...] = (
       "length)", low=1),
     S("optimizer", str, "adam", "update rule", choices=OPTIMIZERS),
     S("lr", float, 0.0, "peak learning rate", task_default=3e-3, low=0.0, also="0 chooses by cell",
-      auto="by cell: " + _help_by_cell("lr")),
+      auto="by cell: " + _help_by_cell("DEFAULT_LR")),
     S("lr_schedule", str, "cosine", "constant | step (x --lr-decay per epoch or --lr-decay-every) | cosine (to "
       "--lr x --min-lr-frac)", choices=SCHEDULES),
     S("lr_decay", float, 0.97, "step schedule factor", low=0.0, high=1.0, above=True),
@@ -469,11 +464,11 @@ def resolve(cfg: Any, given: Iterable[str], facts: Facts) -> Any:
     given = set(given)
     if cfg.cell == AUTO:
         cfg = cfg.replace(cell=DEFAULT_CELL)
-    by_cell = CELL_DEFAULTS.get(cfg.cell, {})
+    by_cell = cell_module(cfg.cell)  # the cell's own defaults
     if cfg.init == AUTO:
-        cfg = cfg.replace(init=by_cell["init"])
+        cfg = cfg.replace(init=by_cell.DEFAULT_INIT)
     if cfg.lr == 0:
-        cfg = cfg.replace(lr=by_cell["lr"])
+        cfg = cfg.replace(lr=by_cell.DEFAULT_LR)
     if cfg.CONFIG == LM and cfg.hidden_size == 0:
         cfg = cfg.replace(hidden_size=auto_hidden_size(facts.n_tokens))
     if not (cfg.steps or cfg.time_budget):

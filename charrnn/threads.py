@@ -23,7 +23,7 @@ The default is DEFAULT_CORES, every usable core, chosen from measurements (BENCH
 a process busy on one core the whole command ran at 0.91-1.23x one thread, and 1.09-1.62x
 OpenBLAS's own two threads, which collapse there. (Readings taken
 while other work filled both cores had shown 0.88-0.95x even without the neighbour.) A window too
-small to split (model/parallel.py: at least MIN_SHARD_WORK numbers per worker) runs on
+small to split (core/tuning.py: at least MIN_SHARD_WORK numbers per worker) runs on
 one worker whatever the count.
 
 Precedence: `set_threads(n)` > CHARRNN_THREADS > a count the program already gave the library

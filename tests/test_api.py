@@ -159,7 +159,7 @@ def test_fit_takes_the_options_of_charrnn_train(tmp_path, runs):
         charrnn.fit(text, out=tmp_path / "r", hidden_size="big")
     with pytest.raises(ConfigError, match="text file"):
         charrnn.fit(out=tmp_path / "r")
-    with pytest.raises(DataError, match="missing.txt' is no file or folder"):
+    with pytest.raises(DataError, match="missing.txt is no file or folder"):
         charrnn.fit(tmp_path / "missing.txt", out=tmp_path / "r", quiet=True)
     assert not (tmp_path / "r").exists()
 

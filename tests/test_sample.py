@@ -80,12 +80,11 @@ def test_many_samples_are_each_what_generate_draws_with_its_own_generator(cell, 
     """Stream i of generate_many is generate() with the i-th spawned generator, whatever the number
     of streams stepped together and of threads sharing them (all 7 in one; 3, 2 and 2 in three;
     4 and 3 in two; one after another) (float64: no near-ties)."""
-    import charrnn.model.parallel as parallel
-    import charrnn.sample as sample
+    from charrnn.core import tuning
 
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)  # small enough to be split
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK_COMPILED", 1)
-    monkeypatch.setattr(sample, "MIN_STEPPED_TOGETHER", together)
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK", 1)  # small enough to be split
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK_COMPILED", 1)
+    monkeypatch.setattr(tuning, "MIN_STEPPED_TOGETHER", together)
     monkeypatch.setattr(threads, "workers", lambda: workers)
     model = CharRNN(9, 16, 2, dtype="float64", seed=5, cell=cell)
     prime = np.array([1, 4, 2, 6, 0])
@@ -109,3 +108,63 @@ def test_many_samples_refuse_bad_counts_and_stops():
             generate_many(model, np.array([1]), bad, SampleConfig(length=3), np.random.default_rng(0))
     with pytest.raises(ConfigError, match="stop string is empty"):
         generate_many(model, np.array([1]), 2, SampleConfig(length=3), np.random.default_rng(0), stop=np.array([]))
+
+
+def test_a_stop_request_ends_every_worker_thread_at_its_next_step(monkeypatch):
+    """The exception of a signal reaches the main thread only; the streams in the worker threads
+    stop at their next step because every long loop checks charrnn.stopping's flag."""
+    import threading
+
+    import charrnn.model.parallel as parallel
+    import charrnn.sample as sample
+    from charrnn import stopping
+
+    monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)
+    monkeypatch.setattr(threads, "workers", lambda: 2)
+    steps: dict[str, int] = {}
+    real = sample.choose_rows
+
+    def counting(logits, cfg, rngs):
+        name = threading.current_thread().name
+        steps[name] = steps.get(name, 0) + 1
+        if name == threading.main_thread().name and steps[name] == 5:
+            stopping.request(15)  # what the command line's handler does on SIGTERM
+        return real(logits, cfg, rngs)
+
+    monkeypatch.setattr(sample, "choose_rows", counting)
+    model = CharRNN(5, 8, 1, seed=0)
+    try:
+        with pytest.raises(stopping.Stopped) as e:
+            generate_many(model, np.array([1]), 16, SampleConfig(length=100_000), np.random.default_rng(0))
+    finally:
+        stopping.clear()
+    assert e.value.signum == 15
+    assert len(steps) == 2 and max(steps.values()) < 1000, steps  # both threads, stopped long before the end
+    # and a single sample, made in the caller's thread, checks it too
+    stopping.request(2)
+    try:
+        with pytest.raises(stopping.Stopped):
+            generate(model, np.array([1]), SampleConfig(length=100_000), np.random.default_rng(0))
+    finally:
+        stopping.clear()
+
+
+def test_samples_too_large_for_memory_are_refused_before_any_work(monkeypatch):
+    import charrnn.train.lm as setup
+    from charrnn.sample import check_memory, peak_memory
+
+    model = CharRNN(5, 8, 2, seed=0, cell="lstm")
+    one = peak_memory(model, 1, 1000)
+    # every sample's ids (kept until returned), then the streams' state and a long prime's pass
+    assert peak_memory(model, 10, 1000) == 10 * one
+    assert peak_memory(model, 1, 2000) - one == 2 * 1000 * np.dtype(np.intp).itemsize
+    assert peak_memory(model, 1, 1000, prime_length=101) > one
+    monkeypatch.setattr(setup, "physical_memory", lambda: 2**30)
+    check_memory(model, 10, 1000)
+    with pytest.raises(ConfigError, match=r"^1,000,000 samples of 100,000,000 characters need about 1,490,1\d\d\.\d GiB, "
+                                          r"more than this machine's 1\.0 GiB allows"):
+        check_memory(model, 1_000_000, 100_000_000)
+    with pytest.raises(ConfigError, match="^1 sample of 100,000,000 characters needs about"):
+        check_memory(model, 1, 100_000_000)
+    monkeypatch.setattr(setup, "physical_memory", lambda: None)  # unknown: nothing to judge by
+    check_memory(model, 1_000_000, 100_000_000)

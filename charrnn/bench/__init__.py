@@ -28,9 +28,11 @@ CHARRNN_THREADS=1, each running as long as a training run does (where `cores` al
 turns); `--busy` keeps one core busy with another process for the whole run.
 Every row group but `seed` and `peak` runs for each of `--cells`.
 
-FLOPs are the model's nominal count, the same for both sides: a layer's forward pass is
-2*B*T*G*(H*I + H*H) (G gate blocks; I = V for the first layer, whose one-hot input PyTorch
-multiplies densely), the output layer 2*B*T*H*V, and a training step three times the forward pass.
+FLOPs are the model's nominal count, the same for both sides: a layer's training step per
+character as its cell declares it (`train_flops`: for the built-in cells three times the forward
+pass's 2*G*(H*I + H*H), G gate blocks, I = V for the first layer, whose one-hot input PyTorch
+multiplies densely), and the output layer's three times 2*H*V. Rows are for the cells that have a
+PyTorch twin (a torch.nn module).
 
 PyTorch is needed only here (pip install 'charrnn[bench]').
 """
@@ -46,15 +48,17 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from .. import threads
-from ..settings import BACKENDS, CELLS
-from ..errors import ConfigError
+from ..checks import NEGATIVE_NUMBER
+from ..core import CELLS
+from ..errors import CharRNNError, ConfigError
+from ..settings import BACKENDS
 from ..model import CharRNN
-from ..model.params import gates
+from ..model.params import cell_module, torch_module_name
 from ..io.writer import check_target, write_file
 from .protocol import thread_env
 from .sides import V
@@ -63,9 +67,11 @@ ROW_GROUPS = ("peak", "train", "sizes", "seed", "gen", "eval", "cores", "cli", "
 # The hidden sizes of the `sizes` rows (B=64, T=100, every cell), which with the train rows' 128
 # and 512 span the issue's 64..1024, and each one's multiplier of the repeats (0: a third of them).
 SIZES = ((64, 4), (256, 2), (1024, 0))
-# The settings of the `cores` rows; the first only for the tanh cell, where two cores of H=128
-# make one worker (the same program on both sides: the rows' noise floor).
+# The settings of the `cores` rows; the first only for a cell for which two cores of H=128 make one
+# worker (the tanh cell: the same program on both sides, the rows' noise floor).
 CORES_SETTINGS = ((128, 32, 64), (128, 64, 100), (512, 64, 100))
+# The train row kept from the first version's goals (the tanh cell at H=1024), when its cell is asked.
+LARGE_TRAIN_ROW = ("rnn", 1024, 64, 100)
 BASELINE_THREADS = ("matched", "default")
 # What a `cli` row's command runs against: the PyTorch script, or the same command on one thread.
 CLI_BASELINES = ("torch", "1 thread")
@@ -160,9 +166,8 @@ def _agreement(ours: Any, theirs: Any, what: str, tol: float = 1e-4) -> str:
 
 def train_flops(V: int, H: int, L: int, B: int, T: int, cell: str = "rnn") -> float:
     """Nominal FLOPs of one training step (forward + backward), see the module docstring."""
-    G = gates(cell)
-    forward = sum(2 * B * T * G * (H * (V if k == 0 else H) + H * H) for k in range(L)) + 2 * B * T * H * V
-    return 3.0 * forward
+    layer = cell_module(cell).train_flops
+    return B * T * (sum(layer(V if k == 0 else H, H) for k in range(L)) + 3.0 * 2 * H * V)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,8 +220,8 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
     """Build the row of one setting: both sides in their own processes, checked, then timed."""
     params = workdir / f"{s.cell}-{s.H}-{s.L}.safetensors"
     CharRNN(V, s.H, s.L, "float32", seed=0, init="normal" if s.seed_style else "pytorch", cell=s.cell).save(params)
-    common = {"job": s.job, "cell": s.cell, "B": s.B, "T": s.T, "chars": s.chars, "params": str(params),
-              "calls": repeats + 8, "data_seed": 1, "threads": threads}
+    common = {"job": s.job, "cell": s.cell, "torch_module": torch_module_name(s.cell), "B": s.B, "T": s.T,
+              "chars": s.chars, "params": str(params), "calls": repeats + 8, "data_seed": 1, "threads": threads}
     ours_spec = common | {"side": "ours", "seed_optimizer": s.seed_style, "backend": backend}
     if s.seed_style and backend == "torch":
         return None  # the seed's Adagrad has no torch.optim counterpart
@@ -253,12 +258,19 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
     if s.seed_style:
         name, setting, baseline = f"seed H={s.H}", f"H={s.H} B=1 T={s.T}, Adagrad+clip", "seed-style NumPy loop"
     else:
-        torch_cls = f"nn.{s.cell.upper()}"
+        torch_cls = f"nn.{torch_module_name(s.cell)}"
         baseline = {"train": f"PyTorch {torch_cls}+Adam", "eval": "PyTorch no_grad", "gen": "PyTorch step loop"}[s.job]
         baseline += f", {best}"
     if backend == "torch":
         name += " (torch backend)"
     return Row(name, setting, speeds["ours"], speeds[best], baseline, gflops=g, check=check, samples=t)
+
+
+def _one_worker(cell: str, H: int, B: int, T: int) -> bool:
+    """Whether two cores share a window of this size as one worker (model/parallel.py)."""
+    from ..model.parallel import min_shard_work, stream_shards
+
+    return len(stream_shards(B, H, 2, min_shard_work(cell))) == 1
 
 
 def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[Row]:
@@ -345,7 +357,7 @@ def compare_cli(s: Setting, steps: tuple[int, int], rounds: int, cores: int, wor
 
     def torch_script(n: int) -> tuple[list[str], dict[str, str]]:
         return ([sys.executable, "-m", "charrnn.bench.torch_train", str(text), "--steps", str(n), "--hidden", str(s.H),
-                 "--batch", str(s.B), "--seq-len", str(s.T), "--cell", s.cell,
+                 "--batch", str(s.B), "--seq-len", str(s.T), "--module", torch_module_name(s.cell),
                  "--out", str(workdir / "cli-torch.safetensors")], env)
 
     if against == "torch":
@@ -379,8 +391,8 @@ def settings(groups: list[str], cells: list[str], quick: bool) -> list[tuple[Set
         for cell in cells:
             out += [(Setting("train", cell, 512, 64, 100), 1), (Setting("train", cell, 128, 64, 100), 4),
                     (Setting("train", cell, 100, 1, 25), 20)]
-        if not quick and "rnn" in cells and "sizes" not in groups:
-            out.append((Setting("train", "rnn", 1024, 64, 100), 0))
+        if not quick and LARGE_TRAIN_ROW[0] in cells and "sizes" not in groups:
+            out.append((Setting("train", *LARGE_TRAIN_ROW), 0))
     if "sizes" in groups:
         out += [(Setting("train", cell, H, 64, 100), mult) for cell in cells for H, mult in SIZES]
     if "seed" in groups:
@@ -431,26 +443,49 @@ def format_table(rows: list[Row], peak: float | None) -> str:
     return "\n".join(lines)
 
 
-def _list_of(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
+def _list_of(text: str, choices: tuple[str, ...]) -> list[str]:
     items = [g.strip() for g in text.split(",") if g.strip()]
     unknown = sorted(set(items) - set(choices))
     if unknown or not items:
-        raise argparse.ArgumentTypeError(f"{flag}: choose from {', '.join(choices)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}, got {text!r}")
     return items
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is a ConfigError, said in one line as every command says it
+    (not argparse's usage dump), and a negative number is an option's value, as for every
+    command (charrnn.checks.NEGATIVE_NUMBER)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _refuse(message: str) -> int:
+    print(f"charrnn bench: error: {message}", file=sys.stderr)
+    return 2
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="fewer repeats and rounds, and the train rows without H=1024 (the sizes rows keep it)")
     p.add_argument("--threads", type=int, default=None,
                    help="cores for charrnn and threads for PyTorch (default: charrnn's default)")
     p.add_argument("--baseline-threads", choices=BASELINE_THREADS, default="matched",
                    help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
-    p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS, "--rows"),
+    p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS),
                    help=f"comma-separated subset of {','.join(ROW_GROUPS)}")
-    p.add_argument("--cells", default=",".join(CELLS), type=lambda t: _list_of(t, CELLS, "--cells"),
-                   help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(CELLS)}")
+    twins = tuple(n for n, m in CELLS.items() if m.TORCH_MODULE is not None)  # the cells PyTorch also has
+    p.add_argument("--cells", default=",".join(twins), type=lambda t: _list_of(t, twins),
+                   help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(twins)}")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 15, quick 5)")
     p.add_argument("--json", default=None, help="also write the results (with every sample) here")
     p.add_argument("--force", action="store_true",
@@ -461,27 +496,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--busy", "--burn", dest="burn", action="store_true",
         help="keep one core busy with another process during the run, to measure the contention collapse",
     )
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-    except SystemExit as e:
+    except SystemExit as e:  # --help
         return int(e.code or 0)
+    except ConfigError as e:
+        return _refuse(str(e))
     if args.repeats is not None and args.repeats < 1:
-        print("bench: --repeats must be >= 1", file=sys.stderr)
-        return 2
+        return _refuse(f"--repeats must be >= 1, got {args.repeats}")
     if args.json is not None:
-        check_target(args.json, force=args.force)  # refused now, not after minutes of measuring
+        try:
+            check_target(args.json, force=args.force)  # refused now, not after minutes of measuring
+        except CharRNNError as e:
+            return _refuse(str(e))
     try:
         if args.threads is not None:
             threads.set_threads(args.threads)
         else:
             threads.ensure_threads()
     except ConfigError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return 2
+        return _refuse(str(e))
     n_threads = threads.workers()
     if any(g != "peak" for g in args.rows):
         try:
@@ -543,7 +581,8 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
     if "cores" in args.rows:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
             for cell in args.cells:
-                for H, B, T in CORES_SETTINGS[0 if cell == "rnn" else 1:]:
+                first, *rest = CORES_SETTINGS
+                for H, B, T in ([first] if _one_worker(cell, *first) else []) + rest:
                     for row in compare_cores(Setting("train", cell, H, B, T), reps * (4 if H == 128 else 1),
                                              max(2, all_cores), Path(tmp)):
                         add(row)

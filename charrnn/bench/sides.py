@@ -194,7 +194,7 @@ class TorchSide:
         state = torch_state_dicts(load_file(spec["params"]))
         H = state["head"]["weight"].shape[1]
         layers = len(state["rnn"]) // 4  # four arrays a layer: two weights, two biases
-        self.rnn = getattr(torch.nn, spec["cell"].upper())(V, H, layers)
+        self.rnn = getattr(torch.nn, spec["torch_module"])(V, H, layers)
         self.head = torch.nn.Linear(H, V)
         self.rnn.load_state_dict({k: torch.from_numpy(v) for k, v in state["rnn"].items()})
         self.head.load_state_dict({k: torch.from_numpy(v) for k, v in state["head"].items()})

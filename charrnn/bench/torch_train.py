@@ -1,6 +1,6 @@
 """A plain PyTorch character-level training script, the baseline of the bench's end-to-end rows.
 
-    python -m charrnn.bench.torch_train TEXT --steps N --hidden H --batch B --seq-len T [--cell rnn]
+    python -m charrnn.bench.torch_train TEXT --steps N --hidden H --batch B --seq-len T [--module RNN]
 
 Written as a PyTorch user writes it: the text read and mapped to ids, B streams through it,
 `nn.Embedding` (one-hot rows) feeding `nn.RNN` / `nn.LSTM` / `nn.GRU` with batch_first=True, a
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--cell", default="rnn")
+    p.add_argument("--module", default="RNN", help="the torch.nn recurrent module: RNN, LSTM or GRU")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     streams = train[: B * per + 1]
 
     embed = torch.nn.Embedding.from_pretrained(torch.eye(V))
-    rnn = getattr(torch.nn, a.cell.upper())(V, a.hidden, batch_first=True)
+    rnn = getattr(torch.nn, a.module)(V, a.hidden, batch_first=True)
     head = torch.nn.Linear(a.hidden, V)
     params = [*rnn.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=2e-3)

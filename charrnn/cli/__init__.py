@@ -16,8 +16,9 @@ import sys
 import threading
 from typing import Sequence
 
-from .. import __version__
+from .. import __version__, stopping
 from ..errors import CharRNNError
+from ..stopping import Stopped
 from ..threads import requested_threads
 from . import hello, gradcheck, explain, train, sample, evaluate, export, importer, bench  # noqa: F401  (registration)
 from . import impulse, diagnose, heatmap, report, plot  # noqa: F401
@@ -59,6 +60,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     previous = _stop_on_signals()
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _signal_in_a_callback(unraisable)
     try:
         requested_threads()  # a bad CHARRNN_THREADS is refused before any command starts work
         status = handlers[args.command](args)
@@ -83,40 +86,54 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         tell(f"charrnn {args.command}: interrupted")
         return 130
-    except Stopped as e:  # SIGTERM / SIGHUP outside training's own handler: cleaned up on the way out
+    except Stopped as e:  # SIGTERM / SIGHUP outside training's own handler (or a stop seen by a long loop)
         if args.debug:
             raise
-        tell(f"charrnn {args.command}: stopped by {signal.Signals(e.signum).name}")
+        said = "interrupted" if e.signum == signal.SIGINT else f"stopped by {signal.Signals(e.signum).name}"
+        tell(f"charrnn {args.command}: {said}")
         return 128 + e.signum
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-class Stopped(BaseException):
-    """SIGTERM or SIGHUP, raised where the program stands so that every `finally` and clean-up
-    runs (the default action would end the process with its temporary files left behind)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+        sys.unraisablehook = unraisable
+        stopping.clear()
 
 
 def _raise_stopped(signum: int, frame: object) -> None:
+    stopping.request(signum)  # worker threads stop too, at their next step
     raise Stopped(signum)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    stopping.request(signum)
+    raise KeyboardInterrupt
+
+
 def _stop_on_signals() -> dict[int, object]:
-    """Turn SIGTERM and SIGHUP into `Stopped`; a signal already ignored (SIGHUP under nohup) stays
-    ignored. Returns the handlers to put back."""
+    """Turn SIGINT into KeyboardInterrupt and SIGTERM and SIGHUP into `Stopped`, each also asking
+    every long loop to stop (charrnn.stopping); a signal already ignored (SIGHUP under nohup,
+    SIGINT in a background job) stays ignored. Returns the handlers to put back."""
     previous: dict[int, object] = {}
     if threading.current_thread() is not threading.main_thread():
         return previous
-    for name in ("SIGTERM", "SIGHUP"):
+    for name, handler in (("SIGINT", _raise_interrupt), ("SIGTERM", _raise_stopped), ("SIGHUP", _raise_stopped)):
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, _raise_stopped)
+            previous[signum] = signal.signal(signum, handler)
     return previous
+
+
+def _signal_in_a_callback(hook):
+    """An unraisable-exception hook that drops the exception of a stop signal which landed in a
+    C callback (numba compiling a kernel calls back into Python), where it cannot propagate and
+    Python would print it as a traceback: the flag it set stops the work at the next step of its
+    loop instead (charrnn.stopping)."""
+
+    def unraisable(u):  # type: ignore[no-untyped-def]
+        if not (isinstance(u.exc_value, (KeyboardInterrupt, Stopped)) and stopping.requested()):
+            hook(u)
+
+    return unraisable
 
 
 class StdoutError(OSError):

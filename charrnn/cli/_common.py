@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Any, Callable, Iterable
 
+from ..checks import NEGATIVE_NUMBER
 from ..errors import ConfigError, one_line
 
 Handler = Callable[[argparse.Namespace], int]
@@ -52,7 +53,12 @@ def run_dir_arg(text: str) -> str:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line (no usage dump) and exit 2 like our own errors."""
+    """argparse, but usage errors are one line (no usage dump) and exit 2 like our own errors,
+    and a negative number is an option's value (NEGATIVE_NUMBER)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
@@ -66,6 +72,29 @@ def tell(message: str) -> None:
         print(one_line(message), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
+
+
+def escape_what_stdout_cannot_show(command: str, chars: Iterable[str], what: str = "every character to print") -> bool:
+    """On a stdout whose encoding lacks some of `chars` (the characters the command is about to
+    print: an ASCII terminal, say), write those as backslash escapes, and say so once, rather
+    than fail in mid-output. Returns True when escapes are on (JSON output then uses its own
+    escapes, ensure_ascii, which a JSON reader understands)."""
+    encoding = getattr(sys.stdout, "encoding", None)
+    if not encoding:
+        return False
+    try:
+        "".join(chars).encode(encoding)
+        return False
+    except UnicodeEncodeError:
+        try:
+            sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            return True
+        tell(f"charrnn {command}: stdout's encoding ({encoding}) cannot show {what}; "
+             "those are written as backslash escapes (PYTHONIOENCODING=utf-8 writes them as they are)")
+        return True
+    except LookupError:
+        return False
 
 
 def dropout_probability(text: str) -> float:

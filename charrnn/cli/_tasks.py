@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import TASK_DATASETS
+from ..checks import counted
 from ..errors import ConfigError, DataError
 from ..train.request import fresh_run_dir
-from ._common import Parser, add_setting_flags, apply_threads, given_settings, positive_int, run_dir_arg
+from ._common import (Parser, add_setting_flags, apply_threads, escape_what_stdout_cannot_show, given_settings,
+                      positive_int, run_dir_arg)
 
 
 def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
@@ -101,6 +103,7 @@ def _eval(a: argparse.Namespace, task: str) -> int:
 
     from ..io.task_checkpoint import load_task_checkpoint
     from ..data.labelled import encode, read_examples
+    from ..evaluate import finite_or_none
     from ..evaluate.tasks import decode_all, format_report, report, scores, truth
 
     c = load_task_checkpoint(a.run, task)
@@ -119,7 +122,7 @@ def _eval(a: argparse.Namespace, task: str) -> int:
     out: dict[str, Any]
     if task == "classify":
         loss, pred = scores(model, enc)
-        out = report(c.labels.names, truth(enc), pred) | {"count": len(enc), "loss": loss}
+        out = report(c.labels.names, truth(enc), pred) | {"count": len(enc), "loss": finite_or_none(loss)}
     else:
         y = truth(enc)
         pred = decode_all(model, enc, beam=a.beam)
@@ -134,9 +137,10 @@ def _eval(a: argparse.Namespace, task: str) -> int:
         print(f"charrnn {task} eval: some texts are longer than any in training ({int(np.max(enc.lengths)):,} "
               f"characters against {longest:,}); the model reads them all the same", file=sys.stderr)
     if a.json:
-        print(json.dumps(out, allow_nan=False))
+        print(json.dumps(out, allow_nan=False))  # ASCII: the labels in JSON's own escapes
     else:
-        print(format_report(out, "texts" if task == "classify" else "characters"))
+        escape_what_stdout_cannot_show(f"{task} eval", c.labels.names)
+        print(format_report(out, "text" if task == "classify" else "character"))
     if enc.n_unknown:
         print(f"charrnn {task} eval: {enc.n_unknown:,} character(s) unseen in training were read as no input: "
               f"{', '.join(repr(u) for u in unknown[:20])}", file=sys.stderr)
@@ -146,6 +150,7 @@ def _eval(a: argparse.Namespace, task: str) -> int:
 def _predict(a: argparse.Namespace, task: str) -> int:
     import numpy as np
 
+    from ..evaluate.tasks import NO_PREDICTION, class_probabilities, tags_of
     from ..io.task_checkpoint import load_task_checkpoint
 
     c = load_task_checkpoint(a.run, task)
@@ -154,28 +159,41 @@ def _predict(a: argparse.Namespace, task: str) -> int:
         if not text:
             raise DataError(f"TEXT {i + 1} is empty: there is nothing to {task}")
     ids = [c.symbols.encode(t) for t in a.texts]
+    # texts and labels as given, or in escapes where stdout cannot show them (then JSON's own)
+    ascii_json = escape_what_stdout_cannot_show(f"{task} predict", [*a.texts, *c.labels.names])
+    unscored = 0
     if task == "classify":
-        probs = c.model.predict_proba(ids)
+        probs = class_probabilities(c.model, ids)
         k = min(a.top, c.labels.size)
         for text, p in zip(a.texts, probs):
-            order = np.argsort(-p, kind="stable")[:k]
-            top = [{"label": c.labels.names[j], "probability": float(p[j])} for j in order]
+            top = None
+            if not np.isnan(p).any():
+                order = np.argsort(-p, kind="stable")[:k]
+                top = [{"label": c.labels.names[j], "probability": float(p[j])} for j in order]
+            unscored += top is None
             if a.json:
-                print(json.dumps({"text": text, "labels": top}, ensure_ascii=False))
+                print(json.dumps({"text": text, "labels": top}, ensure_ascii=ascii_json))
+            elif top is None:
+                print(f"{text}\t(no prediction)")
             else:
                 print(f"{text}\t" + "  ".join(f"{t['label']} {t['probability']:.3f}" for t in top))
     else:
-        for text, tags in zip(a.texts, c.model.decode(ids, beam=a.beam)):
-            names = [c.labels.names[j] for j in tags]
+        for text, tags in zip(a.texts, tags_of(c.model, ids, a.beam)):
+            names = [None if j == NO_PREDICTION else c.labels.names[j] for j in tags]
+            unscored += names.count(None)
             if a.json:
-                print(json.dumps({"text": text, "tags": names}, ensure_ascii=False))
+                print(json.dumps({"text": text, "tags": names}, ensure_ascii=ascii_json))
                 continue
             start = 0
             for j in range(1, len(text) + 1):  # one line per run of equal tags: tag, then its characters
                 if j == len(text) or names[j] != names[start]:
-                    print(f"{names[start]}\t{text[start:j]!r}")
+                    print(f"{'(no prediction)' if names[start] is None else names[start]}\t{text[start:j]!r}")
                     start = j
             print()
+    if unscored:
+        noun = "text" if task == "classify" else "character"
+        print(f"charrnn {task} predict: no prediction for {counted(unscored, noun)}: the model's outputs there are "
+              "not numbers (its weights overflow float32)", file=sys.stderr)
     unknown = sorted(c.symbols.unknown_in(a.texts))
     if unknown:
         print(f"charrnn {task} predict: character(s) unseen in training were read as no input: "

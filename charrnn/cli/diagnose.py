@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..checks import counted
 from ._common import add_force_flag, command, positive_int
 
 DEFAULT_WINDOW = 300
@@ -84,7 +85,7 @@ def _diagnose(p: argparse.ArgumentParser):
 def _diagnose_one(a: argparse.Namespace, run_path: str):
     """Measure one run and print its numbers (unless --json): (run_path, diagnosis, JSON extras)."""
     from ..io.checkpoint import load_checkpoint
-    from ..diagnostics.gradflow import GATE_NAMES, diagnose
+    from ..diagnostics.gradflow import diagnose
     from ..errors import ConfigError
 
     c = load_checkpoint(run_path, dtype="float64")  # exact ratios over many lags
@@ -105,15 +106,15 @@ def _diagnose_one(a: argparse.Namespace, run_path: str):
     if not a.json:
         m = c.model
         print(f"charrnn diagnose: {m.cell}, {m.num_layers} layer(s) of {m.hidden_size} units; "
-              f"{analysed} characters of {where} after {warm} to settle the state; "
-              f"{d.targets} targets, lags 0..{max_lag}")
-        gates = GATE_NAMES[m.cell]
+              f"{counted(analysed, 'character')} of {where} after {warm} to settle the state; "
+              f"{counted(d.targets, 'target')}, lags 0..{max_lag}")
+        gates = m.cell_module.GATE_NAMES
         shown = [k for k in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if k <= max_lag]
         for l, r in enumerate(d.layers):
             print(f"layer {l}")
             g = r.grad_norm_by_lag
             print("  |dL_t/dh_(t-k)|     " + "  ".join(f"k={k}: {fmt(g[k])}" for k in shown))
-            if m.cell == "rnn":
+            if not isinstance(r.spectral_radius, list):  # one gate block: single numbers
                 print(f"  W_hh                spectral radius {r.spectral_radius:.3f}, singular values "
                       f"{r.singular_values[0]:.3f} (largest) .. {r.singular_values[1]:.3g} (smallest)")
             else:

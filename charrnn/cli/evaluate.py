@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..checks import counted
 from ..errors import DataError
 from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference, positive_int
 
@@ -51,6 +52,7 @@ def _eval(p: argparse.ArgumentParser):
         import tempfile
 
         from ..data.text import encode_file
+        from ..evaluate import finite_or_none
         c = load_for_inference(a.run)
         model = inference_model(c.model, a.backend, a.device)
         apply_threads(a.threads)
@@ -63,17 +65,18 @@ def _eval(p: argparse.ArgumentParser):
             raise DataError(f"{a.text}: fewer than 2 characters the model knows: there is nothing to score")
         unknown = sorted(enc.unknown_symbols, key=str)[:20]
         if a.json:
-            def finite(x: float) -> float | None:  # strict JSON has no Infinity: null says "too large"
-                return x if math.isfinite(x) else None
-
             print(json.dumps({
-                "nats_per_char": finite(result.nats_per_char), "bits_per_char": finite(result.bits_per_char),
-                "perplexity": finite(result.perplexity), "chars": result.chars,
+                "nats_per_char": finite_or_none(result.nats_per_char),
+                "bits_per_char": finite_or_none(result.bits_per_char),
+                "perplexity": finite_or_none(result.perplexity), "chars": result.chars,
                 "unknown_chars": enc.n_unknown, "unknown_symbols": unknown,
             }, allow_nan=False))
+        elif math.isnan(result.nats):
+            print(f"no score: the model's outputs on this text are not numbers (its weights overflow float32)   "
+                  f"{counted(result.chars, 'character')} read")
         else:
             print(f"{result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
-                  f"perplexity {result.perplexity:.3f}   {result.chars:,} characters scored")
+                  f"perplexity {result.perplexity:.3f}   {counted(result.chars, 'character')} scored")
         if enc.n_unknown:
             print(f"charrnn eval: {enc.n_unknown:,} character(s) outside the vocabulary were not scored: "
                   f"{', '.join(repr(u) for u in unknown)}", file=sys.stderr)
@@ -86,8 +89,12 @@ def _score(model, ids, streams, quiet):
     """evaluate_ids with a progress bar on stderr (shown on a terminal only)."""
     from tqdm import tqdm
 
+    import numpy as np
+
     from ..evaluate.lm import evaluate_ids
 
+    # a model whose outputs overflow scores inf or NaN, which the report says; NumPy's warnings
+    # of each overflow would only bury it
     with tqdm(total=max(len(ids) - 1, 0), unit="char", unit_scale=True, disable=True if quiet else None,
-              file=sys.stderr, leave=False) as bar:
+              file=sys.stderr, leave=False) as bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return evaluate_ids(model, ids, streams=streams, progress=bar.update)

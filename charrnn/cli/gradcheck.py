@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..settings import CELLS
+from ..settings import cell_names
 from ..errors import CharRNNError
 from ._common import command, dropout_probability, positive_int, seed_int
 
@@ -20,7 +20,7 @@ def _gradcheck(p: argparse.ArgumentParser):
     p.add_argument("--num-layers", type=positive_int, default=2)
     p.add_argument("--batch-size", type=positive_int, default=3)
     p.add_argument("--seq-len", type=positive_int, default=6)
-    p.add_argument("--cell", choices=CELLS, default="rnn", help="the recurrent cell to check")
+    p.add_argument("--cell", choices=cell_names(), default="rnn", help="the recurrent cell to check")
     p.add_argument("--dropout", type=dropout_probability, default=0.0,
                    help="check with dropout on (the same masks for every evaluation)")
     p.add_argument("--max-per-param", type=positive_int, default=None, help="check a random subset of elements")

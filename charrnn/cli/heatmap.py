@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..checks import counted
 from ._common import add_force_flag, command, positive_int
 
 DEFAULT_CHARS = 1500
@@ -26,8 +27,9 @@ def _heatmap(p: argparse.ArgumentParser):
     p.add_argument("--text", metavar="FILE", default=None, help="text to read (default: the run's validation text)")
     p.add_argument("--units", type=unit_list, default=None, metavar="U,U,...", help="also show these units")
     p.add_argument("--layer", type=int, default=None, help="the layer (default: the top one)")
-    p.add_argument("--state", choices=("h", "c"), default=None,
-                   help="the hidden state h, or the LSTM's cell state c (the LSTM's default)")
+    p.add_argument("--state", default=None, metavar="PART",
+                   help="the part of the cell's state: h, or the LSTM's memory c (default: the part the cell "
+                        "shows best, c for the LSTM)")
     p.add_argument("--max-chars", type=positive_int, default=DEFAULT_CHARS,
                    help=f"characters of the text shown (default {DEFAULT_CHARS})")
     p.add_argument("--out", metavar="FILE.html|FILE.png", default=None, help="write the heatmap here")
@@ -49,7 +51,7 @@ def _heatmap(p: argparse.ArgumentParser):
         c = load(a.run)
         m = c.model
         layer = m.num_layers - 1 if a.layer is None else a.layer
-        part = a.state or ("c" if m.cell == "lstm" else "h")
+        part = a.state or m.cell_module.HEATMAP_STATE
         ids, warm, where = analysis_text(c, a.text, a.max_chars, 100)
         state0 = None
         if warm:
@@ -59,7 +61,7 @@ def _heatmap(p: argparse.ArgumentParser):
 
         text = display_text(c.vocab, ids)
         trackers, sections = heatmap_sections(m, text, ids, layer, part, a.units, state0)
-        print(f"charrnn heatmap: {len(text)} characters of {where}, {m.cell} layer {layer}, state {part}")
+        print(f"charrnn heatmap: {counted(len(text), 'character')} of {where}, {m.cell} layer {layer}, state {part}")
         if not trackers:
             print("no property varies over this text (no quotes, brackets, lines, words or capitals)")
         for t in trackers:

@@ -34,10 +34,10 @@ def _plot(p: argparse.ArgumentParser):
             raise ConfigError(f"{run_dir} has no metrics yet (metrics.jsonl records no step): train first")
         if m.skipped:
             print(f"charrnn plot: {skipped}", file=sys.stderr)
-        from ..diagnostics.gradflow import GATE_NAMES
+        from ..diagnostics.gradflow import gate_names
         from ..io.rundir import read_config
 
-        write_png(curves_figure(m.records, GATE_NAMES.get((read_config(run_dir) or {}).get("cell"))), out,
+        write_png(curves_figure(m.records, gate_names((read_config(run_dir) or {}).get("cell"))), out,
                   force=a.force, own=CURVES)
         print(f"wrote {out}")
         return 0

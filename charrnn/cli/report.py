@@ -16,13 +16,12 @@ def _report(p: argparse.ArgumentParser):
     add_force_flag(p, "--out")
 
     def run(a: argparse.Namespace) -> int:
-        from pathlib import Path
-
         from ..io.layout import REPORT
+        from ..io.rundir import run_dir_of
         from ..io.writer import check_target, write_file
         from ..report.html import build_report
 
-        default = (Path(a.run) if Path(a.run).is_dir() else Path(a.run).parent) / REPORT
+        default = run_dir_of(a.run) / REPORT  # a path that is neither a run nor a checkpoint: refused
         out = check_target(default if a.out is None else a.out, force=a.force, own=REPORT)  # before the work
         page = build_report(a.run).encode("utf-8")
         write_file(out, page, force=a.force, own=REPORT)

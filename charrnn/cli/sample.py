@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import ConfigError
-from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference, positive_int, seed_int, tell
-
-
-
-def _escape_what_stdout_cannot_show(symbols: list[str]) -> None:
-    """On a stdout whose encoding lacks some of the model's characters (an ASCII terminal, say),
-    write those as backslash escapes, and say so once, rather than fail in mid-sample."""
-    encoding = getattr(sys.stdout, "encoding", None)
-    if not encoding:
-        return
-    try:
-        "".join(symbols).encode(encoding)
-    except UnicodeEncodeError:
-        try:
-            sys.stdout.reconfigure(errors="backslashreplace")
-        except (AttributeError, ValueError):
-            return
-        tell(f"charrnn sample: stdout's encoding ({encoding}) cannot show every character of this model; "
-             "those are written as backslash escapes (PYTHONIOENCODING=utf-8 writes them as they are)")
-    except LookupError:
-        pass
+from ._common import (add_backend_flags, apply_threads, command, escape_what_stdout_cannot_show, inference_model,
+                      load_for_inference, positive_int, seed_int)
 
 
 @command("sample", "generate text from a trained model, streamed as it is produced", outputs=())
@@ -58,25 +40,27 @@ def _sample(p: argparse.ArgumentParser):
         import numpy as np
 
         from ..data.text import read_text
-        from ..sample import default_prime, encode_prime, generate, generate_many
+        from ..sample import check_memory, default_prime, encode_prime, generate, generate_many
 
         cfg = SampleConfig(a.length, a.temperature, a.top_k, a.top_p, a.greedy)
         cfg.validate()
         c = load_for_inference(a.run)
         model = inference_model(c.model, a.backend, a.device)
         vocab = c.vocab
-        index = _novelty_index(c) if a.novelty else None  # refused before anything is generated
+        # a bytes model takes the command line's bytes as they were given: Python holds the ones
+        # that are not text as surrogate escapes, which os.fsencode turns back into those bytes
+        given = os.fsencode if vocab.encoding == "bytes" else (lambda text: text)
         stop = None
         if a.stop is not None:
             from ..api import stop_ids
 
             if a.stop == "":
                 raise ConfigError("--stop must not be empty")
-            stop = stop_ids(vocab, a.stop)
+            stop = stop_ids(vocab, given(a.stop))
         apply_threads(a.threads)
         seed = a.seed if a.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
         rng = np.random.default_rng(seed)
-        prime = a.prime
+        prime = None if a.prime is None else given(a.prime)
         if a.prime_file is not None:
             prime = read_text(a.prime_file, vocab.encoding)
         if prime:
@@ -89,10 +73,12 @@ def _sample(p: argparse.ArgumentParser):
         else:
             prime_ids = default_prime(vocab, rng)
             shown = prime_ids[:0]
+        check_memory(c.model, a.num_samples, a.length, prime_ids.size)  # refused before any work
+        index = _novelty_index(c) if a.novelty else None  # refused before anything is generated
         if a.seed is None and not a.greedy:  # printed once the input is known good, so errors stay one line
             print(f"charrnn sample: seed {seed} (pass --seed {seed} to repeat this sample)", file=sys.stderr)
         if vocab.encoding != "bytes":
-            _escape_what_stdout_cannot_show(vocab.symbols)
+            escape_what_stdout_cannot_show("sample", vocab.symbols, "every character of this model")
         out = sys.stdout.buffer if vocab.encoding == "bytes" else sys.stdout
         interactive = sys.stdout.isatty()
 

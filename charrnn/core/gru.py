@@ -39,29 +39,15 @@ step's product, the dW_hh product and, once its n block is replaced by dn, by
 `linear.input_backward`), and gate-major (3, B, H) blocks within a step, from one batched
 product with the transposed gate blocks of W_hh, stored in the memory of the step's slice of
 the input projection. For the GRU the batched product and the single one take about the same
-time (1.06 against 1.11 ms at H=512); the contiguous gate blocks are what count.
+time; the contiguous gate blocks are what count (BENCHMARKS.md, "The gated cells' layout").
 
-The compiled path (core/_jit.py), as described in `core.lstm`: the same products and cache, one
+The compiled path (gru_kernels.py), as described in `core.lstm`: the same products and cache, one
 compiled call for each step's elementwise work, the (V, 3H) table of W_ih^T + b for ids, db and
 (for ids) dW_ih summed by the backward kernel, the whole window in one call up to B * H =
-JIT_WINDOW_MAX_WORK (measured as for the LSTM: B=1 up to H=256, B=2 to 128, B=4 to 64, B=8 to
-32), and the backward pass's window-sized gradients kept in `_jit.scratch` (without: 29.8
-against 27.1 ms at H=128). It differs from the NumPy code only by the kernels' tanh and the
-order of the sums into the biases and dW_ih (and, in the whole-window kernels, of the products).
-
-Measured as for `core.lstm` (same machine and protocol, `python benchmarks/cells.py --cell gru
-...`), against `nn.GRU`:
-
-                                 NumPy code   compiled    nn.GRU     compiled / nn.GRU
-    H=512  B=64 T=100            406 ms       353 ms      514 ms     1.46x
-    H=128  B=64 T=100            46.0 ms      26.6 ms     52.9 ms    1.99x
-    H=100  B=1  T=25             0.64 ms      0.17 ms     2.48 ms    14.7x
-    H=512  dense I=512, with dx  688 ms       663 ms      780 ms     1.18x
-
-With the freed memory kept between windows (MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_
-set high for both sides): 347 against 453 ms at H=512 (1.30x), 27.4 against 54.0 ms at H=128
-(1.97x). nn.GRU at B=1 is far slower than nn.LSTM (2.5 against 0.55 ms): PyTorch's CPU LSTM
-runs a fused implementation there, its GRU does not.
+tuning.JIT_WINDOW_MAX_WORK, and the backward pass's window-sized gradients kept in
+`_jit.scratch`. It differs from the NumPy code only by the kernels' tanh and the order of the
+sums into the biases and dW_ih (and, in the whole-window kernels, of the products). Its speed
+against nn.GRU: BENCHMARKS.md, "The gated cells' compiled path".
 
 `hs` is a view of the state buffer that the cache keeps (backward reads h_{t-1} from it): do not
 write into it before backward. `backward` modifies neither the cache nor `dhs`, so it may be run
@@ -72,11 +58,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _jit
-from .linear import as_layer_input, input_backward, input_backward_reference, input_forward, is_ids, sigmoid
+from . import _jit, tuning
+from .contract import KerasLayer, Param, Params, State
+from .linear import (as_layer_input, gate_layer_train_flops, input_backward, input_backward_reference, input_forward,
+                     is_ids, sigmoid)
 
+# ---- the cell's declarations (the contract in core/__init__)
+NAME = "gru"
 GATES = 3
+GATE_NAMES = ("r", "z", "n")
+SIGMOID_GATES = ("r", "z")
 STATE = ("h",)
+HEATMAP_STATE = "h"
+PARAMS = (
+    Param("weight_ih", ("G*H", "I"), "input"),
+    Param("weight_hh", ("G*H", "H"), "recurrent"),
+    Param("bias_ih", ("G*H",), "bias"),
+    Param("bias_hh", ("G*H",), "bias"),  # b_hn acts inside r * (W_hn h + b_hn): not merged into b_ih
+)
+# PyTorch's init ahead of orthogonal gate blocks on prose and on code (BENCHMARKS.md, "Choosing the defaults")
+DEFAULT_INIT = "pytorch"
+DEFAULT_LR = 3e-3
+INIT_BIASES: dict[str, tuple] = {}
+TORCH_MODULE = "GRU"
+TORCH_OPTIONS: dict = {}
+# Keras's blocks are z|r|h, the first two swapped; reset_after=True is PyTorch's GRU (r multiplies
+# W_hn h + b_hn), and keeps both biases
+KERAS = KerasLayer("GRU", (1, 0, 2), both_biases=True, options={"reset_after": True})
+KERNELS = True
+FUSED_STEP = False
+
+def train_flops(input_size: int, hidden_size: int) -> float:
+    return gate_layer_train_flops(GATES, input_size, hidden_size)
+
+
+def compiled(batch_size: int, hidden_size: int) -> bool:
+    """Whether a window runs in the compiled kernels now (for float32 / float64 parameters and
+    ids in range, at any size)."""
+    return _jit.available()
 
 
 class _Cache:
@@ -91,8 +110,9 @@ class _Cache:
         self.hn = hn  # (T, B, H): W_hn h_{t-1} + b_hn
 
 
-def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
+def forward(x: np.ndarray, params: Params, state0: State, need_cache: bool = True) -> tuple[np.ndarray, State, _Cache | None]:
     """One window, as the contract in `charrnn.core` says: (hs, (h_T,), cache)."""
+    w_ih, w_hh, b_ih, b_hh = params
     dtype = w_hh.dtype
     x = as_layer_input(x, dtype)
     if use_jit(x, w_ih):
@@ -106,8 +126,7 @@ def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     bias[: 2 * H] += b_hh[: 2 * H]
     b_hn = b_hh[2 * H :]
     # For ids the projection gathers rows of W_ih^T: with W_ih in Fortran order they are
-    # contiguous rows (gathering the strided columns of a C-ordered W_ih took 1.6x as long at
-    # H=512 and 2.6x at H=128).
+    # contiguous rows, gathered faster than the strided columns of a C-ordered W_ih.
     w_in = np.asfortranarray(w_ih) if is_ids(x) else w_ih
     xw = input_forward(x, w_in, bias)  # (T, B, 3H): W_ih x_t + b_ih + [b_hr, b_hz, 0]
     xw3 = xw.reshape(T, B, 3, H)
@@ -148,8 +167,11 @@ def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     return hs, state_n, cache
 
 
-def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, need_dx=True):
-    """Mirror of `forward`: adds into dw_ih, dw_hh, db_ih, db_hh; returns (dx, (dh_0,))."""
+def backward(dhs: np.ndarray, cache: _Cache, params: Params, grads: Params, dstate_n: State | None = None,
+             need_dx: bool = True) -> tuple[np.ndarray | None, State]:
+    """Mirror of `forward`: adds into grads; returns (dx, (dh_0,))."""
+    w_ih, w_hh = params[0], params[1]
+    dw_ih, dw_hh, db_ih, db_hh = grads
     dtype = w_hh.dtype
     x, acts, hbuf, hn = cache.x, cache.acts, cache.hbuf, cache.hn
     T, B, H = hn.shape
@@ -219,24 +241,31 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
 
 
 # --------------------------------------------------------------------------------------------
-# the compiled path (numba, core/_jit.py): the same computation, each step's elementwise work in one
+# the compiled path (numba, gru_kernels.py): the same computation, each step's elementwise work in one
 # call, and for small B * H the whole window in one call
-
-# Up to this many numbers per step's state (B * H) the compiled path runs the whole window in one
-# call, its matrix-vector products written as loops; above it each step is a BLAS product and one
-# compiled call (measured: module docstring).
-JIT_WINDOW_MAX_WORK = 256
-
 
 def use_jit(x: np.ndarray, w_ih: np.ndarray) -> bool:
     return _jit.cell_kernels_apply(x, w_ih)
+
+
+_compiled = None
+
+
+def _kernels():
+    """This cell's compiled kernels (gru_kernels.py), imported on first use (that imports numba)."""
+    global _compiled
+    if _compiled is None:
+        from . import gru_kernels
+
+        _compiled = gru_kernels
+    return _compiled
 
 
 def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     dtype = w_hh.dtype
     T, B = x.shape[:2]
     H = w_hh.shape[1]
-    kernels = _jit.kernels()
+    kernels = _kernels()
     bias = b_ih.copy()
     bias[: 2 * H] += b_hh[: 2 * H]
     b_hn = np.ascontiguousarray(b_hh[2 * H :])
@@ -244,13 +273,13 @@ def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     hbuf = np.empty((T + 1, B, H), dtype=dtype)
     hbuf[0] = state0[0]
     hn = np.empty((T if need_cache else 1, B, H), dtype=dtype)
-    if B * H <= JIT_WINDOW_MAX_WORK:
+    if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         w_t = np.ascontiguousarray(w_hh.T)
-        kernels["gru_forward_window"](inp, rows, b_hn, w_t, acts, hbuf, hn)
+        kernels.forward_window(inp, rows, b_hn, w_t, acts, hbuf, hn)
     else:
         w3 = np.ascontiguousarray(w_hh.reshape(3, H, H).transpose(0, 2, 1))
         pre = np.empty((3, B, H), dtype=dtype)
-        kernel = kernels["gru_forward_step"]
+        kernel = kernels.forward_step
         for t in range(T):
             np.matmul(hbuf[t], w3, out=pre)
             kernel(t, pre, inp, rows, b_hn, acts, hbuf, hn)
@@ -263,7 +292,7 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need
     dtype = w_hh.dtype
     x, acts, hbuf, hn = cache.x, cache.acts, cache.hbuf, cache.hn
     T, B, H = hn.shape
-    kernels = _jit.kernels()
+    kernels = _kernels()
     ids = is_ids(x)
     # [dr, dz, r * dn] and dn, only read here: given back at the end. dn for the input side is
     # kept for the window's product with dense x; for ids the kernels add it into dW_ih^T's rows
@@ -276,13 +305,13 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need
     dwt = np.zeros((w_ih.shape[1] if ids else 1, 3 * H), dtype=dtype)
     db_in = np.zeros(3 * H, dtype=dtype)
     db_rec = np.zeros(3 * H, dtype=dtype)
-    if B * H <= JIT_WINDOW_MAX_WORK:
+    if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         dh0 = np.empty((B, H), dtype=dtype)
         w = np.ascontiguousarray(w_hh)
-        kernels["gru_backward_window"](dh, dhs, acts, hbuf, hn, drec, dn_out, w, xi, dwt, db_in, db_rec, ids, dh0)
+        kernels.backward_window(dh, dhs, acts, hbuf, hn, drec, dn_out, w, xi, dwt, db_in, db_rec, ids, dh0)
     else:
         mm = np.empty((B, H), dtype=dtype)
-        kernel = kernels["gru_backward_step"]
+        kernel = kernels.backward_step
         for t in range(T - 1, -1, -1):
             if t < T - 1:
                 np.matmul(drec[t + 1], w_hh, out=mm)
@@ -306,12 +335,12 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, need
     return dx, (dh0,)
 
 
-def step(x, w_ih, w_hh, b_ih, b_hh, state):
+def step(x: np.ndarray, params: Params, state: State) -> State:
     """One step for generation: x (B,) ids or (B, I) floats, state (h,) -> (h_new,)."""
     # Column form, (3H, B): the products then use the weights as stored. The row form's
-    # h @ w_hh.T multiplies by a transposed view, which OpenBLAS runs over 2x slower for B > 1
-    # (a whole step at B=4: 38 against 51 us at H=128, 0.25 against 0.49 ms at H=512);
-    # at B=1 both are the same matrix-vector product.
+    # h @ w_hh.T multiplies by a transposed view, which OpenBLAS runs slower for B > 1
+    # (BENCHMARKS.md, "The gated cells' layout"); at B=1 both are the same matrix-vector product.
+    w_ih, w_hh, b_ih, b_hh = params
     (h,) = state
     H = w_hh.shape[1]
     x = as_layer_input(x, w_hh.dtype)
@@ -333,12 +362,27 @@ def step(x, w_ih, w_hh, b_ih, b_hh, state):
     return (h_new.T,)  # a (B, H) view of the column-form result
 
 
+def gate_activations(x: np.ndarray, params: Params, state: State) -> np.ndarray:
+    """(N, 3, H): r, z, n after their nonlinearities for N independent steps, written plainly."""
+    w_ih, w_hh, b_ih, b_hh = params
+    x = as_layer_input(x, w_hh.dtype)
+    H = w_hh.shape[1]
+    xw = input_forward(x[None], w_ih, b_ih)[0]  # (N, 3H)
+    hw = state[0] @ w_hh.T + b_hh
+    r = sigmoid(xw[:, :H] + hw[:, :H])
+    z = sigmoid(xw[:, H : 2 * H] + hw[:, H : 2 * H])
+    n = np.tanh(xw[:, 2 * H :] + r * hw[:, 2 * H :])
+    return np.stack([r, z, n], axis=1)
+
+
 # --------------------------------------------------------------------------------------------
 # the references: PyTorch's equations as written, one per line, fresh arrays, row form
 
 
-def forward_reference(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
+def forward_reference(x: np.ndarray, params: Params, state0: State,
+                      need_cache: bool = True) -> tuple[np.ndarray, State, tuple | None]:
     """`forward` written plainly: the equations at the top of this module, step by step."""
+    w_ih, w_hh, b_ih, b_hh = params
     x = as_layer_input(x, w_hh.dtype)
     H = w_hh.shape[1]
     h = np.asarray(state0[0], dtype=w_hh.dtype)
@@ -359,8 +403,11 @@ def forward_reference(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     return np.stack(hs), (h,), cache
 
 
-def backward_reference(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, need_dx=True):
+def backward_reference(dhs: np.ndarray, cache: tuple, params: Params, grads: Params, dstate_n: State | None = None,
+                       need_dx: bool = True) -> tuple[np.ndarray | None, State]:
     """`backward` written plainly: backpropagation through time of `forward_reference`."""
+    w_ih, w_hh = params[0], params[1]
+    dw_ih, dw_hh, db_ih, db_hh = grads
     x, steps = cache
     dhs = np.asarray(dhs, dtype=w_hh.dtype)
     T, B, H = dhs.shape

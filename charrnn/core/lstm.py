@@ -39,57 +39,27 @@ own contiguous (B, H) block. The step's slice of the input projection is added w
 add, and the activations are stored gate-major in the memory that slice occupied (it is not read
 again), so the cache costs no second window-sized array.
 
-Why, measured per step at B=64, float32, one thread, OpenBLAS:
-  * NumPy's elementwise functions run 2-3x slower on the (B, H) column slices of a (B, 4H) row
-    than on contiguous (B, H) blocks (the sigmoid of i|f: 100 against 37 us at H=512), and a step
-    of forward + backward is about 40 such calls;
-  * the batched per-gate product is faster than one (B, H) x (H, 4H) product: 1.49 against
-    1.64 ms at H=512 (91 against 97 us at H=128);
-  * column form, (4H, B) blocks as in `ops.rnn_forward`, has the fastest forward product (1.37 ms
-    at H=512; the backward products take 1.38 ms in column form, 1.44 in row form), but every
-    step would have to add its slice of the time-major input projection transposed, which alone
-    took 0.40 ms per step at H=512, more than the product gains (and the gate gradients would
-    need the same transposition back for `linear.input_backward`).
+Why (measured: BENCHMARKS.md, "The gated cells' layout"): NumPy's elementwise functions run
+much slower on the (B, H) column slices of a (B, 4H) row than on contiguous (B, H) blocks, and a
+step of forward + backward is about 40 such calls; the batched per-gate product is faster than
+one (B, H) x (H, 4H) product; column form, (4H, B) blocks as in the tanh cell, has the fastest
+forward product, but every step would have to add its slice of the time-major input projection
+transposed, which costs more than the product gains.
 
-The compiled path. With numba (core/_jit.py; not with CHARRNN_JIT=0) `forward` and `backward`
+The compiled path. With numba (lstm_kernels.py; not with CHARRNN_JIT=0) `forward` and `backward`
 run the same computation with the same cache: each step is the same BLAS product followed by one
 compiled call doing all of the step's elementwise work, where the NumPy code makes about 12
 (forward) and 25 (backward) passes over (B, H) blocks; the operations and their order are the
 NumPy code's, so the two differ only by the kernels' tanh (within 2.5 ulp of the exact one, as
 NumPy's is within 1.4), the order of the sums into db and dW_ih, and in the whole-window kernels
-below the order of the products' sums. For ids no window-sized
-projection is made: each step reads its symbols' rows of W_ih^T + b from a (V, 4H) table, and the
-backward kernel adds each step's gate gradients into db and into the rows of dW_ih^T its symbols
-select, instead of a sum and a product with a one-hot matrix after the loop. Up to
-B * H = JIT_WINDOW_MAX_WORK the whole window is one call, the products written as loops: at T=25
-that won up to B * H = 256 (B=1 up to H=256, B=2 to 128, B=8 to 32; a tie at B=4, H=64), the
-step kernels with BLAS products above. The backward pass's (T, B, 4H) gate gradients live in
-`_jit.scratch` between calls: nothing outside the call sees them, and taking them from the
-system anew each window cost 4 of 39.5 ms at H=128 (14 of 492 ms at H=512).
-
-Measured on 2 vCPUs of an AMD EPYC (Zen 4), OpenBLAS 0.3.31, float32, one thread, forward +
-backward of one window with input ids (V=65), against `nn.LSTM` with one-hot float input built
-beforehand (PyTorch 2.13, MKL), each side in its own process, alternating, median of 5 rounds
-(`python benchmarks/cells.py --cell lstm --hidden H [--batch B --steps T] [--dense]`; the NumPy
-column with CHARRNN_JIT=0; a machine shared with other work, so several percent of noise):
-
-                                 NumPy code   compiled    nn.LSTM    compiled / nn.LSTM
-    H=512  B=64 T=100            537 ms       480 ms      585 ms     1.22x (1.17-1.22x in 3 runs)
-    H=128  B=64 T=100            57.5 ms      34.5 ms     64.5 ms    1.87x (1.87-1.91x in 2 runs)
-    H=100  B=1  T=25             0.77 ms      0.21 ms     0.55 ms    2.7x
-    H=512  dense I=512, with dx  893 ms       872 ms      887 ms     1.02x
-
-Where the compiled path's time goes. At H=512 the per-step products and the dW_hh product take
-about 435 of the 475-495 ms (about 90% of this machine's sgemm peak, 100 GFLOP/s; nn.LSTM's 585
-ms are 1.34x that alone) and the kernels 30 (forward 14, backward 16). At H=128 the products
-take 29 of the 34.5 ms; the rest is memory-bound: the backward kernel takes 11 us a step with
-its inputs in cache and 29 us reading them, the cache that the forward pass wrote, from memory.
-With dense input three more window products (projection, dW_ih, dx) dominate on both sides.
-
-PyTorch's side pays more than ours for glibc returning freed window-sized arrays to the system
-and faulting them back in every window: with the memory kept (MALLOC_TRIM_THRESHOLD_ and
-MALLOC_MMAP_THRESHOLD_ set high for both processes) nn.LSTM takes 457 ms at H=512 against our
-484 (0.94x) and 47.7 ms at H=128 against our 35.2 (1.36x), while ours barely changes.
+the order of the products' sums. For ids no window-sized projection is made: each step reads its
+symbols' rows of W_ih^T + b from a (V, 4H) table, and the backward kernel adds each step's gate
+gradients into db and into the rows of dW_ih^T its symbols select, instead of a sum and a product
+with a one-hot matrix after the loop. Up to B * H = tuning.JIT_WINDOW_MAX_WORK the whole window
+is one call, the products written as loops; the step kernels with BLAS products above. The
+backward pass's (T, B, 4H) gate gradients live in `_jit.scratch` between calls: nothing outside
+the call sees them. Its speed against nn.LSTM, and where its time goes: BENCHMARKS.md, "The
+gated cells' compiled path".
 
 `hs` is a view of the state buffer that the cache keeps (backward reads h_{t-1} from it): do not
 write into it before backward. `backward` modifies neither the cache nor `dhs`, so it may be run
@@ -100,11 +70,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _jit
-from .linear import as_layer_input, input_backward, input_backward_reference, input_forward, is_ids, sigmoid
+from . import _jit, tuning
+from .contract import KerasLayer, Param, Params, State
+from .linear import (as_layer_input, gate_layer_train_flops, input_backward, input_backward_reference, input_forward,
+                     is_ids, sigmoid)
 
+# ---- the cell's declarations (the contract in core/__init__)
+NAME = "lstm"
 GATES = 4
+GATE_NAMES = ("i", "f", "g", "o")
+SIGMOID_GATES = ("i", "f", "o")
 STATE = ("h", "c")
+HEATMAP_STATE = "c"  # the memory: where the units that track quotes and line lengths show
+PARAMS = (
+    Param("weight_ih", ("G*H", "I"), "input"),
+    Param("weight_hh", ("G*H", "H"), "recurrent"),
+    Param("bias_ih", ("G*H",), "bias"),
+    Param("bias_hh", ("G*H",), "bias"),
+)
+# the best of 22 configurations on prose and on code (BENCHMARKS.md, "Choosing the defaults")
+DEFAULT_INIT = "pytorch"
+DEFAULT_LR = 5e-3
+# under "orthogonal" the forget gate's bias starts at 1, so that the cell remembers by default
+# (Jozefowicz, Zaremba and Sutskever 2015)
+INIT_BIASES = {"orthogonal": (("bias_ih", "f", 1.0),)}
+TORCH_MODULE = "LSTM"
+TORCH_OPTIONS: dict = {}
+KERAS = KerasLayer("LSTM", (0, 1, 2, 3), both_biases=False, options={})  # Keras's i|f|c|o: the same order
+KERNELS = True
+FUSED_STEP = False
+
+def train_flops(input_size: int, hidden_size: int) -> float:
+    return gate_layer_train_flops(GATES, input_size, hidden_size)
+
+
+def compiled(batch_size: int, hidden_size: int) -> bool:
+    """Whether a window runs in the compiled kernels now (for float32 / float64 parameters and
+    ids in range, at any size)."""
+    return _jit.available()
 
 
 class _Cache:
@@ -120,8 +123,9 @@ class _Cache:
         self.tanh_c = tanh_c  # (T, B, H): tanh(c_1) .. tanh(c_T)
 
 
-def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
+def forward(x: np.ndarray, params: Params, state0: State, need_cache: bool = True) -> tuple[np.ndarray, State, _Cache | None]:
     """One window, as the contract in `charrnn.core` says: (hs, (h_T, c_T), cache)."""
+    w_ih, w_hh, b_ih, b_hh = params
     dtype = w_hh.dtype
     x = as_layer_input(x, dtype)
     if use_jit(x, w_ih):
@@ -131,8 +135,7 @@ def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     h0, c0 = state0
 
     # For ids the projection gathers rows of W_ih^T: with W_ih in Fortran order they are
-    # contiguous rows (gathering the strided columns of a C-ordered W_ih took 1.6x as long at
-    # H=512 and 2.6x at H=128).
+    # contiguous rows, gathered faster than the strided columns of a C-ordered W_ih.
     w_in = np.asfortranarray(w_ih) if is_ids(x) else w_ih
     xw = input_forward(x, w_in, b_ih + b_hh)  # (T, B, 4H): W_ih x_t + b_ih + b_hh
     xw4 = xw.reshape(T, B, 4, H)
@@ -176,8 +179,11 @@ def forward(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     return hs, state_n, cache
 
 
-def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, need_dx=True):
-    """Mirror of `forward`: adds into dw_ih, dw_hh, db_ih, db_hh; returns (dx, (dh_0, dc_0))."""
+def backward(dhs: np.ndarray, cache: _Cache, params: Params, grads: Params, dstate_n: State | None = None,
+             need_dx: bool = True) -> tuple[np.ndarray | None, State]:
+    """Mirror of `forward`: adds into grads; returns (dx, (dh_0, dc_0))."""
+    w_ih, w_hh = params[0], params[1]
+    dw_ih, dw_hh, db_ih, db_hh = grads
     dtype = w_hh.dtype
     x, acts, hbuf, cbuf, tanh_c = cache.x, cache.acts, cache.hbuf, cache.cbuf, cache.tanh_c
     T, B, H = tanh_c.shape
@@ -252,24 +258,31 @@ def backward(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, 
 
 
 # --------------------------------------------------------------------------------------------
-# the compiled path (numba, core/_jit.py): the same computation, each step's elementwise work in one
+# the compiled path (numba, lstm_kernels.py): the same computation, each step's elementwise work in one
 # call, and for small B * H the whole window in one call
-
-# Up to this many numbers per step's state (B * H) the compiled path runs the whole window in one
-# call, its matrix-vector products written as loops; above it each step is a BLAS product and one
-# compiled call (measured: module docstring).
-JIT_WINDOW_MAX_WORK = 256
-
 
 def use_jit(x: np.ndarray, w_ih: np.ndarray) -> bool:
     return _jit.cell_kernels_apply(x, w_ih)
+
+
+_compiled = None
+
+
+def _kernels():
+    """This cell's compiled kernels (lstm_kernels.py), imported on first use (that imports numba)."""
+    global _compiled
+    if _compiled is None:
+        from . import lstm_kernels
+
+        _compiled = lstm_kernels
+    return _compiled
 
 
 def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     dtype = w_hh.dtype
     T, B = x.shape[:2]
     H = w_hh.shape[1]
-    kernels = _jit.kernels()
+    kernels = _kernels()
     inp, rows, acts = _jit.window_inputs(x, w_ih, b_ih + b_hh, GATES, B, H)
     hbuf = np.empty((T + 1, B, H), dtype=dtype)
     hbuf[0] = state0[0]
@@ -277,13 +290,13 @@ def _forward_jit(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache):
     cbuf = np.empty((nc, B, H), dtype=dtype)
     cbuf[0] = state0[1]
     tanh_c = np.empty((T if need_cache else 1, B, H), dtype=dtype)
-    if B * H <= JIT_WINDOW_MAX_WORK:
+    if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         w_t = np.ascontiguousarray(w_hh.T)
-        kernels["lstm_forward_window"](inp, rows, w_t, acts, hbuf, cbuf, tanh_c)
+        kernels.forward_window(inp, rows, w_t, acts, hbuf, cbuf, tanh_c)
     else:
         w4 = np.ascontiguousarray(w_hh.reshape(4, H, H).transpose(0, 2, 1))
         pre = np.empty((4, B, H), dtype=dtype)
-        kernel = kernels["lstm_forward_step"]
+        kernel = kernels.forward_step
         for t in range(T):
             np.matmul(hbuf[t], w4, out=pre)
             kernel(t, pre, inp, rows, acts, hbuf, cbuf, tanh_c)
@@ -296,7 +309,7 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
     dtype = w_hh.dtype
     x, acts, hbuf, cbuf, tanh_c = cache.x, cache.acts, cache.hbuf, cache.cbuf, cache.tanh_c
     T, B, H = tanh_c.shape
-    kernels = _jit.kernels()
+    kernels = _kernels()
     dgates = _jit.scratch.take((T, B, 4 * H), dtype)  # only read here: given back at the end
     # dh: at the last step the gradient arriving at h_T, to which the kernel adds dhs_T
     dh = np.zeros((B, H), dtype=dtype) if dh_n is None else np.array(dh_n, dtype=dtype)
@@ -307,12 +320,12 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
     xi = np.ascontiguousarray(x, dtype=np.intp) if ids else np.zeros((1, 1), dtype=np.intp)
     dwt = np.zeros((w_ih.shape[1] if ids else 1, 4 * H), dtype=dtype)
     db = np.zeros(4 * H, dtype=dtype)
-    if B * H <= JIT_WINDOW_MAX_WORK:
+    if B * H <= tuning.JIT_WINDOW_MAX_WORK:
         dh0 = np.empty((B, H), dtype=dtype)
         w = np.ascontiguousarray(w_hh)
-        kernels["lstm_backward_window"](dh, dhs, acts, tanh_c, cbuf, dc, dgates, w, xi, dwt, db, ids, dh0)
+        kernels.backward_window(dh, dhs, acts, tanh_c, cbuf, dc, dgates, w, xi, dwt, db, ids, dh0)
     else:
-        kernel = kernels["lstm_backward_step"]
+        kernel = kernels.backward_step
         for t in range(T - 1, -1, -1):
             if t < T - 1:
                 np.matmul(dgates[t + 1], w_hh, out=dh)
@@ -332,12 +345,12 @@ def _backward_jit(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dh_n, dc_n
     return dx, (dh0, dc)
 
 
-def step(x, w_ih, w_hh, b_ih, b_hh, state):
+def step(x: np.ndarray, params: Params, state: State) -> State:
     """One step for generation: x (B,) ids or (B, I) floats, state (h, c) -> (h_new, c_new)."""
     # Column form, (4H, B): the products then use the weights as stored. The row form's
-    # h @ w_hh.T multiplies by a transposed view, which OpenBLAS runs over 2x slower for B > 1
-    # (a whole step at B=4: 30 against 66 us at H=128, 0.31 against 0.65 ms at H=512);
-    # at B=1 both are the same matrix-vector product.
+    # h @ w_hh.T multiplies by a transposed view, which OpenBLAS runs much slower for B > 1
+    # (BENCHMARKS.md, "The gated cells' layout"); at B=1 both are the same matrix-vector product.
+    w_ih, w_hh, b_ih, b_hh = params
     h, c = state
     H = w_hh.shape[1]
     x = as_layer_input(x, w_hh.dtype)
@@ -355,12 +368,23 @@ def step(x, w_ih, w_hh, b_ih, b_hh, state):
     return h_new.T, c_new.T  # (B, H) views of the column-form results
 
 
+def gate_activations(x: np.ndarray, params: Params, state: State) -> np.ndarray:
+    """(N, 4, H): i, f, g, o after their nonlinearities for N independent steps, written plainly."""
+    w_ih, w_hh, b_ih, b_hh = params
+    x = as_layer_input(x, w_hh.dtype)
+    H = w_hh.shape[1]
+    pre = (input_forward(x[None], w_ih, b_ih)[0] + (state[0] @ w_hh.T + b_hh)).reshape(-1, 4, H)
+    return np.stack([sigmoid(pre[:, 0]), sigmoid(pre[:, 1]), np.tanh(pre[:, 2]), sigmoid(pre[:, 3])], axis=1)
+
+
 # --------------------------------------------------------------------------------------------
 # the references: PyTorch's equations as written, one per line, fresh arrays, row form
 
 
-def forward_reference(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
+def forward_reference(x: np.ndarray, params: Params, state0: State,
+                      need_cache: bool = True) -> tuple[np.ndarray, State, tuple | None]:
     """`forward` written plainly: the equations at the top of this module, step by step."""
+    w_ih, w_hh, b_ih, b_hh = params
     x = as_layer_input(x, w_hh.dtype)
     H = w_hh.shape[1]
     h = np.asarray(state0[0], dtype=w_hh.dtype)
@@ -383,8 +407,11 @@ def forward_reference(x, w_ih, w_hh, b_ih, b_hh, state0, need_cache=True):
     return np.stack(hs), (h, c), cache
 
 
-def backward_reference(dhs, cache, w_ih, w_hh, dw_ih, dw_hh, db_ih, db_hh, dstate_n=None, need_dx=True):
+def backward_reference(dhs: np.ndarray, cache: tuple, params: Params, grads: Params, dstate_n: State | None = None,
+                       need_dx: bool = True) -> tuple[np.ndarray | None, State]:
     """`backward` written plainly: backpropagation through time of `forward_reference`."""
+    w_ih, w_hh = params[0], params[1]
+    dw_ih, dw_hh, db_ih, db_hh = grads
     x, steps = cache
     dhs = np.asarray(dhs, dtype=w_hh.dtype)
     T, B, H = dhs.shape

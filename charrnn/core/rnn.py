@@ -3,28 +3,67 @@
     a_t = W h_{t-1} + U x_t + b        h_t = tanh(a_t)
 
 with PyTorch's `nn.RNN` names: U = weight_ih (H, I), W = weight_hh (H, H), b = bias_ih + bias_hh
-(two biases, always summed, so each gets the same gradient). GATES = 1, STATE = ("h",).
+(two biases, always summed, so each gets the same gradient).
 
 The tuned recurrence writes the three terms of a_t as one product, a_t = [W U b] [h_{t-1}; x_t; 1],
 so each step is a single matrix product and a tanh. For the first layer x_t is one-hot and the U
 part adds only V/H to each step's work; it replaces a gather and an add per step, and in the
 backward pass the gradients of U and b come out of one product over all steps
-(`rnn_input_backward`) instead of a scatter-add, which is slower than the product on this
-hardware (BENCHMARKS.md). The plain, seed-shaped versions are kept as `*_reference`, and
+(`rnn_input_backward`) instead of a scatter-add, which is slower than the product (BENCHMARKS.md,
+"The tanh cell's column form"). The plain, seed-shaped versions are kept as `*_reference`, and
 tests/core/test_tuned_vs_reference.py holds the two to the same results.
 
-numba, when installed, runs the recurrence's loops for small batches (`_jit`, `JIT_MAX_WORK`).
+numba, when installed, runs the recurrence's loops for small batches (rnn_kernels.py,
+tuning.RNN_JIT_MAX_WORK), and the whole training step of one stream (rnn_fused.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _jit
-from .linear import input_backward_reference, input_forward, is_ids
+from . import _jit, tuning
+from .contract import KerasLayer, Param, Params, State
+from .linear import gate_layer_train_flops, input_backward_reference, input_forward, is_ids
 
+# ---- the cell's declarations (the contract in core/__init__)
+NAME = "rnn"
 GATES = 1
+GATE_NAMES = ("h",)  # the one block is the new state itself
+SIGMOID_GATES: tuple[str, ...] = ()
 STATE = ("h",)
+HEATMAP_STATE = "h"
+PARAMS = (
+    Param("weight_ih", ("G*H", "I"), "input"),  # U
+    Param("weight_hh", ("G*H", "H"), "recurrent"),  # W
+    Param("bias_ih", ("G*H",), "bias"),  # } b
+    Param("bias_hh", ("G*H",), "bias"),  # }
+)
+# measured best for this cell before the gated cells arrived (BENCHMARKS.md, "Choosing the defaults")
+DEFAULT_INIT = "orthogonal"
+DEFAULT_LR = 3e-3
+INIT_BIASES: dict[str, tuple] = {}
+TORCH_MODULE = "RNN"
+TORCH_OPTIONS = {"nonlinearity": "tanh"}
+KERAS = KerasLayer("SimpleRNN", (0,), both_biases=False, options={})
+KERNELS = True
+FUSED_STEP = True
+
+
+def train_flops(input_size: int, hidden_size: int) -> float:
+    return gate_layer_train_flops(GATES, input_size, hidden_size)
+
+
+def compiled(batch_size: int, hidden_size: int) -> bool:
+    """Whether a window of B streams of H units runs in the compiled loops now."""
+    return use_jit(batch_size, hidden_size)
+
+
+def fused_step_kernel():
+    """The whole training step of a one-layer model on one stream, compiled (rnn_fused.py)."""
+    from . import rnn_fused
+
+    return rnn_fused.kernel()
+
 
 #
 # The tuned recurrence works in column form, as the seeds write it (vectors are columns, one
@@ -40,8 +79,8 @@ STATE = ("h",)
 # ready for the large products over all steps (output layer, weight gradients).
 #
 # Why this layout: OpenBLAS multiplies the per-step blocks faster as (H, K) x (K, B), with both
-# operands contiguous, than in the row form (B, K) x (K, H): 1.3x at B=64, H=512 and 2.4x at
-# B=32, H=128 on this hardware (BENCHMARKS.md).
+# operands contiguous, than in the row form (B, K) x (K, H) (BENCHMARKS.md, "The tanh cell's
+# column form").
 
 
 def stack_weights(
@@ -58,15 +97,22 @@ def stack_weights(
     return out
 
 
-# Up to this many numbers per step's state (B * H) the recurrence runs in the compiled loops of
-# _jit when numba is installed: there the per-step products are matrix-vector sized and Python's
-# per-call cost dominates; above it the BLAS products of the NumPy loops win (measured crossover
-# on this hardware: B=1 up to H of a few hundred, B=2 up to H=128, B=4 up to H=64).
-JIT_MAX_WORK = 256
-
-
 def use_jit(batch_size: int, hidden_size: int) -> bool:
-    return batch_size * hidden_size <= JIT_MAX_WORK and _jit.available()
+    """Whether the recurrence of B streams of H units runs in the compiled loops (tuning.py)."""
+    return batch_size * hidden_size <= tuning.RNN_JIT_MAX_WORK and _jit.available()
+
+
+_compiled = None
+
+
+def _kernels():
+    """This cell's compiled kernels (rnn_kernels.py), imported on first use (that imports numba)."""
+    global _compiled
+    if _compiled is None:
+        from . import rnn_kernels
+
+        _compiled = rnn_kernels
+    return _compiled
 
 
 def rnn_forward(X: np.ndarray, weight_cat: np.ndarray) -> None:
@@ -79,17 +125,12 @@ def rnn_forward(X: np.ndarray, weight_cat: np.ndarray) -> None:
     if use_jit(X.shape[2], H):
         # the compiled loop reads the weights one input row at a time: it wants them transposed
         wct = np.ascontiguousarray(weight_cat.T)
-        _jit.kernels()["rnn_forward_loop"](X, wct)
+        _kernels().forward_loop(X, wct)
         return
     for t in range(X.shape[0] - 1):
         h = X[t + 1, :H]
         np.matmul(weight_cat, X[t], out=h)
         np.tanh(h, out=h)
-
-
-# Scratch the backward pass keeps for tanh'(a_t), in numbers: enough steps to make the
-# vectorised 1 - h^2 worth it for small B*H, few enough to stay in cache for large ones.
-DTANH_CHUNK_ELEMENTS = 1 << 16
 
 
 def rnn_backward(
@@ -112,7 +153,7 @@ def rnn_backward(
     da = dhs
     wT = weight_hh.T
     if use_jit(B, H):
-        _jit.kernels()["bptt_loop"](da, hs, weight_hh)
+        _kernels().bptt_loop(da, hs, weight_hh)
     else:
         _bptt_loop(da, hs, weight_hh)
     dh0 = wT @ da[:, 0]
@@ -133,7 +174,7 @@ def _states_before(hs: np.ndarray, h0: np.ndarray) -> np.ndarray | None:
     Possible when h0 sits in memory exactly one step before hs with the same layout, as in the
     model's feature-major buffer (h0 = XT[:H, 0], hs = XT[:H, 1:]). Then the weight gradient is
     one product instead of two, and the first step's (H, B) x (B, H) product, which NumPy runs
-    slowly for B=1 (40 us at H=100, against 15 us for the whole rest of the window), goes away.
+    slowly for B=1 (BENCHMARKS.md, "The tanh cell's column form"), goes away.
     """
     if (
         hs.base is not None
@@ -159,7 +200,7 @@ def _bptt_loop(da: np.ndarray, hs: np.ndarray, weight_hh: np.ndarray) -> None:
     cur = np.empty((H, B), dtype=da.dtype)  # da_{t+1}, then da_t
     tmp = np.empty((H, B), dtype=da.dtype)
     # tanh'(a_t) = 1 - h_t^2 for a chunk of steps at a time, vectorised, in cache-sized pieces
-    chunk = max(1, min(T, DTANH_CHUNK_ELEMENTS // (B * H)))
+    chunk = max(1, min(T, tuning.DTANH_CHUNK_ELEMENTS // (B * H)))
     dtanh = np.empty((chunk, H, B), dtype=da.dtype)
     for hi in range(T, 0, -chunk):
         lo = max(0, hi - chunk)
@@ -239,8 +280,6 @@ def rnn_backward_reference(
     return da, dh_next
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # the cell contract (core/__init__): a layer over a window, time-major at the interface
 
@@ -265,12 +304,10 @@ def _stacked_input(x: np.ndarray, h0: np.ndarray, H: int, I: int) -> np.ndarray:
     return X
 
 
-def forward(
-    x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
-    state0: tuple[np.ndarray, ...], need_cache: bool = True,
-) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple | None]:
+def forward(x: np.ndarray, params: Params, state0: State, need_cache: bool = True) -> tuple[np.ndarray, State, tuple | None]:
     """The layer over a window (contract in core/__init__). hs is a (T, B, H) view into this
     call's own buffer, so a layer above that reads it in column form reads contiguous memory."""
+    w_ih, w_hh, b_ih, b_hh = params
     H, I = w_ih.shape
     X = _stacked_input(x, state0[0], H, I)
     rnn_forward(X, stack_weights(w_hh, w_ih, b_ih, b_hh))
@@ -281,18 +318,17 @@ def forward(
     return XT[:H, 1:].transpose(1, 2, 0), (h_n,), (XT, is_ids(x))
 
 
-def backward(
-    dhs: np.ndarray, cache: tuple, w_ih: np.ndarray, w_hh: np.ndarray,
-    dw_ih: np.ndarray, dw_hh: np.ndarray, db_ih: np.ndarray, db_hh: np.ndarray,
-    dstate_n: tuple[np.ndarray, ...] | None = None, need_dx: bool = True,
-) -> tuple[np.ndarray | None, tuple[np.ndarray, ...]]:
+def backward(dhs: np.ndarray, cache: tuple, params: Params, grads: Params, dstate_n: State | None = None,
+             need_dx: bool = True) -> tuple[np.ndarray | None, State]:
     """Mirror of `forward`. dhs given as the transposed view of a feature-major (H, T, B) array
     (as the model's head and the layer above produce it) is consumed in place, with no copy."""
     XT, ids = cache
+    w_ih, w_hh = params[0], params[1]
+    dw_ih, dw_hh, db_ih, db_hh = grads
     H, I = w_ih.shape
     T, B = dhs.shape[:2]
     dh = np.ascontiguousarray(dhs.transpose(2, 0, 1))  # (H, T, B)
-    if dstate_n is not None:
+    if dstate_n is not None and dstate_n[0] is not None:
         dh[:, -1] += dstate_n[0].T  # h_T is both the last output and the carried state
     da, dh0 = rnn_backward(dh, XT[:H, 1:], XT[:H, 0], w_hh, dw_hh)
     dxT = np.empty((I, T, B), dtype=dh.dtype) if need_dx and not ids else None
@@ -300,11 +336,9 @@ def backward(
     return (dxT.transpose(1, 2, 0) if dxT is not None else None), (np.ascontiguousarray(dh0.T),)
 
 
-def step(
-    x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
-    state: tuple[np.ndarray, ...],
-) -> tuple[np.ndarray, ...]:
+def step(x: np.ndarray, params: Params, state: State) -> State:
     """One step for generation: h' = tanh(W h + U x + b). x: (B,) ids or (B, I); state ((B, H),)."""
+    w_ih, w_hh, b_ih, b_hh = params
     h = state[0]
     ids = is_ids(x)
     if h.shape[0] == 1:  # one stream: a matrix-vector product (BLAS's gemv beats a 1-row gemm)
@@ -318,24 +352,27 @@ def step(
     return (np.tanh(a, out=a),)
 
 
-def forward_reference(
-    x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
-    state0: tuple[np.ndarray, ...], need_cache: bool = True,
-) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple | None]:
+def gate_activations(x: np.ndarray, params: Params, state: State) -> np.ndarray:
+    """(N, 1, H): the one block after its tanh, h' itself, of N independent steps."""
+    return step(x, params, state)[0][:, None, :]
+
+
+def forward_reference(x: np.ndarray, params: Params, state0: State,
+                      need_cache: bool = True) -> tuple[np.ndarray, State, tuple | None]:
     """The plain layer: U x_t + b for all steps, then the recurrence one equation per step."""
+    w_ih, w_hh, b_ih, b_hh = params
     xa = input_forward(x, w_ih, b_ih) + b_hh
     hs = rnn_forward_reference(xa, w_hh, state0[0])
     return hs, (hs[-1].copy(),), (x, hs, state0[0])
 
 
-def backward_reference(
-    dhs: np.ndarray, cache: tuple, w_ih: np.ndarray, w_hh: np.ndarray,
-    dw_ih: np.ndarray, dw_hh: np.ndarray, db_ih: np.ndarray, db_hh: np.ndarray,
-    dstate_n: tuple[np.ndarray, ...] | None = None, need_dx: bool = True,
-) -> tuple[np.ndarray | None, tuple[np.ndarray, ...]]:
+def backward_reference(dhs: np.ndarray, cache: tuple, params: Params, grads: Params, dstate_n: State | None = None,
+                       need_dx: bool = True) -> tuple[np.ndarray | None, State]:
     x, hs, h0 = cache
+    w_ih, w_hh = params[0], params[1]
+    dw_ih, dw_hh, db_ih, db_hh = grads
     dhs = dhs.copy()
-    if dstate_n is not None:
+    if dstate_n is not None and dstate_n[0] is not None:
         dhs[-1] += dstate_n[0]
     da, dh0 = rnn_backward_reference(dhs, hs, h0, w_hh, dw_hh)
     db_hh += da.sum(axis=(0, 1))

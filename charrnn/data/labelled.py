@@ -23,7 +23,6 @@ import hashlib
 import os
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np

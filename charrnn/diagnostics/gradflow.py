@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.linear import sigmoid
+from ..core import UnknownCell, cell as registered_cell
 from ..errors import ConfigError
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names
 from ..model.stack import layer_params
 
 # the gradient norm at this fraction of its lag-0 value marks the end of the effective memory
@@ -46,9 +46,6 @@ MEMORY_FRACTION = 0.01
 # saturation thresholds: tanh units beyond +-0.99, sigmoid gates below 0.01 or above 0.99
 SATURATED_TANH = 0.99
 SATURATED_GATE = 0.01
-# sigmoid gate blocks of the gated cells (the LSTM's g and the GRU's n are tanh candidates)
-GATE_NAMES = {"rnn": ("h",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}
 # the Jacobian is measured at this many steps spread over the text (an SVD each)
 JACOBIAN_STEPS = 32
 
@@ -90,7 +87,7 @@ def run_trajectory(model: Any, ids: np.ndarray, state0: Any = None) -> Trajector
         x: np.ndarray = ids[s : s + 1]
         for l in range(L):
             inputs[l].append(x)
-            new = cell.step(x, *layer_params(p, l), states[l][-1])
+            new = cell.step(x, layer_params(cell, p, l), states[l][-1])
             new = tuple(np.array(part, dtype=model.dtype) for part in new)  # own (1, H) copies
             states[l].append(new)
             x = new[0]
@@ -114,8 +111,8 @@ def _one_step(model: Any, l: int, s: int, traj: Trajectory, n: int):
     x = traj.inputs[l][s]
     xb = np.repeat(x[None], n, axis=1)  # (1, n) ids or (1, n, I)
     state = tuple(np.repeat(part, n, axis=0) for part in traj.states[l][s])
-    params = layer_params(model.params, l)
-    _, _, cache = model.cell_module.forward(xb, *params, state, need_cache=True)
+    params = layer_params(model.cell_module, model.params, l)
+    _, _, cache = model.cell_module.forward(xb, params, state, need_cache=True)
     return cache, params
 
 
@@ -144,7 +141,7 @@ def state_gradients(model: Any, traj: Trajectory, max_lag: int, keep: bool = Fal
     vectors = [np.zeros((n_targets, K + 1, H)) for _ in range(L)] if keep else None
     # carried[l][p]: dL_{t_j}/d(part p of layer l's state after step s), one row per target
     carried = [[np.zeros((n_targets, H), dtype=model.dtype) for _ in range(parts)] for _ in range(L)]
-    scratch = [_Scratch(layer_params(model.params, l)) for l in range(L)]
+    scratch = [_Scratch(layer_params(cell, model.params, l)) for l in range(L)]
     for s in range(T - 1, -1, -1):
         # live targets t in [max(s, K), min(T-1, s+K)], as rows j = t - K
         lo, hi = max(s, K) - K, min(T - 1, s + K) - K + 1
@@ -162,7 +159,7 @@ def state_gradients(model: Any, traj: Trajectory, max_lag: int, keep: bool = Fal
                 vectors[l][np.arange(lo, hi), lags] = total
             cache, params = _one_step(model, l, s, traj, n)
             dstate_n = tuple(c[lo:hi] for c in carried[l])
-            dx, dstate0 = cell.backward(from_above[None].copy(), cache, params[0], params[1], *scratch[l].grads,
+            dx, dstate0 = cell.backward(from_above[None].copy(), cache, params, scratch[l].grads,
                                         dstate_n=dstate_n, need_dx=l > 0)
             for c, d in zip(carried[l], dstate0):
                 c[lo:hi] = d
@@ -180,8 +177,8 @@ def state_jacobian(model: Any, traj: Trajectory, l: int, s: int) -> np.ndarray:
     cache, params = _one_step(model, l, s, traj, n)
     eye = np.eye(n, dtype=model.dtype)
     dstate_n = tuple(np.ascontiguousarray(eye[:, p * H : (p + 1) * H]) for p in range(parts))
-    _, dstate0 = model.cell_module.backward(np.zeros((1, n, H), dtype=model.dtype), cache, params[0], params[1],
-                                            *_Scratch(params).grads, dstate_n=dstate_n, need_dx=False)
+    _, dstate0 = model.cell_module.backward(np.zeros((1, n, H), dtype=model.dtype), cache, params,
+                                            _Scratch(params).grads, dstate_n=dstate_n, need_dx=False)
     return np.concatenate(dstate0, axis=1)  # row i: d state_{s+1}[i] / d state_s
 
 
@@ -189,46 +186,50 @@ def gate_activations(model: Any, traj: Trajectory, l: int) -> np.ndarray:
     """Layer l's gate blocks after their nonlinearities at every step: (T, G, H).
 
     For the LSTM i, f, g, o; for the GRU r, z, n; for the tanh RNN h itself. Recomputed from the
-    recorded states with the cells' equations (core/lstm.py, core/gru.py); tests hold them to the
-    cells' own states."""
-    w_ih, w_hh, b_ih, b_hh = layer_params(model.params, l)
-    H, cellname = model.hidden_size, model.cell
+    recorded states by the cell's own `gate_activations` (core/); tests hold them to the cells'
+    own states."""
     T = traj.steps
-    h_prev = np.concatenate([traj.states[l][s][0] for s in range(T)])  # (T, H)
-    if cellname == "rnn":
-        return np.concatenate([traj.states[l][s + 1][0] for s in range(T)])[:, None, :]
-    x = traj.inputs[l]
-    xw = (w_ih[:, np.concatenate(x)].T if l == 0 else np.concatenate(x) @ w_ih.T) + b_ih  # (T, GH)
-    hw = h_prev @ w_hh.T + b_hh
-    if cellname == "lstm":
-        pre = (xw + hw).reshape(T, 4, H)
-        return np.stack([sigmoid(pre[:, 0]), sigmoid(pre[:, 1]), np.tanh(pre[:, 2]), sigmoid(pre[:, 3])], axis=1)
-    r = sigmoid(xw[:, :H] + hw[:, :H])
-    z = sigmoid(xw[:, H : 2 * H] + hw[:, H : 2 * H])
-    n = np.tanh(xw[:, 2 * H :] + r * hw[:, 2 * H :])
-    return np.stack([r, z, n], axis=1)
+    x = np.concatenate(traj.inputs[l][:T])  # (T,) ids or (T, I)
+    state = tuple(np.concatenate([traj.states[l][s][p] for s in range(T)]) for p in range(len(traj.states[l][0])))
+    return model.cell_module.gate_activations(x, layer_params(model.cell_module, model.params, l), state)
+
+
+def gate_names(cell: Any) -> tuple[str, ...] | None:
+    """The gate blocks of the cell called `cell` (what a run's config.json names), or None for a
+    cell this process does not know: curves are then drawn without names."""
+    try:
+        return registered_cell(cell).GATE_NAMES
+    except UnknownCell:
+        return None
+
+
+def recurrent_weights(params: dict[str, np.ndarray], cell: str, l: int) -> list[np.ndarray]:
+    """Layer l's weights applied to h_{t-1} (the cell's "recurrent" parameters), in float64."""
+    module = cell_module(cell)
+    return [np.asarray(params[n], dtype=np.float64)
+            for n, p in zip(layer_names(cell, l), module.PARAMS) if p.role == "recurrent"]
 
 
 def weight_spectrum(model: Any, l: int) -> tuple[list[float], list[list[float]]]:
-    """Spectral radius and (largest, smallest) singular value of each gate block of W_hh^l."""
-    w_hh = np.asarray(layer_params(model.params, l)[1], dtype=np.float64)
+    """Spectral radius and (largest, smallest) singular value of each gate block of the
+    recurrent weights of layer l (W_hh)."""
     H = model.hidden_size
     radii, singular = [], []
-    for g in range(w_hh.shape[0] // H):
-        block = w_hh[g * H : (g + 1) * H]
-        radii.append(float(np.max(np.abs(np.linalg.eigvals(block)))))
-        sv = np.linalg.svd(block, compute_uv=False)
-        singular.append([float(sv[0]), float(sv[-1])])
+    for w_hh in recurrent_weights(model.params, model.cell, l):
+        for g in range(w_hh.shape[0] // H):
+            block = w_hh[g * H : (g + 1) * H]
+            radii.append(float(np.max(np.abs(np.linalg.eigvals(block)))))
+            sv = np.linalg.svd(block, compute_uv=False)
+            singular.append([float(sv[0]), float(sv[-1])])
     return radii, singular
 
 
-def spectral_radii(params: dict[str, np.ndarray], num_layers: int, hidden_size: int) -> list[list[float]]:
+def spectral_radii(params: dict[str, np.ndarray], num_layers: int, hidden_size: int, cell: str) -> list[list[float]]:
     """The spectral radius of every gate block of every layer's W_hh (what training records)."""
     out = []
     for l in range(num_layers):
-        w = np.asarray(layer_params(params, l)[1], dtype=np.float64)
         out.append([float(np.max(np.abs(np.linalg.eigvals(w[g : g + hidden_size]))))
-                    for g in range(0, w.shape[0], hidden_size)])
+                    for w in recurrent_weights(params, cell, l) for g in range(0, w.shape[0], hidden_size)])
     return out
 
 
@@ -286,12 +287,18 @@ class Diagnosis:
                 tail = (f"it is still {g[-1] / g[0]:.2%} of its lag-0 size at lag {self.max_lag} "
                         f"(effective memory beyond {self.max_lag} characters): healthy")
             jac = r.jacobian_norm
-            state = "d(h,c)_t/d(h,c)_{t-1}" if self.cell == "lstm" else "dh_t/dh_{t-1}"
+            parts = cell_module(self.cell).STATE
+            state = f"d({','.join(parts)})_t/d({','.join(parts)})_{{t-1}}" if len(parts) > 1 else "dh_t/dh_{t-1}"
             sat = r.saturation["all"]
-            what = "units beyond +-0.99" if self.cell == "rnn" else "gate values below 0.01 or above 0.99"
+            what = "gate values below 0.01 or above 0.99" if _has_sigmoid_gates(self.cell) else "units beyond +-0.99"
             lines.append(f"{where}{rate}; {tail}. |{state}| is {jac['median']:.3f} (median; max {jac['max']:.3f}); "
                          f"{sat:.1%} of {what}.")
         return lines
+
+
+def _has_sigmoid_gates(cell: str) -> bool:
+    """Saturation means gates near 0 or 1 for a cell with sigmoid gates, tanh units near +-1 else."""
+    return bool(cell_module(cell).SIGMOID_GATES)
 
 
 def _reading_numbers(g: np.ndarray, K: int) -> tuple[float | None, int | None, str]:
@@ -317,26 +324,27 @@ def diagnose(model: Any, ids: np.ndarray, max_lag: int, state0: Any = None,
     T, K = traj.steps, max_lag
     diag = Diagnosis(model.cell, model.num_layers, model.hidden_size, K, T + 1, T - K)
     at = np.unique(np.linspace(0, T - 1, num=min(jacobian_steps, T)).round().astype(int))
-    names = GATE_NAMES[model.cell]
+    cell = model.cell_module
+    # one gate block (the tanh RNN's h) is reported as single numbers, several per block
+    single = cell.GATES == 1
     for l in range(model.num_layers):
         g = norms[l].mean(axis=0)
         decay, memory, verdict = _reading_numbers(g, K)
         radii, singular = weight_spectrum(model, l)
         jn = np.array([np.linalg.norm(state_jacobian(model, traj, l, int(s)), 2) for s in at])
         acts = gate_activations(model, traj, l)  # (T, G, H)
-        if model.cell == "rnn":
+        if not cell.SIGMOID_GATES:
             sat = {"all": float(np.mean(np.abs(acts) > SATURATED_TANH))}
         else:
             per = {}
-            for gname in SIGMOID_GATES[model.cell]:
-                a = acts[:, names.index(gname)]
+            for gname in cell.SIGMOID_GATES:
+                a = acts[:, cell.GATE_NAMES.index(gname)]
                 per[gname] = float(np.mean((a < SATURATED_GATE) | (a > 1 - SATURATED_GATE)))
             sat = {"all": float(np.mean(list(per.values())))} | per
-        single = model.cell == "rnn"
         diag.layers.append(LayerReport(
             grad_norm_by_lag=[float(v) for v in g],
-            spectral_radius=radii[0] if single else radii,
-            singular_values=singular[0] if single else singular,
+            spectral_radius=radii[0] if single and radii else radii,
+            singular_values=singular[0] if single and singular else singular,
             jacobian_norm={"mean": float(jn.mean()), "median": float(np.median(jn)), "max": float(jn.max())},
             saturation=sat, decay_per_step=decay, effective_memory=memory, verdict=verdict,
         ))

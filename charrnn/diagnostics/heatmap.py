@@ -76,7 +76,8 @@ class Tracker:
 
 
 def activations(model: Any, ids: np.ndarray, layer: int, part: str, state0: Any = None) -> np.ndarray:
-    """Layer `layer`'s state part ("h" or "c") after reading each of ids (N,): (N, H).
+    """Layer `layer`'s state part (one of the cell's STATE: "h", the LSTM's "c") after reading each
+    of ids (N,): (N, H).
 
     ids gets one character appended internally so that the last one is read too."""
     parts = model.state_parts

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import stopping
 from ..errors import ConfigError
 from ..model.params import orthogonal
 
@@ -86,6 +87,26 @@ def recurrent_matrix(size: int, radius: float, gaussian: bool, rng: np.random.Ge
     return g * (radius / rho)
 
 
+def _norm(h: np.ndarray) -> float:
+    """|h|_2, scaled so that a vector of entries near the largest float keeps its finite norm
+    (the sum of squares would overflow), or infinity for one that overflowed."""
+    if not np.all(np.isfinite(h)):
+        return np.inf
+    scale = float(np.max(np.abs(h)))
+    return scale * float(np.linalg.norm(h / scale)) if scale > 0 else 0.0
+
+
+def _spectral_norm(m: np.ndarray) -> float:
+    """|M|_2, or infinity for a matrix that overflowed (or whose SVD does)."""
+    if not np.all(np.isfinite(m)):
+        return np.inf
+    try:
+        value = float(np.linalg.norm(m, 2))
+    except np.linalg.LinAlgError:  # the SVD did not converge: entries near the largest float
+        return np.inf
+    return value if np.isfinite(value) else np.inf
+
+
 def matrix_impulse(size: int, radius: float, steps: int, gaussian: bool = False, seed: int = 0) -> Impulse:
     """h_t = W h_{t-1} + x_t with x_0 a unit vector, so h_t = W^t x_0: the largest |h_t| over all
     unit impulses, |W^t|_2 (R^t exactly for W = R * orthogonal), and |h_t| of one random impulse."""
@@ -99,10 +120,13 @@ def matrix_impulse(size: int, radius: float, steps: int, gaussian: bool = False,
     norms = np.empty(steps + 1)
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(steps + 1):
+            stopping.check()
             if t:
                 h = w @ h
                 power = w @ power
-            norms[t] = np.linalg.norm(h)
-            worst[t] = np.linalg.norm(power, 2) if np.all(np.isfinite(power)) else np.inf
+            # once a product overflows its norm is infinite for good (inf * 0 would make the
+            # next one NaN), and an SVD of entries near the largest float can overflow inside
+            norms[t] = _norm(h)
+            worst[t] = _spectral_norm(power)
         envelope = float(radius) ** np.arange(steps + 1, dtype=np.float64)
     return Impulse("gaussian" if gaussian else "orthogonal", float(radius), worst, envelope, norms)

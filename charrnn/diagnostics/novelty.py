@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import stopping
+from ..checks import counted
+
 # Index at most this many characters of the training text (about 800 MB at the construction's peak).
 MAX_CHARS = 16_000_000
 # Sample positions covered by a copied substring at least this long are marked in the report.
@@ -62,6 +65,7 @@ def suffix_array(ids: np.ndarray) -> np.ndarray:
     tied = np.flatnonzero(~(new_group & np.r_[new_group[1:], True]))  # slots of groups of 2 or more
     del key, sorted_key, new_group
     while tied.size:
+        stopping.check()
         sub = sa[tied]
         nxt = sub + k
         second = np.zeros(sub.size, dtype=np.int64)  # 0: the suffix ends within k symbols, sorts first
@@ -123,7 +127,7 @@ class Novelty:
         ln = f"{self.lines_in_train}/{self.lines} complete lines ({self.line_share:.0%})" if self.lines \
             else "no complete lines"
         return (f"{w} and {ln} occur in the training text; the longest substring copied from it is "
-                f"{self.longest} characters: {self.longest_text!r}")
+                f"{counted(self.longest, 'character')}: {self.longest_text!r}")
 
 
 def complete_lines(text: str) -> list[str]:
@@ -162,6 +166,7 @@ class NoveltyIndex:
         out = np.zeros(m, dtype=np.int64)
         sa, n = self.sa, self.n
         for i in range(m):
+            stopping.check()
             q = q_all[4 * i :]
             length = m - i
             lo, hi = 0, n  # first slot whose suffix is >= q, by binary search

@@ -47,33 +47,55 @@ def write_png(fig: Any, path: str | Path, dpi: int = 100, *, force: bool = False
     return write_file(path, png_bytes(fig, dpi), force=force, own=own)
 
 
+# Matplotlib cannot draw infinities, and its axis transforms fail (a singular matrix) on spans
+# near the largest float: an impulse response past this magnitude (|w| = 1e308, or (-2)^1100) is
+# left out of its plot, and the title says so.
+PLOTTABLE = 1e150
+
+
+def _plottable(values: Any) -> tuple[np.ndarray, bool]:
+    """The values with those past PLOTTABLE (or not finite) as NaN, which matplotlib skips, and
+    whether any was."""
+    v = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(v) & (np.abs(v) <= PLOTTABLE)
+    return np.where(keep, v, np.nan), not keep.all()
+
+
 def impulse_figure(imp: Any) -> Any:
     """The impulse response against its envelope R^t (log scale), and for the scalar h_t itself."""
     plt = pyplot()
     t = np.arange(len(imp.values))
+    values, cut = _plottable(imp.values)
+    envelope, cut_envelope = _plottable(imp.envelope)
+    left_out = f" (values past {PLOTTABLE:.0e} not drawn)" if cut or cut_envelope else ""
     if imp.kind == "scalar":
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-        a.plot(t, imp.values, "o-", ms=3, label="h_t")
-        a.plot(t, imp.envelope, "--", color="gray", label="±|w|^t")
-        a.plot(t, -imp.envelope, "--", color="gray")
+        a.plot(t, values, "o-", ms=3, label="h_t")
+        a.plot(t, envelope, "--", color="gray", label="±|w|^t")
+        a.plot(t, -envelope, "--", color="gray")
         a.axhline(0, color="black", lw=0.5)
-        a.set_title(f"impulse response of h_t = w h_(t-1) + x_t, w = {imp.values[1] if len(imp.values) > 1 else imp.radius:g}")
+        w = imp.values[1] if len(imp.values) > 1 else imp.radius
+        a.set_title(f"impulse response of h_t = w h_(t-1) + x_t, w = {w:g}{left_out}", fontsize="medium")
         a.set_xlabel("t")
         a.legend()
-        mag = np.abs(imp.values)
+        mag = np.abs(values)
         b.semilogy(t, np.where(mag > 0, mag, np.nan), "o-", ms=3, label="|h_t|")
-        b.semilogy(t, imp.envelope, "--", color="gray", label="|w|^t")
+        b.semilogy(t, envelope, "--", color="gray", label="|w|^t")
         b.set_title("the same, log scale")
         b.set_xlabel("t")
         b.legend()
     else:
+        random, cut_random = _plottable(imp.random)
+        left_out = left_out or (f" (values past {PLOTTABLE:.0e} not drawn)" if cut_random else "")
         fig, a = plt.subplots(figsize=(6.5, 3.8))
-        a.semilogy(t, imp.values, "-", label="max |h_t| over unit impulses = |W^t|")
-        a.semilogy(t, imp.random, "-", label="|h_t|, one random unit impulse")
-        a.semilogy(t, imp.envelope, "--", color="gray", label="R^t")
-        a.set_title(f"{imp.kind} W, spectral radius R = {imp.radius:g}")
+        a.semilogy(t, values, "-", label="max |h_t| over unit impulses = |W^t|")
+        a.semilogy(t, random, "-", label="|h_t|, one random unit impulse")
+        a.semilogy(t, envelope, "--", color="gray", label="R^t")
+        a.set_title(f"{imp.kind} W, spectral radius R = {imp.radius:g}{left_out}", fontsize="medium")
         a.set_xlabel("t")
         a.legend()
+    for axis in fig.axes:  # every step on the axis, drawn or left out
+        axis.set_xlim(0, max(len(t) - 1, 1))
     fig.tight_layout()
     return fig
 

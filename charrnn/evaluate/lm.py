@@ -28,12 +28,12 @@ from typing import Callable
 
 import numpy as np
 
+from .. import stopping
+from ..core import tuning
+from ..core.tuning import EVAL_WINDOW  # the default window of the functions below
 from ..model import CharRNN
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
-# Steps per forward call: long enough that per-call overhead vanishes, short enough that the
-# (B, window, V) logits stay small (`_window_steps` shortens it for many streams or symbols).
-EVAL_WINDOW = 256
 # Characters run before a stream's or a window's first scored character, to set its state.
 WARMUP = 128
 # The exact evaluation's streams: at most this many, and none shorter than MIN_STREAM_CHARS
@@ -46,9 +46,6 @@ SAMPLE_WINDOW = 512
 # forward pass only, a third of a training step's work per character or less, so the sample
 # costs about 7% of the training time between validations at most, and less with many streams.
 PERIODIC_SHARE = 0.2
-# Numbers a forward call holds at once, about (streams * steps) * (2V + 3H) (logits, the cell's
-# buffers): a few MB, whatever the number of streams, symbols or units.
-MAX_WINDOW_NUMBERS = 1 << 20
 
 
 class PerCharacter:
@@ -81,7 +78,7 @@ class EvalResult(PerCharacter):
 
 def _window_steps(model: CharRNN, streams: int, window: int) -> int:
     per_step = streams * (2 * model.vocab_size + 3 * model.hidden_size * model.num_layers)
-    return max(1, min(window, MAX_WINDOW_NUMBERS // per_step))
+    return max(1, min(window, tuning.MAX_WINDOW_NUMBERS // per_step))
 
 
 def stream_segments(n: int, streams: int) -> np.ndarray:
@@ -146,6 +143,7 @@ def _score_streams(model: CharRNN, ids: np.ndarray, first: np.ndarray, lo: np.nd
     steps = _window_steps(model, S, window)
     total, count = 0.0, 0
     for start in range(0, n, steps):
+        stopping.check()
         pos = np.arange(start, min(start + steps, n))[None, :]
         idx = np.minimum(first[:, None] + pos, last - 1)  # past a stream's end: padding, never scored
         x = np.asarray(ids[idx], dtype=np.intp)
@@ -187,7 +185,7 @@ def evaluate_sample(model: CharRNN, ids: np.ndarray, max_chars: int, window: int
     skip = starts - first
     total, count = 0.0, 0
     # in groups of streams, so that a large sample never holds all of its logits at once
-    group = max(EVAL_STREAMS, MAX_WINDOW_NUMBERS // (16 * (2 * model.vocab_size + 3 * model.hidden_size)))
+    group = max(EVAL_STREAMS, tuning.MAX_WINDOW_NUMBERS // (16 * (2 * model.vocab_size + 3 * model.hidden_size)))
     for g in range(0, len(starts), group):
         sl = slice(g, g + group)
         t, c = _score_streams(model, ids, first[sl], skip[sl], skip[sl] + SAMPLE_WINDOW, window, None)

@@ -39,11 +39,14 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
         from .keras import export_keras
 
         return export_keras(c.model, c.vocab, out, force=force)
+    from ..model.params import torch_module_name
+
+    torch_class = torch_module_name(c.model.cell)  # a cell without a torch.nn module is refused here
     metadata = {
         "format": formats.TORCH_EXPORT,
         "vocab": dump_json(c.vocab.to_json()),
         "model": dump_json({k: v for k, v in c.model.config.items() if k != "init"}),
-        "torch_modules": f"rnn = torch.nn.{c.model.cell.upper()}(vocab_size, hidden_size, num_layers); "
+        "torch_modules": f"rnn = torch.nn.{torch_class}(vocab_size, hidden_size, num_layers); "
         "head = torch.nn.Linear(hidden_size, vocab_size)",
     }
     data = save({k: np.ascontiguousarray(v) for k, v in c.model.params.items()}, metadata=metadata)

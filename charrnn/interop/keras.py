@@ -8,7 +8,7 @@ The exported model is what seed 000 builds in Keras, whole:
 
 with the vocabulary beside it as JSON (a list of symbols: characters, or byte values for a
 bytes model). The layouts differ from PyTorch's (charrnn's); `keras_weights` / `torch_weights`
-are the one place that knows how:
+are the one place that converts, as each cell's KERAS declaration (core/) says:
 
     PyTorch (charrnn)                          Keras
     weight_ih (G*H, I)                         kernel (I, G*H)            transposed
@@ -17,12 +17,15 @@ are the one place that knows how:
                              gru               bias (2, G*H) = [bias_ih; bias_hh] (reset_after=True keeps both)
     gate blocks  lstm i|f|g|o                  i|f|c|o  (the same order)
                  gru  r|z|n                    z|r|h    (the first two swapped)
+
+(each cell's KerasLayer: its layer, `both_biases`, `gate_order` and options).
     head.weight (V, H), head.bias (V,)         Dense kernel (H, V), bias (V,)
 
 Both sides compute the same functions: Keras's GRU with reset_after=True is PyTorch's
 (n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h). Dropout is a training
-matter and is not exported. Keras is optional (`pip install 'charrnn[keras]'`); it runs on
-whichever backend is configured, and on PyTorch's when none is.
+matter and is not exported. A cell without a Keras layer (KERAS None) is refused by name. Keras
+is optional (`pip install 'charrnn[keras]'`); it runs on whichever backend is configured, and on
+PyTorch's when none is.
 """
 
 from __future__ import annotations
@@ -38,12 +41,9 @@ from ..data.text import Vocab
 from ..errors import CheckpointError, ConfigError, DataError, show_path
 from ..io.readers import read_json, reader
 from ..model import CharRNN
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
+from ..core import CELLS, KerasLayer
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names
 from ..io.modelfile import model_from_arrays
-
-# charrnn cell -> Keras layer class name
-KERAS_LAYERS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
-CELL_OF_LAYER = {v: k for k, v in KERAS_LAYERS.items()}
 
 
 # Keras backends and the package each needs
@@ -80,21 +80,38 @@ def _configured_backend() -> str | None:
     return backend if isinstance(backend, str) else None
 
 
-def _gru_order(a: np.ndarray, H: int) -> np.ndarray:
-    """Swap the first two gate blocks along axis 0: r|z|n <-> z|r|h (its own inverse)."""
-    return np.concatenate([a[H : 2 * H], a[:H], a[2 * H :]], axis=0)
+def keras_layer(cell: str) -> KerasLayer:
+    """The cell's Keras layer, or a one-line error naming a cell that has none."""
+    layer = cell_module(cell).KERAS
+    if layer is None:
+        raise ConfigError(f"the {cell} cell has no Keras layer: export --format keras takes "
+                          f"{', '.join(n for n, m in CELLS.items() if m.KERAS is not None)}")
+    return layer
+
+
+def cell_of_layer(name: str) -> str | None:
+    """The registered cell a Keras layer class is, or None."""
+    return next((n for n, m in CELLS.items() if m.KERAS is not None and m.KERAS.layer == name), None)
+
+
+def _reorder(a: np.ndarray, order: tuple[int, ...], H: int, inverse: bool = False) -> np.ndarray:
+    """The gate blocks of `a` along axis 0 in Keras's order (block j is block order[j]), or back.
+    An array of another length is left as it is, for the shape checks to refuse by name."""
+    if a.ndim == 0 or a.shape[0] != len(order) * H or list(order) == sorted(order):
+        return a
+    if inverse:
+        order = tuple(int(i) for i in np.argsort(order))
+    return np.concatenate([a[g * H : (g + 1) * H] for g in order], axis=0)
 
 
 def keras_weights(model: CharRNN) -> list[list[np.ndarray]]:
     """Per recurrent layer [kernel, recurrent_kernel, bias], then the Dense [kernel, bias]."""
     H, out = model.hidden_size, []
+    spec = keras_layer(model.cell)
     for k in range(model.num_layers):
-        w_ih, w_hh, b_ih, b_hh = (model.params[n] for n in layer_names(k))
-        if model.cell == "gru":
-            out.append([_gru_order(w_ih, H).T, _gru_order(w_hh, H).T,
-                        np.stack([_gru_order(b_ih, H), _gru_order(b_hh, H)])])
-        else:
-            out.append([w_ih.T, w_hh.T, b_ih + b_hh])
+        w_ih, w_hh, b_ih, b_hh = (_reorder(model.params[n], spec.gate_order, H) for n in layer_names(model.cell, k))
+        bias = np.stack([b_ih, b_hh]) if spec.both_biases else b_ih + b_hh
+        out.append([w_ih.T, w_hh.T, bias])
     out.append([model.params[HEAD_WEIGHT].T, model.params[HEAD_BIAS]])
     return [[np.ascontiguousarray(w) for w in ws] for ws in out]
 
@@ -102,17 +119,14 @@ def keras_weights(model: CharRNN) -> list[list[np.ndarray]]:
 def torch_weights(cell: str, layers: list[list[np.ndarray]], head: list[np.ndarray]) -> dict[str, np.ndarray]:
     """The inverse of `keras_weights`: charrnn's (PyTorch's) parameters. A single Keras bias goes
     to bias_ih, with bias_hh zero: the sum is what the cell computes with."""
+    spec = keras_layer(cell)
     params: dict[str, np.ndarray] = {}
     for k, (kernel, recurrent, bias) in enumerate(layers):
         H = recurrent.shape[0]
-        w_ih, w_hh = kernel.T, recurrent.T
-        if cell == "gru":
-            w_ih, w_hh = _gru_order(w_ih, H), _gru_order(w_hh, H)
-            b_ih, b_hh = _gru_order(bias[0], H), _gru_order(bias[1], H)
-        else:
-            b_ih, b_hh = bias, np.zeros_like(bias)
-        for name, a in zip(layer_names(k), (w_ih, w_hh, b_ih, b_hh)):
-            params[name] = np.ascontiguousarray(a)
+        b_ih, b_hh = (bias[0], bias[1]) if spec.both_biases else (bias, np.zeros_like(bias))
+        arrays = (kernel.T, recurrent.T, b_ih, b_hh)
+        for name, a in zip(layer_names(cell, k), arrays):
+            params[name] = np.ascontiguousarray(_reorder(a, spec.gate_order, H, inverse=True))
     params[HEAD_WEIGHT] = np.ascontiguousarray(head[0].T)
     params[HEAD_BIAS] = np.ascontiguousarray(head[1])
     return params
@@ -120,13 +134,13 @@ def torch_weights(cell: str, layers: list[list[np.ndarray]], head: list[np.ndarr
 
 def build_keras_model(model: CharRNN) -> Any:
     """A Keras model computing `model`'s logits from one-hot input (B, T, V)."""
+    spec = keras_layer(model.cell)
     keras = import_keras()
-    layer_class = getattr(keras.layers, KERAS_LAYERS[model.cell])
+    layer_class = getattr(keras.layers, spec.layer)
     dtype = model.dtype.name
-    extra = {"reset_after": True} if model.cell == "gru" else {}
     layers = [keras.Input(shape=(None, model.vocab_size), dtype=dtype)]
-    layers += [layer_class(model.hidden_size, return_sequences=True, dtype=dtype, name=f"{KERAS_LAYERS[model.cell].lower()}_{k}",
-                           **extra) for k in range(model.num_layers)]
+    layers += [layer_class(model.hidden_size, return_sequences=True, dtype=dtype, name=f"{spec.layer.lower()}_{k}",
+                           **spec.options) for k in range(model.num_layers)]
     layers.append(keras.layers.Dense(model.vocab_size, dtype=dtype, name="head"))
     km = keras.Sequential(layers, name=f"charrnn_{model.cell}")
     for layer, weights in zip(km.layers, keras_weights(model)):
@@ -175,18 +189,19 @@ def model_from_keras(km: Any, vocab: Vocab, source: str) -> CharRNN:
     # Dropout acts in training only: at inference it is the identity, and it is left out
     layers = [layer for layer in km.layers if type(layer).__name__ not in ("InputLayer", "Dropout")]
     kinds = [type(layer).__name__ for layer in layers]
-    if len(layers) < 2 or kinds[-1] != "Dense" or kinds[0] not in CELL_OF_LAYER or len(set(kinds[:-1])) != 1:
+    cell = cell_of_layer(kinds[0]) if layers else None
+    if len(layers) < 2 or kinds[-1] != "Dense" or cell is None or len(set(kinds[:-1])) != 1:
+        known = ", ".join(m.KERAS.layer for m in CELLS.values() if m.KERAS is not None)
         raise ConfigError(f"{source}: unsupported architecture ({' -> '.join(kinds) or 'no layers'}); charrnn "
-                          "imports SimpleRNN, LSTM or GRU layers (one kind) followed by one Dense layer, Dropout allowed")
-    cell = CELL_OF_LAYER[kinds[0]]
+                          f"imports {known} layers (one kind) followed by one Dense layer, Dropout allowed")
+    module = cell_module(cell)
     rnn_layers, head = layers[:-1], layers[-1]
     for k, layer in enumerate(rnn_layers):
         c = layer.get_config()
         want = {"activation": "tanh", "use_bias": True, "return_sequences": True, "go_backwards": False}
-        if cell != "rnn":
+        if module.SIGMOID_GATES:
             want["recurrent_activation"] = "sigmoid"
-        if cell == "gru":
-            want["reset_after"] = True
+        want |= module.KERAS.options
         bad = [f"{key}={c.get(key)!r}" for key, value in want.items() if c.get(key) != value]
         if bad:
             raise ConfigError(f"{source}: layer {layer.name} ({kinds[k]}) has {', '.join(bad)}; charrnn imports "
@@ -246,11 +261,27 @@ def save_imported(model: CharRNN, vocab: Vocab, run_dir: str | Path, force: bool
     return d / BEST
 
 
+def _check_archive(p: Path) -> None:
+    """A .keras file is a zip archive: one that is truncated or damaged is said to be so (Keras
+    itself calls a file it cannot open "not found", although it is there)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise CheckpointError(f"{p}: not a loadable Keras model (truncated or damaged: not a readable zip "
+                              "archive, which a .keras file is)") from None
+    if bad is not None:
+        raise CheckpointError(f"{p}: not a loadable Keras model (damaged: its member {bad!r} fails its checksum)")
+
+
 def load_keras(path: str | Path, vocab_file: str | Path) -> tuple[CharRNN, Vocab]:
     """Read a .keras file (Keras's safe mode: no code in the file runs) and its vocabulary."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such Keras model file")
+    _check_archive(p)
     vocab = read_vocab(vocab_file)  # before Keras is imported, which takes seconds
     keras = import_keras()
     try:

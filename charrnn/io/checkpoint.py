@@ -19,7 +19,7 @@ import numpy as np
 from ..settings import TrainConfig
 from ..data.text import Vocab
 from ..errors import CheckpointError, ConfigError
-from ..model import CharRNN
+from ..model import CharRNN, cell_module
 from .modelfile import expected_arrays, model_from_arrays, refuse_task_model, validate_config
 from . import formats
 from .arrays import read_arrays, read_header, write_arrays
@@ -29,9 +29,15 @@ from .layout import BEST, CONFIG, LATEST, METRICS, SAMPLES, TOKENS  # noqa: F401
 CHECKPOINT_FORMAT = formats.CHECKPOINT
 CHECKPOINT_VERSION = formats.VERSIONS[CHECKPOINT_FORMAT]
 
-# The carried state's parts (core's STATE: h, and c for LSTM), in order.
+# The carried state's first two parts (a cell's STATE: h, and the LSTM's c), under the names
+# checkpoints have always used; further parts are named by the cell (`state_arrays`).
 STATE_ARRAYS = ("state/hidden", "state/cell")
 _OPTIM_NAME = re.compile(r"optim/([a-z_]{1,32})/(.+)")
+
+
+def state_arrays(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """The array names of a state with these parts (a cell's STATE), in order."""
+    return STATE_ARRAYS[: len(parts)] + tuple(f"state/{p}" for p in parts[len(STATE_ARRAYS):])
 
 
 @dataclass
@@ -45,7 +51,7 @@ class Checkpoint:
     state: dict[str, Any] = field(default_factory=dict)  # step, rng states, data position, ...
     optimizer_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # "<slot>/<param>"
     optimizer_meta: dict[str, Any] | None = None
-    hidden: Any = None  # the state carried into the next window: (L, B, H), or (h, c) for LSTM
+    hidden: Any = None  # the state carried into the next window: (L, B, H), or a tuple of parts (the LSTM's (h, c))
 
 
 def save_checkpoint(
@@ -72,7 +78,7 @@ def save_checkpoint(
         arrays.update({f"optim/{k}": v for k, v in opt_arrays.items()})
         meta["optimizer"] = opt_meta
     if hidden is not None:
-        arrays.update(zip(STATE_ARRAYS, hidden if isinstance(hidden, tuple) else (hidden,)))
+        arrays.update(zip(state_arrays(model.state_parts), hidden if isinstance(hidden, tuple) else (hidden,)))
     write_arrays(path, arrays, meta)
 
 
@@ -132,14 +138,14 @@ def load_checkpoint(run: str | Path, dtype: Any = None) -> Checkpoint:
         m = _OPTIM_NAME.fullmatch(name)
         if m and m.group(2) in shapes:
             expected[name] = (shapes[m.group(2)], mconf["dtype"])
-        elif name in STATE_ARRAYS[: 2 if mconf["cell"] == "lstm" else 1]:
+        elif name in state_arrays(cell_module(mconf["cell"]).STATE):
             expected[name] = ((mconf["num_layers"], train_state.batch_size, mconf["hidden_size"]), mconf["dtype"])
         else:
             raise CheckpointError(f"{src}: unexpected array {name!r}")
     arrays, _ = read_arrays(path, expected)
     model = model_from_arrays(arrays, mconf, dtype, src)
     optimizer_arrays = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
-    parts = [arrays[n] for n in STATE_ARRAYS if n in arrays]
+    parts = [arrays[n] for n in state_arrays(model.state_parts) if n in arrays]
     if any(not np.all(np.isfinite(a)) for a in parts):
         raise CheckpointError(f"{src}: the saved hidden state holds NaN or infinite values")
     if parts and len(parts) != len(model.state_parts):

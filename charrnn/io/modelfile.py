@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..settings import INITS
 from ..errors import CheckpointError, ConfigError
 from ..model import CharRNN, MAX_PARAMETERS, count_parameters, parameter_shapes, resolve_dtype
 from ..model.lm import check_dropout
-from ..model.params import check_cell, check_size
+from ..model.params import INITS, cell_module, check_cell, check_size
 from . import formats
 from .arrays import read_arrays, read_header, write_arrays
 
@@ -84,7 +83,8 @@ def validate_config(config: Any, source: str, n_arrays: int | None = None) -> di
 
     Files written before the LSTM and GRU cells arrived have no "cell" or "dropout": they are
     tanh RNNs without dropout. `n_arrays`, the number of arrays the file holds, bounds the layer
-    count before the 4L + 2 entry shape table is built: a tiny file cannot make us build a huge one."""
+    count before the shape table (the cell's parameters per layer, and the head's two) is built: a
+    tiny file cannot make us build a huge one."""
     if not isinstance(config, dict):
         raise CheckpointError(f"{source}: no model configuration in the metadata")
     try:
@@ -101,7 +101,7 @@ def validate_config(config: Any, source: str, n_arrays: int | None = None) -> di
         raise CheckpointError(f"{source}: bad model configuration: {e}") from None
     if out["init"] not in INITS:
         raise CheckpointError(f"{source}: bad model configuration: unknown init {out['init']!r}")
-    if n_arrays is not None and 4 * out["num_layers"] + 2 > n_arrays:
+    if n_arrays is not None and len(cell_module(out["cell"]).PARAMS) * out["num_layers"] + 2 > n_arrays:
         raise CheckpointError(
             f"{source}: the metadata declares {out['num_layers']:,} layers but the file holds only {n_arrays} arrays"
         )

@@ -21,7 +21,7 @@ from . import checkpoint as ckpt
 from .readers import MAX_DATA_BYTES, check_path, decode_text, parse_json, read_file, read_json, reader, text_lines
 from ..data.text import load_encoded, split_train_val
 from ..errors import CheckpointError, ConfigError, DataError, show_path
-from ..settings import CELLS
+from ..core import cell_names
 
 _SAMPLE_HEADER = re.compile(r"^---- step (\d{1,18}) ----$")
 # A recorded loss, rate or norm beyond this is no measurement (and a figure's axes computed from a
@@ -39,8 +39,8 @@ def run_dir_of(run: Any) -> Path:
     p = Path(check_path(run, ConfigError, "run"))
     if p.is_dir():
         return p
-    if not p.exists():
-        raise ConfigError(f"{show_path(p)}: no such run directory or checkpoint file")
+    if not p.is_file():  # a missing path's parent would be some other folder ("/" for "/nonexistent")
+        raise ConfigError(f"{show_path(p)}: no such run directory or checkpoint")
     return p.parent
 
 
@@ -155,8 +155,8 @@ def read_run_config(path: Any) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise CheckpointError(f"{where}: a run's configuration must be a JSON object")
     cell = d.get("cell")
-    if cell is not None and cell not in CELLS:
-        raise CheckpointError(f"{where}: cell must be one of {', '.join(CELLS)}, got {_short(cell)}")
+    if cell is not None and cell not in cell_names():
+        raise CheckpointError(f"{where}: cell must be one of {', '.join(cell_names())}, got {_short(cell)}")
     return d
 
 

@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import resolve_checkpoint
-from ..settings import INITS
 from ..errors import CheckpointError, ConfigError
 from ..model import CharClassifier, CharTagger
 from ..model.lm import check_dropout
-from ..model.params import MAX_PARAMETERS, check_cell, check_size, count_parameters, parameter_shapes, resolve_dtype
+from ..model.params import INITS, MAX_PARAMETERS, check_cell, check_size, count_parameters, parameter_shapes, resolve_dtype
 from . import formats
 from .arrays import read_arrays, read_header, write_arrays
 from .state import TASK as TASK_STATE, TrainState

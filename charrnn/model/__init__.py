@@ -3,13 +3,14 @@
 
 from .classify import CharClassifier
 from .lm import CharRNN, ForwardCache, check_dropout
-from .params import (MAX_PARAMETERS, count_parameters, init_parameters, layer_names, orthogonal, parameter_shapes,
-                     resolve_dtype)
+from .params import (DTYPES, INITS, MAX_PARAMETERS, cell_module, count_parameters, init_parameters, input_weight,
+                     layer_names, orthogonal, parameter_shapes, resolve_dtype, single_bias_frozen)
 from .reference import reference_loss_and_grads, reference_step
 from .stepper import Stepper
 from .tag import CharTagger
 
 __all__ = [
-    "CharClassifier", "CharRNN", "CharTagger", "ForwardCache", "MAX_PARAMETERS", "Stepper", "check_dropout", "count_parameters", "init_parameters",
-    "layer_names", "orthogonal", "parameter_shapes", "reference_loss_and_grads", "reference_step", "resolve_dtype",
+    "CharClassifier", "CharRNN", "CharTagger", "DTYPES", "ForwardCache", "INITS", "MAX_PARAMETERS", "Stepper",
+    "cell_module", "check_dropout", "count_parameters", "init_parameters", "input_weight", "layer_names", "orthogonal", "parameter_shapes", "reference_loss_and_grads", "reference_step", "resolve_dtype",
+    "single_bias_frozen",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import DType, Range, checked
 from ..errors import ConfigError
 from .params import HEAD_BIAS, HEAD_WEIGHT
 from .stack import StackCache
@@ -42,8 +43,10 @@ class CharClassifier(TaskModel):
 
     task = "classify"
 
+    @checked(vocab_size=Range(1), num_classes=Range(2), hidden_size=Range(1), num_layers=Range(1), seed=Range(0),
+             dropout=Range(0, 1, high_open=True))
     def __init__(self, vocab_size: int, num_classes: int, hidden_size: int = 128, num_layers: int = 1,
-                 dtype: Any = "float32", seed: int | None = 0, init: str = "pytorch", *, cell: str = "rnn",
+                 dtype: DType = "float32", seed: int | None = 0, init: str = "pytorch", *, cell: str = "rnn",
                  dropout: float = 0.0, params: dict[str, np.ndarray] | None = None) -> None:
         super().__init__(vocab_size, num_classes, hidden_size, num_layers, dtype, seed, init, cell=cell,
                          dropout=dropout, feedback=False, params=params)
@@ -64,6 +67,7 @@ class CharClassifier(TaskModel):
             raise ConfigError(f"class_weights must be {self.num_outputs} finite numbers >= 0")
         return w[y]
 
+    @checked()
     def forward(self, inputs: Any, targets: Any, lengths: Any = None, class_weights: Any = None,
                 train: bool = True) -> tuple[float, ClassifyCache]:
         """The batch's loss and what `backward` needs; dropout is on when `train`."""
@@ -84,6 +88,7 @@ class CharClassifier(TaskModel):
         dlogits *= (wy / total)[:, None]
         return loss, ClassifyCache(lens, last, dlogits.astype(self.dtype), x.shape[1], stack, params)
 
+    @checked()
     def backward(self, cache: ClassifyCache) -> dict[str, np.ndarray]:
         """Gradients of every parameter (consumes the cache)."""
         if cache.stack is None:
@@ -99,18 +104,21 @@ class CharClassifier(TaskModel):
         self._layers_backward(cache.params, stack, dtop, grads)
         return grads
 
+    @checked()
     def loss_and_grads(self, inputs: Any, targets: Any, lengths: Any = None,
                        class_weights: Any = None) -> tuple[float, dict[str, np.ndarray]]:
         """(loss, grads): the batch's (weighted) mean loss in nats, dL/dparam for every parameter."""
         loss, cache = self.forward(inputs, targets, lengths, class_weights)
         return loss, self.backward(cache)
 
+    @checked()
     def logits(self, inputs: Any, lengths: Any = None) -> np.ndarray:
         """Forward only, dropout off: logits (B, K) at each text's last character."""
         x, lens = self._prepare(inputs, lengths)
         top, _, _ = self._layers_forward(x, None, train=False, need_cache=False)
         return self._head(top[lens - 1, np.arange(x.shape[0])])
 
+    @checked()
     def predict_proba(self, inputs: Any, lengths: Any = None) -> np.ndarray:
         """Class probabilities (B, K), float64."""
         return np.exp(log_softmax(self.logits(inputs, lengths).astype(np.float64)))

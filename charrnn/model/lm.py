@@ -9,21 +9,25 @@ params.py. The model knows arrays, not files: reading and writing them is modelf
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import threads
-from ..core import CELL_MODULES
 from ..core.linear import linear_backward, linear_forward
 from ..core.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from ..checks import DType, Range, checked
 from ..errors import ConfigError
-from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, check_cell, check_size, count_parameters, init_parameters, parameter_shapes,
-                     resolve_dtype)
+from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, cell_module, check_size, count_parameters, init_parameters,
+                     parameter_shapes, resolve_dtype)
 from .parallel import min_shard_work, run_shards, stream_shards
 from .stack import State, StackCache, draw_masks, stack_backward, stack_forward
+
+if TYPE_CHECKING:
+    from .stepper import Stepper
 
 
 @dataclass
@@ -42,22 +46,25 @@ class CharRNN:
     """A recurrent language model over one-hot characters.
 
     model = CharRNN(vocab_size=V, hidden_size=H, num_layers=L, dtype="float32", seed=0,
-                    cell="rnn" | "lstm" | "gru", dropout=0.0)
+                    cell="rnn" | "lstm" | "gru" | any registered cell, dropout=0.0)
     loss, grads, h_last = model.loss_and_grads(inputs, targets, h0=None)
 
     `params` maps PyTorch names (model/params.py) to the live arrays: editing them in place
-    changes the model, which is how the optimizers update it. For cell="lstm" states (h0, h_last,
-    step's h) are tuples (h, c) of (L, B, H) arrays, as in PyTorch; for "rnn" and "gru" arrays.
+    changes the model, which is how the optimizers update it. States (h0, h_last, step's h) of a
+    cell with several parts (the LSTM's (h, c)) are tuples of (L, B, H) arrays, as in PyTorch; of a
+    one-part cell ("rnn", "gru") arrays.
     `loss_and_grads` trains (dropout on, masks drawn from `dropout_rng`); `loss`, `logits`,
     `step` and `stepper` evaluate (dropout off).
     """
 
+    @checked(vocab_size=Range(2), hidden_size=Range(1), num_layers=Range(1), seed=Range(0),
+             dropout=Range(0, 1, high_open=True))
     def __init__(
         self,
         vocab_size: int,
         hidden_size: int = 128,
         num_layers: int = 1,
-        dtype: Any = "float32",
+        dtype: DType = "float32",
         seed: int | None = 0,
         init: str = "pytorch",
         *,
@@ -70,7 +77,8 @@ class CharRNN:
         self.vocab_size = check_size("vocab_size", vocab_size, minimum=2)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
-        self.cell = check_cell(cell)
+        self.cell_module = cell_module(cell)  # the cell's functions and declarations (core/)
+        self.cell = cell
         self.dropout = check_dropout(dropout)
         self.dtype = resolve_dtype(dtype)
         self.init = init
@@ -80,7 +88,6 @@ class CharRNN:
             raise ConfigError(
                 f"a model with {n:,} parameters ({n * self.dtype.itemsize / 2**30:.1f} GiB) is too large"
             )
-        self.cell_module = CELL_MODULES[self.cell]  # the cell's functions (core/): forward, backward, step
         # the generator of the dropout masks; training saves and restores its state
         self.dropout_rng = np.random.default_rng([seed if seed is not None else 0, 2])
         if params is None:
@@ -106,7 +113,7 @@ class CharRNN:
 
     @property
     def state_parts(self) -> tuple[str, ...]:
-        """("h",) or ("h", "c"): the parts of the carried state."""
+        """The parts of the carried state: ("h",), the LSTM's ("h", "c")."""
         return self.cell_module.STATE
 
     @property
@@ -118,18 +125,21 @@ class CharRNN:
         # which shows at B=1 where a whole window costs a few hundred microseconds
         return {name: np.zeros(p.shape, p.dtype) for name, p in self.params.items()}
 
+    @checked(batch_size=Range(1))
     def initial_state(self, batch_size: int) -> Any:
-        """Zeros: an (L, B, H) array, or for LSTM a tuple (h, c) of them."""
+        """Zeros: an (L, B, H) array, or a tuple of them, one per part of a several-part state."""
         return self.public_state(self._zero_state(batch_size))
 
     def _zero_state(self, batch_size: int) -> State:
         shape = (self.num_layers, batch_size, self.hidden_size)
         return tuple(np.zeros(shape, dtype=self.dtype) for _ in self.state_parts)
 
+    @checked()
     def public_state(self, state: State) -> Any:
-        """The internal tuple of parts as the API shows it: a tuple (h, c) for LSTM, else h."""
+        """The internal tuple of parts as the API shows it: the tuple for several parts, else h."""
         return state if len(state) > 1 else state[0]
 
+    @checked(ndim=Range(1, 2))
     def check_tokens(self, tokens: Any, name: str, ndim: int = 2) -> np.ndarray:
         arr = np.asarray(tokens)
         shape = "(B, T) with B, T >= 1" if ndim == 2 else "(B,) with B >= 1"
@@ -142,15 +152,16 @@ class CharRNN:
             raise ConfigError(f"{name} holds ids outside [0, {self.vocab_size}): {lo}..{hi}")
         return arr.astype(np.intp, copy=False)
 
+    @checked(batch_size=Range(1))
     def check_state(self, h0: Any, batch_size: int) -> State:
-        """A state given by a caller (array, or (h, c) for LSTM; None for zeros) as the internal
+        """A state given by a caller (array, or a tuple of parts; None for zeros) as the internal
         tuple of C-contiguous (L, B, H) arrays of the model's dtype."""
         if h0 is None:
             return self._zero_state(batch_size)
         parts = self.state_parts
         if len(parts) > 1:
             if not (isinstance(h0, (tuple, list)) and len(h0) == len(parts)):
-                raise ConfigError(f"the state of an {self.cell.upper()} must be a tuple ({', '.join(parts)})")
+                raise ConfigError(f"the state of the {self.cell} cell must be a tuple ({', '.join(parts)})")
         else:
             h0 = (h0,)
         want = (self.num_layers, batch_size, self.hidden_size)
@@ -178,6 +189,7 @@ class CharRNN:
         T, B, H = top.shape
         return linear_forward(top.reshape(T * B, H), self.params[HEAD_WEIGHT], self.params[HEAD_BIAS])
 
+    @checked()
     def forward(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, ForwardCache]:
         """Loss (mean nats over B*T) of a window in training mode, and the cache for `backward`.
 
@@ -198,6 +210,7 @@ class CharRNN:
         loss, probs = softmax_cross_entropy_forward(logits, y_flat)
         return loss, ForwardCache(tokens, y_flat, top, stack, probs, state_n)
 
+    @checked(n_total=Range(1))
     def backward(self, cache: ForwardCache, n_total: int | None = None) -> tuple[dict[str, np.ndarray], Any]:
         """BPTT: gradients of every parameter and of h0, in reverse order of `forward`.
 
@@ -220,6 +233,7 @@ class CharRNN:
         dstate0 = stack_backward(self.cell_module, p, grads, stack, dtop.transpose(1, 2, 0))
         return grads, self.public_state(dstate0)
 
+    @checked()
     def loss_and_grads(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, dict[str, np.ndarray], Any]:
         """(loss, grads, h_last): one window's mean loss in nats, dL/dparam for every parameter,
         and the final state to carry into the next window (truncated BPTT)."""
@@ -250,9 +264,10 @@ class CharRNN:
         return loss, grads, self.public_state(_state_cat([r[2] for r in results]))
 
     def _shards(self, batch_size: int) -> list[slice]:
-        # gated cells' steps are compiled kernels when numba is there: they share out finer
+        # cells whose steps run as compiled kernels share out finer
         return stream_shards(batch_size, self.hidden_size, threads.workers(), min_shard_work(self.cell))
 
+    @checked(batch_size=Range(1))
     def workers_for(self, batch_size: int) -> int:
         """How many worker threads share a window of `batch_size` streams with the current
         thread setting: its results are bit-identical for a fixed count (a checkpoint records it)."""
@@ -267,6 +282,7 @@ class CharRNN:
                                         state0, need_cache=False)
         return self._head_forward(top), state_n
 
+    @checked()
     def loss(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[float, Any]:
         """Forward only: (mean loss in nats over B*T, final state), for evaluation."""
         x, y, state0 = self._check_window(inputs, targets, h0)
@@ -283,6 +299,7 @@ class CharRNN:
         loss = sum(r[0] * (sl.stop - sl.start) for r, sl in zip(results, shards)) / x.shape[0]
         return loss, self.public_state(_state_cat([r[1] for r in results]))
 
+    @checked()
     def nll(self, inputs: Any, targets: Any, h0: Any = None) -> tuple[np.ndarray, Any]:
         """Forward only: (nats of every position (B, T) in float64, final state)."""
         x, y, state0 = self._check_window(inputs, targets, h0)
@@ -299,6 +316,7 @@ class CharRNN:
         return (np.concatenate([r[0] for r in results]),
                 self.public_state(_state_cat([r[1] for r in results])))
 
+    @checked()
     def logits(self, inputs: Any, h0: Any = None) -> tuple[np.ndarray, Any]:
         """Forward only: logits (B, T, V) for every position and the final state."""
         x = self.check_tokens(inputs, "inputs")
@@ -306,6 +324,7 @@ class CharRNN:
         logits, state_n = self._eval_forward(x, self.check_state(h0, B))
         return logits.reshape(T, B, self.vocab_size).transpose(1, 0, 2), self.public_state(state_n)
 
+    @checked()
     def step(self, tokens: Any, h: Any = None) -> tuple[np.ndarray, Any]:
         """One generation step: feed token ids (B,) with state h.
         Returns (logits (B, V), new state), both new arrays."""
@@ -313,6 +332,7 @@ class CharRNN:
         stepper = self.stepper(tok.shape[0], h)
         return stepper(tok).copy(), self.public_state(stepper.state)
 
+    @checked(batch_size=Range(1))
     def stepper(self, batch_size: int = 1, h: Any = None) -> "Stepper":
         """A `Stepper` for generating `batch_size` streams one character at a time from state h."""
         from .stepper import Stepper
@@ -322,6 +342,7 @@ class CharRNN:
     # ----------------------------------------------------------------------------------------
     # persistence, in modelfile.py: arrays in safetensors (no code can run on load), structure in JSON
 
+    @checked()
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
         """Write the parameters and configuration to `path` (safetensors, written atomically)."""
         from ..io.modelfile import save_model
@@ -329,7 +350,8 @@ class CharRNN:
         save_model(self, path, metadata)
 
     @classmethod
-    def load(cls, path: str | Path, dtype: Any = None) -> "CharRNN":
+    @checked()
+    def load(cls, path: str | Path, dtype: DType | None = None) -> "CharRNN":
         """Read a model written by `save` (or a training checkpoint); `dtype` converts on load."""
         from ..io.modelfile import load_model
 
@@ -337,12 +359,16 @@ class CharRNN:
 
     def __repr__(self) -> str:
         c = self.config
-        extra = f", cell={c['cell']!r}" if c["cell"] != "rnn" else ""
+        extra = f", cell={c['cell']!r}" if c["cell"] != _DEFAULT_CELL else ""
         extra += f", dropout={c['dropout']:g}" if c["dropout"] else ""
         return (
             f"CharRNN(vocab_size={c['vocab_size']}, hidden_size={c['hidden_size']}, "
             f"num_layers={c['num_layers']}, dtype={c['dtype']!r}{extra}) with {self.num_parameters:,} parameters"
         )
+
+
+# the constructor's default cell, which the repr leaves out as it leaves out dropout 0
+_DEFAULT_CELL = inspect.signature(CharRNN).parameters["cell"].default
 
 
 def _state_part(state: State, sl: slice) -> State:

@@ -16,28 +16,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core import _jit
-
-# A shard below this many numbers per step (B_i * H) stays whole. Each step of a shard makes a
-# few NumPy calls that hold the GIL for a microsecond or two around a product that releases it;
-# when the product itself takes only a few microseconds, the workers queue for the GIL, and on a
-# loaded machine a worker preempted while holding it stalls the others. Measured side by side on
-# a 2-core machine shared with other work (`charrnn bench --rows cores`, BENCHMARKS.md): two
-# workers of 16 streams at H=128 ran at 0.57x one thread, two of 32 at H=512 at 1.09x. This holds
-# for the tanh cell, whose steps are NumPy calls.
-MIN_SHARD_WORK = 4096
-# The same for the LSTM and GRU when their steps run as compiled kernels (numba), which hold no
-# GIL inside a step: a quarter of the tanh cell's. Measured idle and with one core busy, a long
-# run of each side in its own process (BENCHMARKS.md): two workers of 16 streams at H=128 (LSTM)
-# ran 1.86x one thread idle and 1.05x beside a busy process, two of 16 at H=64 1.88x and 1.41x,
-# where the tanh cell's two of 16 at H=128 lost (0.73x) beside the busy process.
-MIN_SHARD_WORK_COMPILED = 1024
+from ..core import tuning
+from .params import cell_module
 
 
 def min_shard_work(cell: str) -> int:
-    """The smallest shard worth a worker for this cell: MIN_SHARD_WORK_COMPILED where its steps
-    run as compiled kernels (the gated cells, when numba is there), else MIN_SHARD_WORK."""
-    return MIN_SHARD_WORK_COMPILED if cell != "rnn" and _jit.available() else MIN_SHARD_WORK
+    """The smallest shard worth a worker for this cell (core/tuning.py): MIN_SHARD_WORK_COMPILED
+    where a shard of that size runs as compiled kernels, which hold no GIL inside a step (the
+    gated cells, when numba is there), else MIN_SHARD_WORK."""
+    module, small = cell_module(cell), tuning.MIN_SHARD_WORK_COMPILED
+    if module.KERNELS and module.compiled(1, small):
+        return small
+    return tuning.MIN_SHARD_WORK
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -48,8 +38,8 @@ _lock = threading.Lock()
 def stream_shards(batch_size: int, hidden_size: int, workers: int, min_work: int | None = None) -> list[slice]:
     """Contiguous slices of the B streams, one per worker (sizes within one of each other);
     fewer when the streams are too few or the work too small to be worth splitting: each shard
-    has at least `min_work` numbers per step (default MIN_SHARD_WORK)."""
-    min_work = MIN_SHARD_WORK if min_work is None else min_work
+    has at least `min_work` numbers per step (default tuning.MIN_SHARD_WORK)."""
+    min_work = tuning.MIN_SHARD_WORK if min_work is None else min_work
     n = max(1, min(workers, batch_size, (batch_size * hidden_size) // min_work))
     base, extra = divmod(batch_size, n)
     out, start = [], 0

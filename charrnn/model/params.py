@@ -1,9 +1,10 @@
 """One table of parameter names and shapes per model, and everything derived from it.
 
-The recurrent layers carry the names and layouts of `torch.nn.RNN` / `nn.LSTM` / `nn.GRU`
-(prefixed "rnn."), the output layer those of `nn.Linear` ("head."), so moving weights between
-charrnn and PyTorch is a copy, never a transpose. A cell with G gate blocks stacks them along
-the rows (G = 1, 4 for LSTM's i|f|g|o, 3 for GRU's r|z|n):
+The recurrent layers carry the names and layouts of their cell's table (core/: the `PARAMS` of
+each cell module, PyTorch's `nn.RNN` / `nn.LSTM` / `nn.GRU` for the built-in cells), prefixed
+"rnn." and suffixed with the layer, the output layer those of `nn.Linear` ("head."), so moving
+weights between charrnn and PyTorch is a copy, never a transpose. For the built-in cells, with G
+gate blocks stacked along the rows (G = 1, 4 for LSTM's i|f|g|o, 3 for GRU's r|z|n):
 
     seeds            name                    shape
     U   (W_xh)       rnn.weight_ih_l{k}      (G*H, V) for k = 0, (G*H, H) above
@@ -17,8 +18,8 @@ the rows (G = 1, 4 for LSTM's i|f|g|o, 3 for GRU's r|z|n):
 
 The language model's head predicts the next of V symbols; the task models (classify, tag) have a
 head over their K labels (`num_outputs`) and, for the tagger with output recurrence, R
-(`feedback`), outside "rnn." so that the recurrent layers still load into PyTorch's modules as
-they are.
+(`feedback`, as many rows as the cell's input weight), outside "rnn." so that the recurrent
+layers still load into PyTorch's modules as they are.
 
 Creation, counting, initialisation, checkpoint validation and the PyTorch name map all derive
 from `parameter_shapes`; no other module spells a parameter name.
@@ -28,22 +29,19 @@ from __future__ import annotations
 
 import functools
 import math
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ..settings import CELLS, DTYPES, INITS
-from ..core import CELL_MODULES
+from ..core import CELLS, UnknownCell, cell
+from ..core.contract import Param
 from ..errors import ConfigError
 
-# The per-layer parameters of a recurrent layer, in PyTorch's order: (name, rows in units of
-# G*H, input columns: "input" for the layer's input size, "hidden" for H, None for a vector).
-LAYER_TEMPLATE = (
-    ("weight_ih", "input"),
-    ("weight_hh", "hidden"),
-    ("bias_ih", None),
-    ("bias_hh", None),
-)
+# The model's dtypes and initialisation schemes (`init_parameters`); settings offer these.
+DTYPES = ("float32", "float64")
+INITS = ("pytorch", "orthogonal", "normal")
+
 RNN_PREFIX = "rnn."
 HEAD_PREFIX = "head."
 HEAD_WEIGHT = HEAD_PREFIX + "weight"  # V in the seeds: (V, H)
@@ -54,22 +52,72 @@ FEEDBACK_WEIGHT = "feedback.weight"  # R in seed 002: (G*H, K), y_{t-1} -> the f
 MAX_PARAMETERS = 2_000_000_000
 
 
-def gates(cell: str) -> int:
-    """G, the gate blocks stacked in a layer's weights."""
-    check_cell(cell)
-    return CELL_MODULES[cell].GATES
+def cell_module(name: Any) -> ModuleType:
+    """The registered cell module called `name` (core/), or a ConfigError naming the cells."""
+    try:
+        return cell(name)
+    except UnknownCell as e:
+        raise ConfigError(str(e)) from None
 
 
-def check_cell(cell: Any) -> str:
-    if cell not in CELLS:
-        raise ConfigError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
-    return cell
+def torch_module_name(name: str) -> str:
+    """The torch.nn class of the cell's layers ("LSTM"), or a one-line error naming a cell that has
+    none (the torch backend and PyTorch export refuse it)."""
+    module = cell_module(name)
+    if module.TORCH_MODULE is None:
+        have = ", ".join(n for n, m in CELLS.items() if m.TORCH_MODULE is not None)
+        raise ConfigError(f"the {name} cell has no PyTorch module: the torch backend and export --format torch "
+                          f"take {have}")
+    return module.TORCH_MODULE
+
+
+def check_cell(name: Any) -> str:
+    cell_module(name)
+    return name
+
+
+def gates(name: str) -> int:
+    """G, the gate blocks stacked in a layer's gate weights."""
+    return cell_module(name).GATES
+
+
+def layer_names(name: str, k: int) -> tuple[str, ...]:
+    """The full names of layer k's parameters, in the order of the cell's table (and of its
+    functions' `params`): ("rnn.weight_ih_l0", "rnn.weight_hh_l0", ...) for the built-in cells."""
+    return cell_layer_names(cell_module(name), k)
 
 
 @functools.lru_cache(maxsize=None)  # called per layer per step in generation
-def layer_names(k: int) -> tuple[str, str, str, str]:
-    """(weight_ih, weight_hh, bias_ih, bias_hh) names of layer k."""
-    return tuple(f"{RNN_PREFIX}{n}_l{k}" for n, _ in LAYER_TEMPLATE)  # type: ignore[return-value]
+def cell_layer_names(module: ModuleType, k: int) -> tuple[str, ...]:
+    """`layer_names` of a cell module."""
+    return tuple(f"{RNN_PREFIX}{p.name}_l{k}" for p in module.PARAMS)
+
+
+def input_index(name: str) -> int:
+    """The position of the input weight in the cell's table (the tagger widens it with R)."""
+    return next(i for i, p in enumerate(cell_module(name).PARAMS) if p.role == "input")
+
+
+def input_weight(name: str, k: int) -> str:
+    """The full name of layer k's input weight: in the first layer one column per symbol."""
+    return layer_names(name, k)[input_index(name)]
+
+
+def single_bias_frozen(name: str, k: int) -> tuple[str, ...]:
+    """Layer k's biases after its first: those that training with single_bias (the seeds' one b)
+    keeps at their initial values (bias_hh for the built-in cells)."""
+    return _single_bias_frozen(cell_module(name), k)
+
+
+@functools.lru_cache(maxsize=None)  # asked at every training step
+def _single_bias_frozen(module: ModuleType, k: int) -> tuple[str, ...]:
+    biases = [n for n, p in zip(cell_layer_names(module, k), module.PARAMS) if p.role == "bias"]
+    return tuple(biases[1:])
+
+
+def _shape(p: Param, G: int, H: int, I: int) -> tuple[int, ...]:
+    size = {"G*H": G * H, "H": H, "I": I}
+    return tuple(size[d] for d in p.shape)
 
 
 def parameter_shapes(
@@ -79,32 +127,32 @@ def parameter_shapes(
     """The name -> shape table of a model; its order is the order of `CharRNN.params`.
 
     num_outputs: K, the head's outputs (None: V, the language model's next symbol).
-    feedback: add R (G*H, K), the output-to-hidden recurrence of the tagger."""
-    V, H, G = vocab_size, hidden_size, gates(cell)
+    feedback: add R (rows of the input weight, K), the output-to-hidden recurrence of the tagger."""
+    module = cell_module(cell)
+    V, H, G = vocab_size, hidden_size, module.GATES
     K = V if num_outputs is None else num_outputs
     shapes: dict[str, tuple[int, ...]] = {}
     for k in range(num_layers):
-        for (_, cols), name in zip(LAYER_TEMPLATE, layer_names(k)):
-            width = {"input": V if k == 0 else H, "hidden": H, None: None}[cols]
-            shapes[name] = (G * H,) if width is None else (G * H, width)
+        for p, name in zip(module.PARAMS, cell_layer_names(module, k)):
+            shapes[name] = _shape(p, G, H, V if k == 0 else H)
     shapes[HEAD_WEIGHT] = (K, H)
     shapes[HEAD_BIAS] = (K,)
     if feedback:
-        shapes[FEEDBACK_WEIGHT] = (G * H, K)
+        shapes[FEEDBACK_WEIGHT] = (shapes[input_weight(cell, 0)][0], K)
     return shapes
 
 
-def vocab_axes() -> dict[str, int]:
+def vocab_axes(cell: str) -> dict[str, int]:
     """The parameters with one slice per vocabulary symbol, and the axis of those slices: the
     first layer's input columns and the head's output rows."""
-    return {layer_names(0)[0]: 1, HEAD_WEIGHT: 0, HEAD_BIAS: 0}
+    return {input_weight(cell, 0): 1, HEAD_WEIGHT: 0, HEAD_BIAS: 0}
 
 
-def transplant(params: dict[str, np.ndarray], into: dict[str, np.ndarray], positions: np.ndarray) -> None:
-    """Copy a model's parameters into a model with a larger vocabulary, in place in `into`:
-    symbol v of the old vocabulary becomes symbol positions[v]; the new symbols' slices keep the
-    values `into` was initialised with (as new parameters would be)."""
-    axes = vocab_axes()
+def transplant(params: dict[str, np.ndarray], into: dict[str, np.ndarray], positions: np.ndarray, cell: str) -> None:
+    """Copy a model's parameters into a model of the same cell with a larger vocabulary, in place
+    in `into`: symbol v of the old vocabulary becomes symbol positions[v]; the new symbols' slices
+    keep the values `into` was initialised with (as new parameters would be)."""
+    axes = vocab_axes(cell)
     for name, target in into.items():
         source = params[name]
         if name in axes:
@@ -121,15 +169,19 @@ def count_parameters(
 ) -> int:
     """The sum of the sizes in `parameter_shapes`, in closed form: the sizes come from flags and
     files and are checked with this before anything (even the shape table) is built."""
-    V, H, L, G = vocab_size, hidden_size, num_layers, gates(cell)
+    module = cell_module(cell)
+    V, H, L, G = vocab_size, hidden_size, num_layers, module.GATES
     K = V if num_outputs is None else num_outputs
-    return G * (H * V + (L - 1) * H * H + L * (H * H + 2 * H)) + K * H + K + (G * H * K if feedback else 0)
+    first = [math.prod(_shape(p, G, H, V)) for p in module.PARAMS]
+    above = sum(math.prod(_shape(p, G, H, H)) for p in module.PARAMS)
+    rows = _shape(module.PARAMS[input_index(cell)], G, H, V)[0]
+    return sum(first) + (L - 1) * above + K * H + K + (rows * K if feedback else 0)
 
 
 def torch_state_dicts(params: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """The parameters as the state dicts of PyTorch's modules: {"rnn": ..., "head": ...}, and
     {"feedback": ...} (an nn.Linear without bias) for a model with R."""
-    out: dict[str, dict[str, np.ndarray]] = {"rnn": {}, "head": {}}
+    out: dict[str, dict[str, np.ndarray]] = {RNN_PREFIX[:-1]: {}, HEAD_PREFIX[:-1]: {}}
     for name, value in params.items():
         module, _, key = name.partition(".")
         out.setdefault(module, {})[key] = value
@@ -157,31 +209,46 @@ def init_parameters(
     """Fresh parameters for `shapes` under the scheme `init`, drawn from `rng` in table order.
 
     "pytorch":    every tensor U(-1/sqrt(H), 1/sqrt(H)), as nn.RNN / nn.LSTM / nn.GRU and nn.Linear do.
-    "orthogonal": each gate block of the recurrent W orthogonal (the backward signal keeps its
-                  norm through time at the start), other weights as "pytorch", biases zero, except
-                  the LSTM's forget gate, whose bias starts at 1 so that the cell remembers by
-                  default (Jozefowicz, Zaremba and Sutskever 2015).
-    "normal":     the seeds' min-char-rnn: weights N(0, 0.01^2), biases zero.
+    "orthogonal": each gate block of a recurrent weight orthogonal (the backward signal keeps its
+                  norm through time at the start), other weights as "pytorch", biases zero;
+    "normal":     the seeds' min-char-rnn: weights N(0, 0.01^2), biases zero;
+    and then the cell's own rules (its INIT_BIASES: the LSTM's forget-gate bias 1 under "orthogonal").
     """
     if init not in INITS:
         raise ConfigError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    module = cell_module(cell)
+    table = _rows_of_layers(module, shapes)
     bound = 1.0 / math.sqrt(hidden_size)
     H = hidden_size
     params = {}
     for name, shape in shapes.items():
-        is_bias = len(shape) == 1
+        p = table.get(name)
+        role = p.role if p is not None else ("bias" if len(shape) == 1 else "weight")
         if init == "normal":
-            value = np.zeros(shape) if is_bias else rng.standard_normal(shape) * 0.01
-        elif init == "orthogonal" and is_bias:
+            value = np.zeros(shape) if role == "bias" else rng.standard_normal(shape) * 0.01
+        elif init == "orthogonal" and role == "bias":
             value = np.zeros(shape)
-            if cell == "lstm" and name.startswith(RNN_PREFIX + "bias_ih"):
-                value[H : 2 * H] = 1.0  # the forget gate's block
-        elif init == "orthogonal" and name.startswith(RNN_PREFIX + "weight_hh"):
+        elif init == "orthogonal" and role == "recurrent":
             value = np.concatenate([orthogonal(H, rng) for _ in range(shape[0] // H)])
         else:
             value = rng.uniform(-bound, bound, size=shape)
+        if p is not None:
+            for bias, gate, start in module.INIT_BIASES.get(init, ()):
+                if p.name == bias:
+                    g = module.GATE_NAMES.index(gate)
+                    value[g * H : (g + 1) * H] = start
         params[name] = np.ascontiguousarray(value, dtype=dtype)
     return params
+
+
+def _rows_of_layers(module: ModuleType, shapes: dict[str, tuple[int, ...]]) -> dict[str, Param]:
+    """Full parameter name -> its row of the cell's table, for every layer `shapes` holds."""
+    table: dict[str, Param] = {}
+    k = 0
+    while (names := cell_layer_names(module, k))[0] in shapes:
+        table.update(zip(names, module.PARAMS))
+        k += 1
+    return table
 
 
 def orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:

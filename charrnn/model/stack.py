@@ -17,7 +17,7 @@ from types import ModuleType
 import numpy as np
 
 from ..core.dropout import dropout_backward, dropout_forward, dropout_mask
-from .params import layer_names
+from .params import cell_layer_names
 
 State = tuple[np.ndarray, ...]
 
@@ -31,9 +31,10 @@ class StackCache:
     masks: list = field(default_factory=list)
 
 
-def layer_params(params: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, ...]:
-    """(w_ih, w_hh, b_ih, b_hh) of layer k, looked up live (the optimizers update them in place)."""
-    return tuple(params[n] for n in layer_names(k))
+def layer_params(cell: ModuleType, params: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, ...]:
+    """Layer k's parameters in the order of the cell's table, the tuple its functions take,
+    looked up live (the optimizers update them in place)."""
+    return tuple(params[n] for n in cell_layer_names(cell, k))
 
 
 def stack_forward(
@@ -61,7 +62,7 @@ def stack_forward(
     finals = []
     for k in range(num_layers):
         s0 = tuple(part[k] for part in state0)
-        hs, s_n, c = run(x, *layer_params(params, k), s0, need_cache=need_cache)
+        hs, s_n, c = run(x, layer_params(cell, params, k), s0, need_cache=need_cache)
         finals.append(s_n)
         mask = None
         if masks is not None:
@@ -103,8 +104,7 @@ def stack_backward(
     for k in range(num_layers - 1, -1, -1):
         if cache.masks[k] is not None:
             dh = dropout_backward(dh, cache.masks[k])
-        names = layer_names(k)
-        w_ih, w_hh, _, _ = layer_params(params, k)
         d_n = tuple(part[k] for part in dstate_n) if dstate_n is not None else None
-        dh, dstate0[k] = run(dh, cache.cells[k], w_ih, w_hh, *(grads[n] for n in names), dstate_n=d_n, need_dx=k > 0)
+        dh, dstate0[k] = run(dh, cache.cells[k], layer_params(cell, params, k), layer_params(cell, grads, k),
+                             dstate_n=d_n, need_dx=k > 0)
     return tuple(np.stack([d[i] for d in dstate0]) for i in range(len(dstate0[0])))

@@ -58,10 +58,11 @@ class Stepper:
         return self._step(tok)
 
     def _step(self, tok: np.ndarray) -> np.ndarray:
-        model, p, step = self.model, self.model.params, self.model.cell_module.step
+        model, p, cell = self.model, self.model.params, self.model.cell_module
+        step = cell.step
         x: np.ndarray = tok
         for k in range(model.num_layers):
-            new = step(x, *layer_params(p, k), tuple(part[k] for part in self.state))
+            new = step(x, layer_params(cell, p, k), tuple(part[k] for part in self.state))
             for part, value in zip(self.state, new):
                 part[k] = value
             x = new[0]

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import DType, Range, checked
 from ..errors import ConfigError
-from .params import FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, layer_names
+from .params import FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, input_index, input_weight
 from .stack import StackCache, layer_params
 from .task import TaskModel, check_ids, log_softmax, pad_batch
 
@@ -42,8 +43,10 @@ class CharTagger(TaskModel):
 
     task = "tag"
 
+    @checked(vocab_size=Range(1), num_tags=Range(2), hidden_size=Range(1), num_layers=Range(1), seed=Range(0),
+             dropout=Range(0, 1, high_open=True))
     def __init__(self, vocab_size: int, num_tags: int, hidden_size: int = 128, num_layers: int = 1,
-                 dtype: Any = "float32", seed: int | None = 0, init: str = "pytorch", *, cell: str = "rnn",
+                 dtype: DType = "float32", seed: int | None = 0, init: str = "pytorch", *, cell: str = "rnn",
                  dropout: float = 0.0, feedback: bool = False, params: dict[str, np.ndarray] | None = None) -> None:
         super().__init__(vocab_size, num_tags, hidden_size, num_layers, dtype, seed, init, cell=cell,
                          dropout=dropout, feedback=feedback, params=params)
@@ -63,6 +66,7 @@ class CharTagger(TaskModel):
         prev[:, 1:] = y[:, :-1]
         return prev
 
+    @checked()
     def forward(self, inputs: Any, targets: Any, lengths: Any = None, train: bool = True) -> tuple[float, TagCache]:
         """The mean loss over the batch's real characters and the cache for `backward`."""
         x, y, lens = self._prepare_pair(inputs, targets, lengths)
@@ -80,6 +84,7 @@ class CharTagger(TaskModel):
         d *= (mask / n)[..., None]
         return loss, TagCache(mask, top, d.astype(self.dtype), stack, params)
 
+    @checked()
     def backward(self, cache: TagCache) -> dict[str, np.ndarray]:
         if cache.stack is None:
             raise RuntimeError("this forward cache has already been used by backward(); run forward again")
@@ -93,11 +98,13 @@ class CharTagger(TaskModel):
         self._layers_backward(cache.params, stack, dtop, grads)
         return grads
 
+    @checked()
     def loss_and_grads(self, inputs: Any, targets: Any, lengths: Any = None) -> tuple[float, dict[str, np.ndarray]]:
         """(loss, grads): mean nats per real character (teacher-forced with feedback), dL/dparam."""
         loss, cache = self.forward(inputs, targets, lengths)
         return loss, self.backward(cache)
 
+    @checked()
     def logits(self, inputs: Any, lengths: Any = None, previous: Any = None) -> np.ndarray:
         """Forward only, dropout off: logits (B, T, K) of the padded batch. With feedback,
         `previous` gives the tags fed back (teacher forcing: the true tags of the same texts)."""
@@ -115,13 +122,12 @@ class CharTagger(TaskModel):
 
     # -- inference on the model's own previous tags -------------------------------------------------
 
+    @checked(beam=Range(1))
     def decode(self, inputs: Any, lengths: Any = None, beam: int = 1) -> list[np.ndarray]:
         """The most probable tag sequence of each text: exact argmax per character without
         feedback; with it, beam search over the fed-back tags keeping `beam` hypotheses per text
         (1: greedy). Returns one (len_b,) array of tag ids per text."""
         x, lens = self._prepare(inputs, lengths)
-        if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
-            raise ConfigError(f"beam must be an integer >= 1, got {beam!r}")
         if not self.feedback:
             best = self.logits(x, lens).argmax(axis=2)
             return [best[b, : lens[b]].copy() for b in range(len(lens))]
@@ -133,7 +139,9 @@ class CharTagger(TaskModel):
         V, K, L = self.vocab_size, self.num_outputs, self.num_layers
         N = B * width
         p = self.params
-        u_r = np.concatenate([p[layer_names(0)[0]], p[FEEDBACK_WEIGHT]], axis=1)  # [U R]
+        u_r = np.concatenate([p[input_weight(self.cell, 0)], p[FEEDBACK_WEIGHT]], axis=1)  # [U R]
+        first = list(layer_params(self.cell_module, p, 0))
+        first[input_index(self.cell)] = u_r
         step = self.cell_module.step
         state = [tuple(part[k] for part in self._zero_state(N)) for k in range(L)]
         score = np.full((B, width), -np.inf)
@@ -150,8 +158,8 @@ class CharTagger(TaskModel):
             inp[rows[has], V + prev[has]] = 1.0
             h = inp
             for k in range(L):
-                w = (u_r,) + layer_params(p, k)[1:] if k == 0 else layer_params(p, k)
-                state[k] = step(h, *w, state[k])
+                w = tuple(first) if k == 0 else layer_params(self.cell_module, p, k)
+                state[k] = step(h, w, state[k])
                 h = state[k][0]
             logp = log_softmax(self._head(h).astype(np.float64)).reshape(B, width, K)
             cand = (score[:, :, None] + logp).reshape(B, width * K)

@@ -14,7 +14,8 @@ groups texts of similar length into a batch (tasks/data.py), so little is padded
 The feedback term. The tagger adds R y_{t-1} to the first layer's pre-activation. Seen from the
 cell that is U x_t with a longer input: the first layer reads the concatenation [x_t; y_{t-1}]
 through the weight [U R] ((G*H, V+K)), so every gate (LSTM i|f|g|o, GRU r|z|n) gets its R block
-and the cells of core/ run unchanged. For the GRU's n gate R y_{t-1} joins the input side, W_in
+and the cells of core/ run unchanged: R widens whichever parameter the cell's table names its
+input weight. For the GRU's n gate R y_{t-1} joins the input side, W_in
 x_t, outside r * (W_hn h + b_hn), as a longer input would. The gradient of [U R] splits back
 into dU and dR column-wise, exactly.
 """
@@ -26,11 +27,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import threads
-from ..core import CELL_MODULES
 from ..errors import ConfigError
 from .lm import check_dropout
-from .params import (FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, check_cell, check_size,
-                     count_parameters, init_parameters, layer_names, parameter_shapes, resolve_dtype)
+from .params import (FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, cell_module, check_size,
+                     count_parameters, init_parameters, input_weight, parameter_shapes, resolve_dtype)
 from .stack import StackCache, State, stack_backward, stack_forward
 
 
@@ -102,7 +102,8 @@ class TaskModel:
         self.num_outputs = check_size("num_outputs", num_outputs, minimum=2)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
-        self.cell = check_cell(cell)
+        self.cell_module = cell_module(cell)
+        self.cell = cell
         self.dropout = check_dropout(dropout)
         self.dtype = resolve_dtype(dtype)
         self.feedback = bool(feedback)
@@ -112,7 +113,6 @@ class TaskModel:
                              self.feedback)
         if n > MAX_PARAMETERS:
             raise ConfigError(f"a model with {n:,} parameters is too large")
-        self.cell_module = CELL_MODULES[self.cell]
         self.dropout_rng = np.random.default_rng([seed if seed is not None else 0, 2])
         if params is None:
             params = init_parameters(self.shapes(), self.hidden_size, init, np.random.default_rng(seed), self.dtype,
@@ -171,7 +171,7 @@ class TaskModel:
         [U R] (G*H, V+K), a fresh array; otherwise the live dict itself."""
         if not self.feedback:
             return self.params
-        u = layer_names(0)[0]
+        u = input_weight(self.cell, 0)
         return dict(self.params) | {u: np.concatenate([self.params[u], self.params[FEEDBACK_WEIGHT]], axis=1)}
 
     def _layers_forward(self, x: np.ndarray, prev: np.ndarray | None, train: bool,
@@ -191,7 +191,7 @@ class TaskModel:
         if not self.feedback:
             stack_backward(self.cell_module, params, grads, cache, dtop)
             return
-        u = layer_names(0)[0]
+        u = input_weight(self.cell, 0)
         joint = dict(grads) | {u: np.zeros_like(params[u])}
         stack_backward(self.cell_module, params, joint, cache, dtop)
         V = self.vocab_size

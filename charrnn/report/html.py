@@ -20,7 +20,7 @@ import numpy as np
 
 from ..io import checkpoint as ckpt
 from ..errors import CharRNNError
-from ..io.rundir import read_config, read_metrics, read_samples, run_text
+from ..io.rundir import read_config, read_metrics, read_samples, run_dir_of, run_text
 
 # what the report measures: characters of validation text for the gradient flow and the heatmap
 GRADFLOW_WINDOW = 240
@@ -92,9 +92,9 @@ def _curves_section(run_dir: Path) -> Section:
                      f"({best['val_bits_per_char']:.4f} bits) at step {best['step']:,}")
     if m.skipped:
         facts.append(f"{m.skipped} unreadable line(s) skipped")
-    from ..diagnostics.gradflow import GATE_NAMES
+    from ..diagnostics.gradflow import gate_names
 
-    gates = GATE_NAMES.get((read_config(run_dir) or {}).get("cell"))
+    gates = gate_names((read_config(run_dir) or {}).get("cell"))
     body = f'<p>{_esc("; ".join(facts))}.</p>' + _img(png_bytes(curves_figure(m.records, gates)), "training curves")
     norms = last.get("grad_norms")
     if isinstance(norms, dict) and norms:
@@ -185,7 +185,7 @@ def _model_sections(c: Any) -> list[Section]:
     sections.append(_ngram_section(c, rt))
     heat_ids = text_ids[:HEATMAP_CHARS]
     text = display_text(c.vocab, heat_ids)
-    part = "c" if model.cell == "lstm" else "h"
+    part = model.cell_module.HEATMAP_STATE
     trackers, panels = heatmap_sections(model, text, heat_ids, model.num_layers - 1, part, None, state0)
     if not panels:
         sections.append(Section("Hidden units", _empty("no property of the text varies (no lines, words or capitals)")))
@@ -263,8 +263,6 @@ def build_report(run: str | Path) -> str:
     from ..diagnostics.plots import pyplot
 
     pyplot()  # a missing matplotlib is reported before any work
-    from ..io.rundir import run_dir_of
-
     run_dir = run_dir_of(run)  # refuses an empty or missing path (never the current folder)
     c = None
     model_note = ""

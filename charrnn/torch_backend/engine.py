@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..model import layer_names
+from ..model import single_bias_frozen
 from ..optim import Optimizer
 from . import resolve_device, torch_dtype
 from .infer import TorchModel, raise_float64_on_mps
@@ -54,7 +54,8 @@ class TorchEngine:
             self.trained = torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         single = getattr(cfg, "single_bias", False)
-        self.single_bias = [self.params[layer_names(k)[3]] for k in range(model.num_layers)] if single else []
+        self.single_bias = ([self.params[n] for k in range(model.num_layers) for n in single_bias_frozen(model.cell, k)]
+                            if single else [])
         self.optimizer = _torch_optimizer(objective.optimizer, list(self.params.values()))
         self._optimizer_in(objective.optimizer)
         self.generator = torch.Generator(device=self.device) if model.dropout else None

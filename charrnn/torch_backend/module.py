@@ -19,16 +19,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names, torch_module_name
 
-LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+def torch_layer(cell: str) -> tuple[type, dict]:
+    """The torch.nn module class of the cell's layer and its options (the cell's TORCH_MODULE and
+    TORCH_OPTIONS), or a one-line error naming a cell that has none."""
+    return getattr(nn, torch_module_name(cell)), cell_module(cell).TORCH_OPTIONS
 
 
 def recurrent_layers(cell: str, input_size: int, hidden_size: int, num_layers: int) -> nn.ModuleList:
     """One torch module of `cell` per layer, the first reading `input_size` features."""
-    extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    layer, options = torch_layer(cell)
     H = hidden_size
-    return nn.ModuleList(LAYERS[cell](input_size if k == 0 else H, H, 1, **extra) for k in range(num_layers))
+    return nn.ModuleList(layer(input_size if k == 0 else H, H, 1, **options) for k in range(num_layers))
 
 
 def run_layers(layers: nn.ModuleList, out: torch.Tensor, state: tuple[torch.Tensor, ...], dropout: float,
@@ -80,10 +84,10 @@ class TorchLM(NumpyTwin):
 
     def named_charrnn_parameters(self) -> dict[str, nn.Parameter]:
         """Our name -> the module's parameter. nn.RNN lists a layer's parameters in the order of
-        params.LAYER_TEMPLATE (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
+        the cell's table (weight_ih, weight_hh, bias_ih, bias_hh), nn.Linear weight, bias."""
         out: dict[str, nn.Parameter] = {}
         for k, layer in enumerate(self.layers):
-            out.update(zip(layer_names(k), layer.parameters()))
+            out.update(zip(layer_names(self.cell, k), layer.parameters()))
         out.update(zip((HEAD_WEIGHT, HEAD_BIAS), self.head.parameters()))
         return out
 

@@ -36,6 +36,7 @@ class TorchTask(NumpyTwin):
         super().__init__()
         V, K, H = model.vocab_size, model.num_outputs, model.hidden_size
         self.vocab_size, self.num_outputs, self.dropout, self.feedback = V, K, model.dropout, model.feedback
+        self.cell = model.cell
         self.parts = len(model.cell_module.STATE)
         self.num_layers, self.hidden_size = model.num_layers, H
         self.layers = recurrent_layers(model.cell, V + (K if self.feedback else 0), H, model.num_layers)
@@ -50,7 +51,7 @@ class TorchTask(NumpyTwin):
         """charrnn's name -> the parameter, in the NumPy model's table order."""
         out: dict[str, nn.Parameter] = {}
         for k, layer in enumerate(self.layers):
-            names = layer_names(k)
+            names = layer_names(self.cell, k)
             ws = dict(zip(names, (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)))
             if k == 0 and self.feedback:
                 ws[names[0]] = self.input_weight

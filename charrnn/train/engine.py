@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model import layer_names
+from ..model import single_bias_frozen
 from ..optim import clip_grad_norm_, clip_grad_value_, global_grad_norm
 
 
@@ -73,7 +73,8 @@ class NumpyEngine:
             self.grad_norms = {k: float(np.linalg.norm(g)) for k, g in grads.items()}
         if getattr(cfg, "single_bias", False):  # one trained bias, as the seeds' b; bias_hh stays as initialised
             for k in range(cfg.num_layers):
-                grads[layer_names(k)[3]].fill(0.0)  # bias_hh
+                for name in single_bias_frozen(o.model.cell, k):
+                    grads[name].fill(0.0)
         if cfg.clip_value:
             clip_grad_value_(grads, cfg.clip_value)
         if cfg.clip_norm:
@@ -103,12 +104,36 @@ class NumpyEngine:
         return values
 
 
-def check_backend(backend: str, device: str) -> None:
-    """Refuse a torch backend or device that is not there before anything is written."""
+def check_backend(backend: str, device: str, given: Any = None, resumed: Any = None) -> None:
+    """Refuse a torch backend or device that is not there, or a cell it has no module for, before
+    anything is written. The cell is the run's being resumed (`resumed`, a run directory or
+    checkpoint), else the fine-tuned model's (the `init_from` given), else the `cell` given."""
     if backend == "torch":
+        from ..core import cell_names
+        from ..model.params import torch_module_name
         from ..torch_backend import resolve_device
 
+        given = given or {}
+        source = resumed if resumed is not None else given.get("init_from")
+        cell = _cell_of(source) if source is not None else given.get("cell")
+        if cell in cell_names():
+            torch_module_name(cell)
         resolve_device(device)
+
+
+def _cell_of(run: Any) -> Any:
+    """The cell of the model in a run directory or checkpoint, from its header; None when it
+    cannot be read (setting the run up then says why)."""
+    from ..errors import CharRNNError
+    from ..io.arrays import read_header
+    from ..io.checkpoint import resolve_checkpoint
+
+    try:
+        meta, _ = read_header(resolve_checkpoint(run))
+    except (CharRNNError, OSError):
+        return None
+    model = meta.get("model")
+    return model.get("cell", None) if isinstance(model, dict) else None
 
 
 def make_engine(objective: Any, world: Any = None) -> Any:

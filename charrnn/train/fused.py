@@ -3,9 +3,10 @@
     step = FusedStep.for_model(model, optimizer, clip_value=0.2, clip_norm=0.0)   # or None
     loss, grad_norm, h_last, status = step(x, y, h, lr)
 
-For a one-layer tanh RNN on one stream (B=1, H up to MAX_HIDDEN: the seed's H=100 above all),
+For a one-layer model on one stream (B=1, H up to tuning.FUSED_MAX_HIDDEN: the seed's H=100
+above all) of a cell that has such a kernel (its FUSED_STEP: the tanh RNN's, core/rnn_fused.py),
 a window's arithmetic takes less time than the Python calls that drive it, so forward, BPTT,
-clipping and the optimizer's update run as one call of core/_fused.py. It computes what the NumPy
+clipping and the optimizer's update run as one compiled call. It computes what the NumPy
 path computes (model.loss_and_grads, optim's clip_grad_value_ / clip_grad_norm_, the optimizer's
 step) and tests/train/test_fused_step.py holds the two together; the numbers differ by float rounding only
 (sums in another order). It needs numba, and CHARRNN_JIT=0 turns it off with the other compiled
@@ -19,14 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ..core import _fused, _jit
+from ..core import _jit, tuning
+from ..core._jit import ADAGRAD, ADAM, SGD as SGD_CODE
 from ..model import CharRNN
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
 from ..optim import SGD, Adagrad, Adam, AdamW, Optimizer
-
-# One stream of up to this many hidden units: there Python's per-call cost dominates the NumPy
-# path. With more streams, the BLAS products of the NumPy path (shared among cores) take over.
-MAX_HIDDEN = 256
 
 
 class FusedStep:
@@ -36,9 +34,10 @@ class FusedStep:
                  single_bias: bool = False) -> None:
         self.model, self.optimizer = model, optimizer
         self.clip_value, self.clip_norm, self.single_bias = float(clip_value), float(clip_norm), bool(single_bias)
-        self.names = (*layer_names(0), HEAD_WEIGHT, HEAD_BIAS)
-        self.code = {SGD: _fused.SGD, Adagrad: _fused.ADAGRAD, Adam: _fused.ADAM}[type(optimizer)]
-        self.kernel = _fused.kernel()
+        # the kernel takes the layer's parameters in its table's order, then the head's
+        self.names = (*layer_names(model.cell, 0), HEAD_WEIGHT, HEAD_BIAS)
+        self.code = {SGD: SGD_CODE, Adagrad: ADAGRAD, Adam: ADAM}[type(optimizer)]
+        self.kernel = model.cell_module.fused_step_kernel()
 
     @classmethod
     def for_model(cls, model: CharRNN, optimizer: Optimizer, batch_size: int, clip_value: float = 0.0,
@@ -63,9 +62,9 @@ class FusedStep:
         h0 = np.ascontiguousarray(np.asarray(h)[0], dtype=self.model.dtype)
         h_out = np.empty((1, B, H), self.model.dtype)
         slots = [opt.state[n] for n in self.names]
-        first = "sum" if self.code == _fused.ADAGRAD else "exp_avg_sq"
-        s = [sl[first] for sl in slots] if self.code != _fused.SGD else [p[n] for n in self.names]  # unused
-        m = [sl["exp_avg"] for sl in slots] if self.code == _fused.ADAM else s
+        first = "sum" if self.code == ADAGRAD else "exp_avg_sq"
+        s = [sl[first] for sl in slots] if self.code != SGD_CODE else [p[n] for n in self.names]  # unused
+        m = [sl["exp_avg"] for sl in slots] if self.code == ADAM else s
         loss, norm, status = self.kernel(
             np.ascontiguousarray(x, dtype=np.intp), np.ascontiguousarray(y, dtype=np.intp), h0, h_out[0],
             *(p[n] for n in self.names), *s, *m, self.code, hyper,
@@ -77,10 +76,10 @@ class FusedStep:
     def _hyper(self, opt: Optimizer) -> np.ndarray:
         """(lr, eps, eps_inside_sqrt, beta1, beta2, step_size, bias_correction2_sqrt) for this step,
         computed in Python as optim.py computes them."""
-        if self.code == _fused.ADAGRAD:
+        if self.code == ADAGRAD:
             clr = opt.lr / (1 + (opt.step_count - 1) * opt.lr_decay)
             return np.array([clr, opt.eps, float(opt.eps_inside_sqrt), 0, 0, 0, 0], dtype=np.float64)
-        if self.code == _fused.ADAM:
+        if self.code == ADAM:
             beta1, beta2 = opt.betas
             step = opt.step_count
             return np.array([opt.lr, opt.eps, 0, beta1, beta2, opt.lr / (1 - beta1**step),
@@ -90,9 +89,9 @@ class FusedStep:
 
 def supports(model: CharRNN, optimizer: Any, batch_size: int) -> bool:
     """Whether FusedStep implements this training (module docstring)."""
-    if not (_jit.available() and model.cell == "rnn" and model.num_layers == 1 and not model.dropout):
+    if not (_jit.available() and model.cell_module.FUSED_STEP and model.num_layers == 1 and not model.dropout):
         return False
-    if model.dtype not in (np.float32, np.float64) or batch_size != 1 or model.hidden_size > MAX_HIDDEN:
+    if model.dtype not in (np.float32, np.float64) or batch_size != 1 or model.hidden_size > tuning.FUSED_MAX_HIDDEN:
         return False
     kind = type(optimizer)
     if kind is SGD:

@@ -189,7 +189,7 @@ class LanguageModelRun:
             out["val_chars"] = self.val_scored
         if evaluated:  # the recurrent weights' spectral radius per layer and gate block: an eigvals per block
             m = self.model
-            out["spectral_radius"] = spectral_radii(m.params, m.num_layers, m.hidden_size)
+            out["spectral_radius"] = spectral_radii(m.params, m.num_layers, m.hidden_size, m.cell)
         return out
 
     def postfix(self) -> list[str]:
@@ -281,7 +281,7 @@ def fresh_run(given: Mapping[str, Any], run_dir: Path, force: bool, say: Say,
         model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init,
                         cell=cfg.cell, dropout=cfg.dropout)
         if source is not None:  # its weights, with the new symbols' slices as initialised just now
-            transplant(source.model.params, model.params, source.vocab.positions_in(encoded.vocab))
+            transplant(source.model.params, model.params, source.vocab.positions_in(encoded.vocab), model.cell)
         optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
         B, T = batcher.batch_size, batcher.seq_len
         s = LanguageModelRun(d, cfg, encoded, batcher, val_ids, n_train, len(encoded) - n_train, model, optimizer,

@@ -147,7 +147,8 @@ class Trainer:
 
             if world is None:
                 if not resume or "backend" in given:  # a missing torch or GPU, before anything is written
-                    check_backend(given.get("backend", "numpy"), given.get("device", "cpu"))
+                    check_backend(given.get("backend", "numpy"), given.get("device", "cpu"), given,
+                                  Path(run_dir) if resume else None)
                 self.objective = (resume_lm(given, Path(run_dir), self.say, out, force) if resume
                                   else fresh_lm(given, Path(run_dir), force, self.say, texts))
             else:  # launched by torchrun: rank 0 sets the run up, the others then read it
@@ -158,7 +159,8 @@ class Trainer:
             if world is not None:
                 raise ConfigError(f"charrnn {kind} trains in one process: start it without torchrun")
             if not resume or "backend" in given:  # a missing torch or GPU, before anything is written
-                check_backend(given.get("backend", "numpy"), given.get("device", "cpu"))
+                check_backend(given.get("backend", "numpy"), given.get("device", "cpu"), given,
+                              Path(run_dir) if resume else None)
             self.objective = (resume_task(kind, given, Path(run_dir), self.say, out, force) if resume
                               else fresh_task(kind, given, Path(run_dir), force, self.say))
         try:

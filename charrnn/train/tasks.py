@@ -24,7 +24,7 @@ from ..io import task_checkpoint as tck
 from ..io.layout import CONFIG, LATEST, METRICS, Claim, check_new_run_dir, clear_run, remove_temporaries, \
     trim_metrics, write_json
 from ..io.lock import RunLock
-from ..model.params import layer_names
+from ..model.params import input_weight
 from ..optim import Optimizer, make_optimizer
 from ..settings import TASK, Facts, TaskConfig, resolve, resumed, validate
 from ..threads import requested_threads
@@ -247,7 +247,7 @@ def fresh_run(task: str, given: Mapping[str, Any], run_dir: Path, force: bool, s
     cfg = resolve(cfg, given, Facts(windows_per_epoch=batcher.batches_per_epoch, validates=data.val is not None))
     validate(cfg)
     model = tck.build_model(task, _model_shape(cfg, data), seed=cfg.seed)
-    model.params[layer_names(0)[0]][:, UNKNOWN] = 0.0  # an unseen character: no input at all
+    model.params[input_weight(model.cell, 0)][:, UNKNOWN] = 0.0  # an unseen character: no input at all
     optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
     state = TrainState(digests=data.digests, max_length=int(data.train.lengths.max()))
     claim = Claim(d)

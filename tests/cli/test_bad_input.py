@@ -8,14 +8,11 @@ test on any exception that would have been a traceback. Faults that need somethi
 inside the process (a full disk, a NaN on a chosen step) are in-process too.
 """
 
-import contextlib
 import errno
 import io
 import json
 import shutil
-import struct
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -78,9 +75,9 @@ def test_missing_text_file(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_text_is_a_directory(tmp_path):
+def test_text_is_an_empty_directory(tmp_path):
     (tmp_path / "adir").mkdir()
-    assert "adir is a directory" in refuse_to_train(tmp_path, tmp_path / "adir")
+    assert "adir holds no file to train on" in refuse_to_train(tmp_path, tmp_path / "adir")
 
 
 def test_empty_text(tmp_path):

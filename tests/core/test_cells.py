@@ -56,14 +56,19 @@ def problem(cell, T, B, H, I, ids, seed, dtype=np.float64, scale=0.7):
     return p, x, state0, dhs, dstate_n
 
 
+def weights_of(p):
+    """The layer's parameters as the cells take them: a tuple in their table's order."""
+    return tuple(p[k] for k in PARAMS)
+
+
 def run(cell, p, x, state0, dhs, dstate_n, reference=False, need_dx=True):
     """Forward and backward of one window: every output and gradient by name."""
     fw, bw = (cell.forward_reference, cell.backward_reference) if reference else (cell.forward, cell.backward)
-    hs, state_n, cache = fw(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
+    hs, state_n, cache = fw(x, weights_of(p), state0)
     out = {"hs": hs.copy()}
     out.update({f"{k}_n": s for k, s in zip(cell.STATE, state_n)})
     grads = {k: np.zeros_like(p[k]) for k in PARAMS}
-    dx, dstate0 = bw(dhs.copy(), cache, p["w_ih"], p["w_hh"], *(grads[k] for k in PARAMS),
+    dx, dstate0 = bw(dhs.copy(), cache, weights_of(p), tuple(grads[k] for k in PARAMS),
                      dstate_n=dstate_n, need_dx=need_dx)
     out.update({"d" + k: grads[k] for k in PARAMS})
     out.update({f"d{k}0": d for k, d in zip(cell.STATE, dstate0)})
@@ -72,8 +77,8 @@ def run(cell, p, x, state0, dhs, dstate_n, reference=False, need_dx=True):
 
 
 def loss(cell, p, x, state0, dhs, dstate_n):
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    hs, state_n, _ = cell.forward_reference(x, *weights, state0, need_cache=False)
+    weights = weights_of(p)
+    hs, state_n, _ = cell.forward_reference(x, weights, state0, need_cache=False)
     return np.sum(dhs * hs) + sum(np.sum(d * s) for d, s in zip(dstate_n, state_n))
 
 
@@ -210,11 +215,11 @@ def test_tuned_matches_reference(name, config):
 def test_backward_adds_and_leaves_the_cache_as_it_was(name, ids):
     cell = CELLS[name]
     p, x, state0, dhs, dstate_n = problem(cell, 4, 3, 5, 4, ids, seed=9)
-    hs, _, cache = cell.forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
-    grads = [np.zeros_like(p[k]) for k in PARAMS]
-    first = cell.backward(dhs.copy(), cache, p["w_ih"], p["w_hh"], *grads, dstate_n=dstate_n)
+    hs, _, cache = cell.forward(x, weights_of(p), state0)
+    grads = tuple(np.zeros_like(p[k]) for k in PARAMS)
+    first = cell.backward(dhs.copy(), cache, weights_of(p), grads, dstate_n=dstate_n)
     once = [g.copy() for g in grads]
-    second = cell.backward(dhs.copy(), cache, p["w_ih"], p["w_hh"], *grads, dstate_n=dstate_n)
+    second = cell.backward(dhs.copy(), cache, weights_of(p), grads, dstate_n=dstate_n)
     for g, g1 in zip(grads, once):
         assert rel(g, 2 * g1) <= TIGHT
     for a, b in zip(first[1], second[1]):
@@ -255,11 +260,11 @@ def test_dense_input_is_taken_in_the_parameters_dtype(name):
 def test_step_repeated_equals_forward(name, config):
     cell = CELLS[name]
     p, x, state0, _, _ = problem(cell, *config, seed=sum(config))
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    hs, state_n, _ = cell.forward(x, *weights, state0, need_cache=False)
+    weights = weights_of(p)
+    hs, state_n, _ = cell.forward(x, weights, state0, need_cache=False)
     state = state0
     for t in range(x.shape[0]):
-        state = cell.step(x[t], *weights, state)
+        state = cell.step(x[t], weights, state)
         assert rel(state[0], hs[t]) <= TIGHT
     for a, b in zip(state, state_n):
         assert rel(a, b) <= TIGHT
@@ -270,7 +275,7 @@ def test_step_repeated_equals_forward(name, config):
 def test_returned_state_is_not_a_view_of_hs(name):
     cell = CELLS[name]
     p, x, state0, _, _ = problem(cell, 3, 2, 4, 3, True, seed=5)
-    hs, state_n, _ = cell.forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
+    hs, state_n, _ = cell.forward(x, weights_of(p), state0)
     last = hs[-1].copy()
     for s in state_n:
         s[...] = 0  # a caller resetting its streams

@@ -1,4 +1,4 @@
-"""The compiled paths of the LSTM and GRU cells (charrnn.core._jit) against their NumPy code and
+"""The compiled paths of the LSTM and GRU cells (lstm_kernels.py, gru_kernels.py) against their NumPy code and
 the plain references.
 
 Every test that takes the `path` fixture runs three times: with the NumPy code only
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from charrnn import CharRNN
-from charrnn.core import _jit, gru, lstm
+from charrnn.core import _jit, gru, lstm, tuning
 
-from test_cells import assert_close, problem, rel, run
+from test_cells import assert_close, problem, rel, run, weights_of
 
 CELLS = {"lstm": lstm, "gru": gru}
 PARAMS = ("w_ih", "w_hh", "b_ih", "b_hh")
@@ -35,8 +35,7 @@ def set_path(monkeypatch, path):
     monkeypatch.delenv("CHARRNN_JIT", raising=False)
     if not _jit.available():
         pytest.skip("numba is not installed")
-    for cell in CELLS.values():
-        monkeypatch.setattr(cell, "JIT_WINDOW_MAX_WORK", 10**9 if path == "window" else 0)
+    monkeypatch.setattr(tuning, "JIT_WINDOW_MAX_WORK", 10**9 if path == "window" else 0)
 
 
 @pytest.fixture(params=["numpy", "step", "window"])
@@ -108,13 +107,13 @@ def test_float32_stays_float32_and_matches_the_numpy_code(name, kernels, config,
 def test_backward_adds_and_leaves_the_cache_and_dhs_as_they_were(name, ids, path):
     cell = CELLS[name]
     p, x, state0, dhs, dstate_n = problem(cell, 5, 3, 6, 4, ids, seed=9)
-    hs, _, cache = cell.forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
+    hs, _, cache = cell.forward(x, weights_of(p), state0)
     kept = {k: np.copy(getattr(cache, k)) for k in cache.__slots__}
     dhs_kept = dhs.copy()
-    grads = [np.zeros_like(p[k]) for k in PARAMS]
-    first = cell.backward(dhs, cache, p["w_ih"], p["w_hh"], *grads, dstate_n=dstate_n)
+    grads = tuple(np.zeros_like(p[k]) for k in PARAMS)
+    first = cell.backward(dhs, cache, weights_of(p), grads, dstate_n=dstate_n)
     once = [g.copy() for g in grads]
-    second = cell.backward(dhs, cache, p["w_ih"], p["w_hh"], *grads, dstate_n=dstate_n)
+    second = cell.backward(dhs, cache, weights_of(p), grads, dstate_n=dstate_n)
     assert np.array_equal(dhs, dhs_kept)
     for k, v in kept.items():
         assert np.array_equal(getattr(cache, k), v), k
@@ -130,9 +129,9 @@ def test_backward_adds_and_leaves_the_cache_and_dhs_as_they_were(name, ids, path
 def test_forward_without_cache_gives_the_same_states(name, path, ids):
     cell = CELLS[name]
     p, x, state0, _, _ = problem(cell, 6, 2, 5, 4, ids, seed=2)
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    hs, state_n, cache = cell.forward(x, *weights, state0)
-    hs2, state_n2, cache2 = cell.forward(x, *weights, state0, need_cache=False)
+    weights = weights_of(p)
+    hs, state_n, cache = cell.forward(x, weights, state0)
+    hs2, state_n2, cache2 = cell.forward(x, weights, state0, need_cache=False)
     assert cache is not None and cache2 is None
     assert np.array_equal(hs, hs2)
     for a, b in zip(state_n, state_n2):
@@ -158,14 +157,14 @@ def test_caches_serve_either_backward(name, ids, kernels, monkeypatch):
     consume either (CHARRNN_JIT may change between the two calls)."""
     cell = CELLS[name]
     p, x, state0, dhs, dstate_n = problem(cell, 4, 3, 6, 5, ids, seed=4)
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    weights = weights_of(p)
     want = run(cell, p, x, state0, dhs, dstate_n, reference=True)
     for fw_path, bw_path in ((kernels, "numpy"), ("numpy", kernels)):
         set_path(monkeypatch, fw_path)
-        hs, state_n, cache = cell.forward(x, *weights, state0)
+        hs, state_n, cache = cell.forward(x, weights, state0)
         set_path(monkeypatch, bw_path)
         grads = {k: np.zeros_like(p[k]) for k in PARAMS}
-        dx, dstate0 = cell.backward(dhs.copy(), cache, p["w_ih"], p["w_hh"], *grads.values(), dstate_n=dstate_n)
+        dx, dstate0 = cell.backward(dhs.copy(), cache, weights_of(p), tuple(grads.values()), dstate_n=dstate_n)
         got = {"hs": np.array(hs), **{f"{k}_n": s for k, s in zip(cell.STATE, state_n)},
                **{"d" + k: grads[k] for k in PARAMS}, **{f"d{k}0": d for k, d in zip(cell.STATE, dstate0)}, "dx": dx}
         assert_close(got, want, TIGHT)
@@ -177,11 +176,11 @@ def test_out_of_range_ids_behave_as_in_the_numpy_code(name, monkeypatch):
     V raises IndexError and negative ids wrap around, as NumPy's indexing does."""
     cell = CELLS[name]
     p, x, state0, dhs, dstate_n = problem(cell, 3, 2, 4, 5, True, seed=1)
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    weights = weights_of(p)
     big = x.copy()
     big[1, 1] = 5
     with pytest.raises(IndexError):
-        cell.forward(big, *weights, state0)
+        cell.forward(big, weights, state0)
     negative = x - 5  # -5 .. -1: the same symbols, counted from the end
     assert_close(run(cell, p, negative, state0, dhs, dstate_n), run(cell, p, x, state0, dhs, dstate_n, reference=True),
                  TIGHT)
@@ -205,8 +204,8 @@ def test_nan_in_the_state_propagates(name, path):
     cell = CELLS[name]
     p, x, state0, _, _ = problem(cell, 3, 2, 5, 4, True, seed=6)
     state0[0][1, 2] = np.nan
-    hs, _, _ = cell.forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
-    want, _, _ = cell.forward_reference(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], state0)
+    hs, _, _ = cell.forward(x, weights_of(p), state0)
+    want, _, _ = cell.forward_reference(x, weights_of(p), state0)
     assert np.array_equal(np.isnan(hs), np.isnan(want)) and np.isnan(hs[:, 1]).all()
     assert not np.isnan(hs[:, 0]).any()
 
@@ -218,7 +217,8 @@ def test_the_kernels_tanh_is_within_three_ulp(dtype):
     x = np.concatenate([rng.standard_normal(200_000) * s for s in (1e-6, 1e-2, 0.3, 1, 3, 10)])
     x = np.concatenate([x, np.linspace(-25, 25, 100_001)]).astype(dtype)
     got = np.empty_like(x)
-    _jit.kernels()["tanh"](x, got)
+    _jit.build()
+    _jit.tanh_array(x, got)
     exact = np.tanh(x.astype(np.longdouble))
     ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.longdouble)
     assert (np.abs(got - exact) / ulp).max() <= 3
@@ -232,7 +232,8 @@ def test_the_kernels_tanh_of_special_values(dtype):
     x = np.array([0.0, -0.0, tiny, -tiny / 4, 1e-30, 9.0, -9.2, 19.2, 20.0, 1e30, -1e30,
                   np.finfo(dtype).max, np.inf, -np.inf, np.nan], dtype=dtype)
     got = np.empty_like(x)
-    _jit.kernels()["tanh"](x, got)
+    _jit.build()
+    _jit.tanh_array(x, got)
     want = np.tanh(x)
     close = np.abs(got - want) <= np.spacing(np.abs(want))
     assert (close | (np.isnan(got) & np.isnan(want))).all()
@@ -246,8 +247,9 @@ def test_switched_off_the_kernels_are_never_built(monkeypatch):
     def refuse():
         raise AssertionError("kernels requested with CHARRNN_JIT=0")
 
-    monkeypatch.setattr(_jit, "kernels", refuse)
+    monkeypatch.setattr(_jit, "build", refuse)
     for cell in CELLS.values():
+        monkeypatch.setattr(cell, "_kernels", refuse)
         args = problem(cell, 3, 2, 4, 3, True, seed=0)
         run(cell, *args)
 

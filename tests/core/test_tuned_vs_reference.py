@@ -3,7 +3,7 @@
 Every optimisation in core/ and model/ keeps a reference beside it (`*_reference`,
 `model.reference_loss_and_grads`, `model.reference_step`); these tests hold the two together in
 float64, over random shapes with T=1, B=1 and several layers, with and without the compiled
-loops of charrnn._jit (numba), and check the reuse of buffers between calls.
+loops of rnn_kernels.py (numba), and check the reuse of buffers between calls.
 """
 
 import os
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from charrnn import CharRNN, threads
-from charrnn.core import _jit, linear, loss as loss_ops
+from charrnn.core import _jit, linear, loss as loss_ops, tuning
 from charrnn.core import rnn as ops
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import random_problem
@@ -28,7 +28,7 @@ def rel(a, b):
 
 
 def configs(n, seed):
-    """(V, H, L, B, T): the edge cases first, then random ones, some past JIT_MAX_WORK."""
+    """(V, H, L, B, T): the edge cases first, then random ones, some past tuning.RNN_JIT_MAX_WORK."""
     rng = np.random.default_rng(seed)
     fixed = [(2, 3, 1, 1, 1), (5, 4, 3, 1, 6), (4, 6, 2, 7, 1), (65, 16, 1, 1, 25), (9, 8, 2, 9, 5)]
     return fixed + [
@@ -44,9 +44,9 @@ def loops(request, monkeypatch):
     if request.param == "jit":
         if not _jit.available():
             pytest.skip("numba is not installed")
-        monkeypatch.setattr(ops, "JIT_MAX_WORK", 10**9)
+        monkeypatch.setattr(tuning, "RNN_JIT_MAX_WORK", 10**9)
     else:
-        monkeypatch.setattr(ops, "JIT_MAX_WORK", 0)
+        monkeypatch.setattr(tuning, "RNN_JIT_MAX_WORK", 0)
     return request.param
 
 
@@ -69,10 +69,10 @@ def test_tuned_window_matches_the_reference(config, loops):
 def test_small_dtanh_chunks_give_the_same_gradients(monkeypatch):
     """The backward pass computes tanh' a few steps at a time; chunk edges must not matter."""
     model, x, y, h0 = random_problem(6, 5, 2, 3, 11, seed=4)
-    monkeypatch.setattr(ops, "JIT_MAX_WORK", 0)
+    monkeypatch.setattr(tuning, "RNN_JIT_MAX_WORK", 0)
     _, want, _, _ = reference_loss_and_grads(model, x, y, h0)
     for elements in (1, 15, 16, 40, 10**6):  # one step, B*H, a partial chunk, several, all
-        monkeypatch.setattr(ops, "DTANH_CHUNK_ELEMENTS", elements)
+        monkeypatch.setattr(tuning, "DTANH_CHUNK_ELEMENTS", elements)
         grads = model.loss_and_grads(x, y, h0)[1]
         assert all(rel(grads[n], want[n]) <= TIGHT for n in want)
 
@@ -228,7 +228,7 @@ def test_compiled_loops_match_the_numpy_loops_in_float32(monkeypatch):
     x, y = rng.integers(0, 65, (1, 25)), rng.integers(0, 65, (1, 25))
     results = []
     for limit in (0, 10**9):
-        monkeypatch.setattr(ops, "JIT_MAX_WORK", limit)
+        monkeypatch.setattr(tuning, "RNN_JIT_MAX_WORK", limit)
         results.append(CharRNN(65, 100, 2, seed=3).loss_and_grads(x, y))
     (l0, g0, h0), (l1, g1, h1) = results
     assert abs(l0 - l1) <= 1e-5 * l0 and rel(h1, h0) <= 1e-5

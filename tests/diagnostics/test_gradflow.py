@@ -19,12 +19,12 @@ def torch_state_gradients(model, ids, max_lag):
     V, H, L, T = model.vocab_size, model.hidden_size, model.num_layers, len(ids) - 1
     cells = []
     for l in range(L):
-        cls = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[model.cell]
+        cls = getattr(torch.nn, model.cell_module.TORCH_MODULE + "Cell")  # nn.RNNCell, nn.LSTMCell, nn.GRUCell
         c = cls(V if l == 0 else H, H).double()
-        c.load_state_dict({n.split(".")[1].rsplit("_l", 1)[0]: p[n] for n in layer_names(l)})
+        c.load_state_dict({n.split(".")[1].rsplit("_l", 1)[0]: p[n] for n in layer_names(model.cell, l)})
         cells.append(c)
     probes = [[torch.zeros(1, H, dtype=torch.float64, requires_grad=True) for _ in range(T)] for _ in range(L)]
-    state = [(torch.zeros(1, H, dtype=torch.float64),) * (2 if model.cell == "lstm" else 1) for _ in range(L)]
+    state = [(torch.zeros(1, H, dtype=torch.float64),) * len(model.state_parts) for _ in range(L)]
     losses = []
     for s in range(T):
         x = torch.nn.functional.one_hot(torch.tensor([int(ids[s])]), V).double()
@@ -68,7 +68,7 @@ def test_orthogonal_linear_regime_decays_by_r_per_lag():
     H, V, r = 32, 5, 0.8
     model = CharRNN(V, H, 1, dtype="float64", seed=0)
     rng = np.random.default_rng(1)
-    w_ih, w_hh, b_ih, b_hh = layer_names(0)
+    w_ih, w_hh, b_ih, b_hh = layer_names("rnn", 0)
     model.params[w_hh][...] = r * orthogonal(H, rng)
     model.params[w_ih][...] = 1e-5 * rng.standard_normal((H, V))
     model.params[b_ih][...] = 0.0
@@ -93,7 +93,7 @@ def test_exploding_and_healthy_verdicts():
     rng = np.random.default_rng(2)
     for r, verdict in ((1.1, "exploding"), (0.995, "healthy")):
         model = CharRNN(V, H, 1, dtype="float64", seed=0)
-        w_ih, w_hh, b_ih, b_hh = layer_names(0)
+        w_ih, w_hh, b_ih, b_hh = layer_names("rnn", 0)
         model.params[w_hh][...] = r * orthogonal(H, rng)
         model.params[w_ih][...] *= 1e-6
         model.params[b_ih][...] = 0.0
@@ -122,7 +122,7 @@ def test_jacobian_is_the_derivative_of_step(cell):
                 f = flat.copy()
                 f[i] += sign * eps
                 st = tuple(f[k * H : (k + 1) * H][None] for k in range(len(state)))
-                new = model.cell_module.step(traj.inputs[l][3], *gradflow.layer_params(model.params, l), st)
+                new = model.cell_module.step(traj.inputs[l][3], gradflow.layer_params(model.cell_module, model.params, l), st)
                 outs.append(np.concatenate([np.asarray(p)[0] for p in new]))
             num[:, i] = (outs[0] - outs[1]) / (2 * eps)
         np.testing.assert_allclose(J, num, atol=1e-8)

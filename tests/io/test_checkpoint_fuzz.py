@@ -11,7 +11,6 @@ under half a minute).
 
 import functools
 import json
-import math
 import os
 import re
 import struct
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn import CharRNN
@@ -29,7 +28,7 @@ from charrnn.io.checkpoint import LATEST, load_checkpoint
 from charrnn.settings import TrainConfig
 from charrnn.errors import CharRNNError, CheckpointError
 from charrnn.model import parameter_shapes
-from charrnn.io.arrays import META_KEY, parse_json, read_header
+from charrnn.io.arrays import META_KEY, parse_json
 from charrnn.train import Trainer
 
 EXAMPLES = int(os.environ.get("CHARRNN_FUZZ_EXAMPLES", "800"))

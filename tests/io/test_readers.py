@@ -29,7 +29,7 @@ import pytest
 
 import charrnn
 from charrnn.errors import CharRNNError
-from charrnn.io.readers import READERS, MAX_DEPTH, parse_json, parse_toml
+from charrnn.io.readers import READERS, MAX_DEPTH
 
 from conftest import SONNET, charrnn as cli, error_line
 

@@ -12,7 +12,8 @@ from charrnn.io.layout import run_dir_path
 def test_fit_refuses_an_empty_out_and_writes_nothing_here(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "text.txt").write_text(SONNET * 4)
-    with pytest.raises(ConfigError, match="^--out: an empty path names no run directory"):
+    # the API's own arguments are checked where every public function's are (charrnn.checks)
+    with pytest.raises(ConfigError, match=r"^fit\(\): out must be a path \(a non-empty str or os.PathLike\)"):
         charrnn.fit("text.txt", out="", steps=2, hidden_size=8, quiet=True)
     assert [p.name for p in tmp_path.iterdir()] == ["text.txt"]
 

@@ -5,16 +5,19 @@ import numpy as np
 import pytest
 
 from charrnn import CharRNN, threads
-from charrnn.settings import CELLS
+from charrnn.core import cell_names
+from charrnn.core import tuning
 from charrnn.model import parallel
 from charrnn.model.parallel import stream_shards
+
+CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
 
 @pytest.fixture
 def workers(monkeypatch):
     """Run with n workers whatever the machine (and split even tiny windows)."""
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK_COMPILED", 1)
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK", 1)
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK_COMPILED", 1)
 
     def use(n):
         monkeypatch.setattr(threads, "workers", lambda: n)

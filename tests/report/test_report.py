@@ -46,7 +46,7 @@ def test_metrics_record_spectral_radius_and_gradient_norms(run_dir):
     assert [r["step"] for r in evaluated] == [20, 40, 60]
     assert all("spectral_radius" not in r for r in records if r["val_nats_per_char"] is None)
     c = load_checkpoint(run_dir / "latest.safetensors")
-    w = c.model.params[layer_names(0)[1]].astype(np.float64)
+    w = c.model.params[layer_names(c.model.cell, 0)[1]].astype(np.float64)
     assert evaluated[-1]["spectral_radius"] == [[pytest.approx(np.abs(np.linalg.eigvals(w)).max(), rel=1e-9)]]
     norms = records[-1]["grad_norms"]
     assert set(norms) == set(c.model.params) and all(v > 0 for v in norms.values())

@@ -11,10 +11,13 @@ import pytest
 import torch
 
 from charrnn.io.checkpoint import LATEST, METRICS, load_checkpoint
-from charrnn.settings import CELLS, TrainConfig, given_of
+from charrnn.core import cell_names
+from charrnn.settings import TrainConfig, given_of
 from charrnn.train import Trainer
 
 from conftest import run_cli
+
+CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
 SMALL = dict(hidden_size=12, num_layers=2, seq_len=8, batch_size=4, dtype="float64", log_every=1, eval_every=10,
              sample_every=0)

@@ -1,4 +1,4 @@
-"""The fused training step (train/fused.py, core/_fused.py) against the reference path: the same
+"""The fused training step (train/fused.py, core/rnn_fused.py) against the reference path: the same
 losses, gradient norms, states, parameters and optimizer slots, step after step."""
 
 import numpy as np

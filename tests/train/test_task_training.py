@@ -2,16 +2,12 @@
 within a fixed number of steps (and R is what makes the tagging one learnable), exact resume,
 the split and the batches, and every bad input as one line naming the file and line (exit 2)."""
 
-import contextlib
-import io
 import json
 import random
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from charrnn import cli
 from conftest import charrnn
 from charrnn.settings import TaskConfig
 from charrnn.train import Trainer as TaskTrainer

@@ -10,10 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 from charrnn.io.checkpoint import CONFIG, LATEST, METRICS, SAMPLES, load_checkpoint
-from charrnn.settings import CELLS
+from charrnn.core import cell_names
 
 from conftest import SONNET, run_cli
 from conftest import parts
+
+CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
 TINY = ["--hidden-size", "16", "--seq-len", "12", "--batch-size", "4", "--eval-every", "10",
         "--sample-every", "10", "--sample-length", "30", "--log-every", "5"]
@@ -193,7 +195,8 @@ def test_the_defaults_are_chosen_by_cell_and_an_explicit_default_is_still_seen(t
     """No --cell: the measured default cell with its init and learning rate; --cell rnn: the tanh
     RNN's own; explicit values win. Asking for the default cell by name is still a request:
     fine-tuning a tanh RNN with --cell lstm is refused, and without --cell keeps the RNN."""
-    from charrnn.settings import CELL_DEFAULTS, DEFAULT_CELL
+    from charrnn.core import cell
+    from charrnn.settings import DEFAULT_CELL
 
     def config_of(run, *args):
         proc = run_cli("train", sonnet_file, "--out", run, "--steps", "2", *TINY, *args)
@@ -201,18 +204,18 @@ def test_the_defaults_are_chosen_by_cell_and_an_explicit_default_is_still_seen(t
         return json.loads((run / CONFIG).read_text())
 
     cfg = config_of(tmp_path / "default")
-    assert (cfg["cell"], cfg["init"], cfg["lr"]) == (DEFAULT_CELL, CELL_DEFAULTS[DEFAULT_CELL]["init"],
-                                                     CELL_DEFAULTS[DEFAULT_CELL]["lr"])
-    for cell in CELLS:
-        cfg = config_of(tmp_path / cell, "--cell", cell)
-        assert (cfg["init"], cfg["lr"]) == (CELL_DEFAULTS[cell]["init"], CELL_DEFAULTS[cell]["lr"])
+    assert (cfg["cell"], cfg["init"], cfg["lr"]) == (DEFAULT_CELL, cell(DEFAULT_CELL).DEFAULT_INIT,
+                                                     cell(DEFAULT_CELL).DEFAULT_LR)
+    for name in CELLS:
+        cfg = config_of(tmp_path / name, "--cell", name)
+        assert (cfg["init"], cfg["lr"]) == (cell(name).DEFAULT_INIT, cell(name).DEFAULT_LR)
     cfg = config_of(tmp_path / "explicit", "--cell", "gru", "--init", "normal", "--lr", "0.01")
     assert (cfg["init"], cfg["lr"]) == ("normal", 0.01)
     proc = run_cli("train", sonnet_file, "--init-from", tmp_path / "rnn", "--cell", DEFAULT_CELL,
                    "--out", tmp_path / "ft", "--steps", "2")
     assert proc.returncode == 2 and f"--cell {DEFAULT_CELL}" in proc.stderr and not (tmp_path / "ft").exists()
     cfg = config_of(tmp_path / "ft", "--init-from", tmp_path / "rnn")
-    assert (cfg["cell"], cfg["lr"]) == ("rnn", CELL_DEFAULTS["rnn"]["lr"])
+    assert (cfg["cell"], cfg["lr"]) == ("rnn", cell("rnn").DEFAULT_LR)
     assert load_checkpoint(tmp_path / "ft").model.cell == "rnn"
 
 

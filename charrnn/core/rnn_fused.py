@@ -1,4 +1,4 @@
-"""One compiled call for a whole training step of a one-layer tanh RNN on a few streams.
+"""The tanh cell's whole training step in one compiled call, for a one-layer model on a few streams.
 
 With one stream (the seed's setting: H=100, B=1, T=25) a window is about a million multiply-adds,
 a few tens of microseconds of arithmetic, and the NumPy path spends ten times that in Python: a
@@ -26,10 +26,9 @@ import math
 import numpy as np
 
 from . import _jit
-from ._jit import _tanh
+from ._jit import scalar_tanh
 
-# optimizer codes of the kernel
-SGD, ADAGRAD, ADAM = 0, 1, 2
+SGD, ADAGRAD, ADAM = _jit.SGD, _jit.ADAGRAD, _jit.ADAM  # the `opt` argument of the kernel
 
 _kernel = None
 
@@ -38,9 +37,7 @@ def kernel():
     """The compiled step (numba, cached on disk), built on first use."""
     global _kernel
     if _kernel is None:
-        if not _jit.available():
-            raise RuntimeError("the fused step needs numba (and CHARRNN_JIT not set to 0)")
-        _jit.kernels()  # registers the compiled tanh the kernel calls
+        _jit.build()  # the compiled tanh the kernel calls (and numba's import)
         _define_helpers()
         _kernel = _build()
     return _kernel
@@ -100,7 +97,7 @@ def _build():
                     for i in range(H):
                         acc[i] += whh_t[j, i] * hj
                 for i in range(H):
-                    hs[t + 1, b, i] = _tanh(acc[i])
+                    hs[t + 1, b, i] = scalar_tanh(acc[i])
                 for v in range(V):
                     o[v] = hb[v]
                 for i in range(H):
