@@ -45,12 +45,7 @@ def cell_gates(model: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(every gate block's name in row order, the names of the sigmoid ones) of the model's cell,
     from the cell's module (core/: GATE_NAMES, SIGMOID_GATES)."""
     cell = model.cell_module
-    if hasattr(cell, "GATE_NAMES"):
-        return tuple(cell.GATE_NAMES), tuple(cell.SIGMOID_GATES)
-    # a core without the declared gate names: gradflow's tables, keyed by the cell's name
-    from . import gradflow
-
-    return tuple(gradflow.GATE_NAMES[model.cell]), tuple(gradflow.SIGMOID_GATES.get(model.cell, ()))
+    return tuple(cell.GATE_NAMES), tuple(cell.SIGMOID_GATES)
 
 
 def gate_values(model: Any, ids: np.ndarray, layer: int, state0: Any = None) -> np.ndarray:

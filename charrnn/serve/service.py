@@ -425,8 +425,8 @@ def state_names(model: Any) -> list[str]:
 
 
 def heatmap_state(model: Any) -> str:
-    """The state a heatmap shows first: the cell's own choice (the LSTM's memory c), else h."""
-    return getattr(model.cell_module, "HEATMAP_STATE", model.state_parts[-1])
+    """The state a heatmap shows first: the cell's own choice (the LSTM's memory c, h else)."""
+    return model.cell_module.HEATMAP_STATE
 
 
 def activations(m: ServedModel, text: str, ids: np.ndarray, layer: int, name: str,

@@ -16,7 +16,7 @@ from charrnn.io.rundir import run_text
 from conftest import run_cli
 from served import events, trained_runs
 
-from starlette.testclient import TestClient  # noqa: E402  (after served's importorskip)
+from starlette.testclient import TestClient  # noqa: E402  (after served checked the extra)
 
 from charrnn.serve.app import create_app  # noqa: E402
 from charrnn.serve.pool import Pool  # noqa: E402

@@ -14,9 +14,10 @@ from charrnn.diagnostics import heatmap
 from charrnn.diagnostics.match import select_and_match
 
 from devtools import Browser
-from served import Server, post, trained_runs
+from served import Server, post, required, trained_runs
 
-matplotlib = pytest.importorskip("matplotlib")  # reads the screenshot
+required("websocket")  # the DevTools client
+matplotlib = required("matplotlib")  # reads the screenshot
 import matplotlib.image  # noqa: E402
 
 TEXT = "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n" * 3

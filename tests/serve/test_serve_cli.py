@@ -118,35 +118,65 @@ def test_it_serves_several_runs_and_says_where(runs):
         assert status == 200 and [m["name"] for m in json.loads(data)] == ["run-lstm", "run-rnn", "run-lstm-2"]
 
 
-def readme_curl() -> list[str]:
-    """The curl commands of the README's section on serve, in order."""
+def readme_curl() -> list[tuple[str, str]]:
+    """The curl commands of the README's section on serve, in order, each with the answer shown
+    under it."""
     text = README.read_text(encoding="utf-8")
     section = text[text.index("### Serve: the explorer and the API") :]
     block = re.search(r"```console\n(.*?)```", section, re.S).group(1)
-    return [line[2:] for line in block.splitlines() if line.startswith("$ curl")]
+    out: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            out.append((line[2:], []))
+        elif out:
+            out[-1][1].append(line)
+    return [(command, "\n".join(shown)) for command, shown in out if command.startswith("curl ")]
+
+
+def keys(doc) -> set[str]:
+    """Every key of every object in a JSON document."""
+    if isinstance(doc, dict):
+        return set(doc).union(*(keys(v) for v in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(keys(v) for v in doc))
+    return set()
 
 
 def test_the_readmes_curl_examples_give_what_it_shows(runs):
+    """Each curl command of the README, run against a server of the suite's model: it succeeds,
+    its answer has every field the README shows (a stream the events it shows), a seeded
+    generation says its seed and begins with its prime, and the stream is the same text."""
     curl = shutil.which("curl")
     if curl is None:
         if os.environ.get("CI"):
             pytest.fail("curl is required in CI (.ci/install-chromium installs it)")
         pytest.skip("curl is not installed")
-    commands = readme_curl()
-    assert len(commands) >= 2
+    examples = readme_curl()
+    assert len(examples) >= 3 and all(shown for _, shown in examples)
+    texts = {}
     with Server(runs["lstm"]) as s:
-        for command in commands:
+        for command, shown in examples:
             argv = [curl if a == "curl" else a.replace("localhost:8000", f"localhost:{s.port}")
                     for a in shlex_split(command)]
             r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
             assert r.returncode == 0, (command, r.stderr)
             answer = r.stdout.strip()
-            if '"stream": true' in command:
+            request = json.loads(argv[-1]) if argv[-2] == "-d" else {}
+            if request.get("stream"):
                 got = events(answer.encode())
-                assert got[-1][0] == "done"
+                names = [n for n, _ in got]
+                assert names[-1] == "done" and set(names[:-1]) == {"piece"}
+                assert re.findall(r"^event: (\w+)$", shown, re.M) == ["piece", "done"]
+                doc = got[-1][1]
+                assert "".join(v for n, v in got if n == "piece") == doc["text"]
             else:
                 doc = json.loads(answer)
-                assert "error" not in doc, doc
+            assert "error" not in keys(doc), doc
+            assert set(re.findall(r'"(\w+)":', shown)) <= keys(doc), (command, doc)
+            if "seed" in request:
+                assert doc["seed"] == request["seed"] and doc["text"].startswith(request["prime"])
+                texts.setdefault(json.dumps({k: v for k, v in request.items() if k != "stream"}), set()).add(doc["text"])
+    assert texts and all(len(t) == 1 for t in texts.values())  # streamed or not, one seed gives one text
 
 
 def shlex_split(command: str) -> list[str]:

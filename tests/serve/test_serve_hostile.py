@@ -12,7 +12,7 @@ import pytest
 
 from served import Server, events, post, request, trained_runs
 
-from starlette.testclient import TestClient  # noqa: E402  (after served's importorskip)
+from starlette.testclient import TestClient  # noqa: E402  (after served checked the extra)
 
 from charrnn.serve.app import GET_ENDPOINTS, POST_ENDPOINTS, create_app  # noqa: E402
 from charrnn.serve.pool import Pool  # noqa: E402
@@ -176,7 +176,7 @@ def test_lengths_and_counts_above_the_limits_are_refused(client):
     refused(client.post("/api/generate", json={**g, "seed": 2**64}), 422, "seed")
     refused(client.post("/api/generate", json={**g, "prime": "e" * 501}), 413, "prime")
     refused(client.post("/api/generate", json={**g, "temperature": 0}), 422, "temperature")
-    refused(client.post("/api/generate", json={**g, "top_p": 1.5}), 422, "top-p")
+    refused(client.post("/api/generate", json={**g, "top_p": 1.5}), 422, "top_p")
     refused(client.post("/api/generate", json={**g, "stop": ""}), 422, "stop string is empty")
     refused(client.post("/api/inspect", json={"text": "e" * 500}), 413, "--max-values", "ask for one state")
     refused(client.post("/api/inspect", json={"text": "ab", "top_k": 0}), 422, "top_k")
@@ -340,6 +340,52 @@ def test_a_full_queue_is_503_with_retry_after_never_a_hang(server):
     wait_until(lambda: health(server.port) == {**health(server.port), "running": 0, "queued": 0}, 5)
     status, answer = post(server.port, "generate", VALID["generate"])
     assert status == 200 and answer["seed"] == 1
+
+
+def test_a_slow_client_stalls_nobody(runs):
+    """A client that sends half its body and waits holds no worker: the one worker serves the
+    others meanwhile. One that reads nothing of its stream holds it only while the text is made:
+    the worker is free again before the client reads, and the whole stream is there when it does."""
+    with Server(runs["lstm"], "--workers", 1, "--queue", 2, "--max-length", 1_000_000) as s:
+        half = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+        half.sendall(b"POST /api/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"text\": ")
+        blocker = unread = None
+        try:
+            for _ in range(5):
+                assert post(s.port, "score", VALID["score"], timeout=30)[0] == 200
+            # the unread stream waits in the queue behind a long one, so that its whole life is seen
+            blocker = open_stream(s.port)
+            wait_until(lambda: health(s.port)["running"] == 1, 30)
+            unread = open_stream(s.port, length=5000)
+            wait_until(lambda: health(s.port)["queued"] == 1, 30)
+            blocker.close()
+            # made, though nothing of it has been read
+            wait_until(lambda: health(s.port) == {**health(s.port), "running": 0, "queued": 0}, 60)
+            assert post(s.port, "generate", VALID["generate"], timeout=30)[0] == 200
+            answer = b""
+            while not answer.endswith(b"\r\n0\r\n\r\n"):
+                chunk = unread.recv(65536)
+                assert chunk, answer[-200:]
+                answer += chunk
+        finally:
+            for sock in (half, blocker, unread):
+                if sock is not None:
+                    sock.close()
+    got = events(dechunk(answer.split(b"\r\n\r\n", 1)[1]))
+    assert got[-1][0] == "done" and len(got[-1][1]["text"]) == len("Shall") + 5000
+    assert "".join(v for n, v in got if n == "piece") == got[-1][1]["text"]
+
+
+def dechunk(body: bytes) -> bytes:
+    """A chunked HTTP/1.1 body's bytes."""
+    out = b""
+    while True:
+        size, rest = body.split(b"\r\n", 1)
+        n = int(size, 16)
+        if n == 0:
+            return out
+        out, body = out + rest[:n], rest[n + 2 :]
 
 
 def test_a_stream_read_to_its_end(server):
