@@ -105,6 +105,16 @@ def test_a_stream_sends_the_same_text_in_pieces(client, lms, args):
     assert got[-1][1] == {"text": expected, "seed": args["seed"]}
 
 
+def test_a_stream_of_several_samples_sends_the_first_in_pieces(client, lms):
+    args = dict(prime="Shall", length=50, seed=11)
+    with client.stream("POST", "/api/generate", json={"model": "run-lstm", "stream": True, "n": 3, **args}) as r:
+        assert r.status_code == 200
+        got = events(r.read())
+    texts = lms["lstm"].samples(3, **args)
+    assert "".join(v for n, v in got if n == "piece") == texts[0]
+    assert got[-1] == ("done", {"texts": texts, "seed": 11})
+
+
 def test_score_is_the_python_apis(client, lms):
     for cell, lm in lms.items():
         answer = ok(client.post("/api/score", json={"model": f"run-{cell}", "text": TEXT}))
