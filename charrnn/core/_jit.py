@@ -166,7 +166,7 @@ def build() -> None:
     if _built:
         return
     if not available():
-        raise RuntimeError("the compiled kernels need numba (and CHARRNN_JIT not set to 0)")
+        raise ImportError("the compiled kernels need numba (and CHARRNN_JIT not set to 0)")
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic, overload

@@ -281,8 +281,8 @@ def load_keras(path: str | Path, vocab_file: str | Path) -> tuple[CharRNN, Vocab
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such Keras model file")
-    _check_archive(p)
     vocab = read_vocab(vocab_file)  # before Keras is imported, which takes seconds
+    _check_archive(p)
     keras = import_keras()
     try:
         km = keras.saving.load_model(p, safe_mode=True, compile=False)

@@ -418,14 +418,32 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run(app: Any, pool: Pool, sock: socket.socket, access_log: bool = False) -> None:
-    """Serve until SIGINT or SIGTERM; the signal stops every job at once, so that open streams
-    end (with an `error` event) and the server is gone within a second or two."""
+    """Serve until SIGINT, SIGTERM or SIGHUP; the signal stops every job at once, so that open
+    streams end (with an `error` event) and the server is gone within a second or two. uvicorn
+    then raises the signal again, for the command line's own handler (its message and status)."""
+    import signal
+    from contextlib import contextmanager
+
     import uvicorn
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             pool.stopping = True  # every generation stops at its next character
             super().handle_exit(sig, frame)
+
+        @contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            # uvicorn takes SIGINT and SIGTERM; SIGHUP (a closed terminal) too, unless it is ignored (nohup)
+            hup = getattr(signal, "SIGHUP", None)
+            taken = (hup is not None and threading.current_thread() is threading.main_thread()
+                     and signal.getsignal(hup) is not signal.SIG_IGN)
+            previous = signal.signal(hup, self.handle_exit) if taken else None
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    if taken:
+                        signal.signal(hup, previous)
 
     config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
                             timeout_graceful_shutdown=1, lifespan="on", server_header=False, ws="none",

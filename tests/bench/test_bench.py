@@ -3,7 +3,10 @@ before it is timed; bad options are refused."""
 
 import pytest
 
-pytest.importorskip("torch")
+from conftest import optional
+
+optional("torch")
+pytestmark = pytest.mark.torch
 
 from charrnn import bench  # noqa: E402
 from charrnn.bench import Setting, compare  # noqa: E402

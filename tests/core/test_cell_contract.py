@@ -28,7 +28,7 @@ from charrnn.core import CELLS, ContractError, Param, UnknownCell, cell, cell_na
 from charrnn.core.linear import as_layer_input, gate_layer_train_flops, input_backward, input_forward, is_ids, sigmoid
 from charrnn.model import INITS
 
-from conftest import SONNET, charrnn as run, error_line, snapshot
+from conftest import SONNET, charrnn as run, error_line, optional, snapshot
 
 # ------------------------------------------------------------------------------------------------
 # the leaky memory cell, written with the helpers every cell shares (core/linear.py) and nothing else
@@ -227,10 +227,11 @@ def test_importing_a_cell_loads_only_the_core_and_the_model_nothing_of_training(
         assert not outside, f"importing {module} loaded {outside}"
     got = subprocess.run([sys.executable, "-c", code, "charrnn"], capture_output=True, text=True, check=True)
     assert got.stdout.split() == ["charrnn"]
-    # the model stands on the core alone too: no settings, training, files or command line
+    # the model stands on the core alone too (with the errors, the thread count and the argument
+    # checker of its public methods): no settings, training, files or command line
     got = subprocess.run([sys.executable, "-c", code, "charrnn.model"], capture_output=True, text=True, check=True)
     outside = [m for m in got.stdout.split()
-               if m not in ("charrnn", "charrnn.errors", "charrnn.threads") and not m.startswith(("charrnn.core", "charrnn.model"))]
+               if m not in ("charrnn", "charrnn.errors", "charrnn.threads", "charrnn.checks") and not m.startswith(("charrnn.core", "charrnn.model"))]
     assert not outside, f"importing charrnn.model loaded {outside}"
 
 
@@ -378,7 +379,7 @@ def test_what_needs_a_pytorch_or_keras_twin_refuses_the_leaky_cell_by_name(leaky
     for fmt, out in (("torch", tmp_path / "m.safetensors"), ("keras", tmp_path / "m.keras")):
         line = error_line(run("export", leaky_run, out, "--format", fmt), "export")
         assert LEAKY in line and not out.exists()
-    pytest.importorskip("torch")
+    optional("torch")
     line = error_line(run("train", text, "--cell", LEAKY, "--backend", "torch", "--out", tmp_path / "t", *TINY), "train")
     assert "the leaky cell has no PyTorch module" in line and not (tmp_path / "t").exists()
     # resumed or fine-tuned on the torch backend, sampled or scored by it: refused before anything is written

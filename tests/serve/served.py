@@ -4,6 +4,7 @@ server's own stack)."""
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
@@ -12,30 +13,16 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
-from conftest import SONNET, as_under_a_terminal, run_cli
+from conftest import SONNET, as_under_a_terminal, optional, run_cli
 
-
-
-def required(module: str) -> Any:
-    """A module of the test extra (which holds the serve extra): skipped where it is missing, but
-    failed under CI, where the browser, API and load tests must run."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail(f"{module} is required in CI: pip install -e '.[test]' installs it", pytrace=False)
-        pytest.skip(f"{module} is not installed: pip install -e '.[test]'", allow_module_level=True)
-
-
-required("starlette")  # the serve extra
-required("uvicorn")
+optional("starlette")  # the serve extra, part of `test`: skipped where missing, failed under CI
+optional("uvicorn")
 
 TEXT = SONNET * 8
 CELLS = ("lstm", "rnn")
@@ -131,6 +118,36 @@ def events(data: bytes) -> list[tuple[str, Any]]:
         value = "".join(line[6:] for line in block.split("\n") if line.startswith("data: "))
         out.append((name, json.loads(value)))
     return out
+
+
+@pytest.fixture
+def cpu_to_itself(tmp_path_factory):
+    """Hold the machine's CPU against the load test while a test measures how soon something
+    happens: under pytest-xdist the load test (which keeps every core busy for 30 seconds) takes
+    this lock exclusively (`load_alone`), these tests share it, so the two never overlap."""
+    with _cpu_lock(tmp_path_factory, fcntl.LOCK_SH):
+        yield
+
+
+@pytest.fixture
+def load_alone(tmp_path_factory):
+    with _cpu_lock(tmp_path_factory, fcntl.LOCK_EX):
+        yield
+
+
+@contextmanager
+def _cpu_lock(tmp_path_factory, kind: int) -> Iterator[None]:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process runs one test at a time
+        yield
+        return
+    # the base folder of this run's workers (popen-gw0, popen-gw1, ...), one per run of pytest
+    path = tmp_path_factory.getbasetemp().parent / "serve-cpu.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, kind)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def stop_quietly(proc: subprocess.Popen) -> None:

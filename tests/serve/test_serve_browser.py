@@ -13,11 +13,13 @@ import charrnn
 from charrnn.diagnostics import heatmap
 from charrnn.diagnostics.match import select_and_match
 
+from conftest import optional
 from devtools import Browser
-from served import Server, post, required, trained_runs
+from served import Server, post, trained_runs
 
-required("websocket")  # the DevTools client
-matplotlib = required("matplotlib")  # reads the screenshot
+pytestmark = pytest.mark.browser
+optional("websocket")  # the DevTools client
+matplotlib = optional("matplotlib")  # reads the screenshot
 import matplotlib.image  # noqa: E402
 
 TEXT = "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n" * 3

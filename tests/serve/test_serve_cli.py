@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import error_line, run_cli
-from served import Server, events, request, trained_runs
+from served import Server, cpu_to_itself, events, request, trained_runs  # noqa: F401  (a fixture)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -88,8 +88,9 @@ def read_to_end(s: socket.socket) -> bytes:
 
 
 @pytest.mark.parametrize("sig, status, said", [(signal.SIGINT, 130, "interrupted"),
-                                               (signal.SIGTERM, 143, "stopped by SIGTERM")])
-def test_a_signal_stops_the_server_within_two_seconds_with_streams_open(runs, sig, status, said):
+                                               (signal.SIGTERM, 143, "stopped by SIGTERM"),
+                                               (signal.SIGHUP, 129, "stopped by SIGHUP")])
+def test_a_signal_stops_the_server_within_two_seconds_with_streams_open(runs, sig, status, said, cpu_to_itself):
     server = Server(runs["lstm"], "--max-length", 1_000_000, "--workers", 2)
     try:
         streams = [start_stream(server.port) for _ in range(2)]

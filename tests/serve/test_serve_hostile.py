@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from served import Server, events, post, request, trained_runs
+from served import Server, cpu_to_itself, events, post, request, trained_runs  # noqa: F401  (a fixture)
 
 from starlette.testclient import TestClient  # noqa: E402  (after served checked the extra)
 
@@ -309,7 +309,7 @@ def wait_until(check, seconds: float) -> float:
     return time.monotonic() - start
 
 
-def test_a_client_that_disconnects_mid_stream_has_its_generation_cancelled_within_a_second(server):
+def test_a_client_that_disconnects_mid_stream_has_its_generation_cancelled_within_a_second(server, cpu_to_itself):
     s = open_stream(server.port)
     got = b""
     while b"event: piece" not in got:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from served import Server, trained_runs
+from served import Server, load_alone, trained_runs  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,8 @@ def runs(tmp_path_factory):
     return trained_runs(tmp_path_factory)
 
 
-def test_fifty_clients_for_thirty_seconds(runs, capsys):
+@pytest.mark.slow  # 30 seconds, and still run by the README's test command (which deselects nothing)
+def test_fifty_clients_for_thirty_seconds(runs, capsys, load_alone):
     script = load_script()
     want = script.expected(str(runs["lstm"]), 100)
     with Server(runs["lstm"]) as server:

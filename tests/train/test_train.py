@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from charrnn import CharRNN, cli
 from charrnn.io.checkpoint import BEST, CONFIG, LATEST, METRICS, SAMPLES, TOKENS, load_checkpoint
@@ -240,12 +238,14 @@ def test_eval_matches_the_model_and_reports_all_units(tmp_path, sonnet_file):
     assert "nats/char" in human.stdout and "bits/char" in human.stdout and "perplexity" in human.stdout
 
 
-def test_export_loads_into_pytorch_with_the_same_loss_as_eval(tmp_path, sonnet_file):
+def test_export_loads_into_pytorch_with_the_same_loss_as_eval(tmp_path, sonnet_file, torch):
     run = tmp_path / "run"
     assert run_cli("train", sonnet_file, "--out", run, "--steps", "20", "--num-layers", "2", "--cell", "rnn", *TINY).returncode == 0
     out = tmp_path / "model.safetensors"
     proc = run_cli("export", run, "--format", "torch", out)
     assert proc.returncode == 0, proc.stderr
+    from safetensors.torch import load_file
+
     state = load_file(str(out))
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
