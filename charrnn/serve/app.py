@@ -442,8 +442,8 @@ def run(app: Any, pool: Pool, sock: socket.socket, access_log: bool = False) -> 
                 try:
                     yield
                 finally:
-                    if taken:
-                        signal.signal(hup, previous)
+                    if taken:  # None: a handler set outside Python, which cannot be put back
+                        signal.signal(hup, signal.SIG_DFL if previous is None else previous)
 
     config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
                             timeout_graceful_shutdown=1, lifespan="on", server_header=False, ws="none",
