@@ -278,8 +278,14 @@ class EventStream:
                         "headers": [(b"content-type", b"text/event-stream; charset=utf-8"),
                                     (b"x-accel-buffering", b"no")]})
 
+        def gone() -> bool:
+            # uvicorn tells every open request "disconnected" when the server stops: then the
+            # client is still there, and the stream ends with its error event (the job stops at
+            # its next character), not cut short as for a client that has left
+            return watch.done() and not self.pool.stopping
+
         try:
-            while not watch.done():  # a send to a client that has gone returns at once: look each time
+            while not gone():  # a send to a client that has gone returns at once: look each time
                 pieces = sink.take()
                 if pieces:
                     if not started:
@@ -291,9 +297,9 @@ class EventStream:
                 if future.done():
                     break
                 waiting = asyncio.ensure_future(sink.ready.wait())
-                await asyncio.wait({waiting, watch}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({waiting} if watch.done() else {waiting, watch}, return_when=asyncio.FIRST_COMPLETED)
                 waiting.cancel()
-            if watch.done():
+            if gone():
                 return  # the client has gone: the finally cancels the job
             try:
                 final = event("done", future.result().decode("utf-8"))
