@@ -1,4 +1,5 @@
-"""CharRNN as torch modules: one nn.RNN / nn.LSTM / nn.GRU per layer, dropout, a Linear head.
+"""CharRNN as torch modules: one nn.RNN / nn.LSTM / nn.GRU (or the cell's own module) per layer,
+dropout, a Linear head.
 
     x^0_t = one-hot(char_t)      h^k = layer_k(x^k, state0^k)      x^{k+1} = dropout(h^k)
     o_t = head(x^L_t)            loss = cross_entropy(o, y), the mean over B*T
@@ -14,6 +15,7 @@ engine's lookup of W_ih's columns computes (exactly: a product with 0 and 1).
 
 from __future__ import annotations
 
+import importlib
 
 import numpy as np
 import torch
@@ -23,9 +25,13 @@ from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names, tor
 
 
 def torch_layer(cell: str) -> tuple[type, dict]:
-    """The torch.nn module class of the cell's layer and its options (the cell's TORCH_MODULE and
-    TORCH_OPTIONS), or a one-line error naming a cell that has none."""
-    return getattr(nn, torch_module_name(cell)), cell_module(cell).TORCH_OPTIONS
+    """The torch module class of the cell's layer and its options (the cell's TORCH_MODULE: a
+    torch.nn name, or "package.module:Class" for a module of its own; and TORCH_OPTIONS), or a
+    one-line error naming a cell that has none."""
+    name = torch_module_name(cell)
+    where, _, cls = name.rpartition(":")
+    layer = getattr(importlib.import_module(where), cls) if where else getattr(nn, name)
+    return layer, cell_module(cell).TORCH_OPTIONS
 
 
 def recurrent_layers(cell: str, input_size: int, hidden_size: int, num_layers: int) -> nn.ModuleList:
