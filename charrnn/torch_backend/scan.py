@@ -7,9 +7,10 @@ element-wise first-order filter h_t = a_t * h_{t-1} + b_t, computed here as a pa
 composed over the 2d steps ending at it, (a, b) o (a', b') = (a a', a' b + b'), so ceil(log2 T)
 passes of whole-window element-wise operations replace T dependent steps: few kernel launches on
 a GPU, and only products and sums, so exact to rounding in float64 (a log-space scan would need
-logs of values of either sign). The call is nn.GRU's: ((T, B, I), h_0 (1, B, H)) -> (out
-(T, B, H), h_T (1, B, H)); the parameters are registered in the cell's table order (weight_ih,
-bias_ih), which is how the backend copies them in and out by name.
+logs of values of either sign). The modules are nn.GRU's twins: the constructor (input_size, hidden_size,
+num_layers, batch_first), the call ((T, B, I), h_0 (L, B, H)) -> (out (T, B, H), h_T (L, B, H)),
+and each layer's parameters under PyTorch's names in the order of the cell's table
+(weight_ih_l{k}, bias_ih_l{k}), which is how the backend copies them in and out.
 """
 
 from __future__ import annotations
@@ -32,36 +33,43 @@ def parallel_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.T
     return b
 
 
-class _ScanLayer(nn.Module):
-    """One layer: weight_ih (G*H, I) and bias_ih (G*H,) as the cell's table has them, initialised
-    as PyTorch's recurrent modules are (U(-1/sqrt(H), 1/sqrt(H)))."""
+class _ScanLayers(nn.Module):
+    """num_layers layers, as nn.GRU has them: layer k's weight_ih_l{k} (G*H, I) and bias_ih_l{k}
+    (G*H,), the cell's table, initialised as PyTorch's recurrent modules are (U(-1/sqrt(H),
+    1/sqrt(H))); time-major unless batch_first; no dropout (the backend applies its own)."""
 
     GATES = 0
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, batch_first: bool = False) -> None:
         super().__init__()
-        if num_layers != 1:
-            raise ValueError("one layer per module: the backend stacks them")
-        self.hidden_size = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(self.GATES * hidden_size, input_size))
-        self.bias_ih = nn.Parameter(torch.empty(self.GATES * hidden_size))
+        self.hidden_size, self.num_layers, self.batch_first = hidden_size, num_layers, batch_first
         bound = 1.0 / math.sqrt(hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        for k in range(num_layers):
+            rows, cols = self.GATES * hidden_size, input_size if k == 0 else hidden_size
+            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(rows, cols).uniform_(-bound, bound)))
+            self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(rows).uniform_(-bound, bound)))
 
     def coefficients(self, xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, b) of the filter from the projection W x + b (T, B, G*H)."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        T, B, _ = x.shape
-        xw = torch.addmm(self.bias_ih, x.reshape(T * B, -1), self.weight_ih.t()).reshape(T, B, -1)
-        a, b = self.coefficients(xw)
-        out = parallel_scan(a, b, h0[0])
-        return out, out[-1:]
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (T, B, I) (or (B, T, I) batch_first), h0 (num_layers, B, H) or None for zeros:
+        (the top layer's h_t (T, B, H) (or batch-first), h_T of every layer (num_layers, B, H))."""
+        out = x.transpose(0, 1) if self.batch_first else x
+        T, B, _ = out.shape
+        if h0 is None:
+            h0 = out.new_zeros(self.num_layers, B, self.hidden_size)
+        finals = []
+        for k in range(self.num_layers):
+            w, b = getattr(self, f"weight_ih_l{k}"), getattr(self, f"bias_ih_l{k}")
+            xw = torch.addmm(b, out.reshape(T * B, -1), w.t()).reshape(T, B, -1)  # every row at once
+            out = parallel_scan(*self.coefficients(xw), h0[k])
+            finals.append(out[-1])
+        return (out.transpose(0, 1) if self.batch_first else out), torch.stack(finals)
 
 
-class MinGRU(_ScanLayer):
+class MinGRU(_ScanLayers):
     """z = sigmoid(W_z x + b_z), h~ = W_h x + b_h, h_t = (1 - z) h_{t-1} + z h~ (core/mingru.py)."""
 
     GATES = 2
@@ -72,7 +80,7 @@ class MinGRU(_ScanLayer):
         return 1 - z, z * h_cand
 
 
-class MinLSTM(_ScanLayer):
+class MinLSTM(_ScanLayers):
     """f, i = sigmoid(W_f x + b_f), sigmoid(W_i x + b_i), h~ = W_h x + b_h,
     h_t = f / (f + i) h_{t-1} + i / (f + i) h~ (core/minlstm.py)."""
 

@@ -1,4 +1,4 @@
-"""Every cell (rnn, lstm, gru) through the whole model: finite differences, PyTorch autograd as
+"""Every registered cell through the whole model: finite differences, PyTorch autograd as
 an oracle, tuned against reference, dropout against PyTorch with the same masks, generation,
 files. tests/test_engine.py holds the tanh RNN's own, older proofs."""
 
@@ -8,6 +8,7 @@ import torch
 
 from charrnn import CharRNN
 from charrnn.core import cell_names
+from charrnn.torch_backend.module import torch_layer
 from charrnn.core.dropout import dropout_mask
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import TOLERANCE, gradcheck, random_problem
@@ -16,7 +17,7 @@ from conftest import parts
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
-TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+TORCH_CELLS = {name: torch_layer(name)[0] for name in CELLS}  # nn.GRU, nn.LSTM, .. or the cell's own module
 
 
 def rel(a, b):

@@ -11,13 +11,14 @@ import torch
 
 from charrnn import CharClassifier, CharTagger
 from charrnn.core import cell_names
+from charrnn.torch_backend.module import torch_layer
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import numeric_gradient
 from charrnn.model.params import FEEDBACK_WEIGHT, count_parameters, parameter_shapes
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
-TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+TORCH_CELLS = {name: torch_layer(name)[0] for name in CELLS}  # nn.GRU, nn.LSTM, .. or the cell's own module
 
 
 def rel(a, b):
