@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from charrnn.io.checkpoint import CONFIG, LATEST, METRICS, SAMPLES, load_checkpoint
 from charrnn.core import cell_names
+from charrnn.torch_backend.module import torch_layer
 
 from conftest import SONNET, run_cli
 from conftest import parts
@@ -68,7 +69,7 @@ def test_sample_eval_and_export_for_every_cell(cell, tmp_path, sonnet_file):
     state = load_file(out)
     c = load_checkpoint(run)
     V, H = c.model.vocab_size, c.model.hidden_size
-    rnn = getattr(torch.nn, cell.upper())(V, H, 2)
+    rnn = torch_layer(cell)[0](V, H, 2)  # nn.RNN, nn.LSTM, nn.GRU or the cell's own module
     head = torch.nn.Linear(H, V)
     rnn.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("rnn.")})
     head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
