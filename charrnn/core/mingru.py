@@ -69,15 +69,12 @@ def forward(x: np.ndarray, params: Params, state0: State, need_cache: bool = Tru
     """One window, as the contract in `charrnn.core` says: (hs, (h_T,), cache)."""
     w_ih, b_ih = params
     x = as_layer_input(x, w_ih.dtype)
-    T, B = x.shape[:2]
-    H = w_ih.shape[0] // 2
+    T = x.shape[0]
     xw = input_forward(x, w_ih, b_ih)  # (T, B, 2H), every row at once
     z, n = _gates(xw)
     a = 1 - z  # the decay
     b = z * n
-    hbuf = np.empty((T + 1, B, H), dtype=w_ih.dtype)
-    hbuf[0] = state0[0]
-    scan_forward(a, b, hbuf)
+    hbuf = scan_forward(a, b, state0[0])  # h_0 .. h_T
     cache = (x, z, n, hbuf) if need_cache else None
     return hbuf[1:], (hbuf[T].copy(),), cache
 

@@ -78,14 +78,11 @@ def forward(x: np.ndarray, params: Params, state0: State, need_cache: bool = Tru
     """One window, as the contract in `charrnn.core` says: (hs, (h_T,), cache)."""
     w_ih, b_ih = params
     x = as_layer_input(x, w_ih.dtype)
-    T, B = x.shape[:2]
-    H = w_ih.shape[0] // 3
+    T = x.shape[0]
     xw = input_forward(x, w_ih, b_ih)  # (T, B, 3H), every row at once
     f, i, fn, i_n, h_cand = _gates(xw)  # fn = f', the decay; i_n = i'
     b = i_n * h_cand
-    hbuf = np.empty((T + 1, B, H), dtype=w_ih.dtype)
-    hbuf[0] = state0[0]
-    scan_forward(fn, b, hbuf)
+    hbuf = scan_forward(fn, b, state0[0])  # h_0 .. h_T
     cache = (x, f, i, fn, i_n, h_cand, hbuf) if need_cache else None
     return hbuf[1:], (hbuf[T].copy(),), cache
 

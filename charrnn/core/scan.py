@@ -16,14 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def scan_forward(a: np.ndarray, b: np.ndarray, hbuf: np.ndarray) -> None:
-    """hbuf[t+1] = a[t] * hbuf[t] + b[t] for t = 0..T-1, in place; hbuf[0] holds h_0.
-
-    a, b: (T, B, H)   hbuf: (T+1, B, H)"""
+def scan_forward(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """hbuf (T+1, B, H): h_0 (B, H), then h_t = a_t * h_{t-1} + b_t for a, b (T, B, H)."""
+    hbuf = np.empty((a.shape[0] + 1, *a.shape[1:]), dtype=a.dtype)
+    hbuf[0] = h0
     for t in range(a.shape[0]):
         h = hbuf[t + 1]
         np.multiply(a[t], hbuf[t], out=h)
         h += b[t]
+    return hbuf
 
 
 def scan_backward(g: np.ndarray, a: np.ndarray, dh_n: np.ndarray | None) -> np.ndarray:

@@ -17,31 +17,13 @@ import pytest
 
 from charrnn.core import mingru, minlstm
 
+from test_cells import assert_close, random_configs, rel  # the LSTM and GRU proofs' helpers
+
 CELLS = {"mingru": mingru, "minlstm": minlstm}
 PARAMS = ("w_ih", "b_ih")
 TIGHT = 1e-12  # tuned against reference, float64
 ORACLE = 1e-10  # against PyTorch autograd, float64
 FD = 1e-6  # against central finite differences
-
-
-def rel(a, b):
-    """Largest difference relative to the largest magnitude of `b`."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
-
-
-def assert_close(got, want, tol):
-    assert got.keys() == want.keys()
-    bad = {}
-    for k in want:
-        if want[k] is None or got[k] is None:
-            if not (want[k] is None and got[k] is None):
-                bad[k] = "None against an array"
-            continue
-        assert got[k].shape == want[k].shape, k
-        if not rel(got[k], want[k]) <= tol:
-            bad[k] = f"{rel(got[k], want[k]):.2e}"
-    assert not bad, f"above {tol:g}: {bad}"
 
 
 def problem(cell, T, B, H, I, ids, seed, dtype=np.float64):
@@ -97,13 +79,6 @@ def numeric_grads(cell, p, x, state0, dhs, dstate_n, eps=1e-6):
 
 def gradients_of(out):
     return {k: v for k, v in out.items() if k.startswith("d")}
-
-
-def random_configs(n, seed):
-    """(T, B, H, I, ids), T in 1..12, B in 1..5, H in 1..9, I in 2..7; ids and dense alternate."""
-    rng = np.random.default_rng(seed)
-    size = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
-    return [(size(1, 12), size(1, 5), size(1, 9), size(2, 7), k % 2 == 0) for k in range(n)]
 
 
 FD_CONFIGS = [(1, 1, 1, 2, True), (1, 1, 2, 2, False), (3, 1, 2, 2, True), (2, 3, 3, 2, False)] + random_configs(4, 5)

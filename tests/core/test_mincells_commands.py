@@ -84,3 +84,11 @@ def test_classify_and_tag_with_output_recurrence(cell, backend, tmp_path):
         proc = run_cli(task, "eval", run, data, "--json")
         assert proc.returncode == 0, proc.stderr
         assert 0 <= json.loads(proc.stdout)["accuracy"] <= 1
+
+
+def test_keras_export_refuses_them_by_name(trained, tmp_path):
+    cell, run, _ = trained
+    proc = run_cli("export", run, tmp_path / "m.keras", "--format", "keras")
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("charrnn export: error: "), proc.stderr
+    assert cell in lines[0] and not (tmp_path / "m.keras").exists()
