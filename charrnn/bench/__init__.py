@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
     p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS),
                    help=f"comma-separated subset of {','.join(ROW_GROUPS)}")
-    # the cells torch.nn also has ("package.module:Class" is a module of the cell's own, not a PyTorch twin)
+    # the cells torch.nn also has ("module:Class" is a module of the torch backend's own, not a PyTorch twin)
     twins = tuple(n for n, m in CELLS.items() if m.TORCH_MODULE is not None and ":" not in m.TORCH_MODULE)
     p.add_argument("--cells", default=",".join(twins), type=lambda t: _list_of(t, twins),
                    help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(twins)}")

@@ -32,12 +32,13 @@ Constants (`contract.py` defines Param and KerasLayer and checks all of them on 
     INIT_BIASES: dict         the cell's own initialisation rules: scheme -> ((bias, gate, value), ...),
                               e.g. the LSTM's forget-gate bias 1 under "orthogonal"
     TORCH_MODULE: str | None  its torch.nn module ("LSTM"), built with TORCH_OPTIONS; or, for a cell no
-                              torch.nn class computes, "package.module:Class": a torch module of its
-                              own with nn.LSTM's constructor (input_size, hidden_size, 1, **options)
-                              and call ((T, B, I), h_0 or (h_0, c_0) of (1, B, H)) -> (out, final
-                              state), its parameters registered in PARAMS order (the parallel-in-time
-                              cells' are in torch_backend/scan.py); None: the torch backend and
-                              PyTorch export refuse the cell by name
+                              torch.nn class computes, "charrnn.torch_backend.<module>:<Class>":
+                              a class of one of the torch backend's own modules (OWN_MODULES in
+                              torch_backend/module.py; the parallel-in-time cells' are in scan.py)
+                              with nn.LSTM's constructor (input_size, hidden_size, num_layers,
+                              **options) and call ((T, B, I), h_0 or (h_0, c_0) of (L, B, H)) ->
+                              (out, final state), each layer's parameters registered in PARAMS
+                              order; None: the torch backend and PyTorch export refuse the cell by name
     KERAS: KerasLayer | None  its Keras 3 layer, gate order and biases; None: Keras export refuses it
     KERNELS: bool             compiled kernels exist (numba, in <NAME>_kernels.py beside the module);
                               then compiled(B, H) -> bool says whether a window of B streams of H

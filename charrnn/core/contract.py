@@ -98,12 +98,12 @@ def check(module: ModuleType) -> None:
         "INIT_BIASES must map a scheme to (bias name, gate name, value) rules")
     need(m.TORCH_MODULE is None or (isinstance(m.TORCH_MODULE, str) and (
         m.TORCH_MODULE.isidentifier() or _module_path(m.TORCH_MODULE))),
-        'TORCH_MODULE must be a torch.nn name, "package.module:Class" or None')
+        'TORCH_MODULE must be a torch.nn name, "charrnn.torch_backend.<module>:<Class>" or None')
     need(isinstance(m.TORCH_OPTIONS, dict), "TORCH_OPTIONS must be a dict")
     need(m.KERAS is None or (isinstance(m.KERAS, KerasLayer) and sorted(m.KERAS.gate_order) == list(range(m.GATES))),
          "KERAS must be a KerasLayer (gate_order a permutation of the gate blocks) or None")
     # a Keras layer, and a torch.nn module, hold PyTorch's table: input and recurrent weights, two biases
-    # (a module of the cell's own, "package.module:Class", lists its parameters in the table's order)
+    # (a module of the torch backend's own, "module:Class", lists its parameters in the table's order)
     standard = tuple(p.role for p in m.PARAMS) == ("input", "recurrent", "bias", "bias")
     need(m.KERAS is None or standard, "a cell with a Keras layer has the table (input, recurrent, bias, bias)")
     need(not isinstance(m.TORCH_MODULE, str) or not m.TORCH_MODULE.isidentifier() or standard,
@@ -124,6 +124,7 @@ def _names(value: Any, empty: bool = False) -> bool:
 
 
 def _module_path(value: str) -> bool:
-    """"package.module:Class": dotted identifiers, a colon, an identifier."""
+    """"charrnn.torch_backend.<module>:<Class>": dotted identifiers, a colon, an identifier (which
+    modules the torch backend has is its to say, when it builds the layer)."""
     module, colon, name = value.partition(":")
     return bool(colon) and name.isidentifier() and all(part.isidentifier() for part in module.split("."))

@@ -44,7 +44,7 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
     from ..model.params import cell_module, torch_module_name
 
     torch_class = torch_module_name(c.model.cell)  # a cell without a torch module is refused here
-    # a module of the cell's own ("package.module:Class") is not torch's: the README's few lines of
+    # a module of the torch backend's own ("module:Class") is not torch's: the README's few lines of
     # PyTorch compute its equations from the same names
     rnn = (f"rnn = torch.nn.{torch_class}(vocab_size, hidden_size, num_layers)" if ":" not in torch_class
            else f"rnn = the {c.model.cell} equations over "
