@@ -27,23 +27,24 @@ V = 65
 def _ours(args):
     import numpy as np
 
-    from charrnn.core import CELL_MODULES
+    from charrnn.core import cell as cell_module
 
-    cell = CELL_MODULES[args.cell]
+    cell = cell_module(args.cell)
     rng = np.random.default_rng(0)
     H, B, T, G = args.hidden, args.batch, args.steps, cell.GATES
     k = 1 / np.sqrt(H)
-    f = lambda *s: rng.uniform(-k, k, s).astype(np.float32)  # noqa: E731
     I = H if args.dense else V
-    w_ih, w_hh, b_ih, b_hh = f(G * H, I), f(G * H, H), f(G * H), f(G * H)
-    grads = [np.zeros_like(a) for a in (w_ih, w_hh, b_ih, b_hh)]
+    sizes = {"G*H": G * H, "H": H, "I": I}
+    # the layer's parameters in the order of the cell's table, PyTorch's uniform initialisation
+    params = tuple(rng.uniform(-k, k, [sizes[d] for d in p.shape]).astype(np.float32) for p in cell.PARAMS)
+    grads = tuple(np.zeros_like(a) for a in params)
     x = rng.standard_normal((T, B, I)).astype(np.float32) if args.dense else rng.integers(0, V, (T, B))
     state0 = tuple(np.zeros((B, H), np.float32) for _ in cell.STATE)
     dhs = rng.standard_normal((T, B, H)).astype(np.float32)
 
     def window():
-        hs, _, cache = cell.forward(x, w_ih, w_hh, b_ih, b_hh, state0)
-        cell.backward(dhs, cache, w_ih, w_hh, *grads, need_dx=args.dense)
+        hs, _, cache = cell.forward(x, params, state0)
+        cell.backward(dhs, cache, params, grads, need_dx=args.dense)
 
     return window
 
@@ -55,13 +56,16 @@ def _torch(args):
     torch.manual_seed(0)
     H, B, T = args.hidden, args.batch, args.steps
     I = H if args.dense else V
-    module = (torch.nn.LSTM if args.cell == "lstm" else torch.nn.GRU)(I, H)
+    from charrnn.core import cell as cell_module
+
+    module = getattr(torch.nn, cell_module(args.cell).TORCH_MODULE)(I, H)
     if args.dense:
         inp = torch.randn(T, B, I, requires_grad=True)
     else:
         inp = torch.nn.functional.one_hot(torch.randint(0, V, (T, B)), V).float()
     state0 = torch.zeros(1, B, H)
-    state0 = (state0, state0.clone()) if args.cell == "lstm" else state0
+    parts = len(cell_module(args.cell).STATE)  # (h, c) for the LSTM
+    state0 = (state0, state0.clone()) if parts == 2 else state0
     dhs = torch.randn(T, B, H)
 
     def window():

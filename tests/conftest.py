@@ -203,3 +203,55 @@ def listing(d: Path) -> dict[str, bytes | str]:
         else:
             out[p.name] = f"mode {st.S_IFMT(mode):o}"
     return out
+
+
+# -- optional test dependencies -------------------------------------------------------------------
+# The NumPy tests collect and run without PyTorch, numba, Keras or a browser; a test that needs one
+# takes it from `optional` (or the `torch` fixture) and carries the dependency's marker, so that
+# `-m "not torch"` leaves it out. CI installs every test dependency: there a missing one fails the
+# test instead of skipping it, so a broken install is never passed off as coverage.
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def optional(module: str):
+    """Import an optional test dependency: the test is skipped where it is missing, failed in CI."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        if in_ci():
+            pytest.fail(f"{module} is a test dependency that CI installs, but it does not import: {e}",
+                        pytrace=False)
+        pytest.skip(f"{module} is not installed", allow_module_level=True)
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, for a test that compares against it (the test is marked `torch`)."""
+    return optional("torch")
+
+
+def pytest_collection_modifyitems(config, items):
+    # A test that asks for the torch fixture needs torch, whether or not its module says so.
+    for item in items:
+        if "torch" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.torch)
+
+
+# torch.nn's module of each cell, written out here rather than asked of the code under test; for
+# the cells torch.nn has none of, the torch backend's module, which tests/torch_backend/test_scan_cells.py
+# holds to the NumPy cells (themselves held to plain PyTorch equations: tests/core/test_mincells.py)
+TORCH_TWINS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU", "mingru": "MinGRU", "minlstm": "MinLSTM"}
+
+
+def torch_twin_class(cell: str):
+    """The torch module class of a built-in cell (nn.GRU's constructor and call), imported on use."""
+    import torch
+
+    from charrnn.torch_backend import scan
+
+    name = TORCH_TWINS[cell]
+    return getattr(torch.nn, name, None) or getattr(scan, name)

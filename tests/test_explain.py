@@ -11,10 +11,11 @@ import pytest
 from charrnn.cli import main
 from charrnn.explain import U, W, explain_update, reference_backward
 from charrnn.gradcheck import TOLERANCE
+from conftest import optional
 
-torch = pytest.importorskip("torch")
+torch = optional("torch")
 os.environ.setdefault("KERAS_BACKEND", "torch")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras on NumPy 2
+pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # Keras on NumPy 2
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_the_numbers_are_pytorchs(ex):
 
 
 def test_the_numbers_are_keras(ex):
-    pytest.importorskip("keras")
+    optional("keras")
     k = ex.frameworks["Keras"]
     assert abs(k["loss"] - ex.loss) < 1e-6  # Keras multiplies in float32
     for name in (U, W, "head.weight", "head.bias"):

@@ -28,8 +28,10 @@ from charrnn.optim import (
     global_grad_norm,
     make_optimizer,
 )
+from conftest import optional
 
-torch = pytest.importorskip("torch")
+torch = optional("torch")
+pytestmark = pytest.mark.torch
 
 SHAPES = {"rnn.weight_ih_l0": (5, 3), "rnn.weight_hh_l0": (3, 3), "rnn.bias_hh_l0": (3,)}
 N_STEPS = 12

@@ -115,19 +115,25 @@ def test_a_stop_request_ends_every_worker_thread_at_its_next_step(monkeypatch):
     stop at their next step because every long loop checks charrnn.stopping's flag."""
     import threading
 
-    import charrnn.model.parallel as parallel
     import charrnn.sample as sample
+    from charrnn.core import tuning
     from charrnn import stopping
 
-    monkeypatch.setattr(parallel, "MIN_SHARD_WORK", 1)
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK", 1)
+    monkeypatch.setattr(tuning, "MIN_SHARD_WORK_COMPILED", 1)
     monkeypatch.setattr(threads, "workers", lambda: 2)
     steps: dict[str, int] = {}
     real = sample.choose_rows
 
+    worker_stepped = threading.Event()
+
     def counting(logits, cfg, rngs):
         name = threading.current_thread().name
         steps[name] = steps.get(name, 0) + 1
-        if name == threading.main_thread().name and steps[name] == 5:
+        if name != threading.main_thread().name:
+            worker_stepped.set()
+        elif steps[name] == 5:
+            worker_stepped.wait(60)  # on a loaded machine the worker may not have started yet
             stopping.request(15)  # what the command line's handler does on SIGTERM
         return real(logits, cfg, rngs)
 

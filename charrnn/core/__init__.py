@@ -15,7 +15,8 @@ the registry (`cell(name)`) and the module, never compares a cell's name. A new 
 module, its kernels module if it has compiled kernels, and one `register` line (or a call of
 `register` from the code that uses it).
 
-Constants (`contract.py` defines Param and KerasLayer and checks all of them on registration):
+Constants (`contract.py` defines Param, KerasLayer and OnnxLayer and checks all of them on
+registration):
 
     NAME: str                 the name settings, checkpoints and the command line use
     GATES: int                G, the gate blocks stacked along the rows of the gate weights
@@ -40,6 +41,8 @@ Constants (`contract.py` defines Param and KerasLayer and checks all of them on 
                               (out, final state), each layer's parameters registered in PARAMS
                               order; None: the torch backend and PyTorch export refuse the cell by name
     KERAS: KerasLayer | None  its Keras 3 layer, gate order and biases; None: Keras export refuses it
+    ONNX: OnnxLayer | None    its standard ONNX operator (RNN, LSTM, GRU), gate order and attributes
+                              (the GRU's linear_before_reset=1); None: ONNX export refuses it
     KERNELS: bool             compiled kernels exist (numba, in <NAME>_kernels.py beside the module);
                               then compiled(B, H) -> bool says whether a window of B streams of H
                               units runs in them now
@@ -87,7 +90,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from . import gru, lstm, mingru, minlstm, rnn
-from .contract import ContractError, KerasLayer, Param, check
+from .contract import ContractError, KerasLayer, OnnxLayer, Param, check
 
 # name -> cell module, in registration order (the command line lists them so)
 CELLS: dict[str, ModuleType] = {}
@@ -126,4 +129,4 @@ register(gru)
 register(mingru)
 register(minlstm)
 
-__all__ = ["CELLS", "ContractError", "KerasLayer", "Param", "UnknownCell", "cell", "cell_names", "register"]
+__all__ = ["CELLS", "ContractError", "KerasLayer", "OnnxLayer", "Param", "UnknownCell", "cell", "cell_names", "register"]

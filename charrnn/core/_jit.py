@@ -24,7 +24,7 @@ fastmath contraction, and with it the polynomials take half the operations) and 
 builds 2^k from its exponent bits. error_model="numpy" makes a division by zero give inf or nan
 as in NumPy, instead of raising, whose check kept LLVM from vectorising any loop that divides.
 
-numba is optional (`pip install 'charrnn[fast]'`). Without it, or with CHARRNN_JIT=0 in the
+numba is a dependency (where it has wheels). Without it, or with CHARRNN_JIT=0 in the
 environment, `available()` is False and the cells use their NumPy code. A cell's kernels module
 imports numba and calls `build()` when it is itself imported, which its cell does only once a
 window is to run compiled.
@@ -32,6 +32,7 @@ window is to run compiled.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import threading
@@ -75,6 +76,19 @@ def available() -> bool:
         except ImportError:  # pragma: no cover
             numba = None
     return numba is not None
+
+
+def missing_notice() -> str | None:
+    """The one line a training run says when numba, a default dependency, does not import here
+    (a platform without its wheels): everything still runs, in NumPy. None when the kernels run
+    or were switched off on purpose with CHARRNN_JIT=0."""
+    if os.environ.get("CHARRNN_JIT", "1").strip() == "0" or numba is not None:
+        return None
+    # looked for without importing it (a third of a second) where nothing has imported it yet
+    if not _looked and importlib.util.find_spec("numba") is not None:
+        return None
+    return ("charrnn: numba is not installed here, so the NumPy path trains (the same numbers, slower for "
+            "the gated cells and small batches): pip install numba")
 
 
 def cell_kernels_apply(x: np.ndarray, w_ih: np.ndarray) -> bool:
@@ -166,7 +180,7 @@ def build() -> None:
     if _built:
         return
     if not available():
-        raise RuntimeError("the compiled kernels need numba (and CHARRNN_JIT not set to 0)")
+        raise ImportError("the compiled kernels need numba (and CHARRNN_JIT not set to 0)")
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic, overload

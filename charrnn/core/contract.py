@@ -41,9 +41,25 @@ class KerasLayer(NamedTuple):
     options: dict[str, Any]  # layer options beyond the defaults, required of an imported layer too
 
 
+class OnnxLayer(NamedTuple):
+    """How a cell's layer is written as one standard ONNX recurrent operator, with its default
+    activations: W = weight_ih, R = weight_hh and B = [bias_ih, bias_hh] (ONNX keeps both biases,
+    as PyTorch does), the gate blocks of each reordered. A cell that no standard operator
+    expresses exactly declares ONNX = None and is refused by name (a plain-operator form would be
+    a second type beside this one)."""
+
+    op: str  # the operator: one of ONNX_OPERATORS
+    gate_order: tuple[int, ...]  # ONNX's gate block j is this cell's block gate_order[j]
+    attributes: dict[str, Any]  # the operator's attributes beyond hidden_size and the defaults
+
+
+# The standard ONNX recurrent operators: their gate blocks and the state parts they carry, in the
+# order of their initial-state inputs (initial_h, initial_c) and final-state outputs (Y_h, Y_c)
+ONNX_OPERATORS = {"RNN": (1, ("h",)), "GRU": (3, ("h",)), "LSTM": (4, ("h", "c"))}
+
 # name -> what it must be; the functions' signatures are documented in core/__init__.py
 CONSTANTS = ("NAME", "GATES", "GATE_NAMES", "SIGMOID_GATES", "STATE", "HEATMAP_STATE", "PARAMS", "DEFAULT_INIT",
-             "DEFAULT_LR", "INIT_BIASES", "TORCH_MODULE", "TORCH_OPTIONS", "KERAS", "KERNELS", "FUSED_STEP")
+             "DEFAULT_LR", "INIT_BIASES", "TORCH_MODULE", "TORCH_OPTIONS", "KERAS", "ONNX", "KERNELS", "FUSED_STEP")
 FUNCTIONS = ("forward", "backward", "step", "forward_reference", "backward_reference", "gate_activations",
              "train_flops")
 
@@ -108,6 +124,12 @@ def check(module: ModuleType) -> None:
     need(m.KERAS is None or standard, "a cell with a Keras layer has the table (input, recurrent, bias, bias)")
     need(not isinstance(m.TORCH_MODULE, str) or not m.TORCH_MODULE.isidentifier() or standard,
          "a cell with a torch.nn module has the table (input, recurrent, bias, bias)")
+    need(m.ONNX is None or (isinstance(m.ONNX, OnnxLayer) and isinstance(m.ONNX.attributes, dict)
+                            and ONNX_OPERATORS.get(m.ONNX.op) == (m.GATES, m.STATE)
+                            and sorted(m.ONNX.gate_order) == list(range(m.GATES))),
+         "ONNX must be an OnnxLayer (an operator of ONNX_OPERATORS with the cell's gate blocks and state parts, "
+         "gate_order a permutation of the blocks) or None")
+    need(m.ONNX is None or standard, "a cell with an ONNX operator has the table (input, recurrent, bias, bias)")
     need(isinstance(m.KERNELS, bool), "KERNELS must be a bool")
     need(not m.KERNELS or callable(getattr(m, "compiled", None)), "a cell with KERNELS needs compiled(B, H)")
     need(isinstance(m.FUSED_STEP, bool), "FUSED_STEP must be a bool")

@@ -59,7 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit, tuning
-from .contract import KerasLayer, Param, Params, State
+from .contract import KerasLayer, OnnxLayer, Param, Params, State
 from .linear import (as_layer_input, gate_layer_train_flops, input_backward, input_backward_reference, input_forward,
                      is_ids, sigmoid)
 
@@ -85,6 +85,9 @@ TORCH_OPTIONS: dict = {}
 # Keras's blocks are z|r|h, the first two swapped; reset_after=True is PyTorch's GRU (r multiplies
 # W_hn h + b_hn), and keeps both biases
 KERAS = KerasLayer("GRU", (1, 0, 2), both_biases=True, options={"reset_after": True})
+# ONNX's blocks are z|r|h; linear_before_reset=1 is PyTorch's r * (W_hn h + b_hn) (ONNX's default
+# multiplies r into h before W_hn: another cell)
+ONNX = OnnxLayer("GRU", (1, 0, 2), attributes={"linear_before_reset": 1})
 KERNELS = True
 FUSED_STEP = False
 

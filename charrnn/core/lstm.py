@@ -71,7 +71,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit, tuning
-from .contract import KerasLayer, Param, Params, State
+from .contract import KerasLayer, OnnxLayer, Param, Params, State
 from .linear import (as_layer_input, gate_layer_train_flops, input_backward, input_backward_reference, input_forward,
                      is_ids, sigmoid)
 
@@ -97,6 +97,8 @@ INIT_BIASES = {"orthogonal": (("bias_ih", "f", 1.0),)}
 TORCH_MODULE = "LSTM"
 TORCH_OPTIONS: dict = {}
 KERAS = KerasLayer("LSTM", (0, 1, 2, 3), both_biases=False, options={})  # Keras's i|f|c|o: the same order
+# ONNX's blocks are i|o|f|c: block j is PyTorch's i, o, f, g; no peepholes (P left out)
+ONNX = OnnxLayer("LSTM", (0, 3, 1, 2), attributes={})
 KERNELS = True
 FUSED_STEP = False
 

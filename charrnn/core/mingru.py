@@ -50,6 +50,7 @@ INIT_BIASES: dict[str, tuple] = {}
 TORCH_MODULE = "charrnn.torch_backend.scan:MinGRU"
 TORCH_OPTIONS: dict = {}
 KERAS = None
+ONNX = None  # no standard ONNX operator computes it: ONNX export refuses it by name
 KERNELS = False
 FUSED_STEP = False
 

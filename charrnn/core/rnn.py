@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit, tuning
-from .contract import KerasLayer, Param, Params, State
+from .contract import KerasLayer, OnnxLayer, Param, Params, State
 from .linear import gate_layer_train_flops, input_backward_reference, input_forward, is_ids
 
 # ---- the cell's declarations (the contract in core/__init__)
@@ -45,6 +45,8 @@ INIT_BIASES: dict[str, tuple] = {}
 TORCH_MODULE = "RNN"
 TORCH_OPTIONS = {"nonlinearity": "tanh"}
 KERAS = KerasLayer("SimpleRNN", (0,), both_biases=False, options={})
+# ONNX's RNN with its default Tanh: the same equation, both biases kept
+ONNX = OnnxLayer("RNN", (0,), attributes={})
 KERNELS = True
 FUSED_STEP = True
 

@@ -1,4 +1,4 @@
-"""Exporting a trained model for PyTorch.
+"""Exporting a trained model for PyTorch (here), Keras (keras.py) or ONNX Runtime (onnx.py).
 
 The file holds the parameters under the names of `torch.nn.RNN` / `nn.LSTM` / `nn.GRU`
 `(V, H, num_layers=L)` (prefixed `rnn.`) and `torch.nn.Linear(H, V)` (prefixed `head.`), and in its
@@ -41,6 +41,10 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
         from .keras import export_keras
 
         return export_keras(c.model, c.vocab, out, force=force)
+    if fmt == "onnx":
+        from .onnx import export_onnx
+
+        return export_onnx(c.model, c.vocab, out, force=force)
     from ..model.params import cell_module, torch_module_name
 
     torch_class = torch_module_name(c.model.cell)  # a cell without a torch module is refused here

@@ -42,7 +42,7 @@ from ..errors import CheckpointError, ConfigError, DataError, show_path
 from ..io.readers import read_json, reader
 from ..model import CharRNN
 from ..core import CELLS, KerasLayer
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names, twin
 from ..io.modelfile import model_from_arrays
 
 
@@ -82,11 +82,7 @@ def _configured_backend() -> str | None:
 
 def keras_layer(cell: str) -> KerasLayer:
     """The cell's Keras layer, or a one-line error naming a cell that has none."""
-    layer = cell_module(cell).KERAS
-    if layer is None:
-        raise ConfigError(f"the {cell} cell has no Keras layer: export --format keras takes "
-                          f"{', '.join(n for n, m in CELLS.items() if m.KERAS is not None)}")
-    return layer
+    return twin(cell, "KERAS", "Keras layer: export --format keras takes")
 
 
 def cell_of_layer(name: str) -> str | None:
@@ -281,8 +277,8 @@ def load_keras(path: str | Path, vocab_file: str | Path) -> tuple[CharRNN, Vocab
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such Keras model file")
-    _check_archive(p)
     vocab = read_vocab(vocab_file)  # before Keras is imported, which takes seconds
+    _check_archive(p)
     keras = import_keras()
     try:
         km = keras.saving.load_model(p, safe_mode=True, compile=False)

@@ -9,6 +9,7 @@ MODEL = "charrnn.model"  # a model file: parameters and structure (modelfile.py,
 CHECKPOINT = "charrnn.checkpoint"  # a language model's training checkpoint (checkpoint.py)
 TASK = "charrnn.task"  # a classifier's or tagger's checkpoint (task_checkpoint.py)
 TORCH_EXPORT = "charrnn.torch-export"  # `charrnn export --format torch`: for PyTorch, never read back
+ONNX_EXPORT = "charrnn.onnx-export"  # `charrnn export --format onnx`: for ONNX Runtime, never read back
 
 # format -> the newest version this charrnn reads and writes, and what each version changed
 VERSIONS: dict[str, int] = {

@@ -60,15 +60,20 @@ def cell_module(name: Any) -> ModuleType:
         raise ConfigError(str(e)) from None
 
 
+def twin(name: str, declaration: str, refusal: str) -> Any:
+    """The cell's `declaration` of its twin elsewhere (core/: TORCH_MODULE, KERAS, ONNX), or a
+    one-line error: "the NAME cell has no REFUSAL" and the cells that have one."""
+    value = getattr(cell_module(name), declaration)
+    if value is None:
+        have = ", ".join(n for n, m in CELLS.items() if getattr(m, declaration) is not None)
+        raise ConfigError(f"the {name} cell has no {refusal} {have}")
+    return value
+
+
 def torch_module_name(name: str) -> str:
     """The torch.nn class of the cell's layers ("LSTM"), or a one-line error naming a cell that has
     none (the torch backend and PyTorch export refuse it)."""
-    module = cell_module(name)
-    if module.TORCH_MODULE is None:
-        have = ", ".join(n for n, m in CELLS.items() if m.TORCH_MODULE is not None)
-        raise ConfigError(f"the {name} cell has no PyTorch module: the torch backend and export --format torch "
-                          f"take {have}")
-    return module.TORCH_MODULE
+    return twin(name, "TORCH_MODULE", "PyTorch module: the torch backend and export --format torch take")
 
 
 def check_cell(name: Any) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Mapping, TextIO
 
 import numpy as np
 
+from ..core import _jit
 from ..errors import CharRNNError, CheckpointError, ConfigError
 from ..io.layout import BEST, LATEST, METRICS, SAMPLES, append_environment, snapshot_name, snapshots
 from ..io.writer import atomic_copy
@@ -237,6 +238,9 @@ class Trainer:
         self._metrics = open(s.run_dir / METRICS if s.engine.writes else os.devnull, "a", encoding="utf-8")
         self._bar = make_bar(self.stream, total, s.state.step) if self.progress else None
         self.clock = Clock(s, budget, self.say)
+        notice = _jit.missing_notice()
+        if notice is not None and getattr(cfg, "backend", "numpy") == "numpy":
+            self.say(notice)
         self._elapsed0 = s.state.elapsed
         # units/s counts the time of training steps only, not validation, samples or checkpoints
         self._report_units, self._report_busy = 0, 0.0

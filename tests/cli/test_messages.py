@@ -20,7 +20,7 @@ from charrnn.cli import build_parser
 from charrnn.errors import CheckpointError
 from charrnn.io.arrays import read_arrays, write_arrays
 
-from conftest import SONNET, charrnn as cli, error_line, run_cli
+from conftest import SONNET, charrnn as cli, error_line, optional, run_cli
 
 
 def strict_json(text: str):
@@ -92,7 +92,7 @@ def test_a_negative_number_reaches_the_check_that_names_the_flag(tmp_path):
                                   ["--matrix", 8, "--radius", "1e300", "--steps", 4],
                                   ["--gaussian", "--radius", "1e308", "--steps", 3]])
 def test_impulse_plots_responses_past_the_float_range(args, tmp_path):
-    pytest.importorskip("matplotlib")
+    optional("matplotlib")
     out = tmp_path / "x.png"
     r = run_cli("impulse", *args, "--plot", out)
     assert r.returncode == 0 and r.stderr == "", r.stderr  # no traceback, no warnings either

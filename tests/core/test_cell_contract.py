@@ -5,8 +5,8 @@ The proof is a fourth cell written here, unlike the three of the package: a leak
 two-part state (h, m), one sigmoid gate and a parameter table of its own (three parameters, not
 PyTorch's four), registered from this file and then trained, resumed after an interruption,
 sampled, evaluated, diagnosed, reported, drawn as a heatmap, gradient-checked and used by the
-tagger with output recurrence, all through the real command line; what needs a PyTorch or Keras
-twin refuses it by name. Beside it: the registry's checks, every cell importing only the core,
+tagger with output recurrence, all through the real command line; what needs a PyTorch, Keras or
+ONNX twin refuses it by name. Beside it: the registry's checks, every cell importing only the core,
 and no comparison with a cell's name anywhere in the package outside the core.
 """
 
@@ -24,11 +24,11 @@ import pytest
 
 import charrnn
 from charrnn import core
-from charrnn.core import CELLS, ContractError, Param, UnknownCell, cell, cell_names, register
+from charrnn.core import CELLS, ContractError, OnnxLayer, Param, UnknownCell, cell, cell_names, register
 from charrnn.core.linear import as_layer_input, gate_layer_train_flops, input_backward, input_forward, is_ids, sigmoid
 from charrnn.model import INITS
 
-from conftest import SONNET, charrnn as run, error_line, snapshot
+from conftest import SONNET, charrnn as run, error_line, optional, snapshot
 
 # ------------------------------------------------------------------------------------------------
 # the leaky memory cell, written with the helpers every cell shares (core/linear.py) and nothing else
@@ -112,7 +112,7 @@ def make_leaky() -> types.ModuleType:
                 Param("bias", ("G*H",), "bias")),
         DEFAULT_INIT="orthogonal", DEFAULT_LR=1e-2,
         INIT_BIASES={"orthogonal": (("bias", "k", 1.0),)},  # remember by default, as the LSTM's forget gate
-        TORCH_MODULE=None, TORCH_OPTIONS={}, KERAS=None, KERNELS=False, FUSED_STEP=False,
+        TORCH_MODULE=None, TORCH_OPTIONS={}, KERAS=None, ONNX=None, KERNELS=False, FUSED_STEP=False,
         forward=leaky_forward, backward=leaky_backward, step=leaky_step,
         forward_reference=leaky_forward, backward_reference=leaky_backward,  # written plainly already
         gate_activations=leaky_gates,
@@ -185,6 +185,8 @@ def test_the_registry_refuses_what_breaks_the_contract_and_names_the_known_cells
         ("PARAMS", (Param("w_x", ("G*H", "I"), "input"), Param("b", ("G*H", "H"), "bias")), "vectors"),
         ("INIT_BIASES", {"orthogonal": (("w_h", "k", 1.0),)}, "INIT_BIASES"),
         ("TORCH_MODULE", "RNN", "torch.nn module has the table"),
+        ("ONNX", OnnxLayer("GRU", (1, 0, 2), {}), "ONNX must be an OnnxLayer"),  # 3 gate blocks, the cell has 2
+        ("ONNX", OnnxLayer("RNN", (0, 1), {}), "ONNX must be an OnnxLayer"),  # RNN carries h alone, the cell (h, m)
         ("KERNELS", True, "compiled"),
         ("DEFAULT_LR", 0, "DEFAULT_LR"),
     ]:
@@ -227,10 +229,11 @@ def test_importing_a_cell_loads_only_the_core_and_the_model_nothing_of_training(
         assert not outside, f"importing {module} loaded {outside}"
     got = subprocess.run([sys.executable, "-c", code, "charrnn"], capture_output=True, text=True, check=True)
     assert got.stdout.split() == ["charrnn"]
-    # the model stands on the core alone too: no settings, training, files or command line
+    # the model stands on the core alone too (with the errors, the thread count and the argument
+    # checker of its public methods): no settings, training, files or command line
     got = subprocess.run([sys.executable, "-c", code, "charrnn.model"], capture_output=True, text=True, check=True)
     outside = [m for m in got.stdout.split()
-               if m not in ("charrnn", "charrnn.errors", "charrnn.threads") and not m.startswith(("charrnn.core", "charrnn.model"))]
+               if m not in ("charrnn", "charrnn.errors", "charrnn.threads", "charrnn.checks") and not m.startswith(("charrnn.core", "charrnn.model"))]
     assert not outside, f"importing charrnn.model loaded {outside}"
 
 
@@ -374,11 +377,12 @@ def test_the_leaky_cell_is_diagnosed_reported_and_drawn(leaky, leaky_run, tmp_pa
     error_line(run("heatmap", leaky_run, "--state", "c"), "heatmap")
 
 
-def test_what_needs_a_pytorch_or_keras_twin_refuses_the_leaky_cell_by_name(leaky, leaky_run, text, tmp_path):
-    for fmt, out in (("torch", tmp_path / "m.safetensors"), ("keras", tmp_path / "m.keras")):
+def test_what_needs_a_pytorch_keras_or_onnx_twin_refuses_the_leaky_cell_by_name(leaky, leaky_run, text, tmp_path):
+    for fmt, out in (("torch", tmp_path / "m.safetensors"), ("keras", tmp_path / "m.keras"),
+                     ("onnx", tmp_path / "m.onnx")):
         line = error_line(run("export", leaky_run, out, "--format", fmt), "export")
         assert LEAKY in line and not out.exists()
-    pytest.importorskip("torch")
+    optional("torch")
     line = error_line(run("train", text, "--cell", LEAKY, "--backend", "torch", "--out", tmp_path / "t", *TINY), "train")
     assert "the leaky cell has no PyTorch module" in line and not (tmp_path / "t").exists()
     # resumed or fine-tuned on the torch backend, sampled or scored by it: refused before anything is written

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from charrnn.core import gru, lstm
+from conftest import optional
 
 CELLS = {"lstm": lstm, "gru": gru}
 PARAMS = ("w_ih", "w_hh", "b_ih", "b_hh")
@@ -139,7 +140,7 @@ def test_finite_differences_catch_a_broken_gradient(name):
 
 def torch_run(cell_name, p, x, state0, dhs, dstate_n):
     """The same window through PyTorch autograd, float64, one layer, time-major."""
-    torch = pytest.importorskip("torch")
+    torch = optional("torch")
     H, I = p["w_hh"].shape[1], p["w_ih"].shape[1]
     module = (torch.nn.LSTM if cell_name == "lstm" else torch.nn.GRU)(I, H, num_layers=1).double()
     with torch.no_grad():

@@ -17,6 +17,7 @@ import pytest
 
 from charrnn.core import mingru, minlstm
 
+from conftest import optional
 from test_cells import assert_close, random_configs, rel  # the LSTM and GRU proofs' helpers
 
 CELLS = {"mingru": mingru, "minlstm": minlstm}
@@ -128,7 +129,7 @@ def torch_equations(name, torch, w, b, x, h):
 
 def torch_run(name, p, x, state0, dhs, dstate_n):
     """The same window through PyTorch autograd, float64."""
-    import torch
+    torch = optional("torch")
 
     ids = x.dtype.kind in "iu"
     I = p["w_ih"].shape[1]
@@ -142,6 +143,7 @@ def torch_run(name, p, x, state0, dhs, dstate_n):
             "dh0": h0.grad.numpy(), "dx": None if ids else tx.grad.numpy()}
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", CELLS)
 def test_matches_a_plain_pytorch_implementation_through_autograd(name):
     cell = CELLS[name]
@@ -156,6 +158,7 @@ def test_matches_a_plain_pytorch_implementation_through_autograd(name):
                 raise AssertionError(f"{name} {config} reference={reference}: {e}") from None
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", CELLS)
 def test_pytorch_comparison_catches_a_broken_gradient(name):
     cell = CELLS[name]

@@ -42,6 +42,7 @@ def test_report_and_heatmap(trained, tmp_path):
     assert (tmp_path / "h.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
+@pytest.mark.torch
 def test_fine_tuning_on_the_torch_backend(trained, tmp_path):
     cell, run, text = trained
     out = tmp_path / "ft"
@@ -73,7 +74,7 @@ def parity_jsonl(path, n=60):
 
 
 @pytest.mark.parametrize("cell", PARALLEL)
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("torch", marks=pytest.mark.torch)])
 def test_classify_and_tag_with_output_recurrence(cell, backend, tmp_path):
     for task, data, extra in (("classify", first_char_tsv(tmp_path / "c.tsv"), []),
                               ("tag", parity_jsonl(tmp_path / "t.jsonl"), ["--output-recurrence"])):

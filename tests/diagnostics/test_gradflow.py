@@ -8,8 +8,10 @@ from charrnn.diagnostics.impulse import matrix_impulse, scalar_impulse
 from charrnn.errors import ConfigError
 from charrnn.model import CharRNN, layer_names, orthogonal
 from charrnn.model.params import HEAD_BIAS, HEAD_WEIGHT
+from conftest import optional
 
-torch = pytest.importorskip("torch")
+torch = optional("torch")
+pytestmark = pytest.mark.torch
 
 
 def torch_state_gradients(model, ids, max_lag):

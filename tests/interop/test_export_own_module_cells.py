@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from charrnn.core import CELLS
 from charrnn.io.checkpoint import load_checkpoint
 
-from conftest import run_cli
+from conftest import optional, run_cli
+
+torch = optional("torch")
+pytestmark = pytest.mark.torch
 
 OWN = [name for name, m in CELLS.items() if m.TORCH_MODULE is not None and ":" in m.TORCH_MODULE]
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -39,6 +39,9 @@ def test_the_readme_lines_compute_the_exported_models_logits(cell, tmp_path, son
     nats = json.loads(ev.stdout)["nats_per_char"]
     out = tmp_path / "model.safetensors"
     assert run_cli("export", run, "--format", "torch", out).returncode == 0
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
     state = load_file(out)
     with safe_open(out, framework="pt") as f:
         meta = f.metadata()

@@ -8,8 +8,10 @@ import os
 import numpy as np
 import pytest
 
+from conftest import optional
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip("keras")
+keras = optional("keras")
 
 import charrnn  # noqa: E402
 from charrnn import CharRNN, ConfigError, DataError  # noqa: E402
@@ -19,7 +21,7 @@ from charrnn.interop.keras import export_keras, load_keras  # noqa: E402
 from charrnn.cli import main  # noqa: E402
 
 # Keras's torch backend trips NumPy 2's copy-keyword deprecation inside Keras itself
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.keras, pytest.mark.torch, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 def run_cli(*args):

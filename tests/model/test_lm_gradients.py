@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from charrnn import CharRNN
 from charrnn.core import rnn as rnn_cell
@@ -49,6 +48,8 @@ def test_finite_differences_detect_a_broken_backward(monkeypatch):
 
 
 def torch_reference(model, x, y, h0):
+    import torch
+
     """The same network in PyTorch: nn.RNN + nn.Linear fed one-hot inputs, float64 autograd."""
     V, H, L = model.vocab_size, model.hidden_size, model.num_layers
     rnn = torch.nn.RNN(V, H, L, batch_first=True).double()
@@ -73,7 +74,7 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize("config", random_configs(24, seed=2))
-def test_matches_pytorch_autograd(config):
+def test_matches_pytorch_autograd(config, torch):
     V, H, L, B, T = config
     model, x, y, h0 = random_problem(V, H, L, B, T, seed=100 + sum(config))
     want_loss, want_grads, want_h, want_dh0 = torch_reference(model, x, y, h0)
@@ -92,7 +93,7 @@ def test_matches_pytorch_autograd(config):
     assert all(np.array_equal(grads2[n], grads[n]) for n in grads)
 
 
-def test_parameter_names_and_shapes_are_pytorchs():
+def test_parameter_names_and_shapes_are_pytorchs(torch):
     model = CharRNN(vocab_size=11, hidden_size=6, num_layers=3)
     rnn = torch.nn.RNN(11, 6, 3)
     head = torch.nn.Linear(6, 11)

@@ -4,20 +4,17 @@ files. tests/test_engine.py holds the tanh RNN's own, older proofs."""
 
 import numpy as np
 import pytest
-import torch
 
 from charrnn import CharRNN
 from charrnn.core import cell_names
-from charrnn.torch_backend.module import torch_layer
 from charrnn.core.dropout import dropout_mask
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import TOLERANCE, gradcheck, random_problem
 from charrnn.model import parameter_shapes, reference_loss_and_grads, reference_step
-from conftest import parts
+from conftest import parts, torch_twin_class
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
-TORCH_CELLS = {name: torch_layer(name)[0] for name in CELLS}  # nn.GRU, nn.LSTM, .. or the cell's own module
 
 
 def rel(a, b):
@@ -37,9 +34,11 @@ def random_configs(n, seed):
 
 
 def torch_twin(model):
+    import torch
+
     """nn.RNN / nn.LSTM / nn.GRU + nn.Linear in float64 holding the model's parameters."""
     V, H, L = model.vocab_size, model.hidden_size, model.num_layers
-    rnn = TORCH_CELLS[model.cell](V, H, L, batch_first=True).double()
+    rnn = torch_twin_class(model.cell)(V, H, L, batch_first=True).double()
     head = torch.nn.Linear(H, V).double()
     with torch.no_grad():
         for prefix, module in (("rnn.", rnn), ("head.", head)):
@@ -49,6 +48,8 @@ def torch_twin(model):
 
 
 def torch_loss_and_grads(model, x, y, h0):
+    import torch
+
     rnn, head = torch_twin(model)
     V = model.vocab_size
     onehot = torch.nn.functional.one_hot(torch.from_numpy(x), V).double()
@@ -64,7 +65,7 @@ def torch_loss_and_grads(model, x, y, h0):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("config", random_configs(20, seed=12))
-def test_matches_pytorch_autograd(cell, config):
+def test_matches_pytorch_autograd(cell, config, torch):
     V, H, L, B, T = config
     model, x, y, h0 = random_problem(V, H, L, B, T, seed=200 + sum(config), cell=cell)
     want_loss, want_grads, want_h, want_dh0 = torch_loss_and_grads(model, x, y, h0)
@@ -116,7 +117,7 @@ def _rewound(state):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_dropout_matches_pytorch_with_the_same_masks(cell):
+def test_dropout_matches_pytorch_with_the_same_masks(cell, torch):
     """PyTorch's layers written one at a time, each output multiplied by the mask charrnn drew."""
     V, H, L, B, T, p = 6, 5, 3, 2, 7, 0.3
     model, x, y, h0 = random_problem(V, H, L, B, T, seed=9, cell=cell, dropout=p)
@@ -125,7 +126,7 @@ def test_dropout_matches_pytorch_with_the_same_masks(cell):
     loss, grads, h_last = model.loss_and_grads(x, y, h0)
     layers = []
     for k in range(L):
-        layer = TORCH_CELLS[cell](V if k == 0 else H, H, 1).double()
+        layer = torch_twin_class(cell)(V if k == 0 else H, H, 1).double()
         with torch.no_grad():
             for name, param in layer.named_parameters():
                 param.copy_(torch.from_numpy(model.params[f"rnn.{name[:-1]}{k}"]))
@@ -170,9 +171,9 @@ def test_step_and_stepper_follow_the_window_forward(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_names_shapes_float32_and_files(cell, tmp_path):
+def test_names_shapes_float32_and_files(cell, tmp_path, torch):
     model = CharRNN(11, 6, 3, cell=cell, dropout=0.1, seed=4)
-    rnn, head = TORCH_CELLS[cell](11, 6, 3), torch.nn.Linear(6, 11)
+    rnn, head = torch_twin_class(cell)(11, 6, 3), torch.nn.Linear(6, 11)
     want = {"rnn." + n: tuple(p.shape) for n, p in rnn.named_parameters()}
     want |= {"head." + n: tuple(p.shape) for n, p in head.named_parameters()}
     assert {n: p.shape for n, p in model.params.items()} == want == parameter_shapes(11, 6, 3, cell)

@@ -7,18 +7,16 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from charrnn import CharClassifier, CharTagger
 from charrnn.core import cell_names
-from charrnn.torch_backend.module import torch_layer
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import numeric_gradient
 from charrnn.model.params import FEEDBACK_WEIGHT, count_parameters, parameter_shapes
+from conftest import torch_twin_class
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
-TORCH_CELLS = {name: torch_layer(name)[0] for name in CELLS}  # nn.GRU, nn.LSTM, .. or the cell's own module
 
 
 def rel(a, b):
@@ -52,13 +50,15 @@ def problem(kind, cell, V, K, H, L, lengths, seed, feedback=False):
 
 
 def torch_loss_and_grads(model, inputs, targets, class_weights=None):
+    import torch
+
     """The same network in PyTorch: padded one-hot batch, [x_t; y_{t-1}] into the first layer
     with weight_ih_l0 = [U R] when the tagger feeds its tags back."""
     V, K, H, L = model.vocab_size, model.num_outputs, model.hidden_size, model.num_layers
     feedback = getattr(model, "feedback", False)
     lens = [len(s) for s in inputs]
     B, T = len(inputs), max(lens)
-    rnn = TORCH_CELLS[model.cell](V + (K if feedback else 0), H, L, batch_first=True).double()
+    rnn = torch_twin_class(model.cell)(V + (K if feedback else 0), H, L, batch_first=True).double()
     head = torch.nn.Linear(H, K).double()
     with torch.no_grad():
         for name, p in rnn.named_parameters():
@@ -98,7 +98,7 @@ CASES = [("classify", False), ("tag", False), ("tag", True)]
 @pytest.mark.parametrize("kind,feedback", CASES, ids=["classify", "tag", "tag-R"])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("config", configs(9, seed=3), ids=str)
-def test_matches_pytorch_autograd(kind, feedback, cell, config):
+def test_matches_pytorch_autograd(kind, feedback, cell, config, torch):
     model, inputs, targets = problem(kind, cell, *config, seed=sum(config[:4]) + len(config[4]), feedback=feedback)
     want_loss, want = torch_loss_and_grads(model, inputs, targets)
     loss, grads = model.loss_and_grads(inputs, targets)
@@ -109,7 +109,7 @@ def test_matches_pytorch_autograd(kind, feedback, cell, config):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_class_weights_match_pytorch(cell):
+def test_class_weights_match_pytorch(cell, torch):
     model, inputs, targets = problem("classify", cell, 4, 3, 3, 2, [3, 1, 4, 2, 2], seed=5)
     w = [0.5, 2.0, 1.25]
     want_loss, want = torch_loss_and_grads(model, inputs, targets, class_weights=w)

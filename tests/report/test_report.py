@@ -13,9 +13,9 @@ import pytest
 from charrnn.io.checkpoint import load_checkpoint
 from charrnn.model import layer_names
 
-from conftest import SONNET, run_cli
+from conftest import SONNET, optional, run_cli
 
-matplotlib = pytest.importorskip("matplotlib")  # the `report` extra, part of `test`
+matplotlib = optional("matplotlib")  # the `report` extra, part of `test`
 import matplotlib.image  # noqa: E402
 
 
@@ -212,6 +212,7 @@ def test_report_is_self_contained(report_page):
         assert f"<h2>{section}</h2>" in page
 
 
+@pytest.mark.browser
 def test_report_in_chromium_no_errors_and_every_image_shown(report_page, tmp_path):
     page = report_page.read_text(encoding="utf-8")
     probed = tmp_path / "probed.html"
@@ -232,6 +233,7 @@ def test_report_in_chromium_no_errors_and_every_image_shown(report_page, tmp_pat
     assert console == []
 
 
+@pytest.mark.browser
 def test_report_screenshot_is_not_blank(report_page, tmp_path):
     shot = tmp_path / "shot.png"
     r = run_chromium(f"--screenshot={shot}", "--window-size=1100,1800", report_page.as_uri())

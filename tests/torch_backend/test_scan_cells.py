@@ -1,4 +1,4 @@
-"""The torch modules of the cells that no torch.nn class computes (TORCH_MODULE "package:Class",
+"""The torch modules of the cells that no torch.nn class computes (TORCH_MODULE "module:Class",
 torch_backend/scan.py): the parallel scan against the step-by-step recurrence, the modules
 against the NumPy cells in float64 (values and every gradient), on a GPU when there is one, and
 exact resume, evaluation and sampling on the torch backend."""
@@ -7,15 +7,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from charrnn.core import CELLS
 from charrnn.io.checkpoint import LATEST, load_checkpoint
-from charrnn.torch_backend.module import torch_layer
-from charrnn.torch_backend.scan import parallel_scan
 
-from conftest import run_cli
-from test_torch_backend import config, losses, train
+from conftest import optional, run_cli
+
+torch = optional("torch")
+pytestmark = pytest.mark.torch
+
+from charrnn.torch_backend.module import torch_layer  # noqa: E402  (imports torch)
+from charrnn.torch_backend.scan import parallel_scan  # noqa: E402
+from test_torch_backend import config, losses, train  # noqa: E402
 
 # the registered cells whose torch module is their own (discovered: a cell added later is covered)
 OWN = [name for name, m in CELLS.items() if m.TORCH_MODULE is not None and ":" in m.TORCH_MODULE]

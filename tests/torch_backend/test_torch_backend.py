@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from charrnn.io.checkpoint import LATEST, METRICS, load_checkpoint
 from charrnn.core import cell_names
 from charrnn.settings import TrainConfig, given_of
 from charrnn.train import Trainer
 
-from conftest import run_cli
+from conftest import optional, run_cli
+
+torch = optional("torch")
+pytestmark = pytest.mark.torch
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 

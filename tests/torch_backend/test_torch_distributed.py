@@ -19,7 +19,8 @@ from charrnn.train import Trainer
 
 from conftest import as_under_a_terminal
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="torchrun on loopback, /proc")
+pytestmark = [pytest.mark.torch, pytest.mark.slow,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="torchrun on loopback, /proc")]
 
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
 RUN = ["--hidden-size", "12", "--num-layers", "2", "--cell", "lstm", "--batch-size", "4", "--seq-len", "8",

@@ -4,7 +4,10 @@ losses, gradient norms, states, parameters and optimizer slots, step after step.
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
+from conftest import optional
+
+optional("numba")
+pytestmark = pytest.mark.numba
 
 from charrnn import CharRNN  # noqa: E402
 from charrnn.core import _jit  # noqa: E402

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import charrnn
+from conftest import charrnn, optional
 from charrnn.settings import TaskConfig
 from charrnn.train import Trainer as TaskTrainer
 from charrnn.io.layout import BEST, LATEST
@@ -335,12 +335,12 @@ TASK_RUNS = {
 }
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("torch", marks=pytest.mark.torch)])
 @pytest.mark.parametrize("task", ["classify", "tag"])
 @pytest.mark.parametrize("how", ["signal", "kill"])
 def test_a_stopped_task_run_resumes_as_the_run_that_never_stopped(tmp_path, task, backend, how):
     if backend == "torch":
-        pytest.importorskip("torch")
+        optional("torch")
     data = first_char_tsv(tmp_path / "c.tsv", n=120) if task == "classify" else parity_jsonl(tmp_path / "p.jsonl", n=120)
     given = TASK_RUNS[task] | {"data": str(data), "backend": backend}
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -367,11 +367,12 @@ def test_a_stopped_task_run_resumes_as_the_run_that_never_stopped(tmp_path, task
     assert timeless(run) == timeless(ref)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("task", ["classify", "tag"])
 def test_the_torch_backend_trains_the_task_models_as_the_numpy_engine_does(tmp_path, task):
     """float64, no dropout: the same steps on both engines give the same weights, optimizer
     slots and losses to rounding (the tagger with R included)."""
-    pytest.importorskip("torch")
+    optional("torch")
     data = first_char_tsv(tmp_path / "c.tsv", n=80) if task == "classify" else parity_jsonl(tmp_path / "p.jsonl", n=80)
     given = TASK_RUNS[task] | {"data": str(data), "dtype": "float64", "dropout": 0.0, "steps": 12, "patience": 0,
                                "lr": 0.01, "num_layers": 2}

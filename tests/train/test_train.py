@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from charrnn import CharRNN, cli
 from charrnn.io.checkpoint import BEST, CONFIG, LATEST, METRICS, SAMPLES, TOKENS, load_checkpoint
@@ -240,12 +238,14 @@ def test_eval_matches_the_model_and_reports_all_units(tmp_path, sonnet_file):
     assert "nats/char" in human.stdout and "bits/char" in human.stdout and "perplexity" in human.stdout
 
 
-def test_export_loads_into_pytorch_with_the_same_loss_as_eval(tmp_path, sonnet_file):
+def test_export_loads_into_pytorch_with_the_same_loss_as_eval(tmp_path, sonnet_file, torch):
     run = tmp_path / "run"
     assert run_cli("train", sonnet_file, "--out", run, "--steps", "20", "--num-layers", "2", "--cell", "rnn", *TINY).returncode == 0
     out = tmp_path / "model.safetensors"
     proc = run_cli("export", run, "--format", "torch", out)
     assert proc.returncode == 0, proc.stderr
+    from safetensors.torch import load_file
+
     state = load_file(str(out))
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
@@ -424,6 +424,31 @@ def test_without_a_terminal_progress_is_plain_lines_with_one_unit(tmp_path, monk
     lines = [line for line in written.splitlines() if line.startswith("step ")]
     assert len(lines) == 12 and lines[-1].startswith("step 12 of 12: loss ")
     assert re.search(r"loss \d+\.\d{3} nats, val \d+\.\d{3} nats \(\d+\.\d{3} bits\), [\d,]+ chars/s", lines[-1])
+
+
+def test_without_numba_a_run_says_so_once_and_trains_in_numpy(tmp_path, monkeypatch):
+    """numba is a default dependency; where it does not import, one line says the NumPy path trains
+    (never on CHARRNN_JIT=0, a choice, nor on the torch backend), and the numbers are the same."""
+    import io
+
+    from charrnn.core import _jit
+
+    text = tmp_path / "t.txt"
+    text.write_text(SONNET * 6)
+    said = {}
+    for case, numba, jit in (("with", _jit.numba, "1"), ("without", None, "1"), ("switched off", None, "0")):
+        monkeypatch.setattr(_jit, "numba", numba)
+        monkeypatch.setattr(_jit, "_looked", True)
+        monkeypatch.setenv("CHARRNN_JIT", jit)
+        out = io.StringIO()
+        Trainer(tiny_config(text, steps=3, sample_every=0, log_every=1), tmp_path / case, stream=out).run()
+        said[case] = [line for line in out.getvalue().splitlines() if "numba is not installed" in line]
+    assert len(said["without"]) == 1 and said["without"][0].endswith("pip install numba")
+    assert said["switched off"] == [] and (_jit.numba is None or said["with"] == [])
+    assert _jit.missing_notice() is None  # CHARRNN_JIT=0 is still set: a choice, not a missing install
+    losses = {case: [json.loads(line)["train_loss"] for line in (tmp_path / case / "metrics.jsonl").open()]
+              for case in said}
+    assert losses["without"] == losses["switched off"] and len(losses["without"]) == 3
 
 
 def test_intervals_in_seconds_are_turned_into_steps_once_and_kept_on_resume(tmp_path, monkeypatch):

@@ -6,14 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from charrnn.io.checkpoint import CONFIG, LATEST, METRICS, SAMPLES, load_checkpoint
 from charrnn.core import cell_names
-from charrnn.torch_backend.module import torch_layer
 
-from conftest import SONNET, run_cli
+from conftest import SONNET, run_cli, torch_twin_class
 from conftest import parts
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
@@ -53,7 +50,7 @@ def test_exact_resume_with_dropout_validation_and_samples(cell, tmp_path, sonnet
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_sample_eval_and_export_for_every_cell(cell, tmp_path, sonnet_file):
+def test_sample_eval_and_export_for_every_cell(cell, tmp_path, sonnet_file, torch):
     run = tmp_path / "run"
     assert run_cli("train", sonnet_file, "--out", run, "--steps", "20", *TINY, "--cell", cell,
                    "--num-layers", "2").returncode == 0
@@ -66,10 +63,12 @@ def test_sample_eval_and_export_for_every_cell(cell, tmp_path, sonnet_file):
     out = tmp_path / "model.safetensors"
     assert run_cli("export", run, "--format", "torch", out).returncode == 0
     # the export loads into the torch module of the cell and scores the text as eval does
+    from safetensors.torch import load_file
+
     state = load_file(out)
     c = load_checkpoint(run)
     V, H = c.model.vocab_size, c.model.hidden_size
-    rnn = torch_layer(cell)[0](V, H, 2)  # nn.RNN, nn.LSTM, nn.GRU or the cell's own module
+    rnn = torch_twin_class(cell)(V, H, 2)
     head = torch.nn.Linear(H, V)
     rnn.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("rnn.")})
     head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
