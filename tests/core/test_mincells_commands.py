@@ -87,9 +87,11 @@ def test_classify_and_tag_with_output_recurrence(cell, backend, tmp_path):
         assert 0 <= json.loads(proc.stdout)["accuracy"] <= 1
 
 
-def test_keras_export_refuses_them_by_name(trained, tmp_path):
+@pytest.mark.parametrize("fmt", ["keras", "onnx"])
+def test_keras_and_onnx_export_refuse_them_by_name(trained, tmp_path, fmt):
     cell, run, _ = trained
-    proc = run_cli("export", run, tmp_path / "m.keras", "--format", "keras")
+    out = tmp_path / f"m.{fmt}"
+    proc = run_cli("export", run, out, "--format", fmt)
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("charrnn export: error: "), proc.stderr
-    assert cell in lines[0] and not (tmp_path / "m.keras").exists()
+    assert cell in lines[0] and not out.exists()

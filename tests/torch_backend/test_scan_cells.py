@@ -124,3 +124,22 @@ def test_the_task_models_train_alike_on_both_backends(cell, task, tmp_path):
     assert a.state["step"] == b.state["step"] == 8 and a.model.cell == cell
     for name in a.model.params:
         np.testing.assert_allclose(b.model.params[name], a.model.params[name], rtol=1e-9, atol=1e-11, err_msg=name)
+
+
+def test_a_torch_module_the_backend_does_not_have_is_one_line_error():
+    """TORCH_MODULE names a class of one of the backend's own modules, looked up, never imported."""
+    import types
+
+    from charrnn.core import register
+    from charrnn.errors import ConfigError
+
+    module = types.ModuleType("elsewhere")
+    module.__dict__.update({k: v for k, v in vars(CELLS["mingru"]).items() if not k.startswith("__")})
+    module.NAME, module.TORCH_MODULE = "elsewhere", "charrnn.torch_backend.nowhere:MinGRU"
+    register(module)
+    try:
+        with pytest.raises(ConfigError, match="is not one the torch backend has") as e:
+            torch_layer("elsewhere")
+        assert "\n" not in str(e.value)
+    finally:
+        del CELLS["elsewhere"]
