@@ -116,8 +116,9 @@ def _diagnose_one(a: argparse.Namespace, run_path: str):
             print("  |dL_t/dh_(t-k)|     " + "  ".join(f"k={k}: {fmt(g[k])}" for k in shown))
             if r.decay is not None:  # the element-wise filter's coefficient, beside the gradient it sets
                 dec = r.decay
-                life = (f"half-life {dec['half_life_median']:.3g} steps (median unit), {dec['half_life_max']:.3g} (longest)"
-                        if dec["half_life_median"] is not None else "no forgetting")
+                life = (f"half-life {dec['half_life_median']:.3g} steps (median unit), "
+                        f"{dec['half_life_max']:.3g} (longest)" if dec["half_life_median"] is not None
+                        else "no forgetting")
                 print(f"  learned decay a_t   10%: {dec['p10']:.3f}  median: {dec['p50']:.3f}  90%: {dec['p90']:.3f}  "
                       f"mean: {dec['mean']:.3f}; {life}")
                 print("  decay histogram     " + " ".join(f"{c}" for c in dec["histogram"]) + "  (0..1 in "

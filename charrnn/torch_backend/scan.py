@@ -7,10 +7,12 @@ element-wise first-order filter h_t = a_t * h_{t-1} + b_t, computed here as a pa
 composed over the 2d steps ending at it, (a, b) o (a', b') = (a a', a' b + b'), so ceil(log2 T)
 passes of whole-window element-wise operations replace T dependent steps: few kernel launches on
 a GPU, and only products and sums, so exact to rounding in float64 (a log-space scan would need
-logs of values of either sign). The modules are nn.GRU's twins: the constructor (input_size, hidden_size,
-num_layers, batch_first), the call ((T, B, I), h_0 (L, B, H)) -> (out (T, B, H), h_T (L, B, H)),
-and each layer's parameters under PyTorch's names in the order of the cell's table
-(weight_ih_l{k}, bias_ih_l{k}), which is how the backend copies them in and out.
+logs of values of either sign).
+
+The modules are nn.GRU's twins: the constructor (input_size, hidden_size, num_layers,
+batch_first), the call ((T, B, I), h_0 (L, B, H)) -> (out (T, B, H), h_T (L, B, H)), and each
+layer's parameters under PyTorch's names in the order of the cell's table (weight_ih_l{k},
+bias_ih_l{k}), which is how the backend copies them in and out.
 """
 
 from __future__ import annotations

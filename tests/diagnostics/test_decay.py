@@ -73,4 +73,5 @@ def test_charrnn_diagnose_shows_the_learned_decay(cell, tmp_path, sonnet_file):
                    "--json")
     assert proc.returncode == 0, proc.stderr
     (decay,) = json.loads(proc.stdout)["decay"]
-    assert sum(decay["histogram"]) == 59 * 8  # the window's 60 characters are 59 steps and len(decay["half_life_by_unit"]) == 8
+    # the window's 60 characters are 59 steps, of 8 units each
+    assert sum(decay["histogram"]) == 59 * 8 and len(decay["half_life_by_unit"]) == 8

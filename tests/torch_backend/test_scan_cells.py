@@ -63,7 +63,8 @@ def test_the_module_matches_the_numpy_cell_with_its_gradients(cell, device):
         out, h_n = layers(tx, th0)
         ((out * torch.tensor(dout, device=device)).sum() + (h_n * torch.tensor(dh_n, device=device)).sum()).backward()
         # the NumPy cell, layer by layer, with the module's parameters
-        params = [tuple(p.detach().cpu().numpy() for p in list(layers.parameters())[2 * k : 2 * k + 2]) for k in range(2)]
+        arrays = [p.detach().cpu().numpy() for p in layers.parameters()]  # weight_ih_l0, bias_ih_l0, ..
+        params = [tuple(arrays[2 * k : 2 * k + 2]) for k in range(2)]
         hs0, s0, c0 = module.forward(x, params[0], (h0[0],))
         hs1, s1, c1 = module.forward(hs0.copy(), params[1], (h0[1],))
         assert np.abs(out.detach().cpu().numpy() - hs1).max() <= 1e-12 * np.abs(hs1).max()
