@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from .contract import Param, Params, State
-from .linear import as_layer_input, input_backward, input_backward_reference, input_forward, is_ids, sigmoid
+from .linear import (as_layer_input, input_backward, input_backward_reference, input_forward, input_layer_train_flops,
+                     is_ids, sigmoid)
 from .scan import scan_backward, scan_forward
 
 # ---- the cell's declarations (the contract in core/__init__)
@@ -56,8 +57,7 @@ FUSED_STEP = False
 
 
 def train_flops(input_size: int, hidden_size: int) -> float:
-    """Three times the forward pass's one product, 2 G H I per character (no recurrent product)."""
-    return 3.0 * 2 * GATES * hidden_size * input_size
+    return input_layer_train_flops(GATES, input_size, hidden_size)
 
 
 def _gates(xw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
