@@ -251,3 +251,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "torch" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.torch)
+
+
+# torch.nn's module of each cell, written out here rather than asked of the code under test; for
+# the cells torch.nn has none of, the torch backend's module, which tests/torch_backend/test_scan_cells.py
+# holds to the NumPy cells (themselves held to plain PyTorch equations: tests/core/test_mincells.py)
+TORCH_TWINS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU", "mingru": "MinGRU", "minlstm": "MinLSTM"}
+
+
+def torch_twin_class(cell: str):
+    """The torch module class of a built-in cell (nn.GRU's constructor and call), imported on use."""
+    import torch
+
+    from charrnn.torch_backend import scan
+
+    name = TORCH_TWINS[cell]
+    return getattr(torch.nn, name, None) or getattr(scan, name)

@@ -473,6 +473,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+def twin_cells() -> tuple[str, ...]:
+    """The registered cells torch.nn also has, which the rows time against their PyTorch twin (a
+    TORCH_MODULE "module:Class" is a module of the torch backend's own, not PyTorch's)."""
+    return tuple(n for n, m in CELLS.items() if m.TORCH_MODULE is not None and ":" not in m.TORCH_MODULE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="charrnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
@@ -483,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
     p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS),
                    help=f"comma-separated subset of {','.join(ROW_GROUPS)}")
-    twins = tuple(n for n, m in CELLS.items() if m.TORCH_MODULE is not None)  # the cells PyTorch also has
+    twins = twin_cells()
     p.add_argument("--cells", default=",".join(twins), type=lambda t: _list_of(t, twins),
                    help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(twins)}")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 15, quick 5)")

@@ -114,10 +114,19 @@ def _diagnose_one(a: argparse.Namespace, run_path: str):
             print(f"layer {l}")
             g = r.grad_norm_by_lag
             print("  |dL_t/dh_(t-k)|     " + "  ".join(f"k={k}: {fmt(g[k])}" for k in shown))
+            if r.decay is not None:  # the element-wise filter's coefficient, beside the gradient it sets
+                dec = r.decay
+                life = (f"half-life {dec['half_life_median']:.3g} steps (median unit), "
+                        f"{dec['half_life_max']:.3g} (longest)" if dec["half_life_median"] is not None
+                        else "no forgetting")
+                print(f"  learned decay a_t   10%: {dec['p10']:.3f}  median: {dec['p50']:.3f}  90%: {dec['p90']:.3f}  "
+                      f"mean: {dec['mean']:.3f}; {life}")
+                print("  decay histogram     " + " ".join(f"{c}" for c in dec["histogram"]) + "  (0..1 in "
+                      f"{len(dec['histogram'])} bins)")
             if not isinstance(r.spectral_radius, list):  # one gate block: single numbers
                 print(f"  W_hh                spectral radius {r.spectral_radius:.3f}, singular values "
                       f"{r.singular_values[0]:.3f} (largest) .. {r.singular_values[1]:.3g} (smallest)")
-            else:
+            elif r.spectral_radius:  # none for a cell without a recurrent weight
                 print("  W_hh blocks         " + "  ".join(
                     f"{gname}: radius {rad:.3f}, sv {sv[0]:.3f}..{sv[1]:.3g}"
                     for gname, rad, sv in zip(gates, r.spectral_radius, r.singular_values)))

@@ -4,10 +4,11 @@ Size letters used throughout:
     B  batch: parallel text streams          T  time steps in one window
     V  vocabulary size (one-hot input size)   H  hidden units per layer
     I  input size of a layer (V for the first, H above)
-    G  gate blocks of a cell: 1 (rnn), 4 (lstm: i|f|g|o), 3 (gru: r|z|n)
+    G  gate blocks of a cell: 1 (rnn), 4 (lstm: i|f|g|o), 3 (gru: r|z|n), 2 (mingru: z|n),
+       3 (minlstm: f|i|g)
     N  = T * B positions scored in a window
 
-The cell contract. A recurrent cell is one module (rnn.py, lstm.py, gru.py) that declares, near
+The cell contract. A recurrent cell is one module (rnn.py, lstm.py, gru.py, mingru.py, minlstm.py) that declares, near
 its top, everything that differs between cells, and provides a fixed set of free functions. It is
 registered by name (`register`, below, for the built-in ones); everything outside the core asks
 the registry (`cell(name)`) and the module, never compares a cell's name. A new cell is its
@@ -31,8 +32,14 @@ registration):
     DEFAULT_INIT, DEFAULT_LR  what a training run uses unless told otherwise
     INIT_BIASES: dict         the cell's own initialisation rules: scheme -> ((bias, gate, value), ...),
                               e.g. the LSTM's forget-gate bias 1 under "orthogonal"
-    TORCH_MODULE: str | None  its torch.nn module ("LSTM"), built with TORCH_OPTIONS; None: the torch
-                              backend and PyTorch export refuse the cell by name
+    TORCH_MODULE: str | None  its torch.nn module ("LSTM"), built with TORCH_OPTIONS; or, for a cell no
+                              torch.nn class computes, "charrnn.torch_backend.<module>:<Class>":
+                              a class of one of the torch backend's own modules (OWN_MODULES in
+                              torch_backend/module.py; the parallel-in-time cells' are in scan.py)
+                              with nn.LSTM's constructor (input_size, hidden_size, num_layers,
+                              **options) and call ((T, B, I), h_0 or (h_0, c_0) of (L, B, H)) ->
+                              (out, final state), each layer's parameters registered in PARAMS
+                              order; None: the torch backend and PyTorch export refuse the cell by name
     KERAS: KerasLayer | None  its Keras 3 layer, gate order and biases; None: Keras export refuses it
     ONNX: OnnxLayer | None    its standard ONNX operator (RNN, LSTM, GRU), gate order and attributes
                               (the GRU's linear_before_reset=1); None: ONNX export refuses it
@@ -69,13 +76,20 @@ PARAMS order, `grads` a tuple of arrays of the same shapes:
     train_flops(input_size, hidden_size) -> float
         The nominal FLOPs of one layer's training step per character: three times the forward
         pass's matrix products, as PyTorch multiplies a one-hot input densely.
+
+Optional (contract.OPTIONAL_FUNCTIONS; consumers ask `getattr(module, name, None)`):
+
+    decay(x, params, state) -> (N, H)
+        For a cell whose recurrence is the element-wise first-order filter h_t = a_t * h_{t-1} + b_t
+        (a_t depending on the input alone: mingru, minlstm), the coefficient a_t of N independent
+        steps, as gate_activations takes them; `charrnn diagnose` shows its distribution.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from . import gru, lstm, rnn
+from . import gru, lstm, mingru, minlstm, rnn
 from .contract import ContractError, KerasLayer, OnnxLayer, Param, check
 
 # name -> cell module, in registration order (the command line lists them so)
@@ -112,5 +126,7 @@ def cell_names() -> tuple[str, ...]:
 register(rnn)
 register(lstm)
 register(gru)
+register(mingru)
+register(minlstm)
 
 __all__ = ["CELLS", "ContractError", "KerasLayer", "OnnxLayer", "Param", "UnknownCell", "cell", "cell_names", "register"]

@@ -64,6 +64,10 @@ FUNCTIONS = ("forward", "backward", "step", "forward_reference", "backward_refer
              "train_flops")
 
 
+# what a cell may provide, and consumers ask it for when it does (`getattr(module, name, None)`)
+OPTIONAL_FUNCTIONS = ("decay",)
+
+
 class ContractError(TypeError):
     """A module registered as a cell that does not provide the contract."""
 
@@ -108,14 +112,18 @@ def check(module: ModuleType) -> None:
             and isinstance(r[2], float) for r in rules)
         for scheme, rules in m.INIT_BIASES.items()),
         "INIT_BIASES must map a scheme to (bias name, gate name, value) rules")
-    need(m.TORCH_MODULE is None or isinstance(m.TORCH_MODULE, str), "TORCH_MODULE must be a torch.nn name or None")
+    need(m.TORCH_MODULE is None or (isinstance(m.TORCH_MODULE, str) and (
+        m.TORCH_MODULE.isidentifier() or _module_path(m.TORCH_MODULE))),
+        'TORCH_MODULE must be a torch.nn name, "charrnn.torch_backend.<module>:<Class>" or None')
     need(isinstance(m.TORCH_OPTIONS, dict), "TORCH_OPTIONS must be a dict")
     need(m.KERAS is None or (isinstance(m.KERAS, KerasLayer) and sorted(m.KERAS.gate_order) == list(range(m.GATES))),
          "KERAS must be a KerasLayer (gate_order a permutation of the gate blocks) or None")
     # a Keras layer, and a torch.nn module, hold PyTorch's table: input and recurrent weights, two biases
+    # (a module of the torch backend's own, "module:Class", lists its parameters in the table's order)
     standard = tuple(p.role for p in m.PARAMS) == ("input", "recurrent", "bias", "bias")
     need(m.KERAS is None or standard, "a cell with a Keras layer has the table (input, recurrent, bias, bias)")
-    need(m.TORCH_MODULE is None or standard, "a cell with a torch.nn module has the table (input, recurrent, bias, bias)")
+    need(not isinstance(m.TORCH_MODULE, str) or not m.TORCH_MODULE.isidentifier() or standard,
+         "a cell with a torch.nn module has the table (input, recurrent, bias, bias)")
     need(m.ONNX is None or (isinstance(m.ONNX, OnnxLayer) and isinstance(m.ONNX.attributes, dict)
                             and ONNX_OPERATORS.get(m.ONNX.op) == (m.GATES, m.STATE)
                             and sorted(m.ONNX.gate_order) == list(range(m.GATES))),
@@ -127,9 +135,18 @@ def check(module: ModuleType) -> None:
     need(isinstance(m.FUSED_STEP, bool), "FUSED_STEP must be a bool")
     need(not m.FUSED_STEP or callable(getattr(m, "fused_step_kernel", None)),
          "a cell with FUSED_STEP needs fused_step_kernel()")
+    for attr in OPTIONAL_FUNCTIONS:
+        need(not hasattr(m, attr) or callable(getattr(m, attr)), f"{attr}, when given, must be a function")
 
 
 def _names(value: Any, empty: bool = False) -> bool:
     """A tuple of distinct identifiers (non-empty unless `empty`)."""
     return (isinstance(value, tuple) and (empty or len(value) > 0) and len(set(value)) == len(value)
             and all(isinstance(v, str) and v.isidentifier() for v in value))
+
+
+def _module_path(value: str) -> bool:
+    """"charrnn.torch_backend.<module>:<Class>": dotted identifiers, a colon, an identifier (which
+    modules the torch backend has is its to say, when it builds the layer)."""
+    module, colon, name = value.partition(":")
+    return bool(colon) and name.isidentifier() and all(part.isidentifier() for part in module.split("."))

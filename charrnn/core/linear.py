@@ -123,3 +123,9 @@ def gate_layer_train_flops(gates: int, input_size: int, hidden_size: int) -> flo
     products of x_t and h_{t-1}: three times the forward pass's 2 G H (I + H), as PyTorch counts
     its one-hot input multiplied densely (the cells' `train_flops`)."""
     return 3.0 * 2 * gates * hidden_size * (input_size + hidden_size)
+
+
+def input_layer_train_flops(gates: int, input_size: int, hidden_size: int) -> float:
+    """Nominal FLOPs per character of a training step of a layer whose G gate blocks read x_t
+    alone (minGRU, minLSTM): three times the forward pass's 2 G H I, no recurrent product."""
+    return 3.0 * 2 * gates * hidden_size * input_size

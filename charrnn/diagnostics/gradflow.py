@@ -27,6 +27,10 @@ The same one-step backward, fed the rows of the identity as the final state's gr
 the state-to-state Jacobian d state_s / d state_{s-1} of a layer exactly: for the tanh RNN
 diag(1 - h_s^2) W, for the GRU dh_s/dh_{s-1}, for the LSTM the Jacobian of the whole carried
 state (h, c), whose c-to-c block diag(f) is what lets it remember.
+
+For a cell whose recurrence is the element-wise filter h_t = a_t * h_{t-1} + b_t (minGRU, minLSTM:
+the cell's optional `decay`), that Jacobian is diag(a_t) and the gradient against lag is a
+product of the a_t: the distribution of a_t over the text (the learned decay) is reported beside it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ SATURATED_TANH = 0.99
 SATURATED_GATE = 0.01
 # the Jacobian is measured at this many steps spread over the text (an SVD each)
 JACOBIAN_STEPS = 32
+# the learned decay's histogram over [0, 1]
+DECAY_BINS = 10
 
 
 @dataclass
@@ -188,10 +194,41 @@ def gate_activations(model: Any, traj: Trajectory, l: int) -> np.ndarray:
     For the LSTM i, f, g, o; for the GRU r, z, n; for the tanh RNN h itself. Recomputed from the
     recorded states by the cell's own `gate_activations` (core/); tests hold them to the cells'
     own states."""
+    return model.cell_module.gate_activations(*_steps_and_params(model, traj, l))
+
+
+def _steps_and_params(model: Any, traj: Trajectory, l: int) -> tuple[np.ndarray, tuple, tuple]:
+    """(x, params, state) of layer l's T steps as the cells' per-step functions take them: the
+    inputs (T,) ids or (T, I), the layer's parameters, the recorded states before each step."""
     T = traj.steps
-    x = np.concatenate(traj.inputs[l][:T])  # (T,) ids or (T, I)
+    x = np.concatenate(traj.inputs[l][:T])
     state = tuple(np.concatenate([traj.states[l][s][p] for s in range(T)]) for p in range(len(traj.states[l][0])))
-    return model.cell_module.gate_activations(x, layer_params(model.cell_module, model.params, l), state)
+    return x, layer_params(model.cell_module, model.params, l), state
+
+
+def learned_decay(model: Any, traj: Trajectory, l: int) -> np.ndarray | None:
+    """Layer l's decay a_t at every step, (T, H), for a cell whose recurrence is the element-wise
+    filter h_t = a_t * h_{t-1} + b_t (its optional `decay`, core/); None for any other cell."""
+    decay = getattr(model.cell_module, "decay", None)
+    if decay is None:
+        return None
+    return decay(*_steps_and_params(model, traj, l))
+
+
+def decay_summary(a: np.ndarray) -> dict[str, Any]:
+    """The distribution of a (T, H) decay over a text: quantiles over every (step, unit), a
+    histogram over [0, 1] in DECAY_BINS bins, and each unit's half-life, the steps after which
+    its state keeps half its size (log 0.5 over the unit's mean log a_t; None where a_t = 1)."""
+    with np.errstate(divide="ignore"):
+        mean_log = np.log(a).mean(axis=0)  # (H,), -inf where some a_t is 0: forgets at once
+    half = [None if m >= 0 else float(np.log(0.5) / m) for m in mean_log]
+    finite = np.array([h for h in half if h is not None])
+    counts, _ = np.histogram(a, bins=DECAY_BINS, range=(0.0, 1.0))
+    return {"mean": float(a.mean()), "p10": float(np.quantile(a, 0.1)), "p50": float(np.median(a)),
+            "p90": float(np.quantile(a, 0.9)), "histogram": [int(c) for c in counts],
+            "half_life_by_unit": half,
+            "half_life_median": float(np.median(finite)) if finite.size else None,
+            "half_life_max": float(finite.max()) if finite.size else None}
 
 
 def gate_names(cell: Any) -> tuple[str, ...] | None:
@@ -243,6 +280,7 @@ class LayerReport:
     decay_per_step: float | None  # (g(K) / g(0))^(1/K)
     effective_memory: int | None  # the first lag with g(k) < 1% of g(0); None: not within K
     verdict: str  # "vanishing", "exploding" or "healthy"
+    decay: dict[str, Any] | None = None  # the learned decay a_t (decay_summary), for cells that declare one
 
 
 @dataclass
@@ -267,6 +305,7 @@ class Diagnosis:
             "decay_per_step": [r.decay_per_step for r in self.layers],
             "effective_memory": [r.effective_memory for r in self.layers],
             "verdict": [r.verdict for r in self.layers],
+            "decay": [r.decay for r in self.layers],
             "reading": self.reading(),
         }
 
@@ -291,8 +330,15 @@ class Diagnosis:
             state = f"d({','.join(parts)})_t/d({','.join(parts)})_{{t-1}}" if len(parts) > 1 else "dh_t/dh_{t-1}"
             sat = r.saturation["all"]
             what = "gate values below 0.01 or above 0.99" if _has_sigmoid_gates(self.cell) else "units beyond +-0.99"
-            lines.append(f"{where}{rate}; {tail}. |{state}| is {jac['median']:.3f} (median; max {jac['max']:.3f}); "
-                         f"{sat:.1%} of {what}.")
+            line = (f"{where}{rate}; {tail}. |{state}| is {jac['median']:.3f} (median; max {jac['max']:.3f}); "
+                    f"{sat:.1%} of {what}.")
+            if r.decay is not None:
+                d = r.decay
+                life = (f"a half-life of {d['half_life_median']:.3g} characters for the median unit "
+                        f"(longest {d['half_life_max']:.3g})" if d["half_life_median"] is not None else "no forgetting")
+                line += (f" Each step keeps a fraction {d['p50']:.3f} of a unit's state (median over steps and "
+                         f"units; 10%-90%: {d['p10']:.3f}-{d['p90']:.3f}): {life}.")
+            lines.append(line)
         return lines
 
 
@@ -341,11 +387,13 @@ def diagnose(model: Any, ids: np.ndarray, max_lag: int, state0: Any = None,
                 a = acts[:, cell.GATE_NAMES.index(gname)]
                 per[gname] = float(np.mean((a < SATURATED_GATE) | (a > 1 - SATURATED_GATE)))
             sat = {"all": float(np.mean(list(per.values())))} | per
+        a = learned_decay(model, traj, l)
         diag.layers.append(LayerReport(
             grad_norm_by_lag=[float(v) for v in g],
             spectral_radius=radii[0] if single and radii else radii,
             singular_values=singular[0] if single and singular else singular,
             jacobian_norm={"mean": float(jn.mean()), "median": float(np.median(jn)), "max": float(jn.max())},
             saturation=sat, decay_per_step=decay, effective_memory=memory, verdict=verdict,
+            decay=None if a is None else decay_summary(a),
         ))
     return diag

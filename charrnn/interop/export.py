@@ -3,7 +3,9 @@
 The file holds the parameters under the names of `torch.nn.RNN` / `nn.LSTM` / `nn.GRU`
 `(V, H, num_layers=L)` (prefixed `rnn.`) and `torch.nn.Linear(H, V)` (prefixed `head.`), and in its
 metadata the vocabulary and the model's sizes as JSON strings, so `safetensors.torch.load_file`
-plus a `load_state_dict` on each module reproduces the model exactly. The dropout rate is recorded
+plus a `load_state_dict` on each module reproduces the model exactly. minGRU and minLSTM, which no
+torch.nn class computes, keep the same names (rnn.weight_ih_l{k}, rnn.bias_ih_l{k}); the README
+gives the few lines of PyTorch that compute their logits. The dropout rate is recorded
 too; PyTorch's module applies it between layers only, charrnn also before the head, and both
 leave it off in evaluation.
 """
@@ -43,15 +45,20 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
         from .onnx import export_onnx
 
         return export_onnx(c.model, c.vocab, out, force=force)
-    from ..model.params import torch_module_name
+    from ..model.params import cell_module, torch_module_name
 
-    torch_class = torch_module_name(c.model.cell)  # a cell without a torch.nn module is refused here
+    torch_class = torch_module_name(c.model.cell)  # a cell without a torch module is refused here
+    # a module of the torch backend's own ("module:Class") is not torch's: the README's few lines of
+    # PyTorch compute its equations from the same names
+    rnn = (f"rnn = torch.nn.{torch_class}(vocab_size, hidden_size, num_layers)" if ":" not in torch_class
+           else f"rnn = the {c.model.cell} equations over "
+           + ", ".join(f"rnn.{p.name}_l{{k}}" for p in cell_module(c.model.cell).PARAMS)
+           + " (charrnn's README, Export to PyTorch)")
     metadata = {
         "format": formats.TORCH_EXPORT,
         "vocab": dump_json(c.vocab.to_json()),
         "model": dump_json({k: v for k, v in c.model.config.items() if k != "init"}),
-        "torch_modules": f"rnn = torch.nn.{torch_class}(vocab_size, hidden_size, num_layers); "
-        "head = torch.nn.Linear(hidden_size, vocab_size)",
+        "torch_modules": f"{rnn}; head = torch.nn.Linear(hidden_size, vocab_size)",
     }
     data = save({k: np.ascontiguousarray(v) for k, v in c.model.params.items()}, metadata=metadata)
     return write_file(out, data, force=force)

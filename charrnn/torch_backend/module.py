@@ -1,4 +1,5 @@
-"""CharRNN as torch modules: one nn.RNN / nn.LSTM / nn.GRU per layer, dropout, a Linear head.
+"""CharRNN as torch modules: one nn.RNN / nn.LSTM / nn.GRU (or the cell's own module) per layer,
+dropout, a Linear head.
 
     x^0_t = one-hot(char_t)      h^k = layer_k(x^k, state0^k)      x^{k+1} = dropout(h^k)
     o_t = head(x^L_t)            loss = cross_entropy(o, y), the mean over B*T
@@ -14,18 +15,32 @@ engine's lookup of W_ih's columns computes (exactly: a product with 0 and 1).
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names, torch_module_name
+from . import scan
+
+# The backend's own torch modules, for cells no torch.nn class computes: a cell's TORCH_MODULE
+# "charrnn.torch_backend.scan:MinGRU" names a class of one of them. Looked up here, never
+# imported by a name.
+OWN_MODULES = {scan.__name__: scan}
 
 
 def torch_layer(cell: str) -> tuple[type, dict]:
-    """The torch.nn module class of the cell's layer and its options (the cell's TORCH_MODULE and
-    TORCH_OPTIONS), or a one-line error naming a cell that has none."""
-    return getattr(nn, torch_module_name(cell)), cell_module(cell).TORCH_OPTIONS
+    """The torch module class of the cell's layer and its options (the cell's TORCH_MODULE: a
+    torch.nn name, or "module:Class" for one of OWN_MODULES; and TORCH_OPTIONS), or a
+    one-line error naming a cell that has none."""
+    name = torch_module_name(cell)
+    where, _, cls = name.rpartition(":")
+    home = OWN_MODULES.get(where) if where else nn
+    layer = getattr(home, cls, None)
+    if layer is None:
+        raise ConfigError(f"the {cell} cell's torch module {name} is not one the torch backend has "
+                          f"(torch.nn's, or those of {', '.join(OWN_MODULES)})")
+    return layer, cell_module(cell).TORCH_OPTIONS
 
 
 def recurrent_layers(cell: str, input_size: int, hidden_size: int, num_layers: int) -> nn.ModuleList:

@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import ConfigError
-from ..model.params import FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, layer_names
+from ..model.params import FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, input_index, layer_names
 from ..model.task import pad_batch
 from . import torch_dtype
 from .engine import TorchEngine
@@ -42,19 +42,21 @@ class TorchTask(NumpyTwin):
         self.layers = recurrent_layers(model.cell, V + (K if self.feedback else 0), H, model.num_layers)
         self.head = nn.Linear(H, K)
         if self.feedback:  # U and R as parameters of their own; the layer's joint weight is not trained
-            rows = self.layers[0].weight_ih_l0.shape[0]
+            # the first layer's input weight, at its place in the cell's table
+            self.input_key, joint = list(self.layers[0].named_parameters())[input_index(self.cell)]
+            rows = joint.shape[0]
             self.input_weight = nn.Parameter(torch.empty(rows, V))
             self.feedback_weight = nn.Parameter(torch.empty(rows, K))
-            self.layers[0].weight_ih_l0.requires_grad_(False)
+            joint.requires_grad_(False)
 
     def named_charrnn_parameters(self) -> dict[str, nn.Parameter]:
         """charrnn's name -> the parameter, in the NumPy model's table order."""
         out: dict[str, nn.Parameter] = {}
         for k, layer in enumerate(self.layers):
             names = layer_names(self.cell, k)
-            ws = dict(zip(names, (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)))
+            ws = dict(zip(names, layer.parameters()))  # a layer lists its parameters in the table's order
             if k == 0 and self.feedback:
-                ws[names[0]] = self.input_weight
+                ws[names[input_index(self.cell)]] = self.input_weight
             out.update(ws)
         out[HEAD_WEIGHT], out[HEAD_BIAS] = self.head.weight, self.head.bias
         if self.feedback:
@@ -73,7 +75,7 @@ class TorchTask(NumpyTwin):
             return out
         fed = nn.functional.one_hot(prev.clamp(min=0), self.num_outputs).to(dtype) * (prev >= 0).unsqueeze(-1).to(dtype)
         first = self.layers[0]
-        weights = dict(first.named_parameters()) | {"weight_ih_l0": torch.cat([self.input_weight, self.feedback_weight], 1)}
+        weights = dict(first.named_parameters()) | {self.input_key: torch.cat([self.input_weight, self.feedback_weight], 1)}
         s0 = tuple(part[0:1] for part in zeros)
         out, _ = functional_call(first, weights, (torch.cat([inp, fed], -1), s0 if len(s0) > 1 else s0[0]))
         if generator is not None and self.dropout:

@@ -10,9 +10,8 @@ pytestmark = [pytest.mark.torch, pytest.mark.slow]  # each row times real proces
 
 from charrnn import bench  # noqa: E402
 from charrnn.bench import Setting, compare  # noqa: E402
-from charrnn.core import cell_names  # noqa: E402
 
-CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
+CELLS = bench.twin_cells()  # the built-in cells torch.nn also has, as registered when the tests are collected
 
 
 @pytest.mark.parametrize("cell", CELLS)

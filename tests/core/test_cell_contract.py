@@ -185,6 +185,8 @@ def test_the_registry_refuses_what_breaks_the_contract_and_names_the_known_cells
         ("PARAMS", (Param("w_x", ("G*H", "I"), "input"), Param("b", ("G*H", "H"), "bias")), "vectors"),
         ("INIT_BIASES", {"orthogonal": (("w_h", "k", 1.0),)}, "INIT_BIASES"),
         ("TORCH_MODULE", "RNN", "torch.nn module has the table"),
+        ("TORCH_MODULE", "torch_backend.scan:", "TORCH_MODULE must be"),
+        ("decay", 0.5, "decay, when given, must be a function"),
         ("ONNX", OnnxLayer("GRU", (1, 0, 2), {}), "ONNX must be an OnnxLayer"),  # 3 gate blocks, the cell has 2
         ("ONNX", OnnxLayer("RNN", (0, 1), {}), "ONNX must be an OnnxLayer"),  # RNN carries h alone, the cell (h, m)
         ("KERNELS", True, "compiled"),

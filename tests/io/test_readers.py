@@ -28,6 +28,7 @@ from typing import Any, Callable
 import pytest
 
 import charrnn
+from charrnn.core import cell_names
 from charrnn.errors import CharRNNError
 from charrnn.io.readers import READERS, MAX_DEPTH
 
@@ -158,7 +159,7 @@ CASES: dict[str, Case] = {
     ),
     "run configuration (config.json)": Case(
         valid=b'{"cell": "lstm", "hidden_size": 16}',
-        fields=[(b'{"cell": 5}', "cell must be one of rnn, lstm, gru, got 5"),
+        fields=[(b'{"cell": 5}', f"cell must be one of {', '.join(cell_names())}, got 5"),
                 (b'{"cell": ["lstm"]}', "cell must be one of"),
                 (b'{"cell": "x\\ny"}', "cell must be one of"),
                 (b'[1, 2]', "must be a JSON object"),

@@ -1,4 +1,4 @@
-"""Every cell (rnn, lstm, gru) through the whole model: finite differences, PyTorch autograd as
+"""Every registered cell through the whole model: finite differences, PyTorch autograd as
 an oracle, tuned against reference, dropout against PyTorch with the same masks, generation,
 files. tests/test_engine.py holds the tanh RNN's own, older proofs."""
 
@@ -11,12 +11,10 @@ from charrnn.core.dropout import dropout_mask
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import TOLERANCE, gradcheck, random_problem
 from charrnn.model import parameter_shapes, reference_loss_and_grads, reference_step
-from conftest import parts
+from conftest import parts, torch_twin_class
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
-# torch.nn's module of each cell, written out here rather than asked of the code under test
-TORCH_CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
 def rel(a, b):
@@ -40,7 +38,7 @@ def torch_twin(model):
 
     """nn.RNN / nn.LSTM / nn.GRU + nn.Linear in float64 holding the model's parameters."""
     V, H, L = model.vocab_size, model.hidden_size, model.num_layers
-    rnn = getattr(torch.nn, TORCH_CELLS[model.cell])(V, H, L, batch_first=True).double()
+    rnn = torch_twin_class(model.cell)(V, H, L, batch_first=True).double()
     head = torch.nn.Linear(H, V).double()
     with torch.no_grad():
         for prefix, module in (("rnn.", rnn), ("head.", head)):
@@ -128,7 +126,7 @@ def test_dropout_matches_pytorch_with_the_same_masks(cell, torch):
     loss, grads, h_last = model.loss_and_grads(x, y, h0)
     layers = []
     for k in range(L):
-        layer = getattr(torch.nn, TORCH_CELLS[cell])(V if k == 0 else H, H, 1).double()
+        layer = torch_twin_class(cell)(V if k == 0 else H, H, 1).double()
         with torch.no_grad():
             for name, param in layer.named_parameters():
                 param.copy_(torch.from_numpy(model.params[f"rnn.{name[:-1]}{k}"]))
@@ -175,7 +173,7 @@ def test_step_and_stepper_follow_the_window_forward(cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_names_shapes_float32_and_files(cell, tmp_path, torch):
     model = CharRNN(11, 6, 3, cell=cell, dropout=0.1, seed=4)
-    rnn, head = getattr(torch.nn, TORCH_CELLS[cell])(11, 6, 3), torch.nn.Linear(6, 11)
+    rnn, head = torch_twin_class(cell)(11, 6, 3), torch.nn.Linear(6, 11)
     want = {"rnn." + n: tuple(p.shape) for n, p in rnn.named_parameters()}
     want |= {"head." + n: tuple(p.shape) for n, p in head.named_parameters()}
     assert {n: p.shape for n, p in model.params.items()} == want == parameter_shapes(11, 6, 3, cell)

@@ -13,11 +13,10 @@ from charrnn.core import cell_names
 from charrnn.errors import ConfigError
 from charrnn.gradcheck import numeric_gradient
 from charrnn.model.params import FEEDBACK_WEIGHT, count_parameters, parameter_shapes
+from conftest import torch_twin_class
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
 
-# torch.nn's module of each cell, written out here rather than asked of the code under test
-TORCH_CELLS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
 def rel(a, b):
@@ -59,7 +58,7 @@ def torch_loss_and_grads(model, inputs, targets, class_weights=None):
     feedback = getattr(model, "feedback", False)
     lens = [len(s) for s in inputs]
     B, T = len(inputs), max(lens)
-    rnn = getattr(torch.nn, TORCH_CELLS[model.cell])(V + (K if feedback else 0), H, L, batch_first=True).double()
+    rnn = torch_twin_class(model.cell)(V + (K if feedback else 0), H, L, batch_first=True).double()
     head = torch.nn.Linear(H, K).double()
     with torch.no_grad():
         for name, p in rnn.named_parameters():

@@ -10,7 +10,7 @@ import pytest
 from charrnn.io.checkpoint import CONFIG, LATEST, METRICS, SAMPLES, load_checkpoint
 from charrnn.core import cell_names
 
-from conftest import SONNET, run_cli
+from conftest import SONNET, run_cli, torch_twin_class
 from conftest import parts
 
 CELLS = cell_names()  # the built-in cells, as registered when the tests are collected
@@ -68,7 +68,7 @@ def test_sample_eval_and_export_for_every_cell(cell, tmp_path, sonnet_file, torc
     state = load_file(out)
     c = load_checkpoint(run)
     V, H = c.model.vocab_size, c.model.hidden_size
-    rnn = getattr(torch.nn, cell.upper())(V, H, 2)
+    rnn = torch_twin_class(cell)(V, H, 2)
     head = torch.nn.Linear(H, V)
     rnn.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("rnn.")})
     head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
