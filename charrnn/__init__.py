@@ -10,7 +10,7 @@
     model = CharRNN(vocab_size=V, hidden_size=H, num_layers=L, dtype="float32", seed=0)
     loss, grads, h_last = model.loss_and_grads(inputs, targets, h0=None)
 
-Beside it, seed 002's two other networks: CharClassifier (one label per text) and CharTagger
+Beside it, two other shapes of the same layers: CharClassifier (one label per text) and CharTagger
 (one tag per character, optionally with the output-to-hidden recurrence R).
 
 The names below are loaded on first use, so that `import charrnn` (and importing one part, such

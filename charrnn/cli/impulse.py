@@ -1,4 +1,4 @@
-"""charrnn impulse: the seed's scalar filter (or a matrix) fed a unit impulse."""
+"""charrnn impulse: the scalar linear recurrence h_t = w h_(t-1) + x_t (or a matrix) fed a unit impulse."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ._common import add_force_flag, command
 @command("impulse", "the impulse response of h_t = w h_(t-1) + x_t: why gradients vanish or explode",
          outputs=("--plot",))
 def _impulse(p: argparse.ArgumentParser):
-    p.add_argument("--w", type=float, default=-0.9, help="the scalar weight (default -0.9, the seed's example)")
+    p.add_argument("--w", type=float, default=-0.9, help="the scalar weight w (default -0.9: a decaying, sign-flipping response)")
     p.add_argument("--steps", type=int, default=20, help="print h_0..h_N (default 20)")
     p.add_argument("--matrix", type=int, metavar="H", default=None,
                    help="an H x H matrix instead: R times a random orthogonal matrix, so |h_t| = R^t")
