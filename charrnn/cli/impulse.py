@@ -24,7 +24,7 @@ def _impulse(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         import json
 
-        from ..diagnostics.impulse import MEANING, matrix_impulse, scalar_impulse
+        from ..diagnostics.impulse import MEANING, impulse_response
 
         if a.gaussian and a.matrix is None:
             a.matrix = 64
@@ -34,10 +34,7 @@ def _impulse(p: argparse.ArgumentParser):
 
             check_target(a.plot, force=a.force)  # a target that will be refused, and
             pyplot()  # a missing matplotlib, are reported before any work
-        if a.matrix is None:
-            imp = scalar_impulse(a.w, a.steps)
-        else:
-            imp = matrix_impulse(a.matrix, a.radius, a.steps, gaussian=a.gaussian, seed=a.seed)
+        imp = impulse_response(a.w, a.steps, a.matrix, a.radius, a.gaussian, a.seed)
         if a.json:
             print(json.dumps(imp.to_json(), allow_nan=False))
         elif imp.kind == "scalar":
