@@ -5,12 +5,15 @@
     lm.generate("ROMEO:", length=200, seed=1)       # -> str, as `charrnn sample` prints it
     lm.score("Some text.").nats_per_char            # as `charrnn eval` reports it
     lm = charrnn.fit("my.txt", steps=500, out="runs/x")   # `charrnn train`, returning the model
+    charrnn.run("runs/x")                           # in a notebook: its curves and newest samples
+    charrnn.plot_curves("runs/x")                   # a matplotlib Figure; also plot_gradient_flow,
+                                                    # plot_heatmap, plot_impulse
 
     from charrnn import CharRNN                     # the network itself, arrays in and out
     model = CharRNN(vocab_size=V, hidden_size=H, num_layers=L, dtype="float32", seed=0)
     loss, grads, h_last = model.loss_and_grads(inputs, targets, h0=None)
 
-Beside it, seed 002's two other networks: CharClassifier (one label per text) and CharTagger
+Beside it, two other shapes of the same layers: CharClassifier (one label per text) and CharTagger
 (one tag per character, optionally with the output-to-hidden recurrence R).
 
 The names below are loaded on first use, so that `import charrnn` (and importing one part, such
@@ -24,7 +27,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = ["CharClassifier", "CharRNN", "CharTagger", "CharRNNError", "CheckpointError", "ConfigError",
-           "DataError", "LanguageModel", "Score", "__version__", "fit", "load"]
+           "DataError", "LanguageModel", "Run", "Score", "__version__", "fit", "load", "plot_curves",
+           "plot_gradient_flow", "plot_heatmap", "plot_impulse", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -32,6 +36,8 @@ def __getattr__(name: str) -> Any:
     # rather than looked up by name so that what can be imported is plain to read.
     if name in ("LanguageModel", "Score", "fit", "load"):
         from . import api as module
+    elif name in ("Run", "plot_curves", "plot_gradient_flow", "plot_heatmap", "plot_impulse", "run"):
+        from . import notebook as module
     elif name in ("CharRNNError", "CheckpointError", "ConfigError", "DataError"):
         from . import errors as module
     elif name == "CharRNN":

@@ -17,8 +17,9 @@ against the annotations (charrnn.checks).
 from __future__ import annotations
 
 import codecs
+import html
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +36,12 @@ from .sample import MAX_LENGTH
 
 __all__ = ["LanguageModel", "Score", "fit", "load"]
 
+# What a notebook's display shows (the _repr_html_ methods).
+SHOWN_CHARS = 2_000  # characters of a scored text coloured by surprisal
+SURPRISAL_SCALE = 8.0  # bits at which a character's colour is full
+SHOWN_SYMBOLS = 100  # symbols of the vocabulary listed
+SAMPLE_CHARS = 200  # characters of a model's sample
+
 
 @checked()
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class Score(PerCharacter):
 
     log_probs: np.ndarray  # (N - 1,) float64: ln p(char_t | chars before it), in nats (<= 0)
     text_ids: np.ndarray  # (N,) the text's token ids
+    text: str | None = field(default=None, repr=False)  # (N,) characters: one per id, for the display
 
     @property
     def chars(self) -> int:
@@ -58,6 +66,24 @@ class Score(PerCharacter):
     def __repr__(self) -> str:
         return (f"Score(nats_per_char={self.nats_per_char:.4f}, bits_per_char={self.bits_per_char:.4f}, "
                 f"perplexity={self.perplexity:.3f}, chars={self.chars})")
+
+    def _repr_html_(self) -> str:
+        """The numbers, then the text with each character's background its surprisal (-log2 p,
+        white at 0 bits, full red from SURPRISAL_SCALE bits), the bits shown on hover."""
+        head = (f"<div><b>{self.nats_per_char:.4f} nats/char</b> ({self.bits_per_char:.4f} bits), perplexity "
+                f"{self.perplexity:.3f}, {self.chars:,} characters scored</div>")
+        if self.text is None or len(self.text) != self.chars + 1:
+            return head
+        bits = -self.log_probs[: SHOWN_CHARS - 1] / np.log(2.0)
+        spans = [html.escape(self.text[0])]  # the first character is read, not scored
+        for ch, b in zip(self.text[1:SHOWN_CHARS], bits):
+            alpha = min(max(float(b), 0.0) / SURPRISAL_SCALE, 1.0) * 0.85
+            spans.append(f'<span style="background:rgba(214,39,40,{alpha:.2f})" title="{b:.2f} bits">'
+                         f"{html.escape(ch)}</span>")
+        more = (f"<div><i>the first {SHOWN_CHARS:,} of {self.chars + 1:,} characters</i></div>"
+                if self.chars + 1 > SHOWN_CHARS else "")
+        return (head + '<div style="font-family: monospace; white-space: pre-wrap; line-height: 1.5">'
+                + "".join(spans) + "</div>" + more)
 
 
 class LanguageModel:
@@ -111,6 +137,23 @@ class LanguageModel:
     def __repr__(self) -> str:
         where = f" from {self.path}" if self.path is not None else ""
         return f"LanguageModel({self.model!r}, {self.vocab.size} symbols{where})"
+
+    def _repr_html_(self) -> str:
+        """A table of what it is, its vocabulary and a short sample (seed 0, so the same each time)."""
+        m = self.model
+        symbols = ", ".join(repr(s) for s in self.symbols[:SHOWN_SYMBOLS])
+        if self.vocab.size > SHOWN_SYMBOLS:
+            symbols += f", ... ({self.vocab.size - SHOWN_SYMBOLS:,} more)"
+        rows = [("cell", m.cell), ("layers", m.num_layers), ("hidden size", m.hidden_size),
+                ("parameters", f"{m.num_parameters:,} ({m.dtype.name})"),
+                ("vocabulary", f"{self.vocab.size:,} symbols: {symbols}")]
+        if self.path is not None:
+            rows.append(("from", self.path))
+        table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                        f"{html.escape(str(v))}</td></tr>" for k, v in rows)
+        sample = self.generate(length=SAMPLE_CHARS, seed=0)
+        return (f"<table>{table}</table><div>a sample ({SAMPLE_CHARS} characters, seed 0):</div>"
+                f'<pre style="white-space: pre-wrap">{html.escape(sample)}</pre>')
 
     # -- text -> ids ---------------------------------------------------------------------------
 
@@ -231,7 +274,9 @@ class LanguageModel:
             z -= z.max(axis=1, keepdims=True)
             log_norm = np.log(np.exp(z).sum(axis=1))
             out[start : start + y.size] = z[np.arange(y.size), y] - log_norm
-        return Score(out, ids)
+        from .diagnostics.heatmap import display_text
+
+        return Score(out, ids, display_text(self.vocab, ids))
 
     @checked()
     def hidden_states(self, text: str | bytes, skip_unknown: bool = False) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Seed 000's question, answered on a real model: how one training step updates a tanh RNN cell
+"""The BasicRNNCell question ("how is the weight updated in a BasicRNNCell for character-level
+data?"), answered on a real model: how one training step updates a tanh RNN cell
 (Keras's SimpleRNNCell, PyTorch's nn.RNNCell, TensorFlow's old BasicRNNCell) on characters.
 
 One window of a short text, one-hot characters x_t, B = 1, float64:
@@ -12,7 +13,7 @@ BPTT (the engine's, charrnn/core/rnn.py), from the last step back, with dy_t = (
     dU += da_t x_t^T     dW += da_t h_{t-1}^T     db += da_t
 
 `dU += da_t x_t^T` with a one-hot x_t adds da_t to column x_t of dU and nothing elsewhere: only the
-columns of characters that occur as inputs get a gradient. Seed 000's NumPy backward takes
+columns of characters that occur as inputs get a gradient. The question's NumPy backward takes
 h_{t-1} where h_t belongs (in dV and in tanh's derivative) and drops the W^T da_{t+1} term, the
 chain through time; `reference_backward` writes both versions plainly, and the gradient check
 (finite differences) tells them apart.
@@ -36,7 +37,7 @@ from .model import CharRNN
 from .model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
 from .optim import make_optimizer
 
-CELL = "rnn"  # seed 000's cell, the one this module explains
+CELL = "rnn"  # the question's cell, the one this module explains
 U, W, B_IH, B_HH = layer_names(CELL, 0)
 # the seeds' letters for the parameter names (README's table)
 LETTERS = {U: "U (W_xh)", W: "W (W_hh)", B_IH: "b_ih", B_HH: "b_hh", HEAD_WEIGHT: "V (W_hy)", HEAD_BIAS: "c (b_y)"}
@@ -75,7 +76,7 @@ def reference_backward(model: CharRNN, inputs: np.ndarray, targets: np.ndarray,
 
     h_for_h="h_t", chain=True is the correct backward. h_for_h="h_prev" uses h_{t-1} where h_t
     belongs (in dV and in tanh's derivative 1 - h^2) and chain=False drops W^T da_{t+1}: together
-    they are seed 000's NumPy backward.
+    they are the BasicRNNCell question's NumPy backward.
     """
     p = model.params
     Ux, Wx, b = p[U], p[W], p[B_IH] + p[B_HH]
@@ -165,7 +166,7 @@ def explain_update(text: str = "hello", hidden_size: int = 4, lr: float = 0.1, s
             except _Unavailable as e:
                 ex.skipped[name] = str(e)
     ex.checks["charrnn (BPTT)"] = gradient_check(model, inputs, targets, grads)
-    ex.checks["seed 000 (h_{t-1} for h_t, no chain)"] = gradient_check(
+    ex.checks["the BasicRNNCell question's (h_{t-1}, no chain)"] = gradient_check(
         model, inputs, targets, reference_backward(model, inputs, targets, "h_prev", chain=False))
     ex.checks["no chain through time only"] = gradient_check(
         model, inputs, targets, reference_backward(model, inputs, targets, "h_t", chain=False))
@@ -240,7 +241,7 @@ def keras_side(model: CharRNN, inputs: np.ndarray, targets: np.ndarray, lr: floa
         raise _Unavailable(f"the Keras column needs the torch backend (this one is {keras.config.backend()})")
     V, H = model.vocab_size, model.hidden_size
     p = model.params
-    x = np.eye(V)[inputs][None]  # (1, T, V) one-hot, as seed 000 feeds Keras
+    x = np.eye(V)[inputs][None]  # (1, T, V) one-hot, as the question feeds Keras
     y = targets[None]
 
     def build() -> tuple[Any, dict[str, Any]]:
@@ -317,7 +318,8 @@ def render(ex: Explanation) -> str:
     T = len(ex.inputs)
     out = []
     say = out.append
-    say(f"One training step of a tanh RNN on {ex.text!r}: the question of seed 000, on a real model.")
+    say(f"One training step of a tanh RNN on {ex.text!r}: the BasicRNNCell question (\"how is the weight updated in a "
+        "BasicRNNCell for character-level data?\"), answered on a real model.")
     say("")
     say(f"Vocabulary: {ex.vocab.size} characters {', '.join(symbols)}; each is a one-hot vector x_t of size "
         f"{ex.vocab.size}. H = {H} hidden units, float64, weights as nn.RNN initialises them (seed {ex.model.seed}).")
@@ -384,11 +386,12 @@ def render(ex: Explanation) -> str:
     say("The gradient check: each backward against finite differences of the loss (max relative error per array;")
     say(f"a correct backward is near 1e-9, the check passes at <= {TOLERANCE:g}):")
     names = list(ex.grads)
-    say(f"  {'backward':<40}" + "".join(f"{LETTERS[n].split()[0]:>10}" for n in names) + "   verdict")
+    wide = max(40, *(len(label) for label in ex.checks))
+    say(f"  {'backward':<{wide}}" + "".join(f"{LETTERS[n].split()[0]:>10}" for n in names) + "   verdict")
     for label, errors in ex.checks.items():
         ok = all(e <= TOLERANCE for e in errors.values())
-        say(f"  {label:<40}" + "".join(f"{errors[n]:>10.1e}" for n in names) + f"   {'PASS' if ok else 'FAIL'}")
-    say("Seed 000's backward gets dV wrong by reading h_{t-1} (dV needs h_t), tanh's derivative wrong the same way,")
+        say(f"  {label:<{wide}}" + "".join(f"{errors[n]:>10.1e}" for n in names) + f"   {'PASS' if ok else 'FAIL'}")
+    say("The question's backward gets dV wrong by reading h_{t-1} (dV needs h_t), tanh's derivative wrong the same way,")
     say("and drops W^T da_{t+1}, so no error reaches earlier steps; only dc survives. The check catches every one.")
     return "\n".join(out)
 

@@ -36,7 +36,7 @@ DATASETS = ("shakespeare",)  # built-in corpora of the language model (data/shak
 EXPORT_FORMATS = ("torch", "keras", "onnx")  # what `charrnn export` writes (interop/keras.py, interop/onnx.py)
 BACKENDS = ("numpy", "torch")  # what computes training, sampling and evaluation (torch: optional extra)
 DEVICES = ("cpu", "cuda", "mps")  # where the torch backend runs; the NumPy engine runs on the CPU only
-TASKS = ("classify", "tag")  # seed 002's other two networks
+TASKS = ("classify", "tag")  # the many-to-one network and the tagger
 TASK_DATASETS = {"classify": ("wordlang",), "tag": ("pytokens",)}  # built-in data of each (data/task_corpora.py)
 BALANCE = ("none", "weights", "sampling")  # skewed classes: as they come, class weights, balanced batches
 TORCH_INSTALL = "pip install 'charrnn[torch]'"  # said by every error that needs PyTorch
@@ -118,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("balance", str, "none", "skewed classes: none, weights (loss weighted by 1 / class frequency) or sampling "
       "(balanced batches); classify only", (TASK,), choices=BALANCE),
     # ---- model
-    S("cell", str, AUTO, "recurrent cell: rnn (the seeds' tanh), lstm or gru (PyTorch's equations)",
+    S("cell", str, AUTO, "recurrent cell: rnn (Elman's tanh RNN, as in min-char-rnn), lstm or gru (PyTorch's equations)",
       task_default="lstm", choices=_cells, auto=f"{DEFAULT_CELL}; fine-tuning keeps the model's"),
     S("hidden_size", int, 0, "hidden units per layer", task_default=128, low=0, also="0 chooses from the text's size",
       auto="from the text's size: 128, 256 or 512"),
@@ -147,8 +147,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("weight_decay", float, 0.0, "L2 penalty (decoupled for adamw)", low=0.0),
     S("momentum", float, 0.0, "sgd / rmsprop momentum", low=0.0),
     S("clip_norm", float, 1.0, "clip the global gradient norm to this (0 = off)", low=0.0),
-    S("clip_value", float, 0.0, "clamp every gradient element to +-value (0 = off); the seeds use 5", low=0.0),
-    S("single_bias", bool, False, "train one hidden bias per layer (the seeds' b); rnn.bias_hh keeps its initial "
+    S("clip_value", float, 0.0, "clamp every gradient element to +-value (0 = off); Karpathy's min-char-rnn uses 5", low=0.0),
+    S("single_bias", bool, False, "train one hidden bias per layer (min-char-rnn's one bh); rnn.bias_hh keeps its initial "
       "value", (LM,)),
     S("steps", int, 0, "total optimizer steps of the run, resumed ones included", low=0, resumable=True,
       auto="10 epochs and at least 2000 steps (classify / tag: 500), at most 15 min, stopping early when "
@@ -191,7 +191,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("deterministic", bool, False, "torch backend: deterministic GPU kernels and full float32 (no TF32), at some "
       "speed", resumable=True),
     S("max_divergences", int, 5, "NaN/inf recoveries (restore, halve lr) before giving up", low=0, resumable=True),
-    S("preset", str, None, "min-char-rnn: seed 002's program (H=100, T=25, B=1, Adagrad)", (LM,), choices=PRESETS,
+    S("preset", str, None, "min-char-rnn: Karpathy's min-char-rnn program, step for step (H=100, T=25, B=1, Adagrad)", (LM,), choices=PRESETS,
       optional=True),
     # ---- fine-tuning
     S("init_from", str, None, "fine-tune: start from the weights, cell and vocabulary of this run (its best "
@@ -385,7 +385,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 def preset_settings(name: str) -> dict[str, Any]:
     """The settings a preset fixes; settings given explicitly still win over them."""
     if name == "min-char-rnn":
-        # Seed 002: H=100, T=25, batch 1, Adagrad 0.1 with eps inside the sqrt, clip +-5,
+        # Karpathy's min-char-rnn: H=100, T=25, batch 1, Adagrad 0.1 with eps inside the sqrt, clip +-5,
         # N(0, 0.01^2) weights, smoothed loss and a 200-character sample every 100 steps,
         # no validation split and a constant learning rate. The seed clips the gradient of the
         # loss summed over the window at +-5; ours is the mean's gradient, 1/T of it, hence

@@ -1,5 +1,5 @@
 """charrnn explain-update: its numbers are the engine's, PyTorch's and Keras's, and the gradient
-check fails seed 000's mistaken backward while ours passes."""
+check fails the BasicRNNCell question's mistaken backward while ours passes."""
 
 import contextlib
 import io
@@ -87,10 +87,10 @@ def test_the_input_weight_gradient_lives_in_the_columns_of_the_inputs(ex):
         assert np.all(ex.sgd[U][:, j] == 0) == (j not in read)
 
 
-def test_the_check_catches_seed_000s_backward(ex):
+def test_the_check_catches_the_questions_backward(ex):
     ours = ex.checks["charrnn (BPTT)"]
     assert max(ours.values()) <= TOLERANCE
-    seed = ex.checks["seed 000 (h_{t-1} for h_t, no chain)"]
+    seed = ex.checks["the BasicRNNCell question's (h_{t-1}, no chain)"]
     for name in (U, W, "rnn.bias_ih_l0", "head.weight"):
         assert seed[name] > 1e-2
     assert seed["head.bias"] <= TOLERANCE  # dc = sum of dy_t: the one array the seed gets right
@@ -110,8 +110,8 @@ def test_the_command(ex):
     status, out, err = cli("--text", "hello", "--no-frameworks")
     assert status == 0, err
     assert "never an input: 'o'" in out and "non-zero columns of dU: 'e', 'h', 'l'" in out
-    lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith(("charrnn (BPTT)", "seed 000"))}
-    assert lines["charrnn"].endswith("PASS") and lines["seed"].endswith("FAIL")
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith(("charrnn (BPTT)", "the BasicRNNCell"))}
+    assert lines["charrnn"].endswith("PASS") and lines["the"].endswith("FAIL")
     assert f"loss = {ex.loss:.6f} nats" in out
     for bad, message in ((["--text", "a"], "at least 2 characters"), (["--text", "aaaa"], "2 distinct"),
                          (["--hidden-size", 40], "at most 16"), (["--lr", 0], "--lr must be a positive"),

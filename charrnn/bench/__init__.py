@@ -1,4 +1,4 @@
-"""Speed of charrnn against PyTorch (and the seed's batch-1 loop), side by side in one run.
+"""Speed of charrnn against PyTorch (and Karpathy's min-char-rnn loop at batch 1), side by side in one run.
 
     charrnn bench [--quick] [--threads N] [--baseline-threads matched|default] [--busy]
                   [--rows peak,train,sizes,seed,gen,eval,cores,cli,cli-cores] [--cells rnn,lstm,gru]
@@ -227,7 +227,7 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
         return None  # the seed's Adagrad has no torch.optim counterpart
     if s.seed_style:
         if not MINCHAR.exists():
-            print("bench: benchmarks/minchar.py not found (run from a source checkout); skipping the seed row")
+            print("bench: benchmarks/minchar.py not found (run from a source checkout); skipping the min-char-rnn row")
             return None
         theirs_specs = {"seed loop": common | {"side": "minchar"}}
         their_threads = threads
@@ -256,7 +256,8 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
     name = f"{what} {s.cell} H={s.H}" + (f" L={s.L}" if s.L > 1 else "") + (f" B={s.B}" if s.job != "gen" else "")
     setting = f"H={s.H} B={s.B} T={s.T} L={s.L}" if s.job != "gen" else f"H={s.H}, 1 stream, {s.chars} chars"
     if s.seed_style:
-        name, setting, baseline = f"seed H={s.H}", f"H={s.H} B=1 T={s.T}, Adagrad+clip", "seed-style NumPy loop"
+        name, setting, baseline = (f"min-char-rnn H={s.H}", f"H={s.H} B=1 T={s.T}, Adagrad+clip",
+                                    "Karpathy's min-char-rnn NumPy loop")
     else:
         torch_cls = f"nn.{torch_module_name(s.cell)}"
         baseline = {"train": f"PyTorch {torch_cls}+Adam", "eval": "PyTorch no_grad", "gen": "PyTorch step loop"}[s.job]
@@ -488,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-threads", choices=BASELINE_THREADS, default="matched",
                    help="PyTorch's threads: the same as charrnn's, or PyTorch's own default")
     p.add_argument("--rows", default=",".join(ROW_GROUPS), type=lambda t: _list_of(t, ROW_GROUPS),
-                   help=f"comma-separated subset of {','.join(ROW_GROUPS)}")
+                   help=f"comma-separated subset of {','.join(ROW_GROUPS)} (seed: Karpathy's min-char-rnn setting)")
     twins = twin_cells()
     p.add_argument("--cells", default=",".join(twins), type=lambda t: _list_of(t, twins),
                    help=f"cells of the train, sizes, gen, eval, cores and cli rows: subset of {','.join(twins)}")

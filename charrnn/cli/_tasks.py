@@ -92,9 +92,13 @@ def _train(a: argparse.Namespace, task: str) -> int:
         print(f"charrnn {task} train: error: {e}", file=sys.stderr)
         return 3
     if not a.quiet:
-        val = "" if result.val_accuracy is None else f", validation accuracy {result.val_accuracy:.4f}"
+        from ..train.tasks import accuracy_words
+
+        val = "" if result.val_accuracy is None else f", validation accuracy {accuracy_words(result, 4)}"
+        dataset = trainer.objective.cfg.dataset
+        data = f"--dataset {dataset}" if dataset else "DATA"  # built-in data: its test part
         print(f"charrnn {task}: {result.step:,} steps{val} ({result.stopped}). "
-              f"Evaluate with: charrnn {task} eval {result.run_dir} DATA", file=sys.stderr)
+              f"Evaluate with: charrnn {task} eval {result.run_dir} {data}", file=sys.stderr)
     return 0
 
 

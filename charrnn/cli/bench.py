@@ -7,7 +7,7 @@ import argparse
 from ._common import command
 
 
-@command("bench", "speed against PyTorch and the seed's loop, side by side (needs: pip install 'charrnn[bench]')",
+@command("bench", "speed against PyTorch and Karpathy's min-char-rnn loop, side by side (needs: pip install 'charrnn[bench]')",
          outputs=("--json",))
 def _bench(p: argparse.ArgumentParser):
     # The benchmark has its own options (charrnn bench --help); main() hands them over untouched.

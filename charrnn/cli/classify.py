@@ -1,4 +1,4 @@
-"""charrnn classify train | eval | predict: one label per text (seed 002's many-to-one network)."""
+"""charrnn classify train | eval | predict: one label per text (a many-to-one network: only the last output counts)."""
 
 from __future__ import annotations
 

@@ -12,27 +12,6 @@ DEFAULT_MAX_LAG = 100
 DEFAULT_WARMUP = 100
 
 
-def analysis_text(c, text_file: str | None, window: int, warmup: int):
-    """(ids, where) for the diagnostics: `warmup` characters to settle the state, then `window`
-    characters analysed. From --text, else the run's validation text (its training text when it
-    holds none out). Characters outside the vocabulary are an error naming them."""
-    import numpy as np
-
-    from ..data.text import read_text
-    from ..io.rundir import run_text
-
-    if text_file is not None:
-        ids = c.vocab.encode(read_text(text_file, c.vocab.encoding))
-        where = text_file
-    else:
-        rt = run_text(c)
-        ids = rt.val if len(rt.val) > 1 else rt.train
-        where = "the run's validation text" if len(rt.val) > 1 else "the run's training text"
-        ids = np.asarray(ids[: warmup + window])
-    warm = max(0, min(warmup, len(ids) - window))
-    return np.asarray(ids[: warm + window], dtype=np.intp), warm, where
-
-
 def fmt(v: float) -> str:
     return f"{v:.3g}"
 
@@ -71,12 +50,10 @@ def _diagnose(p: argparse.ArgumentParser):
             docs = [d.to_json() | extra for _, d, extra in results]
             print(json.dumps(docs[0] if len(docs) == 1 else docs, allow_nan=False))
         if a.plot is not None:
+            from ..diagnostics.analysis import curve_labels
             from ..diagnostics.plots import gradflow_figure, write_png
 
-            cells = [d.cell for _, d, _ in results]
-            unique = len(set(cells)) == len(cells)  # label the curves by cell, or by run when cells repeat
-            curves = {(d.cell if unique else f"{d.cell} ({run})"): d for run, d, _ in results}
-            write_png(gradflow_figure(curves), a.plot, force=a.force)
+            write_png(gradflow_figure(curve_labels([(run, d) for run, d, _ in results])), a.plot, force=a.force)
         return 0
 
     return run
@@ -85,24 +62,14 @@ def _diagnose(p: argparse.ArgumentParser):
 def _diagnose_one(a: argparse.Namespace, run_path: str):
     """Measure one run and print its numbers (unless --json): (run_path, diagnosis, JSON extras)."""
     from ..io.checkpoint import load_checkpoint
-    from ..diagnostics.gradflow import diagnose
+    from ..diagnostics.analysis import gradient_flow
     from ..errors import ConfigError
 
     c = load_checkpoint(run_path, dtype="float64")  # exact ratios over many lags
     if c.vocab is None:
         raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
-    ids, warm, where = analysis_text(c, a.text, a.window, a.warmup)
-    analysed = len(ids) - warm
-    max_lag = a.max_lag if a.max_lag is not None else max(0, min(DEFAULT_MAX_LAG, analysed - 2))
-    if max_lag < 0:
-        raise ConfigError(f"--max-lag must be >= 0, got {max_lag}")
-    if max_lag + 2 > analysed:
-        raise ConfigError(f"a lag of {max_lag} needs a text of at least {max_lag + 2} characters; "
-                          f"{where} gives {analysed}")
-    state0 = None
-    if warm:
-        _, state0 = c.model.logits(ids[None, : warm])
-    d = diagnose(c.model, ids[warm:], max_lag, state0)
+    g = gradient_flow(c, a.window, a.max_lag, a.warmup, text_file=a.text, default_max_lag=DEFAULT_MAX_LAG)
+    d, warm, where, analysed, max_lag = g.diagnosis, g.warm, g.where, g.analysed, g.max_lag
     if not a.json:
         m = c.model
         print(f"charrnn diagnose: {m.cell}, {m.num_layers} layer(s) of {m.hidden_size} units; "

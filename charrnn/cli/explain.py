@@ -1,4 +1,4 @@
-"""charrnn explain-update: one training step of a small tanh RNN, every number shown (seed 000)."""
+"""charrnn explain-update: one training step of a small tanh RNN, every number shown (the BasicRNNCell question)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def _explain(p: argparse.ArgumentParser):
         "Run one training step of a small tanh RNN on a short text and show every weight's gradient, "
         "the one-hot effect on the input weights, the updates SGD and Adam make, the same numbers from "
         "PyTorch's nn.RNNCell and Keras's SimpleRNNCell when installed, and the gradient check of "
-        "seed 000's mistaken backward beside the correct one."
+        "the BasicRNNCell question's mistaken NumPy backward (h_{t-1} for h_t, no chain through time) "
+        "beside the correct one."
     )
     p.add_argument("--text", default="hello", help="the text (at most 200 characters; default 'hello')")
     p.add_argument("--hidden-size", type=positive_int, default=4)

@@ -36,10 +36,9 @@ def _heatmap(p: argparse.ArgumentParser):
     add_force_flag(p, "--out")
 
     def run(a: argparse.Namespace) -> int:
-        from ..diagnostics.heatmap import heatmap_sections
+        from ..diagnostics.analysis import heatmap
         from ..errors import ConfigError
         from ..io.writer import check_target
-        from .diagnose import analysis_text
 
         out = None if a.out is None else check_target(a.out, force=a.force)  # refused before any work
         if out is not None and out.suffix.lower() not in (".html", ".htm", ".png"):
@@ -50,17 +49,8 @@ def _heatmap(p: argparse.ArgumentParser):
             pyplot()
         c = load(a.run)
         m = c.model
-        layer = m.num_layers - 1 if a.layer is None else a.layer
-        part = a.state or m.cell_module.HEATMAP_STATE
-        ids, warm, where = analysis_text(c, a.text, a.max_chars, 100)
-        state0 = None
-        if warm:
-            _, state0 = m.logits(ids[None, :warm])
-        ids = ids[warm:]
-        from ..diagnostics.heatmap import display_text
-
-        text = display_text(c.vocab, ids)
-        trackers, sections = heatmap_sections(m, text, ids, layer, part, a.units, state0)
+        hm = heatmap(c, a.max_chars, a.layer, a.state, a.units, text_file=a.text)
+        text, trackers, sections, layer, part, where = hm.text, hm.trackers, hm.sections, hm.layer, hm.part, hm.where
         print(f"charrnn heatmap: {counted(len(text), 'character')} of {where}, {m.cell} layer {layer}, state {part}")
         if not trackers:
             print("no property varies over this text (no quotes, brackets, lines, words or capitals)")

@@ -1,4 +1,4 @@
-"""charrnn hello: the seed's walkthrough on one word."""
+"""charrnn hello: the hello walkthrough (a network learns the word "hello") on one word."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import argparse
 from ._common import command, positive_int, seed_int
 
 
-@command("hello", "the seed's walkthrough on one word, as a lesson", outputs=())
+@command("hello", "the hello walkthrough: a network learns one word, printed as a lesson", outputs=())
 def _hello(p: argparse.ArgumentParser):
     from ..hello import HelloConfig
 
     d = HelloConfig()
-    p.description = "The seed's walkthrough on one word: one-hot vectors, BPTT, SGD, greedy generation."
+    p.description = "The hello walkthrough, the classic first example of a character-level RNN, on one word: one-hot vectors, BPTT, SGD, greedy generation."
     p.add_argument("--text", default=d.text, help=f"the word to learn (default {d.text!r})")
     p.add_argument("--hidden-size", type=positive_int, default=d.hidden_size)
     p.add_argument("--steps", type=positive_int, default=d.steps)

@@ -1,4 +1,4 @@
-"""charrnn impulse: the seed's scalar filter (or a matrix) fed a unit impulse."""
+"""charrnn impulse: the scalar linear recurrence h_t = w h_(t-1) + x_t (or a matrix) fed a unit impulse."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ._common import add_force_flag, command
 @command("impulse", "the impulse response of h_t = w h_(t-1) + x_t: why gradients vanish or explode",
          outputs=("--plot",))
 def _impulse(p: argparse.ArgumentParser):
-    p.add_argument("--w", type=float, default=-0.9, help="the scalar weight (default -0.9, the seed's example)")
+    p.add_argument("--w", type=float, default=-0.9, help="the scalar weight w (default -0.9: a decaying, sign-flipping response)")
     p.add_argument("--steps", type=int, default=20, help="print h_0..h_N (default 20)")
     p.add_argument("--matrix", type=int, metavar="H", default=None,
                    help="an H x H matrix instead: R times a random orthogonal matrix, so |h_t| = R^t")
@@ -24,7 +24,7 @@ def _impulse(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         import json
 
-        from ..diagnostics.impulse import MEANING, matrix_impulse, scalar_impulse
+        from ..diagnostics.impulse import MEANING, impulse_response
 
         if a.gaussian and a.matrix is None:
             a.matrix = 64
@@ -34,10 +34,7 @@ def _impulse(p: argparse.ArgumentParser):
 
             check_target(a.plot, force=a.force)  # a target that will be refused, and
             pyplot()  # a missing matplotlib, are reported before any work
-        if a.matrix is None:
-            imp = scalar_impulse(a.w, a.steps)
-        else:
-            imp = matrix_impulse(a.matrix, a.radius, a.steps, gaussian=a.gaussian, seed=a.seed)
+        imp = impulse_response(a.w, a.steps, a.matrix, a.radius, a.gaussian, a.seed)
         if a.json:
             print(json.dumps(imp.to_json(), allow_nan=False))
         elif imp.kind == "scalar":

@@ -1,5 +1,5 @@
 """charrnn tag train | eval | predict: a tag per character, optionally with the output-to-hidden
-recurrence R of seed 002 (--output-recurrence)."""
+recurrence R: the previous tag fed back (--output-recurrence)."""
 
 from __future__ import annotations
 

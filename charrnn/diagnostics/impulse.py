@@ -130,3 +130,12 @@ def matrix_impulse(size: int, radius: float, steps: int, gaussian: bool = False,
             worst[t] = _spectral_norm(power)
         envelope = float(radius) ** np.arange(steps + 1, dtype=np.float64)
     return Impulse("gaussian" if gaussian else "orthogonal", float(radius), worst, envelope, norms)
+
+
+def impulse_response(w: float, steps: int, matrix: int | None = None, radius: float = 0.9, gaussian: bool = False,
+                     seed: int = 0) -> Impulse:
+    """The scalar recurrence's response (matrix None), else an H x H matrix's: `charrnn impulse`
+    and charrnn.plot_impulse."""
+    if matrix is None:
+        return scalar_impulse(w, steps)
+    return matrix_impulse(matrix, radius, steps, gaussian=gaussian, seed=seed)

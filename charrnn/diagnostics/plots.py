@@ -1,14 +1,17 @@
 """The figures: impulse responses, gradient flow by lag, training curves, heatmap strips.
 
 matplotlib is an optional extra (`pip install 'charrnn[report]'`); without it every function here
-raises one ConfigError naming the extra. Figures are drawn off-screen (the Agg backend) and come
-back as PNG bytes, which the report inlines and the commands write to files.
+raises one ConfigError naming the extra. Each function returns a matplotlib Figure, never shown:
+the commands and the report draw it off-screen (Agg) to PNG bytes, which the report inlines and
+the commands write to files; a notebook displays it (charrnn.notebook).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,23 +23,34 @@ EXTRA = "report"
 NATS_TO_BITS = 1.0 / math.log(2.0)
 
 
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend, or a one-line error naming the extra to install."""
+def pyplot(headless: bool = True) -> Any:
+    """matplotlib.pyplot, on the Agg backend when `headless` (the commands: files, never windows),
+    or a one-line error naming the extra to install."""
     try:
         import matplotlib
 
-        matplotlib.use("Agg", force=True)
+        if headless:
+            matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError(f"plots need matplotlib, which is not installed: pip install 'charrnn[{EXTRA}]'") from None
     return plt
 
 
+def subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """plt.subplots for a figure that is returned, not shown: on the backend already chosen (a
+    notebook's inline one, MPLBACKEND, or pyplot in use), else Agg; and closed at once, so that
+    pyplot neither keeps it nor shows it a second time when a notebook displays the returned Figure."""
+    chosen = "matplotlib.pyplot" in sys.modules or "MPLBACKEND" in os.environ
+    plt = pyplot(headless=not chosen)
+    fig, axes = plt.subplots(*args, **kwargs)
+    plt.close(fig)
+    return fig, axes
+
+
 def png_bytes(fig: Any, dpi: int = 100) -> bytes:
-    plt = pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -63,13 +77,12 @@ def _plottable(values: Any) -> tuple[np.ndarray, bool]:
 
 def impulse_figure(imp: Any) -> Any:
     """The impulse response against its envelope R^t (log scale), and for the scalar h_t itself."""
-    plt = pyplot()
     t = np.arange(len(imp.values))
     values, cut = _plottable(imp.values)
     envelope, cut_envelope = _plottable(imp.envelope)
     left_out = f" (values past {PLOTTABLE:.0e} not drawn)" if cut or cut_envelope else ""
     if imp.kind == "scalar":
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        fig, (a, b) = subplots(1, 2, figsize=(10, 3.6))
         a.plot(t, values, "o-", ms=3, label="h_t")
         a.plot(t, envelope, "--", color="gray", label="±|w|^t")
         a.plot(t, -envelope, "--", color="gray")
@@ -87,7 +100,7 @@ def impulse_figure(imp: Any) -> Any:
     else:
         random, cut_random = _plottable(imp.random)
         left_out = left_out or (f" (values past {PLOTTABLE:.0e} not drawn)" if cut_random else "")
-        fig, a = plt.subplots(figsize=(6.5, 3.8))
+        fig, a = subplots(figsize=(6.5, 3.8))
         a.semilogy(t, values, "-", label="max |h_t| over unit impulses = |W^t|")
         a.semilogy(t, random, "-", label="|h_t|, one random unit impulse")
         a.semilogy(t, envelope, "--", color="gray", label="R^t")
@@ -103,8 +116,7 @@ def impulse_figure(imp: Any) -> Any:
 def gradflow_figure(diagnoses: dict[str, Any], normalise: bool = True) -> Any:
     """grad_norm_by_lag of every layer of every labelled diagnosis, on a log scale, each curve
     divided by its lag-0 value when `normalise` (so cells of different output scales compare)."""
-    plt = pyplot()
-    fig, a = plt.subplots(figsize=(7, 4))
+    fig, a = subplots(figsize=(7, 4))
     for label, d in diagnoses.items():
         for l, r in enumerate(d.layers):
             g = np.asarray(r.grad_norm_by_lag)
@@ -134,10 +146,9 @@ def curves_figure(records: Sequence[dict], gate_names: Sequence[str] | None = No
     """Loss (train, smoothed, validation; nats with bits on the right), learning rate, gradient
     norm and the recurrent weights' spectral radius (gate blocks named by `gate_names`), against
     the step."""
-    plt = pyplot()
     radius = [r for r in records if r.get("spectral_radius")]
     panels = 4 if radius else 3
-    fig, axes = plt.subplots(panels, 1, figsize=(8, 2.4 * panels + 1), sharex=True)
+    fig, axes = subplots(panels, 1, figsize=(8, 2.4 * panels + 1), sharex=True)
     a = axes[0]
     for key, style, label in (("train_loss", "-", "train"), ("smoothed_loss", "-", "train, smoothed"),
                               ("val_nats_per_char", "o-", "validation")):
@@ -183,11 +194,10 @@ def heatmap_figure(text: str, panels: Sequence[tuple[str, np.ndarray]], width: i
     coloured by its value (scaled into [-1, 1]: red positive, blue negative)."""
     from .heatmap import scale
 
-    plt = pyplot()
     text = text[:max_chars]
     rows = max(1, math.ceil(len(text) / width))
     panels = list(panels) or [("(no units)", np.zeros(len(text)))]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.11, (rows * 0.2 + 0.5) * len(panels)), squeeze=False)
+    fig, axes = subplots(len(panels), 1, figsize=(width * 0.11, (rows * 0.2 + 0.5) * len(panels)), squeeze=False)
     for a, (title, values) in zip(axes[:, 0], panels):
         grid = np.full((rows, width), np.nan)
         grid.flat[: len(text)] = scale(np.asarray(values, dtype=float))[: len(text)]

@@ -131,18 +131,38 @@ def report(names: list[str], y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 def format_report(r: dict[str, Any], noun: str, show_confusion: bool = True) -> str:
     """The report as a table for people; `noun` is what was counted ("text", "character")."""
-    lines = [f"accuracy {r['accuracy']:.4f}   macro-F1 {r['macro_f1']:.4f}   ({counted(r['count'], noun)})"]
+    forced = "teacher_forced_accuracy" in r  # a tagger with output recurrence: two accuracies, each named
+    lines = [f"accuracy {r['accuracy']:.4f}{' free-running' if forced else ''}   macro-F1 {r['macro_f1']:.4f}   "
+             f"({counted(r['count'], noun)})"]
     if r.get("unscored"):
         lines.append(f"{counted(r['unscored'], noun)} without a prediction: the model's outputs there are not numbers "
                      "(its weights overflow float32), counted as wrong")
-    if "teacher_forced_accuracy" in r:
-        lines.append(f"teacher-forced accuracy {r['teacher_forced_accuracy']:.4f} (the true previous tags fed back)")
+    if forced:
+        lines.append(f"free-running accuracy {r['accuracy']:.4f} (its own previous tags fed back, as in use; the "
+                     f"scores below), teacher-forced {r['teacher_forced_accuracy']:.4f} (the true previous tags fed "
+                     "back, as in training's validation)")
     width = max(8, *(len(n) for n in r["labels"]))
     lines.append(f"{'label':<{width}}  precision  recall     f1  support")
     for name in r["labels"]:
         p = r["per_label"][name]
         lines.append(f"{name:<{width}}  {p['precision']:9.4f}  {p['recall']:6.4f}  {p['f1']:.4f}  {p['support']:7,}")
     if show_confusion and len(r["labels"]) <= 20:
-        lines.append("confusion (rows: true label, columns: predicted, in the order above)")
-        lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in r["confusion"]]
+        lines += confusion_table(r["labels"], r["confusion"])
     return "\n".join(lines)
+
+
+CONFUSION_COLUMN = 10  # at most this many characters of a label head a column (the rows show it whole)
+
+
+def confusion_table(labels: list[str], confusion: list[list[int]]) -> list[str]:
+    """The confusion matrix with its headers: a row per true label (named whole), a column per
+    predicted label (named by its first CONFUSION_COLUMN characters, in the rows' order)."""
+    cells = max(6, *(len(f"{v:,}") for row in confusion for v in row))
+    cols = [n[:CONFUSION_COLUMN] for n in labels]
+    cells = max(cells, *(len(c) for c in cols))
+    corner = "true \\ predicted"
+    width = max(len(corner), *(len(n) for n in labels))
+    lines = ["confusion (rows: the true label, columns: the predicted one)",
+             f"{corner:<{width}}  " + " ".join(f"{c:>{cells}}" for c in cols)]
+    lines += [f"{name:<{width}}  " + " ".join(f"{v:>{cells},}" for v in row) for name, row in zip(labels, confusion)]
+    return lines

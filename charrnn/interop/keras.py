@@ -24,8 +24,8 @@ are the one place that converts, as each cell's KERAS declaration (core/) says:
 Both sides compute the same functions: Keras's GRU with reset_after=True is PyTorch's
 (n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h). Dropout is a training
 matter and is not exported. A cell without a Keras layer (KERAS None) is refused by name. Keras
-is optional (`pip install 'charrnn[keras]'`); it runs on whichever backend is configured, and on
-PyTorch's when none is.
+is optional (`pip install 'charrnn[keras]'`); it runs on whichever backend is configured, on
+PyTorch's when none is and PyTorch is installed, else on JAX's.
 """
 
 from __future__ import annotations
@@ -48,19 +48,24 @@ from ..io.modelfile import model_from_arrays
 
 # Keras backends and the package each needs
 BACKEND_PACKAGES = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "numpy": "numpy", "openvino": "openvino"}
+# Without an installed backend configured: PyTorch's when installed (charrnn[torch]; explain-update's
+# Keras column needs it), else JAX's, the CPU build `charrnn[keras]` installs (Keras's NumPy backend
+# imports JAX as well, so it would save nothing).
+FALLBACK_BACKENDS = ("torch", "jax")
 
 
 def import_keras() -> Any:
     """The keras module, on the backend configured (KERAS_BACKEND, or keras.json) when that
-    backend is installed, else on PyTorch's; a one-line error when Keras is not installed.
-    (Keras writes a keras.json naming tensorflow on its first import, installed or not.)"""
+    backend is installed, else on the first installed of FALLBACK_BACKENDS; a one-line error when
+    Keras is not installed. (Keras writes a keras.json naming tensorflow on its first import,
+    installed or not.)"""
     import importlib.util
 
     if "keras" not in sys.modules:
         wanted = os.environ.get("KERAS_BACKEND") or _configured_backend()
         package = BACKEND_PACKAGES.get(wanted or "")
         if package is None or importlib.util.find_spec(package) is None:
-            os.environ["KERAS_BACKEND"] = "torch"
+            os.environ["KERAS_BACKEND"] = fallback_backend()
     try:
         import keras
     except ImportError as e:
@@ -68,6 +73,13 @@ def import_keras() -> Any:
     if not str(getattr(keras, "__version__", "0")).startswith("3"):
         raise ConfigError(f"Keras 3 is needed, this is Keras {keras.__version__}")
     return keras
+
+
+def fallback_backend() -> str:
+    """The first of FALLBACK_BACKENDS installed (PyTorch's when none is: its error names it)."""
+    import importlib.util
+
+    return next((b for b in FALLBACK_BACKENDS if importlib.util.find_spec(BACKEND_PACKAGES[b]) is not None), "torch")
 
 
 def _configured_backend() -> str | None:

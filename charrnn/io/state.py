@@ -76,6 +76,7 @@ class TrainState:
     # ---- the classifier's and tagger's
     examples_seen: int = 0  # texts trained on
     val_accuracy: float | None = None  # the latest validation accuracy (teacher-forced for a tagger with R)
+    val_free_accuracy: float | None = None  # a tagger with R's on its own previous tags (greedy); else None
     digests: dict[str, str] | None = None  # sha256 of the data files read: a resume must read the same
     max_length: int = 0  # the longest training text, for eval's note on longer ones
 
@@ -138,6 +139,7 @@ _SPEC: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "text_sha256": ("sha", False, (LM,)), "tokens_sha256": ("sha", False, (LM,)),
     "files": ("files", False, (LM,)),
     "examples_seen": ("count", False, (TASK,)), "val_accuracy": ("fraction", False, (TASK,)),
+    "val_free_accuracy": ("fraction", False, (TASK,)),
     "digests": ("digests", False, (TASK,)), "max_length": ("count", False, (TASK,)),
 }
 

@@ -103,6 +103,7 @@ class TrainResult:
     val_accuracy: float | None = None  # a classifier's or tagger's last validation accuracy
     val_scored: int = 0  # units (characters, examples) the last validation scored ...
     val_size: int = 0  # ... of the validation split's: fewer for a sample of it
+    val_free_accuracy: float | None = None  # a tagger with R's on its own previous tags (val_accuracy: forced)
 
 
 class Trainer:
@@ -446,7 +447,8 @@ class Trainer:
         s = self.objective
         st = s.state
         return TrainResult(s.run_dir, st.step, st.smoothed_loss, st.val_loss, st.best_val_loss, stopped,
-                           s.cfg.patience, st.val_accuracy, s.val_scored, s.val_size)
+                           s.cfg.patience, st.val_accuracy, s.val_scored, s.val_size,
+                           st.val_free_accuracy)
 
 
 def _smooth(st: Any, factor: float, loss: float) -> tuple[float, float]:

@@ -6,6 +6,7 @@ samples too large for memory, and counts in the number they need."""
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -257,3 +258,22 @@ def test_an_overflowing_language_model_scores_null_and_says_why(lm_run, tmp_path
     assert r.returncode == 0 and r.stderr == "" and "nan" not in r.stdout and "not numbers" in r.stdout
     doc = strict_json(run_cli("eval", run, text, "--json").stdout)
     assert doc["nats_per_char"] is None and doc["perplexity"] is None
+
+
+# Names the project's own notes use for its starting points; a user has never seen them.
+JARGON = re.compile(r"\bseed \d{3}\b|\bseeds'|\bthe seed's\b|\bseed-style\b", re.IGNORECASE)
+
+
+def test_help_texts_and_lessons_say_what_a_thing_is_not_which_seed_it_came_from(capsys):
+    """Every command's and subcommand's help (from the registry, so a command added later is read
+    too) and the printed lessons name what they mean ("Karpathy's min-char-rnn", "the hello
+    walkthrough") rather than a seed number."""
+    texts = {" ".join(["charrnn", *path]): p.format_help() for path, p in every_parser()}
+    assert len(texts) > 20
+    for args in (["hello"], ["explain-update", "--no-frameworks"]):
+        proc = cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        texts[" ".join(args)] = proc.stdout + proc.stderr
+    found = {name: JARGON.findall(text) for name, text in texts.items() if JARGON.search(text)}
+    assert not found
+    assert "Karpathy's min-char-rnn" in texts["charrnn train"] and "hello walkthrough" in texts["charrnn hello"]

@@ -157,3 +157,17 @@ def test_keras_runs_on_torch_when_no_installed_backend_is_configured(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() in ("torch", "")
+
+
+def test_without_a_configured_backend_keras_runs_on_torch_else_on_the_jax_cpu_build(monkeypatch):
+    """charrnn[keras] installs JAX, not PyTorch (a 590 MB install, not 5 GB): with PyTorch absent
+    the fallback is JAX's backend; with it present, PyTorch's as before."""
+    import importlib.util
+
+    from charrnn.interop import keras as interop
+
+    real = importlib.util.find_spec
+    for missing, expected in (((), "torch"), (("torch",), "jax"), (("torch", "jax"), "torch")):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, m=missing: None if name in m else real(name, *a)
+                            if name not in ("torch", "jax") else object())
+        assert interop.fallback_backend() == expected, missing

@@ -4,6 +4,7 @@ the split and the batches, and every bad input as one line naming the file and l
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -394,3 +395,53 @@ def test_the_torch_backend_trains_the_task_models_as_the_numpy_engine_does(tmp_p
             assert (ra[key] is None) == (rb[key] is None), key
             if ra[key] is not None:
                 assert ra[key] == pytest.approx(rb[key], rel=1e-9, abs=1e-12), key
+
+
+def test_a_tagger_with_r_reports_its_free_running_accuracy_beside_the_teacher_forced_one(tmp_path):
+    """Training's validation is teacher-forced, which flatters a tagger with R: its closing line, its
+    metrics and eval name both accuracies, and each is the one eval computes on the same texts."""
+    data, val = parity_jsonl(tmp_path / "p.jsonl"), parity_jsonl(tmp_path / "v.jsonl", n=40, seed=7)
+    run = tmp_path / "run"
+    proc = charrnn("tag", "train", data, "--val", val, "--out", run, "--steps", 12, "--eval-every", 0,
+                   "--hidden-size", 8, "--lr", 0.03, "--output-recurrence")
+    assert proc.returncode == 0, proc.stderr
+    closing = proc.stderr.strip().splitlines()[-1]
+    m = re.search(r"validation accuracy (\d\.\d{4}) free-running, (\d\.\d{4}) teacher-forced\b", closing)
+    assert m, closing
+    assert closing.endswith(f"Evaluate with: charrnn tag eval {run} DATA")
+    r = eval_json(run / LATEST, val, "tag")
+    assert (f"{r['accuracy']:.4f}", f"{r['teacher_forced_accuracy']:.4f}") == m.groups()
+    last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert f"{last['val_free_running_accuracy']:.4f}" == m.group(1) and f"{last['val_accuracy']:.4f}" == m.group(2)
+    table = charrnn("tag", "eval", run / LATEST, val).stdout
+    assert f"accuracy {m.group(1)} free-running" in table.splitlines()[0]
+    assert f"free-running accuracy {m.group(1)}" in table and f"teacher-forced {m.group(2)}" in table
+    # without R there is one accuracy, and nothing calls it teacher-forced
+    proc = charrnn("tag", "train", data, "--val", val, "--out", tmp_path / "plain", "--steps", 4, "--eval-every", 0,
+                   "--hidden-size", 8)
+    assert proc.returncode == 0 and "teacher-forced" not in proc.stderr and "free-running" not in proc.stderr
+    assert "val_free_running_accuracy" not in (tmp_path / "plain" / "metrics.jsonl").read_text()
+
+
+def test_the_confusion_matrix_names_its_rows_and_columns(tmp_path):
+    data = first_char_tsv(tmp_path / "c.tsv", n=80)
+    run = tmp_path / "run"
+    assert charrnn("classify", "train", data, "--out", run, "--steps", 3, "--hidden-size", 8, "--quiet").returncode == 0
+    lines = charrnn("classify", "eval", run, data).stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("confusion"))
+    head, rows = lines[at + 1].split(), lines[at + 2:at + 6]
+    assert head[-4:] == ["A", "B", "C", "D"] and lines[at + 1].startswith("true \\ predicted")
+    r = eval_json(run, data, "classify")
+    assert [row.split()[0] for row in rows] == r["labels"]
+    assert [[int(v.replace(",", "")) for v in row.split()[1:]] for row in rows] == r["confusion"]
+
+
+def test_after_built_in_data_the_closing_hint_names_the_dataset(tmp_path):
+    """The hint is a command that runs as printed: built-in data has no DATA file to give."""
+    run = tmp_path / "run"
+    proc = charrnn("tag", "train", "--dataset", "pytokens", "--out", run, "--steps", 1, "--eval-every", 0,
+                   "--hidden-size", 4)
+    assert proc.returncode == 0, proc.stderr
+    hint = proc.stderr.strip().splitlines()[-1].split("Evaluate with: ")[1]
+    assert hint == f"charrnn tag eval {run} --dataset pytokens"
+    assert charrnn(*hint.split()[1:], "--json").returncode == 0
