@@ -26,10 +26,10 @@ def _models(p: argparse.ArgumentParser):
                                "steps": m.steps} for m in models], indent=1))
             return 0
         for m in models:
-            print(f"{m.name}: {m.bytes / 1e6:.1f} MB, {m.parameters:,} parameters; validation "
+            print(f"{m.name}: {m.bytes / 1e6:.2f} MB, {m.parameters:,} parameters; validation "
                   f"{m.val_nats_per_char:.3f} nats/char ({m.val_nats_per_char / math.log(2):.3f} bits)")
-            print(f"    data: {m.data} ({m.licence})")
-            print(f"    trained: {m.command} ({m.steps:,} steps, {m.time_budget_s:g} s on {m.threads} thread(s))")
+            print(f"    data: {m.data}; licence: {m.licence}")
+            print(f"    trained: {m.command} ({m.steps:,} steps, {m.time_budget_s:g} s, {m.threads} thread(s))")
         if not models:
             print("no shipped models")
         return 0

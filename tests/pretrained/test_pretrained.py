@@ -114,7 +114,7 @@ def test_the_models_command_lists_them(here):
     assert proc.returncode == 0, proc.stderr
     for name in NAMES:
         m = MODELS[name]
-        assert f"{name}: {m.bytes / 1e6:.1f} MB" in proc.stdout
+        assert f"{name}: {m.bytes / 1e6:.2f} MB" in proc.stdout
         assert m.data in proc.stdout and m.licence in proc.stdout and f"{m.val_nats_per_char:.3f}" in proc.stdout
     listed = json.loads(cli("models", "--json").stdout)
     assert [d["name"] for d in listed] == NAMES
@@ -240,8 +240,9 @@ def test_every_declared_argument_has_its_recipe():
 def test_a_shipped_name_through_every_command(command, arg, here):
     """A "model" argument takes the shipped name; a "run" argument refuses it in one line, before
     anything is written."""
+    argv = RECIPES[(command, arg)](here)
     before = sorted(p.name for p in here.iterdir())
-    proc = cli(*RECIPES[(command, arg)](here))
+    proc = cli(*argv)
     if READS[command][arg] == "model":
         assert proc.returncode == 0, proc.stderr
     else:
