@@ -80,7 +80,7 @@ def _entry(raw: Any, where: str) -> Shipped:
         raise CheckpointError(f"{where}: sha256 of {name!r} must be 64 lowercase hex digits")
     for k in _COUNTS:
         v = raw.get(k)
-        if type(v) is not int or not 0 < v <= MAX_MODEL_BYTES * 16:
+        if type(v) is not int or not 0 < v <= 2**53:  # a count a float still holds exactly (JSON readers elsewhere)
             raise CheckpointError(f"{where}: {k} of {name!r} must be a positive integer")
     for k in _SCORES:
         v = raw.get(k)
@@ -160,19 +160,21 @@ def resolve(path_or_name: Any, purpose: Purpose = "model", why: str = "") -> Any
     An existing local path is returned as it is (with a notice on stderr when it is also a shipped
     model's name). Otherwise a shipped model's name is, for `purpose` "model", its checked file;
     for "run" (the caller needs a run's own files, or writes into a run: `why` says what) a
-    ConfigError in one line. Anything else is returned as it is, for the caller to refuse as it
-    always has."""
+    ConfigError in one line. A plain word that is neither is, for "model", a CheckpointError that
+    names the shipped models' list; anything else is returned as it is, for the caller to refuse as
+    it always has."""
     try:
         s = os.fspath(path_or_name)
     except TypeError:
         return path_or_name
     if not isinstance(s, str) or not NAME.fullmatch(s):
         return path_or_name
+    names = _quiet_names()
     if os.path.lexists(s):
-        if s in _quiet_names():
+        if s in names:
             notice(f"charrnn: {s!r} is both a local path and a shipped model: using the local path ./{s}")
         return path_or_name
-    if s not in _quiet_names():
+    if s not in names:
         if purpose == "model":
             raise CheckpointError(f"{s}: no such run directory or checkpoint file, nor a shipped model (charrnn models "
                                   "lists them)")
