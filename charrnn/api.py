@@ -16,10 +16,11 @@ against the annotations (charrnn.checks).
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -147,6 +148,7 @@ class LanguageModel:
         stop: str | None = None,
         seed: int | None = None,
         skip_unknown: bool = False,
+        on_text: Callable[[str], None] | None = None,
     ) -> str:
         """The prime followed by up to `length` generated characters, as `charrnn sample` prints
         it with the same settings and `--seed seed` (without its final newline).
@@ -155,8 +157,10 @@ class LanguageModel:
         temperature, top_k, top_p, greedy: how each character is chosen (see charrnn.sample).
         stop: end at the first occurrence of this string among the generated characters, which
             is left out; `length` is then a cap. seed: None draws a fresh one.
+        on_text: called with the text in pieces as it is made, the prime first: joined, the pieces
+            are the text returned (a stream of it, as `charrnn sample` shows it growing).
         """
-        return self.samples(1, prime, length, temperature, top_k, top_p, greedy, stop, seed, skip_unknown)[0]
+        return self.samples(1, prime, length, temperature, top_k, top_p, greedy, stop, seed, skip_unknown, on_text)[0]
 
     @checked(n=Range(1), length=Range(0, MAX_LENGTH), temperature=Range(0, low_open=True), top_k=Range(0),
              top_p=Range(0, 1, low_open=True), seed=Range(0))
@@ -172,10 +176,12 @@ class LanguageModel:
         stop: str | None = None,
         seed: int | None = None,
         skip_unknown: bool = False,
+        on_text: Callable[[str], None] | None = None,
     ) -> list[str]:
         """`n` samples: `charrnn sample --num-samples n` (with `stop`, the items it prints one per
         line). One sample is `generate`'s; several are made together, sample i drawing from the
-        i-th generator that the seed's generator spawns (charrnn.sample.generate_many)."""
+        i-th generator that the seed's generator spawns (charrnn.sample.generate_many). `on_text`
+        hears the first sample's text as it is made (see `generate`)."""
         from .sample import SampleConfig, check_memory, default_prime, encode_prime, generate, generate_many
 
         cfg = SampleConfig(length, temperature, 0 if top_k is None else top_k, 1.0 if top_p is None else top_p, greedy)
@@ -190,8 +196,15 @@ class LanguageModel:
             prime_ids = default_prime(self.vocab, rng)
             shown = prime_ids[:0]
         check_memory(self.model, n, length, prime_ids.size)
-        made = ([generate(self.model, prime_ids, cfg, rng, stop=stop_ids)] if n == 1
-                else generate_many(self.model, prime_ids, n, cfg, rng, stop=stop_ids))
+        stream = None if on_text is None else _TextStream(self.vocab, on_text)
+        if stream is not None:
+            for i in shown:
+                stream.token(int(i))
+        on_token = None if stream is None else stream.token
+        made = ([generate(self.model, prime_ids, cfg, rng, on_token, stop=stop_ids)] if n == 1
+                else generate_many(self.model, prime_ids, n, cfg, rng, on_token, stop=stop_ids))
+        if stream is not None:
+            stream.close()
         return [self.vocab.decode(np.concatenate([shown, ids])) for ids in made]
 
     def _stop_ids(self, stop: str | None) -> np.ndarray | None:
@@ -243,6 +256,28 @@ class LanguageModel:
                 x = np.ascontiguousarray(hs)
             state = tuple(np.stack([f[i] for f in finals]) for i in range(len(state)))
         return out
+
+
+class _TextStream:
+    """Token ids, one at a time, to pieces of text for an `on_text` callback: joined, the pieces
+    are what Vocab.decode gives for all the ids (a bytes model's character is passed on once all
+    its bytes are in, decoded as `decode` does: UTF-8 with errors replaced)."""
+
+    def __init__(self, vocab: Vocab, on_text: Callable[[str], None]) -> None:
+        self.on_text = on_text
+        self.symbols = vocab.symbols
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if vocab.encoding == "bytes" else None
+
+    def token(self, i: int) -> None:
+        piece = self.symbols[i] if self.decoder is None else self.decoder.decode(bytes((self.symbols[i],)))
+        if piece:
+            self.on_text(piece)
+
+    def close(self) -> None:
+        if self.decoder is not None:
+            piece = self.decoder.decode(b"", final=True)
+            if piece:
+                self.on_text(piece)
 
 
 def _kind(value: Any, arr: np.ndarray) -> str:

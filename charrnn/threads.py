@@ -17,12 +17,9 @@ environment variable CHARRNN_THREADS=n chooses it; "all" means every core the pr
 its CPU affinity (`os.sched_getaffinity`) bounded by its cgroup's CPU quota (cgroup v2 `cpu.max`,
 or v1 `cpu.cfs_quota_us`). `thread_info()` reports what is in force.
 
-The default is DEFAULT_CORES, every usable core, chosen from measurements (BENCHMARKS.md,
-"Using the whole machine"): on an idle 2-core machine two workers trained 1.51x (H=128, B=64) and
-1.74x (H=512) as fast as one thread, and the whole train command of every cell 1.53-2.12x; beside
-a process busy on one core the whole command ran at 0.91-1.23x one thread, and 1.09-1.62x
-OpenBLAS's own two threads, which collapse there. (Readings taken
-while other work filled both cores had shown 0.88-0.95x even without the neighbour.) A window too
+The default is DEFAULT_CORES, every usable core, chosen from the measurements in BENCHMARKS.md
+("Using the whole machine": with and without a busy neighbour, against one thread and against
+OpenBLAS's own threads, which collapse when another process runs). A window too
 small to split (core/tuning.py: at least MIN_SHARD_WORK numbers per worker) runs on
 one worker whatever the count.
 

@@ -133,6 +133,18 @@ def charrnn(*args):
     return SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
 
 
+def chromium() -> str:
+    """Headless Chromium for the browser tests: skipped where it is missing, failed under CI."""
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("headless Chromium is required in CI (the README's test command installs Debian's chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return exe
+
+
 def error_line(proc, cmd: str, status: int = 2) -> str:
     """The single stderr line of a refused command."""
     assert proc.returncode == status, (proc.returncode, proc.stderr)

@@ -44,7 +44,8 @@ MIN_STREAM_CHARS = 4096
 SAMPLE_WINDOW = 512
 # Its budget: this share of the characters trained between two validations. Scoring is a
 # forward pass only, a third of a training step's work per character or less, so the sample
-# costs about 7% of the training time between validations at most, and less with many streams.
+# costs a small share of the training time between validations (measured in BENCHMARKS.md,
+# "periodic validation's share of training time"), and less with many streams.
 PERIODIC_SHARE = 0.2
 
 

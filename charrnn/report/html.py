@@ -28,6 +28,11 @@ GRADFLOW_MAX_LAG = 80
 HEATMAP_CHARS = 600
 WARMUP = 100
 SAMPLES_SHOWN = 4
+# the n-gram comparison: held-out characters scored, the order, characters coloured, rows shown
+NGRAM_CHARS = 2000
+NGRAM_ORDER = 5
+NGRAM_SHOWN = 600
+NGRAM_ROWS = 10
 
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto; max-width: 62em;
@@ -176,6 +181,8 @@ def _model_sections(c: Any) -> list[Section]:
             + f"<ul>{reading}</ul><table><tr><th>layer</th><th>spectral radius of W_hh</th>"
             "<th>|state Jacobian| (median)</th><th>saturated</th><th>effective memory</th><th>reading</th></tr>"
             f"{rows}</table>")))
+    sections.append(_saturation_section(model, window, state0))
+    sections.append(_ngram_section(c, rt))
     heat_ids = text_ids[:HEATMAP_CHARS]
     text = display_text(c.vocab, heat_ids)
     part = model.cell_module.HEATMAP_STATE
@@ -188,6 +195,63 @@ def _model_sections(c: Any) -> list[Section]:
             "<p>Each character coloured by one unit's value after reading it (red positive, blue negative); "
             "the units shown are those that correlate best with a property of the text.</p>" + body)))
     return sections
+
+
+def _saturation_section(model: Any, ids: np.ndarray, state0: Any) -> Section:
+    """Gate saturation as Karpathy et al. (2015) draw it, on the gradient flow's window."""
+    from ..diagnostics.plots import png_bytes
+    from ..diagnostics.saturation import LEFT, RIGHT, gate_saturation, saturation_figure
+
+    title = "Gate saturation"
+    if len(ids) < 1:
+        return Section(title, _empty("the run's text is too short to measure it"))
+    sats = gate_saturation(model, ids, state0)
+    if not sats:
+        return Section(title, _empty(f"a {model.cell} has no sigmoid gates (its units saturate at +-1: see the "
+                                     "gradient flow's table)"))
+    rows = "".join(
+        f"<tr><td>{s.layer}</td><td>{_esc(s.gate)}</td><td>{s.left.mean():.1%}</td><td>{s.right.mean():.1%}</td>"
+        f"<td>{int((s.right > 0.5).sum())}</td><td>{int((s.left > 0.5).sum())}</td></tr>" for s in sats)
+    return Section(title, (
+        f"<p>For every sigmoid gate of every unit, the fraction of the {len(ids)} characters of validation text "
+        f"where it is left-saturated (below {LEFT}: nearly shut) and right-saturated (above {RIGHT}: nearly open), "
+        "one dot per unit (Karpathy, Johnson and Fei-Fei 2015, figure 3). Units in the top-left corner keep their gate "
+        "open all the time (a forget gate that carries information far); units near the diagonal switch with the "
+        "text.</p>" + _img(png_bytes(saturation_figure(sats)), "gate saturation per unit")
+        + "<table><tr><th>layer</th><th>gate</th><th>time left-saturated (mean over units)</th>"
+        "<th>time right-saturated</th><th>units open more than half the time</th>"
+        f"<th>units shut more than half the time</th></tr>{rows}</table>"))
+
+
+def _ngram_section(c: Any, rt: Any) -> Section:
+    """The model's loss per character against an interpolated Kneser-Ney n-gram fitted on the
+    run's training split, on its held-out text: what the recurrence buys."""
+    from ..api import LanguageModel
+    from ..diagnostics.heatmap import text_html
+    from ..diagnostics.ngram import compare_model, max_order
+
+    title = "The recurrent model against an n-gram"
+    if len(rt.val) < 2:
+        return Section(title, _empty("the run holds out no validation text to compare on"))
+    order = min(NGRAM_ORDER, max_order(c.vocab.size))
+    comp = compare_model(LanguageModel(c.model, c.vocab), rt.train, np.asarray(rt.val[:NGRAM_CHARS]), order)
+    rows = "".join(
+        f"<tr><td><code>{_esc(repr(g.char))}</code></td><td>{g.count}</td><td>{g.model_bits:.2f}</td>"
+        f"<td>{g.ngram_bits:.2f}</td><td>{g.gain:+.2f}</td></tr>"
+        for g in comp.by_character(min_count=5)[:NGRAM_ROWS])
+    gains = np.r_[0.0, comp.gains][:NGRAM_SHOWN]  # the first character is not scored
+    shown = "".join(comp.chars[:NGRAM_SHOWN])
+    return Section(title, (
+        f"<p>On {len(comp.chars):,} characters of validation text, this model needs "
+        f"<b>{comp.model_bits_per_char:.3f} bits per character</b>; an interpolated Kneser-Ney {order}-gram (Chen and "
+        f"Goodman 1998, discounts {', '.join(f'{d:.2f}' for d in comp.discounts)}) fitted on the run's "
+        f"{comp.fit_chars:,} training characters needs <b>{comp.ngram_bits_per_char:.3f}</b>. The n-gram sees the "
+        f"{order - 1} characters before; the network has its state. The characters (seen 5 times or more) where the "
+        "network gains most:</p><table><tr><th>character</th><th>count</th><th>network, bits</th>"
+        f"<th>{order}-gram, bits</th><th>gain</th></tr>{rows}</table>"
+        "<p>Each character coloured by the bits the network saves on it (red) or loses (blue) against the n-gram: "
+        "long-range ones, such as a closing bracket or quote, or the start of a speaker's line, are where the state "
+        "pays (hover for the bits).</p>" + text_html(shown, gains)))
 
 
 def _fmt(v: Any) -> str:

@@ -15,6 +15,7 @@ import json
 import math
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from charrnn.model.params import count_parameters
 from charrnn import pretrained
 from charrnn.pretrained import FOLDER, INDEX, model_path, resolve, shipped
 
-from conftest import SONNET, charrnn as cli, error_line
+from conftest import SONNET, charrnn as cli, error_line, optional
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = shipped()
@@ -181,33 +182,42 @@ def _keras_files(tmp: Path) -> list:
     return [tmp / "m.keras", "--vocab", tmp / "v.json"]
 
 
-# (command, argument as declared in READS) -> the command line that gives it the shipped name
+# (command, argument as declared in READS) -> the command line that gives it the shipped name (in a
+# fresh folder, with a loopback port that is taken)
 RECIPES = {
-    ("sample", "RUN"): lambda t: ["sample", NAME, "--length", "5", "--seed", "1"],
-    ("sample", "RUN --novelty"): lambda t: ["sample", NAME, "--novelty", "--length", "5", "--seed", "1"],
-    ("eval", "RUN"): lambda t: ["eval", NAME, t / "text.txt", "--quiet"],
-    ("export", "RUN"): lambda t: ["export", NAME, t / "m.safetensors"],
-    ("train", "--init-from"): lambda t: ["train", t / "text.txt", "--init-from", NAME, "--extend-vocab",
+    ("sample", "RUN"): lambda t, port: ["sample", NAME, "--length", "5", "--seed", "1"],
+    ("sample", "RUN --novelty"): lambda t, port: ["sample", NAME, "--novelty", "--length", "5", "--seed", "1"],
+    ("eval", "RUN"): lambda t, port: ["eval", NAME, t / "text.txt", "--quiet"],
+    ("export", "RUN"): lambda t, port: ["export", NAME, t / "m.safetensors"],
+    ("train", "--init-from"): lambda t, port: ["train", t / "text.txt", "--init-from", NAME, "--extend-vocab",
                                          "--out", t / "ft", *TINY[2:]],
-    ("train", "--resume"): lambda t: ["train", "--resume", NAME],
-    ("report", "RUN"): lambda t: ["report", NAME],
-    ("plot", "RUN"): lambda t: ["plot", NAME],
-    ("diagnose", "RUN --text"): lambda t: ["diagnose", NAME, "--text", t / "text.txt", "--window", "20",
+    ("train", "--resume"): lambda t, port: ["train", "--resume", NAME],
+    ("report", "RUN"): lambda t, port: ["report", NAME],
+    ("plot", "RUN"): lambda t, port: ["plot", NAME],
+    ("diagnose", "RUN --text"): lambda t, port: ["diagnose", NAME, "--text", t / "text.txt", "--window", "20",
                                            "--max-lag", "3", "--warmup", "0"],
-    ("diagnose", "RUN"): lambda t: ["diagnose", NAME],
-    ("heatmap", "RUN --text"): lambda t: ["heatmap", NAME, "--text", t / "text.txt", "--max-chars", "30"],
-    ("heatmap", "RUN"): lambda t: ["heatmap", NAME],
-    ("import", "--out --force"): lambda t: ["import", *_keras_files(t), "--out", NAME, "--force"],
-    ("classify", "train --resume"): lambda t: ["classify", "train", "--resume", NAME],
-    ("classify", "eval RUN"): lambda t: ["classify", "eval", NAME, t / "text.txt"],
-    ("classify", "predict RUN"): lambda t: ["classify", "predict", NAME, "abc"],
-    ("tag", "train --resume"): lambda t: ["tag", "train", "--resume", NAME],
-    ("tag", "eval RUN"): lambda t: ["tag", "eval", NAME, t / "text.txt"],
-    ("tag", "predict RUN"): lambda t: ["tag", "predict", NAME, "abc"],
+    ("diagnose", "RUN"): lambda t, port: ["diagnose", NAME],
+    ("heatmap", "RUN --text"): lambda t, port: ["heatmap", NAME, "--text", t / "text.txt", "--max-chars", "30"],
+    ("heatmap", "RUN"): lambda t, port: ["heatmap", NAME],
+    ("import", "--out --force"): lambda t, port: ["import", *_keras_files(t), "--out", NAME, "--force"],
+    ("classify", "train --resume"): lambda t, port: ["classify", "train", "--resume", NAME],
+    ("classify", "eval RUN"): lambda t, port: ["classify", "eval", NAME, t / "text.txt"],
+    ("classify", "predict RUN"): lambda t, port: ["classify", "predict", NAME, "abc"],
+    ("tag", "train --resume"): lambda t, port: ["tag", "train", "--resume", NAME],
+    ("tag", "eval RUN"): lambda t, port: ["tag", "eval", NAME, t / "text.txt"],
+    ("tag", "predict RUN"): lambda t, port: ["tag", "predict", NAME, "abc"],
+    ("serve", "RUN_OR_CHECKPOINT"): lambda t, port: ["serve", NAME, "--port", port],
 }
+# what a command that would run on says once the shipped model is loaded (serve listens: its port
+# is taken here, so it stops right after loading)
+LOADED = {("serve", "RUN_OR_CHECKPOINT"): "cannot listen on 127.0.0.1"}
 DECLARED = [(c, arg) for c, reads in READS.items() for arg in reads]
-# the metavars of arguments that name a run directory, a checkpoint or a model to start from
-NAMES_A_RUN = {"RUN", "RUN_DIR", "FROM"}
+
+
+def names_a_run(metavar) -> bool:
+    """Whether an argument names a run directory, a checkpoint or a model (RUN, RUN_DIR,
+    RUN_OR_CHECKPOINT, FROM), by its metavar."""
+    return isinstance(metavar, str) and ("RUN" in metavar.split("_") or metavar == "FROM")
 
 
 def _arguments(parser: argparse.ArgumentParser, prefix: str = ""):
@@ -216,7 +226,7 @@ def _arguments(parser: argparse.ArgumentParser, prefix: str = ""):
         if isinstance(action, argparse._SubParsersAction):
             for sub, p in action.choices.items():
                 yield from _arguments(p, f"{prefix}{sub} ")
-        elif action.metavar in NAMES_A_RUN:
+        elif names_a_run(action.metavar):
             yield prefix + (action.option_strings[-1] if action.option_strings else action.metavar), action.metavar
 
 
@@ -236,14 +246,25 @@ def test_every_declared_argument_has_its_recipe():
     assert set(DECLARED) == set(RECIPES), "an argument in READS without its command line here, or the reverse"
 
 
+@pytest.fixture
+def taken_port():
+    """A loopback port held open, so that `charrnn serve` cannot listen on it."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        yield s.getsockname()[1]
+
+
 @pytest.mark.parametrize("command,arg", DECLARED)
-def test_a_shipped_name_through_every_command(command, arg, here):
+def test_a_shipped_name_through_every_command(command, arg, here, taken_port):
     """A "model" argument takes the shipped name; a "run" argument refuses it in one line, before
     anything is written."""
-    argv = RECIPES[(command, arg)](here)
+    if command == "serve":
+        optional("starlette")  # serve's extra: skipped where it is missing, failed in CI
+    argv = RECIPES[(command, arg)](here, taken_port)
     before = sorted(p.name for p in here.iterdir())
     proc = cli(*argv)
-    if READS[command][arg] == "model":
+    if (command, arg) in LOADED:
+        assert LOADED[(command, arg)] in error_line(proc, command)
+    elif READS[command][arg] == "model":
         assert proc.returncode == 0, proc.stderr
     else:
         line = error_line(proc, command)

@@ -13,7 +13,7 @@ import pytest
 from charrnn.io.checkpoint import load_checkpoint
 from charrnn.model import layer_names
 
-from conftest import SONNET, optional, run_cli
+from conftest import SONNET, chromium, optional, run_cli
 
 matplotlib = optional("matplotlib")  # the `report` extra, part of `test`
 import matplotlib.image  # noqa: E402
@@ -163,15 +163,6 @@ def test_plot_writes_png(run_dir, tmp_path):
 
 # ------------------------------------------------------------------------------------------------
 # the report in a real browser
-
-
-def chromium():
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("headless Chromium is required in CI (the README's test command installs Debian's chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return exe
 
 
 def run_chromium(*args, timeout=120):
