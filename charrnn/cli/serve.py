@@ -28,7 +28,8 @@ def _serve(p: argparse.ArgumentParser):
 
     d = Limits()
     p.add_argument("runs", metavar="RUN_OR_CHECKPOINT", nargs="+",
-                   help="run directories, checkpoint files or shipped models (charrnn models); each is served under its name")
+                   help="run directories, checkpoint files or shipped models (charrnn models); each is served "
+                   "under its name")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; another needs a token)")
     p.add_argument("--port", type=port_number, default=8000, help="port (default 8000; 0 picks a free one)")
