@@ -104,13 +104,15 @@ class LanguageModel:
     @classmethod
     @checked()
     def load(cls, run_or_checkpoint: str | os.PathLike[str], dtype: DType | None = None) -> "LanguageModel":
-        """A run directory (its best checkpoint, else its latest) or a checkpoint file.
+        """A run directory (its best checkpoint, else its latest), a checkpoint file, or the name of
+        a model shipped with charrnn (`charrnn.pretrained.shipped()`; a local path of that name wins).
 
         Raises CheckpointError for a path that is neither, for a damaged file, and for a bare
         model file that carries no vocabulary."""
         from .io.checkpoint import load_checkpoint
+        from .pretrained import resolve
 
-        c = load_checkpoint(run_or_checkpoint, dtype)
+        c = load_checkpoint(resolve(run_or_checkpoint, "model"), dtype)
         if c.vocab is None:
             raise CheckpointError(f"{c.path}: this model file has no vocabulary; load a run directory or a training checkpoint")
         return cls(c.model, c.vocab, c.path)
@@ -337,8 +339,8 @@ def stop_ids(vocab: Vocab, stop: str) -> np.ndarray:
 
 @checked()
 def load(run_or_checkpoint: str | os.PathLike[str], dtype: DType | None = None) -> LanguageModel:
-    """A trained model with its vocabulary: a run directory (its best checkpoint) or a checkpoint
-    file. `dtype` ("float32" / "float64") converts the parameters on load."""
+    """A trained model with its vocabulary: a run directory (its best checkpoint), a checkpoint
+    file or a shipped model's name ("shakespeare", "python": `charrnn models`). `dtype` ("float32" / "float64") converts the parameters on load."""
     return LanguageModel.load(run_or_checkpoint, dtype)
 
 

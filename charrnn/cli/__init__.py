@@ -23,7 +23,7 @@ from ..threads import requested_threads
 from . import hello, gradcheck, explain, train, sample, evaluate, export, importer, bench  # noqa: F401  (registration)
 from . import impulse, diagnose, heatmap, report, plot  # noqa: F401
 from . import classify, tag  # noqa: F401
-from . import serve  # noqa: F401
+from . import serve, models  # noqa: F401
 from ._common import COMMANDS, Handler, Parser, tell
 
 

@@ -19,17 +19,25 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = 
 OUTPUTS: dict[str, tuple[str, ...]] = {}
 # name -> the arguments naming a run directory the command writes (under the run's lock).
 RUN_DIRS: dict[str, tuple[str, ...]] = {}
+# name -> the arguments naming a trained model or run the command reads, each with what it takes:
+# "model" (a run directory, a checkpoint file or a shipped model's name) or "run" (a run of one's
+# own: a shipped name is refused in one line). Each goes through `charrnn.pretrained.resolve`; a
+# test runs every one of them with a shipped name.
+READS: dict[str, dict[str, str]] = {}
 
 
-def command(name: str, summary: str, *, outputs: tuple[str, ...] | None = None, run_dirs: tuple[str, ...] = ()):
+def command(name: str, summary: str, *, outputs: tuple[str, ...] | None = None, run_dirs: tuple[str, ...] = (),
+            reads: dict[str, str] | None = None):
     """Register a function that adds a subcommand's flags and returns its handler, with the
-    arguments that name the files (`outputs`) and run directories (`run_dirs`) it writes."""
+    arguments that name the files (`outputs`) and run directories (`run_dirs`) it writes and the
+    models or runs it reads (`reads`)."""
 
     def register(fn):
         COMMANDS[name] = (summary, fn)
         if outputs is not None:
             OUTPUTS[name] = tuple(outputs)
         RUN_DIRS[name] = tuple(run_dirs)
+        READS[name] = dict(reads or {})
         return fn
 
     return register
@@ -191,11 +199,21 @@ def inference_model(model, backend: str, device: str):
     return TorchModel.from_numpy(model, device)
 
 
-def load_for_inference(run: str):
-    """The checkpoint of a run directory or file, refused when it carries no vocabulary."""
+def load_for_inference(run: str, dtype: str | None = None):
+    """The checkpoint of a run directory, a file or a shipped model's name, refused when it carries
+    no vocabulary."""
     from ..io.checkpoint import load_checkpoint
+    from ..pretrained import resolve
 
-    c = load_checkpoint(run)
+    c = load_checkpoint(resolve(run, "model"), dtype)
     if c.vocab is None:
         raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
     return c
+
+
+def needs_run(run: Any, why: str) -> Any:
+    """RUN as given, refused in one line when it names a shipped model rather than a run of one's
+    own (see READS); `why` says what the command needs the run for."""
+    from ..pretrained import resolve
+
+    return resolve(run, "run", why)

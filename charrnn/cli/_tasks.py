@@ -15,7 +15,7 @@ from ..checks import counted
 from ..errors import ConfigError, DataError
 from ..train.request import fresh_run_dir
 from ._common import (Parser, add_setting_flags, apply_threads, escape_what_stdout_cannot_show, given_settings,
-                      positive_int, run_dir_arg)
+                      needs_run, positive_int, run_dir_arg)
 
 
 def add_task_commands(p: argparse.ArgumentParser, task: str) -> Any:
@@ -72,7 +72,7 @@ def _train(a: argparse.Namespace, task: str) -> int:
     if a.resume:
         if a.out and a.out != a.resume:
             raise ConfigError("give the run directory once: --resume RUN_DIR (without --out)")
-        run_dir = a.resume
+        run_dir = needs_run(a.resume, f"--resume continues a {task} run of your own")
     else:
         if given.get("data") is None and given.get("dataset") is None:
             raise ConfigError("give a data file to train on, or --dataset")
@@ -110,7 +110,7 @@ def _eval(a: argparse.Namespace, task: str) -> int:
     from ..evaluate import finite_or_none
     from ..evaluate.tasks import decode_all, format_report, report, scores, truth
 
-    c = load_task_checkpoint(a.run, task)
+    c = load_task_checkpoint(needs_run(a.run, f"a {task} model is a run of your own"), task)
     apply_threads(a.threads)
     if (a.data is None) == (a.dataset is None):
         raise ConfigError("give a data file to score, or --dataset (its test part)")
@@ -157,7 +157,7 @@ def _predict(a: argparse.Namespace, task: str) -> int:
     from ..evaluate.tasks import NO_PREDICTION, class_probabilities, tags_of
     from ..io.task_checkpoint import load_task_checkpoint
 
-    c = load_task_checkpoint(a.run, task)
+    c = load_task_checkpoint(needs_run(a.run, f"a {task} model is a run of your own"), task)
     apply_threads(a.threads)
     for i, text in enumerate(a.texts):
         if not text:

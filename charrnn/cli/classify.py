@@ -9,6 +9,7 @@ from ._tasks import add_task_commands
 
 
 @command("classify", "classify whole texts (TSV text<TAB>label): train | eval | predict",
-         outputs=(), run_dirs=("train --out",))
+         outputs=(), run_dirs=("train --out",),
+         reads={"train --resume": "run", "eval RUN": "run", "predict RUN": "run"})
 def _classify(p: argparse.ArgumentParser):
     return add_task_commands(p, "classify")

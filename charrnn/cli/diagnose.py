@@ -16,7 +16,8 @@ def fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-@command("diagnose", "gradient flow through time, spectra and saturation of a trained model", outputs=("--plot",))
+@command("diagnose", "gradient flow through time, spectra and saturation of a trained model", outputs=("--plot",),
+         reads={"RUN --text": "model", "RUN": "run"})
 def _diagnose(p: argparse.ArgumentParser):
     p.add_argument("runs", metavar="RUN", nargs="+",
                    help="run directory or checkpoint file; several are compared (one plot, a JSON list)")
@@ -61,13 +62,10 @@ def _diagnose(p: argparse.ArgumentParser):
 
 def _diagnose_one(a: argparse.Namespace, run_path: str):
     """Measure one run and print its numbers (unless --json): (run_path, diagnosis, JSON extras)."""
-    from ..io.checkpoint import load_checkpoint
     from ..diagnostics.analysis import gradient_flow
-    from ..errors import ConfigError
+    from .heatmap import load
 
-    c = load_checkpoint(run_path, dtype="float64")  # exact ratios over many lags
-    if c.vocab is None:
-        raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
+    c = load(run_path, a.text, dtype="float64")  # exact ratios over many lags
     g = gradient_flow(c, a.window, a.max_lag, a.warmup, text_file=a.text, default_max_lag=DEFAULT_MAX_LAG)
     d, warm, where, analysed, max_lag = g.diagnosis, g.warm, g.where, g.analysed, g.max_lag
     if not a.json:

@@ -36,9 +36,9 @@ def remove_stale_temporaries() -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
-@command("eval", "score a text: nats and bits per character, perplexity", outputs=())
+@command("eval", "score a text: nats and bits per character, perplexity", outputs=(), reads={"RUN": "model"})
 def _eval(p: argparse.ArgumentParser):
-    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("run", metavar="RUN", help="run directory, checkpoint file or shipped model (charrnn models)")
     p.add_argument("text", metavar="TEXT_FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--threads", type=int, default=0, help="cores to use (default: every usable core, or CHARRNN_THREADS)")

@@ -10,9 +10,9 @@ from ._common import command, load_for_inference, tell
 
 
 @command("export", "export a model for PyTorch (safetensors with nn.RNN / nn.Linear names), Keras (.keras) or "
-         "ONNX Runtime (.onnx)", outputs=("OUT",))
+         "ONNX Runtime (.onnx)", outputs=("OUT",), reads={"RUN": "model"})
 def _export(p: argparse.ArgumentParser):
-    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("run", metavar="RUN", help="run directory, checkpoint file or shipped model (charrnn models)")
     p.add_argument("out", metavar="OUT", help="OUT.safetensors (torch), OUT.keras (keras, with OUT.vocab.json beside it) or OUT.onnx (onnx)")
     p.add_argument("--format", default=EXPORT_FORMATS[0], choices=EXPORT_FORMATS)
     p.add_argument("--force", action="store_true", help="replace OUT if it is an existing regular file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..checks import counted
-from ._common import add_force_flag, command, positive_int
+from ._common import add_force_flag, command, load_for_inference, needs_run, positive_int
 
 DEFAULT_CHARS = 1500
 
@@ -21,7 +21,8 @@ def unit_list(text: str) -> list[int]:
 
 
 @command("heatmap", "colour a text by hidden units' activations; find the units that track quotes, lines, words",
-         outputs=("--out",))
+         outputs=("--out",),
+         reads={"RUN --text": "model", "RUN": "run"})
 def _heatmap(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("--text", metavar="FILE", default=None, help="text to read (default: the run's validation text)")
@@ -47,7 +48,7 @@ def _heatmap(p: argparse.ArgumentParser):
             from ..diagnostics.plots import pyplot
 
             pyplot()
-        c = load(a.run)
+        c = load(a.run, a.text)
         m = c.model
         hm = heatmap(c, a.max_chars, a.layer, a.state, a.units, text_file=a.text)
         text, trackers, sections, layer, part, where = hm.text, hm.trackers, hm.sections, hm.layer, hm.part, hm.where
@@ -75,11 +76,8 @@ def _heatmap(p: argparse.ArgumentParser):
     return run
 
 
-def load(run: str):
-    from ..io.checkpoint import load_checkpoint
-    from ..errors import ConfigError
-
-    c = load_checkpoint(run)
-    if c.vocab is None:
-        raise ConfigError(f"{c.path}: this model file has no vocabulary; use a run directory or a training checkpoint")
-    return c
+def load(run: str, text: str | None, dtype: str | None = None):
+    """RUN's checkpoint; a shipped model's too when a --text is given (it keeps no text of its own)."""
+    if text is None:
+        needs_run(run, "give --text FILE, as the model keeps no validation text of its own")
+    return load_for_inference(run, dtype)

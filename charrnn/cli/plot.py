@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_force_flag, command
+from ._common import add_force_flag, command, needs_run
 
 
 @command("plot", "draw a run's training curves (loss, learning rate, gradient norm, spectral radius) to a PNG",
-         outputs=("--out",))
+         outputs=("--out",), reads={"RUN": "run"})
 def _plot(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--out", metavar="FILE.png", default=None,
@@ -23,6 +23,7 @@ def _plot(p: argparse.ArgumentParser):
         from ..io.writer import check_target
         from ..notebook import curves
 
+        needs_run(a.run, "plot draws the run's training curves")
         pyplot()
         run_dir = run_dir_of(a.run)
         out = check_target(run_dir / CURVES if a.out is None else a.out, force=a.force, own=CURVES)

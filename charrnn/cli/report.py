@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_force_flag, command
+from ._common import add_force_flag, command, needs_run
 
 
 @command("report", "write one self-contained HTML page about a run: curves, samples, gradient flow, heatmaps",
-         outputs=("--out",))
+         outputs=("--out",), reads={"RUN": "run"})
 def _report(p: argparse.ArgumentParser):
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--out", metavar="FILE.html", default=None,
@@ -21,6 +21,7 @@ def _report(p: argparse.ArgumentParser):
         from ..io.writer import check_target, write_file
         from ..report.html import build_report
 
+        needs_run(a.run, "a report reads the run's metrics and samples")
         default = run_dir_of(a.run) / REPORT  # a path that is neither a run nor a checkpoint: refused
         out = check_target(default if a.out is None else a.out, force=a.force, own=REPORT)  # before the work
         page = build_report(a.run).encode("utf-8")

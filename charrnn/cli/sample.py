@@ -8,15 +8,16 @@ import sys
 
 from ..errors import ConfigError
 from ._common import (add_backend_flags, apply_threads, command, escape_what_stdout_cannot_show, inference_model,
-                      load_for_inference, positive_int, seed_int)
+                      load_for_inference, needs_run, positive_int, seed_int)
 
 
-@command("sample", "generate text from a trained model, streamed as it is produced", outputs=())
+@command("sample", "generate text from a trained model, streamed as it is produced", outputs=(),
+         reads={"RUN": "model", "RUN --novelty": "run"})
 def _sample(p: argparse.ArgumentParser):
     from ..sample import SampleConfig
 
     d = SampleConfig()
-    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("run", metavar="RUN", help="run directory, checkpoint file or shipped model (charrnn models)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--prime", help="text to start from (default: a newline)")
     g.add_argument("--prime-file", metavar="FILE", help="read the prime text from FILE")
@@ -44,6 +45,8 @@ def _sample(p: argparse.ArgumentParser):
 
         cfg = SampleConfig(a.length, a.temperature, a.top_k, a.top_p, a.greedy)
         cfg.validate()
+        if a.novelty:
+            needs_run(a.run, "--novelty compares with the run's training text")
         c = load_for_inference(a.run)
         model = inference_model(c.model, a.backend, a.device)
         vocab = c.vocab

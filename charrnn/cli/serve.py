@@ -21,13 +21,15 @@ def port_number(text: str) -> int:
     return value
 
 
-@command("serve", "serve models over HTTP: an explorer page in the browser and a JSON API", outputs=())
+@command("serve", "serve models over HTTP: an explorer page in the browser and a JSON API", outputs=(),
+         reads={"RUN_OR_CHECKPOINT": "model"})
 def _serve(p: argparse.ArgumentParser):
     from ..serve.service import Limits
 
     d = Limits()
     p.add_argument("runs", metavar="RUN_OR_CHECKPOINT", nargs="+",
-                   help="run directories or checkpoint files; each is served under its name")
+                   help="run directories, checkpoint files or shipped models (charrnn models); each is served "
+                   "under its name")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; another needs a token)")
     p.add_argument("--port", type=port_number, default=8000, help="port (default 8000; 0 picks a free one)")

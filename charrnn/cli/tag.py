@@ -10,6 +10,7 @@ from ._tasks import add_task_commands
 
 
 @command("tag", "tag every character (JSON Lines text + tags), optionally with output recurrence: train | eval | predict",
-         outputs=(), run_dirs=("train --out",))
+         outputs=(), run_dirs=("train --out",),
+         reads={"train --resume": "run", "eval RUN": "run", "predict RUN": "run"})
 def _tag(p: argparse.ArgumentParser):
     return add_task_commands(p, "tag")

@@ -8,11 +8,11 @@ import sys
 
 from ..errors import CharRNNError, ConfigError
 from ..settings import DATASETS
-from ._common import add_setting_flags, apply_threads, command, given_settings, run_dir_arg, tell
+from ._common import add_setting_flags, apply_threads, command, given_settings, needs_run, run_dir_arg, tell
 
 
 @command("train", f"train on a text file (or --dataset {' | '.join(DATASETS)}), with checkpoints and exact resume",
-         outputs=(), run_dirs=("--out",))
+         outputs=(), run_dirs=("--out",), reads={"--init-from": "model", "--resume": "run"})
 def _train(p: argparse.ArgumentParser):
     from ..data.shakespeare import SHAKESPEARE_PACKAGE
 
@@ -43,7 +43,7 @@ def _train(p: argparse.ArgumentParser):
         if a.resume:
             if a.config:
                 raise ConfigError("--config starts a new run; a resumed run keeps its own settings (flags may change some)")
-            run_dir = a.resume
+            run_dir = needs_run(a.resume, "--resume continues a run of your own (to start from it, use --init-from)")
         else:
             given, run_dir = train_request(given, config_file=a.config, out=a.out)
         apply_threads(given.get("threads"))

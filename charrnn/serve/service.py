@@ -105,13 +105,14 @@ def model_names(paths: list[str]) -> list[str]:
 
 
 def load_models(paths: list[str]) -> list[ServedModel]:
-    """The checkpoints of run directories or files, refused in one line when one cannot be
-    served (damaged, a bare model file without a vocabulary, a classifier)."""
+    """The checkpoints of run directories, files or shipped models' names, refused in one line when
+    one cannot be served (damaged, a bare model file without a vocabulary, a classifier)."""
     from ..io.checkpoint import load_checkpoint
+    from ..pretrained import resolve
 
     out = []
     for name, p in zip(model_names(paths), paths):
-        c = load_checkpoint(p)
+        c = load_checkpoint(resolve(p, "model"))
         if c.vocab is None:
             raise ConfigError(f"{c.path}: this model file has no vocabulary; serve a run directory or a training "
                               "checkpoint")

@@ -354,8 +354,11 @@ def _source_facts(source: ckpt.Checkpoint) -> dict[str, Any]:
 
 
 def _fine_tuning_source(init_from: str) -> ckpt.Checkpoint:
-    """The checkpoint `--init-from` names (a run directory's best, or a file), with its vocabulary."""
-    source = ckpt.load_checkpoint(init_from)
+    """The checkpoint `--init-from` names (a run directory's best, a file or a shipped model), with
+    its vocabulary."""
+    from ..pretrained import resolve
+
+    source = ckpt.load_checkpoint(resolve(init_from, "model"))
     if source.vocab is None:
         raise CheckpointError(f"{source.path}: a model saved without its vocabulary cannot be fine-tuned")
     return source

@@ -137,6 +137,15 @@ def _line(**record: Any) -> bytes:
 METRIC_LINE = _line(step=1, train_loss=2.5, lr=0.01, grad_norm=1.0)
 
 
+def _index(**change: Any) -> bytes:
+    """A shipped models index (models.json) of one model, with `change` made to its entry."""
+    entry = {"name": "poems", "file": "poems.safetensors", "sha256": "0" * 64, "bytes": 100, "parameters": 10,
+             "data": "poems", "licence": "public domain", "val_nats_per_char": 1.5, "passage": "Shall I",
+             "passage_nats_per_char": 1.6, "command": "charrnn train poems.txt", "time_budget_s": 60, "threads": 1,
+             "steps": 100} | change
+    return json.dumps({"format": "charrnn.models", "version": 1, "models": [entry]}).encode()
+
+
 CASES: dict[str, Case] = {
     "config file (--config)": Case(
         valid=b'{"hidden_size": 8, "text": "poem.txt"}',
@@ -256,6 +265,23 @@ CASES: dict[str, Case] = {
         command=lambda tmp, run, p: ["sample", p, "--length", "3"],
         path_given=False,  # `sample ''`: load_checkpoint names the path (see the report)
     ),
+    "shipped models index (models.json)": Case(
+        valid=_index(),
+        fields=[(_index(name="Poems/x"), "is not a plain lowercase word"), (_index(name=5), "name must be"),
+                (_index(file="../poems.safetensors"), "a file name in the index's folder"),
+                (_index(sha256="0" * 63), "64 lowercase hex digits"), (_index(bytes=-1), "bytes of 'poems'"),
+                (_index(bytes=1e308), "bytes of 'poems'"), (_index(steps=True), "steps of 'poems'"),
+                (_index(val_nats_per_char="1.5"), "val_nats_per_char of 'poems'"),
+                (_index(val_nats_per_char=1e308), "val_nats_per_char of 'poems'"),
+                (_index(passage=""), "passage must be"),
+                (b'{"format": "charrnn.models", "version": 2, "models": []}', "not a charrnn.models index"),
+                (b'{"format": "charrnn.models", "version": 1, "models": {}}', "models must be a list"),
+                (b'{"format": "charrnn.models", "version": 1, "models": [5]}', "every model must be an object"),
+                (b"[1]", "must be a JSON object")],
+        target=lambda tmp, run: tmp / "shipped" / "models.json",
+        command=lambda tmp, run, p: ["models"],
+        path_given=False,  # the index is found, not given
+    ),
     "text": Case(
         valid=b"Shall I",
         fields=[(b"Shall \xff I", "not valid UTF-8"), (b"Shall \xed\xa0\x80", "not valid UTF-8")],
@@ -270,6 +296,13 @@ CASES: dict[str, Case] = {
         path_given=False,  # `train ''`: the trainer names the path (see the report)
     ),
 }
+
+
+@pytest.fixture(autouse=True)
+def shipped_models_folder(tmp_path, monkeypatch) -> None:
+    """The folder where `charrnn models` looks for its index: the one the index case writes."""
+    (tmp_path / "shipped").mkdir()
+    monkeypatch.setenv("CHARRNN_MODELS", str(tmp_path / "shipped"))
 
 
 def _keras_file(tmp: Path) -> Path:
