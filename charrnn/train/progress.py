@@ -30,7 +30,9 @@ def make_bar(stream: Any, total: int, initial: int) -> Any:
 
 def interactive(stream: Any) -> bool:
     """Whether progress can be redrawn in place: a terminal, or a notebook (its own widget)."""
-    if "ipykernel" in sys.modules:
+    ipython = sys.modules.get("IPython")  # imported by a notebook's kernel; never imported here
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if type(shell).__name__ == "ZMQInteractiveShell":  # a notebook's kernel, not a program that imported it
         return True
     try:
         return bool(stream.isatty())
