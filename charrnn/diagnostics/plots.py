@@ -51,6 +51,7 @@ def subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
 def png_bytes(fig: Any, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    pyplot(headless=False).close(fig)  # drawn: pyplot lets it go, made by `subplots` or not
     return buf.getvalue()
 
 

@@ -83,11 +83,10 @@ def gate_saturation(model: Any, ids: np.ndarray, state0: Any = None) -> list[Gat
 def saturation_figure(sats: list[GateSaturation]) -> Any:
     """The scatter of Karpathy et al.: one panel per layer, one colour per gate, a dot per unit
     at (fraction left-saturated, fraction right-saturated)."""
-    from .plots import pyplot
+    from .plots import subplots
 
-    plt = pyplot()
     layers = sorted({s.layer for s in sats})
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(layers), figsize=(4.2 * len(layers), 4.2), squeeze=False)
     for ax, layer in zip(axes[0], layers):
         for s in (s for s in sats if s.layer == layer):
             ax.scatter(s.left, s.right, s=14, alpha=0.7, label=f"{s.gate} gate")

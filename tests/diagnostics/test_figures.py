@@ -46,7 +46,7 @@ def test_each_figure_function_draws_what_its_command_draws(run, tmp_path):
 
 def test_figures_come_back_closed_so_pyplot_shows_nothing_twice(run):
     plt = optional("matplotlib.pyplot")
-    before = plt.get_fignums()  # what other code in this process left open is not these functions' doing
+    before = plt.get_fignums()  # what other tests of this process left open is theirs
     figs = [charrnn.plot_curves(run), charrnn.plot_impulse(), charrnn.plot_heatmap(charrnn.load(run), TRICKY * 2)]
     assert all(type(f).__name__ == "Figure" for f in figs) and plt.get_fignums() == before
 
