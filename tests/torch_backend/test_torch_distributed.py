@@ -147,7 +147,9 @@ def test_a_killed_process_stops_the_others_and_the_checkpoint_stands(tmp_path, s
     os.kill(worker(proc.pid, 1), signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
-    assert "another process of this run stopped" in err, err
+    # the survivor stops on its own when its collective fails, or, when torchrun's agent notices
+    # the death first (a loaded machine), on the SIGTERM the agent sends it: either way in one line
+    assert "another process of this run stopped" in err or "charrnn train: stopped by SIGTERM" in err, err
     step = load_checkpoint(run / LATEST).state["step"]  # loadable
     assert step >= 3 and step % 3 == 0
     one_process(sonnet_file, run, step + 1, resume=True)
