@@ -97,7 +97,7 @@ def _train(a: argparse.Namespace, task: str) -> int:
         val = "" if result.val_accuracy is None else f", validation accuracy {accuracy_words(result, 4)}"
         dataset = trainer.objective.cfg.dataset
         data = f"--dataset {dataset}" if dataset else "DATA"  # built-in data: its test part
-        print(f"charrnn {task}: {result.step:,} steps{val} ({result.stopped}). "
+        print(f"charrnn {task}: {counted(result.step, 'step')}{val} ({result.stopped}). "
               f"Evaluate with: charrnn {task} eval {result.run_dir} {data}", file=sys.stderr)
     return 0
 

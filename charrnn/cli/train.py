@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 
+from ..checks import counted
 from ..errors import CharRNNError, ConfigError
 from ..settings import DATASETS
 from ._common import add_setting_flags, apply_threads, command, given_settings, needs_run, run_dir_arg, tell
@@ -79,7 +80,7 @@ def _train(p: argparse.ArgumentParser):
                     val += f" on a sample of {result.val_scored:,} of its {result.val_size:,} characters"
             why = {"steps": "all steps done", "time": "time budget used",
                    "early": f"no better validation in the last {result.patience} evaluations; best.safetensors holds the best"}
-            tell(f"charrnn: {result.step:,} steps{val}; {why.get(result.stopped, result.stopped)}. "
+            tell(f"charrnn: {counted(result.step, 'step')}{val}; {why.get(result.stopped, result.stopped)}. "
                  f"Sample with: charrnn sample {result.run_dir}")
         return 0
 

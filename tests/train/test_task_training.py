@@ -442,6 +442,7 @@ def test_after_built_in_data_the_closing_hint_names_the_dataset(tmp_path):
     proc = charrnn("tag", "train", "--dataset", "pytokens", "--out", run, "--steps", 1, "--eval-every", 0,
                    "--hidden-size", 4)
     assert proc.returncode == 0, proc.stderr
+    assert re.match(r"charrnn tag: 1 step[ ,]", proc.stderr.strip().splitlines()[-1])  # one step, not "1 steps"
     hint = proc.stderr.strip().splitlines()[-1].split("Evaluate with: ")[1]
     assert hint == f"charrnn tag eval {run} --dataset pytokens"
     assert charrnn(*hint.split()[1:], "--json").returncode == 0
