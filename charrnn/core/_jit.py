@@ -59,13 +59,18 @@ tanh_array: Any = None  # out = tanh(x) over 1-D arrays with the kernels' tanh: 
 SGD, ADAGRAD, ADAM = 0, 1, 2
 
 
+def switched_off() -> bool:
+    """CHARRNN_JIT=0: the NumPy path chosen on purpose."""
+    return os.environ.get("CHARRNN_JIT", "1").strip() == "0"
+
+
 def available() -> bool:
     """True when numba is importable and not switched off with CHARRNN_JIT=0.
 
     numba is imported here, on the first small-batch product, not when charrnn is imported:
     it takes a third of a second, which every command would otherwise pay at start-up."""
     global numba, _looked
-    if os.environ.get("CHARRNN_JIT", "1").strip() == "0":
+    if switched_off():
         return False
     if not _looked:
         _looked = True
@@ -82,7 +87,7 @@ def missing_notice() -> str | None:
     """The one line a training run says when numba, a default dependency, does not import here
     (a platform without its wheels): everything still runs, in NumPy. None when the kernels run
     or were switched off on purpose with CHARRNN_JIT=0."""
-    if os.environ.get("CHARRNN_JIT", "1").strip() == "0" or numba is not None:
+    if switched_off() or numba is not None:
         return None
     # looked for without importing it (a third of a second) where nothing has imported it yet
     if not _looked and importlib.util.find_spec("numba") is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import error_line, run_cli
+from conftest import error_line, in_ci, run_cli
 from served import Server, cpu_to_itself, events, request, trained_runs  # noqa: F401  (a fixture)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -159,7 +159,7 @@ def test_the_readmes_curl_examples_give_what_it_shows(runs):
     generation says its seed and begins with its prime, and the stream is the same text."""
     curl = shutil.which("curl")
     if curl is None:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail("curl is required in CI (.ci/install-chromium installs it)")
         pytest.skip("curl is not installed")
     examples = readme_curl()
