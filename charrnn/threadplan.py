@@ -237,6 +237,13 @@ def plan_training(model: Any, batch_size: int, seq_len: int, *, given: int = 0, 
     if recorded:
         threads.set_threads(recorded, source="checkpoint")
         return Plan(recorded, "checkpoint")
+    return default_plan(model, batch_size, seq_len, measure=measure, cache=cache, say=say)
+
+
+def default_plan(model: Any, batch_size: int, seq_len: int, *, measure: Measure | None = None,
+                 cache: Path | None = None, say: Callable[[str], None] | None = None) -> Plan:
+    """The count a new run of this configuration takes where nothing else chooses one (from the
+    cache, or measured and cached), set in force as plan_training does."""
     cores = threads.set_threads(threads.usable_cpus(), source="one worker")
     if cores == 1 or model.workers_for(batch_size) == 1:
         return Plan(cores, "one worker")  # a window of one shard whatever the count: nothing to choose
