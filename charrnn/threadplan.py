@@ -258,8 +258,10 @@ def default_plan(model: Any, batch_size: int, seq_len: int, *, measure: Measure 
     timings = (measure or measure_step_times)(model, batch_size, seq_len, cores)
     n, speedups = decide(timings, cores)
     threads.set_threads(n, source="measured")
+    # the load average says how busy "as is" was: a decision made on a loaded machine is kept too
+    # (its busy condition is the one the default must not lose), until the file is deleted
     plans[key] = {"threads": n, "cores": cores, "speedups": speedups, "machine": machine,
-                  "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_average": threads.load_average()}
     kept = write_plans(path, plans)
     if say is not None:
         ratios = ", ".join(f"{s:.2f}x {c}" for c, s in speedups.items())

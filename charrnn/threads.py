@@ -198,6 +198,15 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15 minute load averages, where the platform tells: other work on
+    the machine moves every measurement of speed, so the measurements record it."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def thread_info() -> dict[str, Any]:
     """What is in force: charrnn's choice, where it came from, and each BLAS library's own view."""
     libs = []

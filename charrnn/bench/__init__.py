@@ -470,30 +470,19 @@ def format_table(rows: list[Row]) -> str:
 
 
 def document(command: str, args: argparse.Namespace, n_threads: int, rows: list[Row], peak: float | None,
-             defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What --json writes: the run's conditions, its peak, and every row with its samples, ratio
-    and fraction of the peak."""
+             defaults: dict[str, Any] | None = None, load_at_start: list[float] | None = None) -> dict[str, Any]:
+    """What --json writes: the run's conditions (the machine's load averages at its start and
+    end), its peak, and every row with its samples, ratio and fraction of the peak."""
     return {
         "command": command,
         "threads": {"charrnn": n_threads, "baseline": args.baseline_threads},
         "versions": versions(),
         "burn": args.burn,
-        "load_average": _load_average(),
+        "load_average": {"start": load_at_start, "end": threads.load_average()},
         "peak_gflops": peak,
         "training_defaults": defaults or {},
         "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
     }
-
-
-def _load_average() -> list[float] | None:
-    """The machine's 1, 5 and 15 minute load averages (where the platform tells), for the record:
-    other work on the machine moves every number of the run."""
-    import os
-
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def _list_of(text: str, choices: tuple[str, ...]) -> list[str]:
@@ -588,9 +577,10 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     reps = args.repeats or (5 if args.quick else 15)
+    load_at_start = threads.load_average()
     print(f"cores: charrnn {n_threads} (worker threads, one BLAS thread each), PyTorch "
           f"{n_threads if args.baseline_threads == 'matched' else 'its default'} threads; "
-          f"{versions()}", flush=True)
+          f"{versions()}; load average {load_at_start}", flush=True)
     defaults = training_defaults(planned_settings(args))
     burner = None
     if args.burn:
@@ -607,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     if args.json:
         command = "charrnn bench " + " ".join(sys.argv[2:] if argv is None else argv)
-        doc = document(command, args, n_threads, rows, peak, {k: asdict(p) for k, p in defaults.items()})
+        doc = document(command, args, n_threads, rows, peak, {k: asdict(p) for k, p in defaults.items()},
+                       load_at_start)
         write_file(args.json, json.dumps(doc, indent=1).encode(), force=args.force)
     return 0
 

@@ -66,14 +66,15 @@ def test_the_peak_rows_asked_for_include_one_core_and_the_json_keeps_every_fract
     peak = bench.peak_fractions(rows)
     defaults = {"lstm H=128 B=64 T=100": threadplan.Plan(1, "measured", {"as is": 1.1, "busy": 0.9})}
     doc = json.loads(json.dumps(bench.document("charrnn bench --rows peak,train", a, 2, rows, peak,
-                                               {k: vars(v) for k, v in defaults.items()})))
+                                               {k: vars(v) for k, v in defaults.items()}, [1.0, 2.0, 3.0])))
     assert doc["peak_gflops"] == peak == 200.0
     by_name = {r["name"]: r for r in doc["rows"]}
     assert by_name["train lstm H=512"]["peak_fraction"] == pytest.approx(128 / 200)
     assert by_name["train lstm H=512"]["ratio"] == pytest.approx(1.25)
     assert by_name["peak"]["peak_fraction"] == 1.0
     assert doc["training_defaults"]["lstm H=128 B=64 T=100"]["threads"] == 1
-    assert doc["load_average"] is None or len(doc["load_average"]) == 3
+    assert doc["load_average"]["start"] == [1.0, 2.0, 3.0]
+    assert doc["load_average"]["end"] is None or len(doc["load_average"]["end"]) == 3
 
 
 @pytest.fixture
