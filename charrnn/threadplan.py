@@ -186,9 +186,11 @@ def _entry_key(key: str, machine: dict[str, Any]) -> str:
 def read_plans(path: Path) -> dict[str, Any]:
     """The cached plans by key; {} for a missing, unreadable or malformed cache (never an error:
     it is measured again and replaced)."""
+    from .io.readers import read_json
+
     try:
-        doc = json.loads(Path(path).read_bytes())
-    except (OSError, ValueError):
+        doc = read_json(path, what="cache of thread plans")
+    except (CharRNNError, OSError):
         return {}
     if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or doc.get("version") != CACHE_VERSION:
         return {}
