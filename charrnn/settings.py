@@ -151,11 +151,14 @@ SETTINGS: tuple[Setting, ...] = (
     S("single_bias", bool, False, "train one hidden bias per layer (min-char-rnn's one bh); rnn.bias_hh keeps its initial "
       "value", (LM,)),
     S("steps", int, 0, "total optimizer steps of the run, resumed ones included", low=0, resumable=True,
-      auto="10 epochs and at least 2000 steps (classify / tag: 500), at most 15 min, stopping early when "
-      "validation stops improving"),
+      auto="a language model: the time budget (15 min unless --time-budget), stopping early when validation "
+      "stops improving; classify / tag and a text too short to validate: 10 epochs and at least 500 (2000) steps, "
+      "at most 15 min"),
     S("time_budget", float, 0.0, "seconds to train in this invocation (0 = no limit)", low=0.0, resumable=True),
-    S("patience", int, 0, "stop after this many validations without a new best (0 = never; default runs use 5)",
-      low=0, resumable=True),
+    S("patience", int, 0, "stop after this many validations without a new best (0 = never; runs without --steps "
+      "use 5)", low=0, resumable=True),
+    S("plan", str, None, "what the time-budget plan chose for a run without --steps, and why (train/plan.py): a "
+      "record, never read", (LM,), optional=True, flag=False, resumable=True),
     # ---- reporting and checkpoints
     S("log_every", int, 20, "steps between metrics lines", task_default=50, low=1, resumable=True),
     S("eval_every", int, 500, "steps between validation + checkpoint (0 = at the end only)", task_default=200, low=0,
@@ -422,10 +425,13 @@ def auto_hidden_size(n_chars: int) -> int:
     return 512
 
 
-# The default plan, when neither --steps nor --time-budget is given: this many epochs but at least
-# AUTO_MIN_STEPS (a small text needs many passes), within this many seconds, validating about
-# AUTO_EVALS times and stopping early after AUTO_PATIENCE validations without a new best.
-# best.safetensors keeps the best model, so running past the best costs time, never quality.
+# The default plan, when no --steps is given: a language model that validates trains for the time
+# budget (--time-budget, or AUTO_TIME_BUDGET seconds) on the model train/plan.py chooses for it;
+# any other run (a classifier or tagger, or a text too short to hold out a validation split)
+# trains this many epochs but at least AUTO_MIN_STEPS (a small text needs many passes), within the
+# budget. Either way it validates about AUTO_EVALS times and stops early after AUTO_PATIENCE
+# validations without a new best; best.safetensors keeps the best model, so running past the
+# best costs time, never quality.
 AUTO_EPOCHS = 10
 AUTO_MIN_STEPS = {LM: 2000, TASK: 500}
 AUTO_TIME_BUDGET = 900.0
@@ -471,14 +477,17 @@ def resolve(cfg: Any, given: Iterable[str], facts: Facts) -> Any:
         cfg = cfg.replace(lr=by_cell.DEFAULT_LR)
     if cfg.CONFIG == LM and cfg.hidden_size == 0:
         cfg = cfg.replace(hidden_size=auto_hidden_size(facts.n_tokens))
-    if not (cfg.steps or cfg.time_budget):
-        steps = max(AUTO_EPOCHS * facts.windows_per_epoch, AUTO_MIN_STEPS[cfg.CONFIG])
-        plan: dict[str, Any] = {"steps": steps, "time_budget": AUTO_TIME_BUDGET}
+    plan: dict[str, Any] = {}
+    if cfg.CONFIG == LM and facts.validates and not cfg.steps:  # the time-budget plan
+        plan["time_budget"] = cfg.time_budget or AUTO_TIME_BUDGET
+    elif not (cfg.steps or cfg.time_budget):
+        plan["steps"] = steps = max(AUTO_EPOCHS * facts.windows_per_epoch, AUTO_MIN_STEPS[cfg.CONFIG])
+        plan["time_budget"] = AUTO_TIME_BUDGET
         if facts.validates and "eval_every" not in given:
             plan["eval_every"] = min(cfg.eval_every, max(50, steps // AUTO_EVALS))
-        if facts.validates and "patience" not in given:
-            plan["patience"] = AUTO_PATIENCE
-        cfg = cfg.replace(**plan)
+    if plan and facts.validates and "patience" not in given:
+        plan["patience"] = AUTO_PATIENCE
+    cfg = cfg.replace(**plan)
     # Under a time budget the intervals not given follow the clock: a short run still has a few
     # samples and a curve (the trainer turns seconds into steps once it has measured its speed).
     if cfg.time_budget:

@@ -37,11 +37,12 @@ from ..io.writer import atomic_copy, atomic_write_bytes, replace_durably
 from ..model import CharRNN, count_parameters
 from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
-from ..settings import (DATASETS, LM, PATH_SETTINGS, Facts, TrainConfig, adopt_source, requested_train, resolve, resumed,
-                        validate)
+from ..settings import (AUTO_TIME_BUDGET, DATASETS, LM, PATH_SETTINGS, Facts, TrainConfig, adopt_source, requested_train,
+                        resolve, resumed, validate)
 from ..threadplan import plan_training
 from ..threads import requested_threads
 from .objective import Window
+from .plan import PLANNED, Planner
 from .schedule import optimizer_options
 from ..io.state import TrainState, restore_generator
 
@@ -333,6 +334,13 @@ def _plan(cfg: TrainConfig, given: Mapping[str, Any], encoded: EncodedText, say:
     B, T, message = fit_batch_shape(n_train, cfg.batch_size, cfg.seq_len)
     batcher = Batcher(encoded.ids[:n_train], B, T)
     facts = Facts(n_tokens=n, windows_per_epoch=batcher.windows_per_epoch, validates=val_range is not None)
+    if plans_model(cfg, facts):
+        settings, reason = Planner(encoded.vocab.size, n_train, cfg.time_budget or AUTO_TIME_BUDGET, B, T, cfg.dtype,
+                                   {k: getattr(cfg, k) for k in PLANNED if k in given}).plan()
+        cfg = cfg.replace(**settings, plan=reason)
+        say(f"charrnn: the plan for {reason}")
+    else:
+        cfg = cfg.replace(plan=None)  # a plan given back in a --config file is not this run's
     cfg = resolve(cfg, given, facts)
     validate(cfg)
     V, H, L = encoded.vocab.size, cfg.hidden_size, cfg.num_layers
@@ -348,6 +356,14 @@ def _plan(cfg: TrainConfig, given: Mapping[str, Any], encoded: EncodedText, say:
         say(f"charrnn: {message}")
     val_ids = encoded.ids[val_range.start : val_range.stop] if val_range is not None else None
     return cfg, batcher, val_ids, n_train
+
+
+def plans_model(cfg: TrainConfig, facts: Facts) -> bool:
+    """Whether the time-budget plan chooses this run's model (train/plan.py): a run without --steps
+    that validates, on the NumPy engine (whose speed the plan measures), and whose model is not
+    fixed by a preset or a fine-tuning source."""
+    return (not cfg.steps and facts.validates and cfg.backend == "numpy" and cfg.preset is None
+            and cfg.init_from is None)
 
 
 def _source_facts(source: ckpt.Checkpoint) -> dict[str, Any]:

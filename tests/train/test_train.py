@@ -373,13 +373,22 @@ if __name__ == "__main__":  # regenerate the golden file after an intended chang
     GOLDEN.write_text(json.dumps(tiny_run_losses(), indent=1) + "\n")
 
 
-def test_default_plan_validates_often_and_stops_when_validation_stops_improving(tmp_path, sonnet_file):
+def test_default_plan_validates_often_and_stops_when_validation_stops_improving(tmp_path, sonnet_file, monkeypatch):
+    """No --steps: the time-budget plan (train/plan.py) for the default 15 minutes, validating a
+    twentieth of it apart (here: 100 steps at the injected speed) and stopping early after five
+    validations without a new best."""
+    from charrnn.train.clock import Clock
+    from charrnn.train.plan import Planner
+
+    monkeypatch.setattr(Planner, "measure", lambda self, settings: 1e4)
+    monkeypatch.setattr(Clock, "measure_step_seconds", lambda self, busy, steps: 900.0 / 20 / 100)
     trainer = Trainer(TrainConfig(text=str(sonnet_file), hidden_size=32, sample_every=0), tmp_path / "run", quiet=True)
     cfg = trainer.cfg
-    assert (cfg.steps, cfg.time_budget, cfg.eval_every, cfg.patience) == (2000, 900.0, 100, 5)
-    assert json.loads((tmp_path / "run" / CONFIG).read_text())["steps"] == 2000  # the plan is recorded
+    assert (cfg.steps, cfg.time_budget, cfg.eval_seconds, cfg.patience) == (0, 900.0, 45.0, 5)
+    assert cfg.plan and json.loads((tmp_path / "run" / CONFIG).read_text())["plan"] == cfg.plan  # recorded
     result = trainer.run()
-    assert result.stopped == "early" and result.step < 2000
+    assert trainer.cfg.eval_every == 100
+    assert result.stopped == "early"
     best = load_checkpoint(tmp_path / "run" / BEST)
     assert result.step - best.state["step"] == 5 * 100
     vals = [r["val_nats_per_char"] for r in read_metrics(tmp_path / "run") if r["val_nats_per_char"] is not None]

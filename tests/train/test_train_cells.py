@@ -222,7 +222,7 @@ def test_the_defaults_are_chosen_by_cell_and_an_explicit_default_is_still_seen(t
 def test_a_setting_given_at_its_default_value_is_still_a_request(tmp_path, sonnet_file):
     """The command line says which settings it was given: `--patience 0` on a resume turns early
     stopping off although 0 is the default, `--dropout 0` fine-tunes a dropout model without it,
-    and `--eval-every 500` (the default) is kept by the automatic plan, which would choose less."""
+    and `--eval-every 500` (the default) is kept by the time-budget plan, which would validate by the clock."""
     run = tmp_path / "run"
     assert run_cli("train", sonnet_file, "--out", run, "--steps", "4", "--patience", "3", "--dropout", "0.3",
                    *TINY).returncode == 0
@@ -233,6 +233,6 @@ def test_a_setting_given_at_its_default_value_is_still_a_request(tmp_path, sonne
     assert proc.returncode == 0, proc.stderr
     assert load_checkpoint(tmp_path / "ft").model.dropout == 0.0
     proc = run_cli("train", sonnet_file, "--out", tmp_path / "auto", "--eval-every", "500", "--hidden-size", "8",
-                   "--seq-len", "8", "--batch-size", "2", "--cell", "rnn", "--sample-every", "0", "--eval-max-chars", "64")
+                   "--seq-len", "8", "--batch-size", "2", "--cell", "rnn", "--sample-every", "0", "--eval-max-chars", "64", "--time-budget", "2")
     cfg = json.loads((tmp_path / "auto" / CONFIG).read_text())
-    assert proc.returncode == 0 and cfg["eval_every"] == 500 and cfg["steps"] > 0
+    assert proc.returncode == 0 and cfg["eval_every"] == 500 and cfg["eval_seconds"] == 0 and cfg["plan"]
