@@ -56,7 +56,7 @@ Measure = Callable[[Any, int, int, int], Timings]
 
 @dataclass(frozen=True)
 class Plan:
-    """The count a run trains with and where it came from (one of threads.PLANNED but "default")."""
+    """The count a run trains with and where it came from (one of threads.PLAN_SOURCES but "default")."""
 
     threads: int
     source: str

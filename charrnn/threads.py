@@ -82,14 +82,14 @@ def _parse(value: Any, where: str) -> int:
 
 # Where a count may come from that training's own plan (threadplan.py) may replace: the default,
 # or a plan made earlier in this process (for another run).
-PLANNED = ("default", "measured", "cache", "checkpoint", "one worker")
+PLAN_SOURCES = ("default", "measured", "cache", "checkpoint", "one worker")
 
 
 def set_threads(n: int | str, source: str = "set_threads") -> int:
     """Use `n` cores from now on (in this process): n workers, one BLAS thread each. Returns n.
 
     `source` says who chose it (`thread_info()` reports it): the caller by default, which no
-    plan of training's overrides; threadplan.py passes one of PLANNED."""
+    plan of training's overrides; threadplan.py passes one of PLAN_SOURCES."""
     if isinstance(n, bool):
         raise ConfigError(f"threads must be a whole number >= 1, got {n!r}")
     n = _parse(n, "threads")
@@ -102,7 +102,7 @@ def chosen_elsewhere() -> str | None:
     """Where a thread count that training must keep comes from (set_threads, CHARRNN_THREADS, a
     BLAS variable, a BLAS limit the program set), or None where only a default decides."""
     if _state["applied"]:
-        return None if _state["source"] in PLANNED else _state["source"]
+        return None if _state["source"] in PLAN_SOURCES else _state["source"]
     _, source = requested_threads()
     if source != "default":
         return source
