@@ -186,8 +186,10 @@ SETTINGS: tuple[Setting, ...] = (
       "bias-corrected)", task_default=0.95, low=0.0, high=1.0, below=True),
     S("seed", int, 1337, "seed of the weights and every random generator of the run (classify / tag: of the "
       "split and the batches too)", low=0),
-    S("threads", int, 0, "cores to use, as worker threads with one BLAS thread each (0 = the default: every usable "
-      "core, or CHARRNN_THREADS)", low=0, resumable=True),
+    S("threads", int, 0, "cores to use, as worker threads with one BLAS thread each (0 = the default: "
+      "CHARRNN_THREADS, else for a language model one worker or every usable core as measured for its "
+      "configuration, kept in the user's cache, and on resume the count its checkpoint records; else every "
+      "usable core)", low=0, resumable=True),
     S("backend", str, "numpy", "numpy (the exact reference) or torch (nn.RNN/LSTM/GRU; GPUs; data-parallel under "
       "torchrun; classify / tag: one process); either one resumes the other's runs", choices=BACKENDS, resumable=True),
     S("device", str, "cpu", "where the torch backend computes: cpu, cuda or mps", choices=DEVICES, resumable=True),

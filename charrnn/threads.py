@@ -21,7 +21,9 @@ The default is DEFAULT_CORES, every usable core, chosen from the measurements in
 ("Using the whole machine": with and without a busy neighbour, against one thread and against
 OpenBLAS's own threads, which collapse when another process runs). A window too
 small to split (core/tuning.py: at least MIN_SHARD_WORK numbers per worker) runs on
-one worker whatever the count.
+one worker whatever the count. Training goes further where nothing else chose a count
+(`chosen_elsewhere()` is None): it measures its own step with one worker and with every core,
+idle and beside a busy process, and keeps every core only where it wins both (threadplan.py).
 
 Precedence: `set_threads(n)` > CHARRNN_THREADS > a count the program already gave the library
 (the BLAS variables OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS, or a threadpoolctl
@@ -78,14 +80,39 @@ def _parse(value: Any, where: str) -> int:
     return n
 
 
-def set_threads(n: int | str) -> int:
-    """Use `n` cores from now on (in this process): n workers, one BLAS thread each. Returns n."""
+# Where a count may come from that training's own plan (threadplan.py) may replace: the default,
+# or a plan made earlier in this process (for another run).
+PLAN_SOURCES = ("default", "measured", "cache", "checkpoint", "one worker")
+
+
+def set_threads(n: int | str, source: str = "set_threads") -> int:
+    """Use `n` cores from now on (in this process): n workers, one BLAS thread each. Returns n.
+
+    `source` says who chose it (`thread_info()` reports it): the caller by default, which no
+    plan of training's overrides; threadplan.py passes one of PLAN_SOURCES."""
     if isinstance(n, bool):
         raise ConfigError(f"threads must be a whole number >= 1, got {n!r}")
     n = _parse(n, "threads")
     _blas_controller().limit(limits=BLAS_THREADS)
-    _state.update(applied=True, threads=n, source="set_threads")
+    _state.update(applied=True, threads=n, source=source)
     return n
+
+
+def chosen_elsewhere() -> str | None:
+    """Where a thread count that training must keep comes from (set_threads, CHARRNN_THREADS, a
+    BLAS variable, a BLAS limit the program set), or None where only a default decides."""
+    if _state["applied"]:
+        return None if _state["source"] in PLAN_SOURCES else _state["source"]
+    _, source = requested_threads()
+    if source != "default":
+        return source
+    return "left as found" if _blas_already_limited() else None
+
+
+def _blas_already_limited() -> bool:
+    """Whether the program gave the BLAS library a count of its own before charrnn applied one:
+    the libraries start with one thread per usable core."""
+    return any(lib.num_threads != _affinity_cpus() for lib in _blas_controller().lib_controllers)
 
 
 def workers() -> int:
@@ -112,13 +139,12 @@ def ensure_threads() -> None:
     if _state["applied"]:
         return
     n, source = requested_threads()
-    controller = _blas_controller()
-    if source == "default" and any(lib.num_threads != _affinity_cpus() for lib in controller.lib_controllers):
+    if source == "default" and _blas_already_limited():
         # BLAS libraries start with one thread per usable core; another count means the program
         # has already chosen one (threadpoolctl, say), and a default must not override a choice
         n, source = None, "left as found"
     if n is not None:
-        controller.limit(limits=BLAS_THREADS)
+        _blas_controller().limit(limits=BLAS_THREADS)
     _state.update(applied=True, threads=n, source=source)
 
 
@@ -156,6 +182,29 @@ def usable_cpus() -> int:
     if limit is not None:
         n = min(n, max(1, math.ceil(limit)))
     return n
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), or what the platform says."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15 minute load averages, where the platform tells: other work on
+    the machine moves every measurement of speed, so the measurements record it."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def thread_info() -> dict[str, Any]:

@@ -14,14 +14,19 @@ from the same parameters and data, which is checked, and are then timed alternat
 about 50 ms, so that a change in the machine's load hits both; the table reports medians.
 PyTorch is run with its characters fed both as `F.one_hot` and through `nn.Embedding`, and its
 faster form is the baseline. charrnn uses `--threads` cores (default: charrnn's default, see
-threads.py; more than one are worker threads with one BLAS thread each) and PyTorch as many threads; with
-`--baseline-threads default` PyTorch keeps its own default instead (all cores). The run also
-measures the machine's float32 matrix-product peak with all of charrnn's cores and with one, so
-FLOP/s can be read as a fraction of the first.
+threads.py, and in the train and sizes rows training's own count for the configuration, see
+threadplan.py; more than one are worker threads with one BLAS thread each) and PyTorch as many
+threads as --threads, or as charrnn's default; with `--baseline-threads default` PyTorch keeps
+its own default instead (all cores). The run also
+measures the machine's float32 matrix-product peak with all of charrnn's cores (and, with the
+`peak` rows asked for, with one), and every row with a FLOP count reports, beside its ratio, the
+fraction of that same run's all-core peak its matrix products reach: the peak is measured even
+when `peak` is not among --rows, as soon as a row needs it.
 
 Other rows: `sizes` trains at H = 64, 256 and 1024 (with the train rows' 128 and 512, the range
-from 64 to 1024); `cores` times charrnn on all cores (worker threads, `--threads all`) against
-itself with one thread and with one worker on the BLAS library's own threads; `cli` times the
+from 64 to 1024); `cores` times charrnn at training's default count of cores for the setting
+(threadplan.py: read from its cache, or measured before any `--busy` process starts) against
+itself with one thread and with one worker on all cores' BLAS threads; `cli` times the
 real `charrnn train` command end to end against a plain PyTorch script (torch_train.py) at
 PyTorch's default threads; `cli-cores` times that command on all cores against itself with
 CHARRNN_THREADS=1, each running as long as a training run does (where `cores` alternates short
@@ -92,6 +97,7 @@ class Row:
     baseline: str
     unit: str = "chars/s"
     gflops: float | None = None  # our sustained GFLOP/s, nominal count
+    peak_fraction: float | None = None  # gflops / the all-core float32 peak of the same run (peak_fractions)
     check: str = ""  # how closely the two sides agreed before timing
     samples: dict[str, list[float]] = field(default_factory=dict)
 
@@ -216,13 +222,16 @@ class Setting:
 
 
 def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str, workdir: Path,
-            backend: str = "numpy") -> Row | None:
-    """Build the row of one setting: both sides in their own processes, checked, then timed."""
+            backend: str = "numpy", default: Any = None) -> Row | None:
+    """Build the row of one setting: both sides in their own processes, checked, then timed.
+    `default`: training's plan for the setting (threadplan.Plan), whose count charrnn's side then
+    runs with instead of `threads`."""
     params = workdir / f"{s.cell}-{s.H}-{s.L}.safetensors"
     CharRNN(V, s.H, s.L, "float32", seed=0, init="normal" if s.seed_style else "pytorch", cell=s.cell).save(params)
     common = {"job": s.job, "cell": s.cell, "torch_module": torch_module_name(s.cell), "B": s.B, "T": s.T,
               "chars": s.chars, "params": str(params), "calls": repeats + 8, "data_seed": 1, "threads": threads}
-    ours_spec = common | {"side": "ours", "seed_optimizer": s.seed_style, "backend": backend}
+    ours_threads = default.threads if default is not None else threads
+    ours_spec = common | {"side": "ours", "seed_optimizer": s.seed_style, "backend": backend, "threads": ours_threads}
     if s.seed_style and backend == "torch":
         return None  # the seed's Adagrad has no torch.optim counterpart
     if s.seed_style:
@@ -238,7 +247,7 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
             theirs_specs = {k: v | {"threads": None} for k, v in theirs_specs.items()}
     sides: dict[str, Side] = {}
     try:
-        sides["ours"] = Side(ours_spec, threads)
+        sides["ours"] = Side(ours_spec, ours_threads)
         for name, spec in theirs_specs.items():
             sides[name] = Side(spec, their_threads)
         theirs = [side.check for name, side in sides.items() if name != "ours"]
@@ -255,6 +264,8 @@ def compare(s: Setting, repeats: int, threads: int | None, baseline_threads: str
     what = {"train": "train", "eval": "evaluate", "gen": "generate"}[s.job]
     name = f"{what} {s.cell} H={s.H}" + (f" L={s.L}" if s.L > 1 else "") + (f" B={s.B}" if s.job != "gen" else "")
     setting = f"H={s.H} B={s.B} T={s.T} L={s.L}" if s.job != "gen" else f"H={s.H}, 1 stream, {s.chars} chars"
+    if default is not None:
+        setting += f", charrnn on {_cores(default.threads)} ({default.source})"
     if s.seed_style:
         name, setting, baseline = (f"min-char-rnn H={s.H}", f"H={s.H} B=1 T={s.T}, Adagrad+clip",
                                     "Karpathy's min-char-rnn NumPy loop")
@@ -274,16 +285,18 @@ def _one_worker(cell: str, H: int, B: int, T: int) -> bool:
     return len(stream_shards(B, H, 2, min_shard_work(cell))) == 1
 
 
-def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[Row]:
-    """charrnn against itself: `cores` workers over the streams (one BLAS thread each, what
-    --threads all gives), one thread (the default), and one worker with the BLAS library's own
-    `cores` threads; each in its own process, alternating. Two rows: the workers against each
-    of the others."""
+def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path, workers: int | None = None,
+                  label: str | None = None) -> list[Row]:
+    """charrnn against itself: `workers` workers over the streams (one BLAS thread each; default
+    `cores`, what --threads all gives; `label` says where the count comes from), one thread, and
+    one worker with the BLAS library's own `cores` threads; each in its own process, alternating.
+    Two rows: the workers against each of the others."""
+    workers = cores if workers is None else workers
     params = workdir / f"{s.cell}-{s.H}-{s.L}.safetensors"
     CharRNN(V, s.H, s.L, "float32", seed=0, init="pytorch", cell=s.cell).save(params)
     common = {"job": s.job, "cell": s.cell, "B": s.B, "T": s.T, "chars": s.chars, "params": str(params),
               "calls": repeats + 8, "data_seed": 1, "side": "ours"}
-    specs = {"workers": common | {"threads": cores}, "1 thread": common | {"threads": 1},
+    specs = {"workers": common | {"threads": workers}, "1 thread": common | {"threads": 1},
              f"BLAS {cores} threads": common | {"blas_threads": cores}}
     rows = []
     # one pair at a time: OpenBLAS's threads spin for a while after each call, and would slow
@@ -299,19 +312,20 @@ def compare_cores(s: Setting, repeats: int, cores: int, workdir: Path) -> list[R
         finally:
             for side in sides.values():
                 side.close()
-        rows.append(_cores_row(s, cores, other, sides["workers"].chars, t, check))
+        rows.append(_cores_row(s, workers, label or _cores(workers), other, sides["workers"].chars, t, check))
     return rows
 
 
-def _cores_row(s: Setting, cores: int, other: str, chars: int, t: dict[str, list[float]], check: str) -> Row:
+def _cores_row(s: Setting, cores: int, label: str, other: str, chars: int, t: dict[str, list[float]],
+               check: str) -> Row:
     from ..model.parallel import min_shard_work, stream_shards
 
     speeds = {k: chars / statistics.median(v) for k, v in t.items()}
     flops = train_flops(V, s.H, s.L, s.B, s.T, s.cell) / (1 if s.job == "train" else 3)
     g = flops / statistics.median(t["workers"]) / 1e9
     workers = len(stream_shards(s.B, s.H, cores, min_shard_work(s.cell)))
-    setting = f"H={s.H} B={s.B} T={s.T}, {cores} cores: {workers} worker{'s' if workers > 1 else ''}"
-    return Row(f"cores {s.cell} H={s.H}: {cores} cores vs {other}", setting, speeds["workers"], speeds[other],
+    setting = f"H={s.H} B={s.B} T={s.T}, {_cores(cores)}: {workers} worker{'s' if workers > 1 else ''}"
+    return Row(f"cores {s.cell} H={s.H}: {label} vs {other}", setting, speeds["workers"], speeds[other],
                f"charrnn, {other}", gflops=g, check=check, samples=t)
 
 
@@ -426,22 +440,49 @@ def versions() -> dict[str, str]:
     return out
 
 
-def format_table(rows: list[Row], peak: float | None) -> str:
+def peak_fractions(rows: list[Row]) -> float | None:
+    """The run's all-core float32 peak (the larger of its `peak` rows: the machine's speed drifts
+    between the start and the end), and each row's fraction of it (`Row.peak_fraction`), for
+    every row with a FLOP count; None, and no fractions, in a run without a peak row."""
+    peak = max((r.ours for r in rows if r.name == "peak"), default=None)
+    for r in rows:
+        r.peak_fraction = r.gflops / peak if peak and r.gflops else None
+    return peak
+
+
+def format_table(rows: list[Row]) -> str:
+    """The rows as a Markdown table, each row's fraction of the peak beside its ratio
+    (peak_fractions first)."""
     lines = [
-        "| row | setting | charrnn | baseline | ratio | GFLOP/s | % of peak |",
+        "| row | setting | charrnn | baseline | ratio | % of peak | GFLOP/s |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        pct = f"{100 * r.peak_fraction:.0f}%" if r.peak_fraction else ""
         if r.name.startswith("peak"):
-            pct = f"{100 * r.ours / peak:.0f}%" if peak else ""
-            lines.append(f"| {r.name} | {r.setting} | {r.ours:.0f} GFLOP/s | | | {r.ours:.0f} | {pct} |")
+            lines.append(f"| {r.name} | {r.setting} | {r.ours:.0f} GFLOP/s | | | {pct} | {r.ours:.0f} |")
             continue
         theirs = f"{r.theirs:,.0f} ({r.baseline})" if r.theirs else ""
         ratio = f"{r.ratio:.2f}x" if r.ratio else ""
         g = f"{r.gflops:.0f}" if r.gflops else ""
-        pct = f"{100 * r.gflops / peak:.0f}%" if r.gflops and peak else ""
-        lines.append(f"| {r.name} | {r.setting} | {r.ours:,.0f} {r.unit} | {theirs} | {ratio} | {g} | {pct} |")
+        lines.append(f"| {r.name} | {r.setting} | {r.ours:,.0f} {r.unit} | {theirs} | {ratio} | {pct} | {g} |")
     return "\n".join(lines)
+
+
+def document(command: str, args: argparse.Namespace, n_threads: int, rows: list[Row], peak: float | None,
+             defaults: dict[str, Any] | None = None, load_at_start: list[float] | None = None) -> dict[str, Any]:
+    """What --json writes: the run's conditions (the machine's load averages at its start and
+    end), its peak, and every row with its samples, ratio and fraction of the peak."""
+    return {
+        "command": command,
+        "threads": {"charrnn": n_threads, "baseline": args.baseline_threads},
+        "versions": versions(),
+        "burn": args.burn,
+        "load_average": {"start": load_at_start, "end": threads.load_average()},
+        "peak_gflops": peak,
+        "training_defaults": defaults or {},
+        "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
+    }
 
 
 def _list_of(text: str, choices: tuple[str, ...]) -> list[str]:
@@ -536,36 +577,80 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     reps = args.repeats or (5 if args.quick else 15)
+    load_at_start = threads.load_average()
     print(f"cores: charrnn {n_threads} (worker threads, one BLAS thread each), PyTorch "
           f"{n_threads if args.baseline_threads == 'matched' else 'its default'} threads; "
-          f"{versions()}", flush=True)
+          f"{versions()}; load average {load_at_start}", flush=True)
+    defaults = training_defaults(planned_settings(args))
     burner = None
     if args.burn:
         burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         print(f"a busy process (pid {burner.pid}) shares the machine during this run", flush=True)
     try:
-        rows = run_rows(args, reps, n_threads)
+        rows = run_rows(args, reps, n_threads, defaults)
     finally:
         if burner is not None:
             burner.kill()
             burner.wait()
-    peak = max((r.ours for r in rows if r.name == "peak"), default=None)  # all of charrnn's cores
+    peak = peak_fractions(rows)
     print()
-    print(format_table(rows, peak))
+    print(format_table(rows))
     if args.json:
-        doc = {
-            "command": "charrnn bench " + " ".join(sys.argv[2:] if argv is None else argv),
-            "threads": {"charrnn": n_threads, "baseline": args.baseline_threads},
-            "versions": versions(),
-            "burn": args.burn,
-            "peak_gflops": peak,
-            "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
-        }
+        command = "charrnn bench " + " ".join(sys.argv[2:] if argv is None else argv)
+        doc = document(command, args, n_threads, rows, peak, {k: asdict(p) for k, p in defaults.items()},
+                       load_at_start)
         write_file(args.json, json.dumps(doc, indent=1).encode(), force=args.force)
     return 0
 
 
-def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
+def cores_settings(cell: str) -> list[tuple[int, int, int]]:
+    """(H, B, T) of the `cores` rows of `cell` (CORES_SETTINGS; the first only where two cores
+    make one worker of it, the rows' noise floor)."""
+    first, *rest = CORES_SETTINGS
+    return ([first] if _one_worker(cell, *first) else []) + rest
+
+
+def planned_settings(args: argparse.Namespace) -> list[tuple[str, int, int, int]]:
+    """(cell, H, B, T) of the rows that time training at its default count of cores: the `cores`
+    rows, and the NumPy engine's train and sizes rows where --threads is not given."""
+    out = [(cell, *hbt) for cell in args.cells for hbt in cores_settings(cell)] if "cores" in args.rows else []
+    if getattr(args, "threads", None) is None and args.backend == "numpy":
+        out += [(s.cell, s.H, s.B, s.T) for s, _ in settings(args.rows, args.cells, args.quick)
+                if s.job == "train" and not s.seed_style and s.L == 1]
+    return list(dict.fromkeys(out))
+
+
+def training_defaults(configs: list[tuple[str, int, int, int]]) -> dict[str, Any]:
+    """Training's default count of cores (threadplan.default_plan) for each (cell, H, B, T), by
+    "cell H=.. B=.. T=..": read from the cache, or measured now (before any --busy process
+    starts, which would otherwise be timed beside its own busy neighbour)."""
+    from .. import threadplan
+
+    out = {}
+    for cell, H, B, T in configs:
+        model = CharRNN(V, H, 1, "float32", seed=0, init="pytorch", cell=cell)
+        plan = threadplan.default_plan(model, B, T)
+        out[_setting_key(cell, H, B, T)] = plan
+        print(f"training's default for {_setting_key(cell, H, B, T)}: {_cores(plan.threads)} ({plan.source})",
+              flush=True)
+    return out
+
+
+def _setting_key(cell: str, H: int, B: int, T: int) -> str:
+    return f"{cell} H={H} B={B} T={T}"
+
+
+def _cores(n: int) -> str:
+    return f"{n} core{'s' if n > 1 else ''}"
+
+
+def _needs_peak(groups: list[str]) -> bool:
+    """Whether a row of these groups has a FLOP count, whose fraction of the peak is reported."""
+    return any(g not in ("peak", "gen") for g in groups)
+
+
+def run_rows(args: argparse.Namespace, reps: int, n_threads: int,
+             defaults: dict[str, Any] | None = None) -> list[Row]:
     rows: list[Row] = []
 
     def add(row: Row | None) -> None:
@@ -575,23 +660,26 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
             print(f"  {row.name}: {row.ours:,.0f} {row.unit}{extra}  {row.check}", flush=True)
 
     all_cores = threads.usable_cpus()
-    if "peak" in args.rows:
+    if "peak" in args.rows or _needs_peak(args.rows):  # the fractions of the peak need this run's own
         add(peak_row(max(3, reps // 2), all_cores))
-        if all_cores > 1:
+        if all_cores > 1 and "peak" in args.rows:
             one = peak_row(max(3, reps // 2), 1)
             one.name = "peak, 1 core"
             add(one)
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
         for setting, mult in settings(args.rows, args.cells, args.quick):
             n = reps * mult if mult else max(3, reps // 3)
-            add(compare(setting, n, n_threads, args.baseline_threads, Path(tmp), args.backend))
+            plan = (defaults or {}).get(_setting_key(setting.cell, setting.H, setting.B, setting.T))
+            add(compare(setting, n, n_threads, args.baseline_threads, Path(tmp), args.backend,
+                        plan if setting.job == "train" and not setting.seed_style else None))
     if "cores" in args.rows:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
             for cell in args.cells:
-                first, *rest = CORES_SETTINGS
-                for H, B, T in ([first] if _one_worker(cell, *first) else []) + rest:
+                for H, B, T in cores_settings(cell):
+                    plan = (defaults or {}).get(_setting_key(cell, H, B, T))
+                    workers, label = (plan.threads, f"default ({_cores(plan.threads)}, {plan.source})") if plan else (None, None)
                     for row in compare_cores(Setting("train", cell, H, B, T), reps * (4 if H == 128 else 1),
-                                             max(2, all_cores), Path(tmp)):
+                                             max(2, all_cores), Path(tmp), workers, label):
                         add(row)
     if "cli" in args.rows:
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
@@ -610,6 +698,6 @@ def run_rows(args: argparse.Namespace, reps: int, n_threads: int) -> list[Row]:
                         steps = (steps[0], steps[0] + (steps[1] - steps[0]) // 2)
                     add(compare_cli(Setting("train", cell, H, B, T), steps, 1 if args.quick else 3,
                                     max(2, all_cores), Path(tmp), against="1 thread"))
-    if "peak" in args.rows and not args.quick:
+    if ("peak" in args.rows or _needs_peak(args.rows)) and not args.quick:
         add(peak_row(max(3, reps // 2), all_cores))  # again at the end: the machine's speed drifts
     return rows

@@ -32,6 +32,26 @@ MIN_SHARD_WORK = 4096
 # The same where a cell's steps run as compiled kernels, which hold no GIL inside a step.
 MIN_SHARD_WORK_COMPILED = 1024
 
+# threadplan.py: training's default count of cores, decided per configuration. Every core is kept
+# only where the step with every core is at least this many times as fast as with one worker both
+# as the machine is and beside a busy process (median step times); below it one worker, which a
+# busy neighbour slows by its share and no more. The 3% margin is an estimate of the spread of the
+# medians of a second-long measurement on a quiet machine (BENCHMARKS.md: not measured there), so
+# that a tie (a small window that two workers share on one free core) goes to one worker.
+THREADS_MIN_SPEEDUP = 1.03
+# threadplan.py: seconds the timed steps of one measurement take in all (both counts, both
+# conditions); a window whose step would take longer is timed over fewer of its time steps,
+# whose per-step cost is the same (and with fewer repeats below).
+THREADS_MEASURE_SECONDS = 1.5
+# threadplan.py: timed steps of each count in each condition, the counts alternating; a step too
+# long for the budget even over THREADS_MEASURE_MIN_STEPS gets the fewer repeats.
+THREADS_MEASURE_REPEATS = 5
+THREADS_MEASURE_MIN_REPEATS = 3
+# threadplan.py: time steps a shortened window keeps at least, so that what each call costs once
+# (the gradients' zeroing and sum over the workers, the pool's hand-off) weighs no more than in
+# training, where it is spread over the whole window.
+THREADS_MEASURE_MIN_STEPS = 16
+
 # train/fused.py: the whole training step in one compiled call for one stream of up to this many
 # hidden units; above it (or with more streams) the BLAS products of the NumPy path take over.
 FUSED_MAX_HIDDEN = 256

@@ -36,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import DataError
+from ..io.cache import default_cache_dir
 from ..io.writer import replace_durably
 
 __all__ = [
@@ -191,12 +192,6 @@ def shakespeare_text() -> str:
         if converted:
             plays.append(converted)
     return "\n\n\n".join(plays) + "\n"
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/charrnn``, else ``~/.cache/charrnn``."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "charrnn"
 
 
 def _cache_name() -> str:

@@ -39,6 +39,7 @@ from ..model.params import gates, transplant
 from ..optim import Optimizer, make_optimizer
 from ..settings import (AUTO_TIME_BUDGET, DATASETS, LM, PATH_SETTINGS, Facts, TrainConfig, adopt_source, requested_train,
                         resolve, resumed, validate)
+from ..threadplan import plan_training
 from ..threads import requested_threads
 from .objective import Window
 from .plan import PLANNED, Planner
@@ -291,6 +292,8 @@ def fresh_run(given: Mapping[str, Any], run_dir: Path, force: bool, say: Say,
                                               text_sha256=encoded.text_sha256, tokens_sha256=encoded.ids_sha256,
                                               files=_listing(corpus)),
                              lock=claim.lock)
+        if cfg.backend == "numpy":  # the count of cores, before the first checkpoint records it
+            plan_training(model, B, T, given=cfg.threads, say=say)
         if replacing:
             clear_run(d)
         claim.written += [d / TOKENS, d / LATEST, d / CONFIG]
@@ -628,6 +631,8 @@ def _continue(c: ckpt.Checkpoint, cfg: TrainConfig, encoded: EncodedText, saved:
     s.restore(c)
     # the hashes checked just now, recorded from here on where the checkpoint predates them
     s.state.text_sha256, s.state.tokens_sha256 = saved.text_sha256, saved.tokens_sha256
+    if cfg.backend == "numpy":  # the recorded count of cores, unless one is given
+        plan_training(model, B, T, given=cfg.threads, recorded=saved.workers, say=say)
     now = model.workers_for(B)
     if saved.workers and saved.workers != now:
         say(f"charrnn: the run was trained with {saved.workers} worker thread(s) and continues with {now}: "

@@ -110,7 +110,7 @@ def environment(objective: Any, resume: bool) -> dict[str, Any]:
     from importlib import metadata
 
     from .. import __version__
-    from ..threads import thread_info, workers
+    from ..threads import cpu_name, thread_info, workers
 
     def version(name: str) -> str | None:
         try:
@@ -127,22 +127,6 @@ def environment(objective: Any, resume: bool) -> dict[str, Any]:
         "python": platform.python_version(), "numpy": np.__version__, "numba": version("numba"),
         "torch": version("torch"), "platform": platform.platform(), "machine": platform.machine(),
         "cpu": cpu_name(), "cores": os.cpu_count(), "usable_cores": info.get("usable_cpus"),
-        "threads": threads, "blas": [{k: lib.get(k) for k in ("library", "version", "architecture")}
+        "threads": threads, "threads_from": info.get("source"), "blas": [{k: lib.get(k) for k in ("library", "version", "architecture")}
                                      for lib in info.get("blas", [])],
     }
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux's /proc/cpuinfo), or what the platform says."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-

@@ -101,7 +101,7 @@ def quick(monkeypatch):
     from charrnn import bench
     from charrnn.report import html
 
-    monkeypatch.setattr(bench, "run_rows", lambda args, reps, n_threads: [])
+    monkeypatch.setattr(bench, "run_rows", lambda args, reps, n_threads, defaults=None: [])
     monkeypatch.setattr(bench, "versions", lambda: {})
     monkeypatch.setattr(html, "build_report", lambda run: f"<p>a report of {run}</p>")
 
