@@ -9,14 +9,21 @@ CHARRNN_THREADS, no BLAS variable: `threads.chosen_elsewhere()`), its own step i
     measure_step_times(model, B, T, cores)   `model.loss_and_grads` on a synthetic window with one
                                              worker and with `cores`, alternately, as the machine
                                              is and then beside a busy process started for it
-    decide(timings, cores)                   `cores` only where that is faster in both conditions
-                                             by tuning.THREADS_MIN_SPEEDUP, else 1
+    decide(timings, cores, busy)             `cores` where that is faster by
+                                             tuning.THREADS_MIN_SPEEDUP in the condition the
+                                             machine is in now (`busy_now`), else 1
 
-The decision is cached in threads.json of the user's cache folder (io/cache.py: $CHARRNN_CACHE_DIR,
-$XDG_CACHE_HOME/charrnn or ~/.cache/charrnn), keyed by the configuration (`plan_key`) and the
-machine (`fingerprint`), so each configuration is measured once per machine; a cache that cannot
-be read or written is ignored. A run records its worker count in each checkpoint (the state's
-"workers"), and a resume reuses it without measuring: the shards' gradients are summed in order,
+The measurement (both conditions' speedups) is cached in threads.json of the user's cache folder
+(io/cache.py: $CHARRNN_CACHE_DIR, $XDG_CACHE_HOME/charrnn or ~/.cache/charrnn), keyed by the
+configuration (`plan_key`) and the machine (`fingerprint`), so each configuration is measured once
+per machine; a cache that cannot be read or written is ignored. Each new run decides from the
+cached speedups and the condition the machine is in when it starts: where another process is
+running, the busy figure decides, and two workers that would lose to one beside it are not
+started; on a machine left to the run, the figure as measured without a neighbour decides, and
+the workers that pay off there are used. (Deciding once for both conditions would give up the
+1.5-1.8x of two workers on an idle two-core machine to avoid losing 6-17% beside a busy process:
+BENCHMARKS.md.) A run records its worker count in each checkpoint (the state's "workers"), and a
+resume reuses it without measuring or deciding again: the shards' gradients are summed in order,
 so another count changes the rounding. A count given on resume (--threads, CHARRNN_THREADS)
 overrides the record, and the resume stays exact only where it gives the recorded count.
 """
@@ -43,9 +50,15 @@ from .errors import CharRNNError
 
 CACHE_NAME = "threads.json"
 CACHE_FORMAT = "charrnn-thread-plans"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the speedups of both conditions, decided per run (1: a count decided once)
 # The conditions a measurement times, in order: the machine as it is, and beside a busy process.
 CONDITIONS = ("as is", "busy")
+# The machine counts as busy when, on average over BUSY_SAMPLES readings BUSY_INTERVAL seconds
+# apart, at least this many other processes are running (the kernel's count of runnable tasks,
+# this one's own left out).
+BUSY_OTHERS = 0.5
+BUSY_SAMPLES = 5
+BUSY_INTERVAL = 0.02
 # Time steps of the short window that warms the step up and tells how long a step of the run's takes.
 GAUGE_STEPS = 8
 
@@ -61,6 +74,7 @@ class Plan:
     threads: int
     source: str
     speedups: dict[str, float] | None = None  # condition -> one worker's step time / every core's
+    condition: str | None = None  # the condition that decided (CONDITIONS)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -138,12 +152,40 @@ def _measured_window(seq_len: int, per_step: float) -> tuple[int, int]:
     return min(seq_len, tuning.THREADS_MEASURE_MIN_STEPS), tuning.THREADS_MEASURE_MIN_REPEATS
 
 
-def decide(timings: Timings, cores: int) -> tuple[int, dict[str, float]]:
+def decide(timings: Timings, cores: int, busy: bool = False) -> tuple[int, dict[str, float]]:
     """(count, speedups): `cores` where its step is at least tuning.THREADS_MIN_SPEEDUP times as
-    fast as one worker's in every condition timed, else 1; speedups per condition."""
+    fast as one worker's in the condition the machine is in (`busy`: another process runs), else
+    1; speedups per condition."""
     speedups = {c: t[1] / max(t[cores], 1e-12) for c, t in timings.items()}
-    keep = bool(speedups) and all(s >= tuning.THREADS_MIN_SPEEDUP for s in speedups.values())
-    return (cores if keep else 1), speedups
+    return choose(speedups, cores, busy), speedups
+
+
+def choose(speedups: dict[str, float], cores: int, busy: bool) -> int:
+    """The count the speedups give in the machine's condition (an untimed condition: one worker)."""
+    condition = CONDITIONS[1] if busy else CONDITIONS[0]
+    return cores if speedups.get(condition, 0.0) >= tuning.THREADS_MIN_SPEEDUP else 1
+
+
+def others_running(samples: int = BUSY_SAMPLES, interval: float = BUSY_INTERVAL) -> float:
+    """How many other processes run on the machine now: the mean over `samples` readings of the
+    kernel's count of runnable tasks (Linux's /proc/loadavg), less this one; elsewhere, the
+    one-minute load average."""
+    counts = []
+    for k in range(samples):
+        try:
+            with open("/proc/loadavg", encoding="ascii") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            load = threads.load_average()
+            return load[0] if load else 0.0
+        if k + 1 < samples:
+            time.sleep(interval)
+    return max(0.0, statistics.fmean(counts))
+
+
+def busy_now() -> bool:
+    """Whether another process keeps a core busy as the run starts (tests replace it)."""
+    return others_running() >= BUSY_OTHERS
 
 
 # ------------------------------------------------------------------------------------------------
@@ -198,11 +240,15 @@ def read_plans(path: Path) -> dict[str, Any]:
     return plans if isinstance(plans, dict) else {}
 
 
-def cached_count(plans: dict[str, Any], key: str, cores: int) -> int | None:
-    """The count cached under `key`, if it is one a plan for `cores` cores could have chosen."""
+def cached_speedups(plans: dict[str, Any], key: str) -> dict[str, float] | None:
+    """The speedups cached under `key`, where they are a number for each condition."""
     entry = plans.get(key)
-    n = entry.get("threads") if isinstance(entry, dict) else None
-    return n if type(n) is int and n in (1, cores) else None
+    found = entry.get("speedups") if isinstance(entry, dict) else None
+    if not (isinstance(found, dict) and set(found) == set(CONDITIONS)):
+        return None
+    if not all(type(v) in (int, float) and np.isfinite(v) and v > 0 for v in found.values()):
+        return None
+    return {c: float(found[c]) for c in CONDITIONS}
 
 
 def write_plans(path: Path, plans: dict[str, Any]) -> bool:
@@ -253,21 +299,25 @@ def default_plan(model: Any, batch_size: int, seq_len: int, *, measure: Measure 
     machine = fingerprint()
     key = _entry_key(plan_key(model, batch_size, seq_len), machine)
     plans = read_plans(path)
-    n = cached_count(plans, key, cores)
-    if n is not None:
-        threads.set_threads(n, source="cache")
-        return Plan(n, "cache")
-    timings = (measure or measure_step_times)(model, batch_size, seq_len, cores)
-    n, speedups = decide(timings, cores)
-    threads.set_threads(n, source="measured")
-    # the load average says how busy "as is" was: a decision made on a loaded machine is kept too
-    # (its busy condition is the one the default must not lose), until the file is deleted
-    plans[key] = {"threads": n, "cores": cores, "speedups": speedups, "machine": machine,
-                  "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_average": threads.load_average()}
-    kept = write_plans(path, plans)
+    speedups, source, kept = cached_speedups(plans, key), "cache", False
+    if speedups is None:
+        timings = (measure or measure_step_times)(model, batch_size, seq_len, cores)
+        speedups, source = {c: t[1] / max(t[cores], 1e-12) for c, t in timings.items()}, "measured"
+        # the load average says how busy "as is" was: a measurement made on a loaded machine is
+        # kept too (pessimistic for the idle condition), until the file is deleted
+        plans[key] = {"cores": cores, "speedups": speedups, "machine": machine,
+                      "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "load_average": threads.load_average()}
+        kept = write_plans(path, plans)
+    busy = busy_now()
+    n = choose(speedups, cores, busy)
+    threads.set_threads(n, source=source)
+    condition = CONDITIONS[1] if busy else CONDITIONS[0]
     if say is not None:
         ratios = ", ".join(f"{s:.2f}x {c}" for c, s in speedups.items())
-        say(f"charrnn: training on {n} core(s): {cores} workers' step against one worker's measured {ratios} "
-            f"(at least {tuning.THREADS_MIN_SPEEDUP:.2f}x in each keeps them); "
-            + (f"kept in {path}" if kept else f"not kept: {path} cannot be written") + "; --threads N chooses")
-    return Plan(n, "measured", speedups)
+        where = (f"from {path}" if source == "cache" else f"measured, kept in {path}" if kept
+                 else f"measured, not kept: {path} cannot be written")
+        say(f"charrnn: training on {n} core(s): {cores} workers' step against one worker's {ratios} ({where}); "
+            f"the machine is {'busy' if busy else 'free'} now, so the {condition} figure decides (at least "
+            f"{tuning.THREADS_MIN_SPEEDUP:.2f}x keeps them); --threads N chooses")
+    return Plan(n, source, speedups, condition)

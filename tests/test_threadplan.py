@@ -4,6 +4,7 @@ on resume. The measurements themselves are injected."""
 
 import contextlib
 import io
+import itertools
 import json
 
 import numpy as np
@@ -29,6 +30,7 @@ def planning(monkeypatch, tmp_path):
     monkeypatch.setattr(tuning, "MIN_SHARD_WORK", 1)
     monkeypatch.setattr(tuning, "MIN_SHARD_WORK_COMPILED", 1)
     monkeypatch.setenv("CHARRNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(threadplan, "busy_now", lambda: False)  # the machine's condition, injected
     return tmp_path / "cache" / threadplan.CACHE_NAME
 
 
@@ -56,14 +58,45 @@ def never(*args):
 # the rule and the measurement
 
 
-def test_every_core_is_kept_only_where_faster_in_both_conditions_by_the_margin():
+def test_every_core_is_kept_only_where_faster_by_the_margin_in_the_machine_s_condition():
     m = tuning.THREADS_MIN_SPEEDUP
     assert threadplan.decide(timings(m, m), 2) == (2, {"as is": pytest.approx(m), "busy": pytest.approx(m)})
-    assert threadplan.decide(timings(1.6, 1.2), 2)[0] == 2
-    assert threadplan.decide(timings(1.6, m * 0.999), 2)[0] == 1  # the GRU at H=128 beside a busy process
+    assert threadplan.decide(timings(m, m), 2, busy=True)[0] == 2
+    assert threadplan.decide(timings(1.6, 1.2), 2, busy=True)[0] == 2
+    # the GRU at H=128 beside a busy process: two workers on a free machine, one beside the process
+    assert threadplan.decide(timings(1.6, m * 0.999), 2)[0] == 2
+    assert threadplan.decide(timings(1.6, m * 0.999), 2, busy=True)[0] == 1
     assert threadplan.decide(timings(m * 0.999, 1.6), 2)[0] == 1
     assert threadplan.decide(timings(0.9, 0.9), 2)[0] == 1
     assert threadplan.decide({}, 2)[0] == 1  # nothing timed: nothing won
+
+
+@pytest.mark.parametrize("running, busy", [([1, 1, 1, 1, 1], False), ([2, 2, 1, 2, 2], True), ([1, 2, 1, 1, 1], False)])
+def test_the_machine_counts_as_busy_when_other_processes_run_as_the_run_starts(monkeypatch, running, busy):
+    readings = itertools.cycle([f"0.50 0.40 0.30 {n}/200 12345\n" for n in running])
+    real_open = open
+
+    def fake_open(path, *args, **kw):
+        if path == "/proc/loadavg":
+            return io.StringIO(next(readings))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(threadplan.time, "sleep", lambda s: None)
+    assert threadplan.others_running() == pytest.approx(sum(running) / len(running) - 1)
+    assert threadplan.busy_now() is busy
+
+
+def test_a_busy_machine_takes_one_worker_where_two_lose_beside_a_busy_process(planning, monkeypatch):
+    model = CharRNN(11, 8, seed=0, cell="gru")
+    plan(model, measure=Measure(as_is=1.6, busy=0.9))
+    threads.set_threads(1, source="default")
+    assert plan(model, measure=never).threads == 2  # free: the cached figure as is decides
+    monkeypatch.setattr(threadplan, "busy_now", lambda: True)
+    said = []
+    got = plan(model, measure=never, say=said.append)
+    assert (got.threads, got.source, got.condition) == (1, "cache", "busy") and threads.workers() == 1
+    assert "busy now" in said[0] and "0.90x busy" in said[0]
 
 
 def test_a_long_step_is_timed_over_a_shorter_window_and_fewer_repeats():
@@ -136,12 +169,12 @@ def test_a_decision_is_measured_once_then_read_from_the_cache(planning):
     assert len(said) == 1 and "1.50x as is" in said[0] and str(planning) in said[0]
     doc = json.loads(planning.read_text())
     (key, entry), = doc["plans"].items()
-    assert key.startswith("train lstm H=8 L=1 B=8 T=5 V=11 float32") and entry["threads"] == 2
+    assert key.startswith("train lstm H=8 L=1 B=8 T=5 V=11 float32") and entry["speedups"] == {"as is": 1.5, "busy": 1.2}
     assert entry["machine"] == threadplan.fingerprint()
     threads.set_threads(1, source="default")  # another run in this process starts from the default
-    assert plan(model, measure=never) == threadplan.Plan(2, "cache")
+    assert plan(model, measure=never) == threadplan.Plan(2, "cache", {"as is": 1.5, "busy": 1.2}, "as is")
     # another configuration, or a slower second core: measured, and both kept
-    slow = Measure(as_is=1.4, busy=0.95)
+    slow = Measure(as_is=0.95, busy=0.95)
     assert plan(model, B=6, measure=slow).threads == 1 and len(slow.calls) == 1
     assert threads.workers() == 1
     assert len(json.loads(planning.read_text())["plans"]) == 2
@@ -153,20 +186,21 @@ def test_another_machine_is_measured_again(planning, monkeypatch):
     machine = threadplan.fingerprint()
     monkeypatch.setattr(threadplan, "fingerprint", lambda: machine | {"cpu": "another processor"})
     measure = Measure(as_is=0.9)
-    assert plan(model, measure=measure) == threadplan.Plan(1, "measured", {"as is": 0.9, "busy": 1.2})
+    assert plan(model, measure=measure) == threadplan.Plan(1, "measured", {"as is": 0.9, "busy": 1.2}, "as is")
     assert len(measure.calls) == 1 and len(json.loads(planning.read_text())["plans"]) == 2
 
 
 @pytest.mark.parametrize("content", [b"\x00\xff not json", b"[1, 2]", b'{"format": "other", "version": 1, "plans": {}}',
-                                     b'{"format": "charrnn-thread-plans", "version": 1, "plans": []}', "entry"])
+                                     b'{"format": "charrnn-thread-plans", "version": 2, "plans": []}',
+                                     b'{"format": "charrnn-thread-plans", "version": 1, "plans": {}}', "entry"])
 def test_a_corrupt_cache_is_measured_again_and_replaced(planning, content):
     model = CharRNN(11, 8, seed=0)
     planning.parent.mkdir(parents=True)
-    if content == "entry":  # a well-formed file whose entry names no count a plan could choose
+    if content == "entry":  # a well-formed file whose entry holds no speedups a plan could use
         plan(model, measure=Measure())
         doc = json.loads(planning.read_text())
         for entry in doc["plans"].values():
-            entry["threads"] = 7
+            entry["speedups"] = {"as is": "fast", "busy": 1.2}
         content = json.dumps(doc).encode()
         threads.set_threads(1, source="default")
     planning.write_bytes(content)

@@ -33,9 +33,10 @@ MIN_SHARD_WORK = 4096
 MIN_SHARD_WORK_COMPILED = 1024
 
 # threadplan.py: training's default count of cores, decided per configuration. Every core is kept
-# only where the step with every core is at least this many times as fast as with one worker both
-# as the machine is and beside a busy process (median step times); below it one worker, which a
-# busy neighbour slows by its share and no more. The 3% margin is an estimate of the spread of the
+# only where the step with every core is at least this many times as fast as with one worker in
+# the condition the machine is in as the run starts (as measured on a free machine, or beside a
+# busy process; median step times); below it one worker, which a busy neighbour slows by its
+# share and no more. The 3% margin is an estimate of the spread of the
 # medians of a second-long measurement on a quiet machine (BENCHMARKS.md: not measured there), so
 # that a tie (a small window that two workers share on one free core) goes to one worker.
 THREADS_MIN_SPEEDUP = 1.03
