@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core.dropout import dropout_backward, dropout_forward, dropout_mask
 from ..core.norm import NormCache, layer_norm_backward, layer_norm_forward
+from ..errors import ConfigError
 from .params import NORM_OUT, cell_layer_names, norm_names
 
 State = tuple[np.ndarray, ...]
@@ -83,6 +84,13 @@ class StackOptions:
     def config(self) -> dict[str, bool]:
         """As a model's configuration records them."""
         return {"residual": self.residual, "layer_norm": self.layer_norm}
+
+    def plain_only(self, target: str) -> None:
+        """Refuse in one line a stack with options where `target` builds the plain stack only."""
+        on = [f"--{k.replace('_', '-')}" for k, v in self.config().items() if v]
+        if on:
+            raise ConfigError(f"{target} builds the plain layer stack; this model has {' and '.join(on)} "
+                              "(export --format torch keeps them)")
 
 
 PLAIN = StackOptions()
