@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, cell_module, check_size, count_parameters, init_parameters,
                      parameter_shapes, resolve_dtype)
 from .parallel import min_shard_work, run_shards, stream_shards
-from .stack import State, StackCache, StackOptions, draw_masks, stack_backward, stack_forward
+from .stack import State, StackCache, StackOptions, Stacked, draw_masks, stack_backward, stack_forward
 
 if TYPE_CHECKING:
     from .stepper import Stepper
@@ -44,7 +44,7 @@ class ForwardCache:
     h_last: State  # the final state, one (L, B, H) array per part
 
 
-class CharRNN:
+class CharRNN(Stacked):
     """A recurrent language model over one-hot characters.
 
     model = CharRNN(vocab_size=V, hidden_size=H, num_layers=L, dtype="float32", seed=0,
@@ -120,14 +120,6 @@ class CharRNN:
             "dropout": self.dropout,
             **self.stack.config(),
         }
-
-    @property
-    def residual(self) -> bool:
-        return self.stack.residual
-
-    @property
-    def layer_norm(self) -> bool:
-        return self.stack.layer_norm
 
     @property
     def state_parts(self) -> tuple[str, ...]:

@@ -96,6 +96,20 @@ class StackOptions:
 PLAIN = StackOptions()
 
 
+class Stacked:
+    """A model of a stack: its options as `residual` and `layer_norm` (the settings' names)."""
+
+    stack: StackOptions = PLAIN
+
+    @property
+    def residual(self) -> bool:
+        return self.stack.residual
+
+    @property
+    def layer_norm(self) -> bool:
+        return self.stack.layer_norm
+
+
 @dataclass
 class StackCache:
     """What `stack_backward` needs from `stack_forward`: per layer, the cell's cache, the

@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from .lm import check_dropout, check_stack
 from .params import (FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, cell_module, check_size,
                      count_parameters, init_parameters, input_weight, parameter_shapes, resolve_dtype)
-from .stack import StackCache, State, stack_backward, stack_forward
+from .stack import StackCache, Stacked, State, stack_backward, stack_forward
 
 
 def pad_batch(inputs: Any, lengths: Any = None, name: str = "inputs") -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +77,7 @@ def check_ids(x: np.ndarray, lengths: np.ndarray, size: int, name: str) -> None:
         raise ConfigError(f"{name} holds ids outside [0, {size}): {real.min()}..{real.max()}")
 
 
-class TaskModel:
+class TaskModel(Stacked):
     """The recurrent layers, the head and (optionally) R of a task model; see the module docstring.
 
     `params` maps names of the one table (model/params.py) to the live arrays, as CharRNN's do:
