@@ -59,7 +59,7 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
         # one module of L layers cannot add a residual or norm between them: one per layer
         rnn = rnn.replace("num_layers)", "1) per layer") + (
             "; norm_l{k} (k >= 1), norm_out = torch.nn.LayerNorm(hidden_size)" if c.model.stack.layer_norm else ""
-        ) + "; the stack as charrnn's README, Stack options"
+        ) + "; the stack as charrnn's README says (Stack options)"
     metadata = {
         "format": formats.TORCH_EXPORT,
         "vocab": dump_json(c.vocab.to_json()),
