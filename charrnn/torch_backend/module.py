@@ -4,10 +4,8 @@ dropout, a Linear head.
     x^0_t = one-hot(char_t)      h^k = layer_k(x^k, state0^k)      x^{k+1} = dropout(h^k)
     o_t = head(x^L_t)            loss = cross_entropy(o, y), the mean over B*T
 
-with the stack's options of model/stack.py (from layer 1 up, x^{k+1} = x^k + dropout(h^k) and
-h^k = layer_k(LN_k(x^k)); the head reads LN_out(x^L)), the norms nn.LayerNorm(H) modules.
-
-the model of model/lm.py and model/stack.py, time-major (T, B) like the NumPy engine's internals
+the model of model/lm.py and model/stack.py (with its options: from layer 1 up x^{k+1} = x^k +
+dropout(h^k) and h^k = layer_k(LN_k(x^k)), the head reading LN_out(x^L); nn.LayerNorm(H) modules), time-major (T, B) like the NumPy engine's internals
 and cuDNN's native layout. One module per layer, rather than one module of L layers, so that the
 dropout between layers is ours: its masks come from a generator the run seeds (from the NumPy
 dropout generator that checkpoints carry), which makes a torch run resume with the same masks;

@@ -13,15 +13,11 @@ from charrnn.gradcheck import TOLERANCE, gradcheck, random_problem
 from charrnn.model import count_parameters, parameter_shapes, reference_loss_and_grads
 from charrnn.model.params import norm_names
 from conftest import parts, torch_twin_class
+from test_model_cells import assert_agrees_with, rel  # the cells' proofs' helpers
 
 CELLS = cell_names()  # every registered cell
 OPTIONS = [dict(residual=True), dict(layer_norm=True), dict(residual=True, layer_norm=True)]
 OPTION_IDS = ["residual", "layer_norm", "both"]
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
 
 
 def random_configs(n, seed):
@@ -83,15 +79,7 @@ def test_matches_plain_pytorch_with_dropout(config, cell, options, torch):
     model, x, y, h0 = random_problem(V, H, L, B, T, seed=400 + sum(config), cell=cell, dropout=p, **options)
     rng = rewound(model)
     masks = [dropout_mask(rng, (T, B, H), p, np.float64) for _ in range(L)]
-    want_loss, want_grads, want_h, want_dh0 = torch_stack_loss(model, x, y, h0, masks, torch)
-    loss, cache = model.forward(x, y, h0)
-    grads, dh0 = model.backward(cache)
-    assert abs(loss - want_loss) <= 1e-10 * abs(want_loss)
-    assert all(rel(a, b) <= 1e-10 for a, b in zip(cache.h_last, want_h))
-    assert all(rel(a, b) <= 1e-10 for a, b in zip(parts(dh0), want_dh0))
-    assert set(grads) == set(want_grads)
-    for name in grads:
-        assert rel(grads[name], want_grads[name]) <= 1e-10, name
+    assert_agrees_with(model, x, y, h0, torch_stack_loss(model, x, y, h0, masks, torch))
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
