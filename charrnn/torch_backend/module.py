@@ -5,8 +5,8 @@ dropout, a Linear head.
     o_t = head(x^L_t)            loss = cross_entropy(o, y), the mean over B*T
 
 the model of model/lm.py and model/stack.py (with its options: from layer 1 up x^{k+1} = x^k +
-dropout(h^k) and h^k = layer_k(LN_k(x^k)), the head reading LN_out(x^L); nn.LayerNorm(H) modules), time-major (T, B) like the NumPy engine's internals
-and cuDNN's native layout. One module per layer, rather than one module of L layers, so that the
+dropout(h^k) and h^k = layer_k(LN_k(x^k)), the head reading LN_out(x^L); nn.LayerNorm(H)
+modules), time-major (T, B) like the NumPy engine's internals and cuDNN's native layout. One module per layer, rather than one module of L layers, so that the
 dropout between layers is ours: its masks come from a generator the run seeds (from the NumPy
 dropout generator that checkpoints carry), which makes a torch run resume with the same masks;
 nn.LSTM's own inter-layer dropout draws from a global generator (cuDNN from a state it seeds
@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT, NORM_OUT, cell_module, layer_names, norm_keys, norm_names, torch_module_name
+from ..model.params import (HEAD_BIAS, HEAD_WEIGHT, NORM_OUT, cell_module, layer_names, norm_keys, norm_names,
+                            torch_module_name)
 from . import scan
 
 # The backend's own torch modules, for cells no torch.nn class computes: a cell's TORCH_MODULE
