@@ -294,11 +294,12 @@ class LanguageModel:
             x: np.ndarray = np.ascontiguousarray(ids[start : start + EVAL_WINDOW, None])  # (T, 1)
             finals = []
             for k in range(m.num_layers):
-                hs, s_n, _ = m.cell_module.forward(x, layer_params(m.cell_module, m.params, k),
+                u, _ = m.stack.norm_in(m.params, k, x)
+                hs, s_n, _ = m.cell_module.forward(u, layer_params(m.cell_module, m.params, k),
                                                    tuple(p[k] for p in state), need_cache=False)
                 out[k, start : start + x.shape[0]] = hs[:, 0]  # copied: hs may be a view of a reused buffer
                 finals.append(s_n)
-                x = np.ascontiguousarray(hs)
+                x = np.ascontiguousarray(m.stack.join(k, x, hs))
             state = tuple(np.stack([f[i] for f in finals]) for i in range(len(state)))
         return out
 

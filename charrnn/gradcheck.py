@@ -71,11 +71,13 @@ def gradcheck(
     h0: Any,
     max_per_param: int | None = None,
     rng: np.random.Generator | None = None,
+    step: float = STEP,
 ) -> list[GradcheckResult]:
     """Check every parameter's gradient and dL/dh0 (and dL/dc0 for LSTM) for one window; float64
     models only. With dropout on, every evaluation uses the same masks (the generator is rewound).
 
     max_per_param: check at most this many randomly chosen elements of each array (all if None).
+    step: the finite difference's step (a layer norm over few units curves sharply: a smaller one).
     """
     if model.dtype != np.float64:
         raise ValueError("finite differences need a float64 model")
@@ -100,7 +102,7 @@ def gradcheck(
         idx = np.arange(x.size)
         if max_per_param is not None and x.size > max_per_param:
             idx = np.sort(rng.choice(x.size, size=max_per_param, replace=False))
-        num = numeric_gradient(loss_now, x, idx)
+        num = numeric_gradient(loss_now, x, idx, step)
         rel, ab = compare(g.reshape(-1)[idx], num)
         results.append(GradcheckResult(name, rel, ab, len(idx), x.size))
     return results
@@ -108,11 +110,12 @@ def gradcheck(
 
 def random_problem(
     vocab_size: int, hidden_size: int, num_layers: int, batch_size: int, seq_len: int, seed: int = 0,
-    cell: str = "rnn", dropout: float = 0.0,
+    cell: str = "rnn", dropout: float = 0.0, residual: bool = False, layer_norm: bool = False,
 ) -> tuple[CharRNN, np.ndarray, np.ndarray, Any]:
     """A float64 model with non-trivial weights, random windows and a random h0 (and c0), for checking."""
     rng = np.random.default_rng(seed)
-    model = CharRNN(vocab_size, hidden_size, num_layers, dtype="float64", seed=seed, cell=cell, dropout=dropout)
+    model = CharRNN(vocab_size, hidden_size, num_layers, dtype="float64", seed=seed, cell=cell, dropout=dropout,
+                    residual=residual, layer_norm=layer_norm)
     # Larger-than-default weights so tanh leaves its linear range and every term matters.
     for p in model.params.values():
         p[...] = rng.uniform(-0.8, 0.8, size=p.shape)

@@ -125,6 +125,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("num_layers", int, 1, "stacked recurrent layers", low=1),
     S("dropout", float, 0.0, "dropout probability between layers and before the output layer, in training only",
       low=0.0, high=1.0, below=True),
+    S("residual", bool, False, "residual connections: from the second layer up, each layer's output is added to its "
+      "input (x + dropout(cell(x)))"),
+    S("layer_norm", bool, False, "layer normalisation (nn.LayerNorm, learned gain and bias) of each layer's input "
+      "from the second layer up and of the top before the output layer"),
     S("feedback", bool, False, "feed the previous tag back into the first layer (R y_(t-1)); teacher "
       "forcing in training, the model's own tags (greedy or --beam) at inference", (TASK,),
       cli="--output-recurrence"),
@@ -453,10 +457,10 @@ class Facts:
 
 
 def adopt_source(cfg: Any, given: Iterable[str], source: Mapping[str, Any]) -> Any:
-    """A fine-tuning run's configuration: the source model's cell, sizes and encoding (asking for
-    others is refused by name), and its dtype and dropout unless given."""
+    """A fine-tuning run's configuration: the source model's cell, sizes, stack options and encoding
+    (asking for others is refused by name), and its dtype and dropout unless given."""
     given = set(given)
-    kept = {k: source[k] for k in ("cell", "hidden_size", "num_layers", "encoding")}
+    kept = {k: source[k] for k in ("cell", "hidden_size", "num_layers", "residual", "layer_norm", "encoding")}
     clash = sorted(f"{BY_NAME[k].option} {getattr(cfg, k)}" for k in kept if k in given and getattr(cfg, k) != kept[k])
     if clash:
         mine = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kept.items())

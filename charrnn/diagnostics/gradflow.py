@@ -18,7 +18,9 @@ of that step whose state is the recorded state before s, copied into every colum
 gradient arriving from above at step s (the head's V^T (p_s - onehot(y_s)) for the column whose
 target is s; the layer above's dx below the top) and, as the gradient at its final state, what
 was carried back from step s+1, it returns dL/dstate_{s-1} (carried on) and dx (handed to the
-layer below). The total gradient at h^l_s is the sum of those two arrivals. Only the columns
+layer below). The total gradient at h^l_s is the sum of those two arrivals. With the stack's
+options (model/stack.py) what is handed down passes back through layer l's input norm and, with
+residual connections, adds the gradient at the layer's output, which reaches its input directly. Only the columns
 with s <= t_j <= s + K are live at step s, so the work is T one-step passes of at most K+1
 columns per layer: exact (no finite differences, no linearisation) and tested against PyTorch
 autograd.
@@ -42,7 +44,7 @@ import numpy as np
 
 from ..core import UnknownCell, cell as registered_cell
 from ..errors import ConfigError
-from ..model.params import HEAD_BIAS, HEAD_WEIGHT, cell_module, layer_names
+from ..model.params import HEAD_BIAS, HEAD_WEIGHT, NORM_PREFIX, cell_module, layer_names
 from ..model.stack import layer_params
 
 # the gradient norm at this fraction of its lag-0 value marks the end of the effective memory
@@ -68,6 +70,10 @@ class Trajectory:
     states: list[list[tuple[np.ndarray, ...]]]
     inputs: list[list[np.ndarray]]
     logits: np.ndarray  # (T, V)
+    # with the stack's options (model/stack.py): layer l's stack input x^l at step s, before its
+    # norm (inputs holds the cell's input LN_l(x^l)), and the top x^L (T, H) before the final norm
+    stack_inputs: list[list[np.ndarray]] = field(default_factory=list)
+    top: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -83,23 +89,26 @@ def run_trajectory(model: Any, ids: np.ndarray, state0: Any = None) -> Trajector
     if ids.size < 2:
         raise ConfigError("the text must hold at least 2 characters")
     model.check_tokens(ids[None], "text")
-    cell, p, L = model.cell_module, model.params, model.num_layers
+    cell, p, L, options = model.cell_module, model.params, model.num_layers, model.stack
     state = model.check_state(state0, 1)
     T = ids.size - 1
     states = [[tuple(part[l].copy() for part in state)] for l in range(L)]
     inputs: list[list[np.ndarray]] = [[] for _ in range(L)]
+    stack_inputs: list[list[np.ndarray]] = [[] for _ in range(L)]
     top = np.empty((T, model.hidden_size), dtype=model.dtype)
     for s in range(T):
         x: np.ndarray = ids[s : s + 1]
         for l in range(L):
-            inputs[l].append(x)
-            new = cell.step(x, layer_params(cell, p, l), states[l][-1])
+            u, _ = options.norm_in(p, l, x)
+            inputs[l].append(u)
+            stack_inputs[l].append(x)
+            new = cell.step(u, layer_params(cell, p, l), states[l][-1])
             new = tuple(np.array(part, dtype=model.dtype) for part in new)  # own (1, H) copies
             states[l].append(new)
-            x = new[0]
+            x = options.join(l, x, new[0])
         top[s] = x[0]
-    logits = top @ p[HEAD_WEIGHT].T + p[HEAD_BIAS]
-    return Trajectory(ids, states, inputs, logits)
+    logits = options.norm_top(p, top)[0] @ p[HEAD_WEIGHT].T + p[HEAD_BIAS]
+    return Trajectory(ids, states, inputs, logits, stack_inputs, top)
 
 
 def _head_gradients(model: Any, traj: Trajectory) -> np.ndarray:
@@ -108,7 +117,14 @@ def _head_gradients(model: Any, traj: Trajectory) -> np.ndarray:
     p = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)
     p[np.arange(traj.steps), traj.ids[1:]] -= 1.0
-    return p @ model.params[HEAD_WEIGHT]
+    dtop = p @ model.params[HEAD_WEIGHT]
+    _, cache = model.stack.norm_top(model.params, traj.top)
+    return model.stack.norm_top_backward(model.params, _norm_scratch(model), dtop, cache)
+
+
+def _norm_scratch(model: Any) -> dict[str, np.ndarray]:
+    """Gradient arrays of the stack's norms for their backward to add into; not used."""
+    return {n: np.zeros_like(a) for n, a in model.params.items() if n.startswith(NORM_PREFIX)}
 
 
 def _one_step(model: Any, l: int, s: int, traj: Trajectory, n: int):
@@ -148,6 +164,7 @@ def state_gradients(model: Any, traj: Trajectory, max_lag: int, keep: bool = Fal
     # carried[l][p]: dL_{t_j}/d(part p of layer l's state after step s), one row per target
     carried = [[np.zeros((n_targets, H), dtype=model.dtype) for _ in range(parts)] for _ in range(L)]
     scratch = [_Scratch(layer_params(cell, model.params, l)) for l in range(L)]
+    norm_grads = _norm_scratch(model)
     for s in range(T - 1, -1, -1):
         # live targets t in [max(s, K), min(T-1, s+K)], as rows j = t - K
         lo, hi = max(s, K) - K, min(T - 1, s + K) - K + 1
@@ -169,8 +186,11 @@ def state_gradients(model: Any, traj: Trajectory, max_lag: int, keep: bool = Fal
                                         dstate_n=dstate_n, need_dx=l > 0)
             for c, d in zip(carried[l], dstate0):
                 c[lo:hi] = d
-            if l > 0:
-                from_above = np.asarray(dx[0], dtype=model.dtype)
+            if l > 0:  # dL/dx^l_s: through the cell (and its input's norm), and the residual's path
+                _, norm = model.stack.norm_in(model.params, l, traj.stack_inputs[l][s])
+                below = model.stack.norm_in_backward(model.params, norm_grads, l, np.asarray(dx[0], dtype=model.dtype),
+                                                     norm)
+                from_above = below + from_above if model.stack.residual else below
     return norms, vectors
 
 

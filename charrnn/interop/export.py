@@ -7,7 +7,8 @@ plus a `load_state_dict` on each module reproduces the model exactly. minGRU and
 torch.nn class computes, keep the same names (rnn.weight_ih_l{k}, rnn.bias_ih_l{k}); the README
 gives the few lines of PyTorch that compute their logits. The dropout rate is recorded
 too; PyTorch's module applies it between layers only, charrnn also before the head, and both
-leave it off in evaluation.
+leave it off in evaluation. The stack options (--residual, --layer-norm) are recorded with the
+sizes; the layer norms' parameters are nn.LayerNorm's under norm_l{k}.* and norm_out.* (params.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def export(c: Checkpoint, out: str | Path, fmt: str = "torch", force: bool = Fal
            else f"rnn = the {c.model.cell} equations over "
            + ", ".join(f"rnn.{p.name}_l{{k}}" for p in cell_module(c.model.cell).PARAMS)
            + " (charrnn's README, Export to PyTorch)")
+    if c.model.stack.layer_norm or c.model.stack.residual:
+        # one module of L layers cannot add a residual or norm between them: one per layer
+        rnn = rnn.replace("num_layers)", "1) per layer") + (
+            "; norm_l{k} (k >= 1), norm_out = torch.nn.LayerNorm(hidden_size)" if c.model.stack.layer_norm else ""
+        ) + "; the stack as charrnn's README says (Stack options)"
     metadata = {
         "format": formats.TORCH_EXPORT,
         "vocab": dump_json(c.vocab.to_json()),

@@ -142,6 +142,7 @@ def torch_weights(cell: str, layers: list[list[np.ndarray]], head: list[np.ndarr
 
 def build_keras_model(model: CharRNN) -> Any:
     """A Keras model computing `model`'s logits from one-hot input (B, T, V)."""
+    model.stack.plain_only("export --format keras")
     spec = keras_layer(model.cell)
     keras = import_keras()
     layer_class = getattr(keras.layers, spec.layer)

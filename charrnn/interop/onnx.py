@@ -104,6 +104,7 @@ def check_size(model: CharRNN) -> None:
 
 def build_onnx_model(model: CharRNN, vocab: Vocab) -> Any:
     """The model as an onnx ModelProto (module docstring), checked by the onnx checker."""
+    model.stack.plain_only("export --format onnx")
     spec = onnx_layer(model.cell)
     check_size(model)
     onnx = import_onnx()

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 from ..model import CharRNN, MAX_PARAMETERS, count_parameters, parameter_shapes, resolve_dtype
-from ..model.lm import check_dropout
+from ..model.lm import check_dropout, check_stack
 from ..model.params import INITS, cell_module, check_cell, check_size
 from . import formats
 from .arrays import read_arrays, read_header, write_arrays
@@ -49,7 +49,8 @@ def refuse_task_model(meta: dict[str, Any], source: str) -> None:
 
 def expected_arrays(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """name -> (shape, dtype) of the parameters a validated configuration implies."""
-    shapes = parameter_shapes(config["vocab_size"], config["hidden_size"], config["num_layers"], config["cell"])
+    shapes = parameter_shapes(config["vocab_size"], config["hidden_size"], config["num_layers"], config["cell"],
+                              layer_norm=config["layer_norm"])
     return {name: (shape, config["dtype"]) for name, shape in shapes.items()}
 
 
@@ -74,7 +75,8 @@ def model_from_arrays(
     return CharRNN(
         config["vocab_size"], config["hidden_size"], config["num_layers"],
         dtype if dtype is not None else config["dtype"], init=config["init"],
-        cell=config["cell"], dropout=config["dropout"], params=params,
+        cell=config["cell"], dropout=config["dropout"], residual=config["residual"], layer_norm=config["layer_norm"],
+        params=params,
     )
 
 
@@ -82,7 +84,8 @@ def validate_config(config: Any, source: str, n_arrays: int | None = None) -> di
     """A model configuration read from a file, checked field by field (it may be hostile).
 
     Files written before the LSTM and GRU cells arrived have no "cell" or "dropout": they are
-    tanh RNNs without dropout. `n_arrays`, the number of arrays the file holds, bounds the layer
+    tanh RNNs without dropout; files written before the stack's options have no "residual" or
+    "layer_norm": their stacks have neither. `n_arrays`, the number of arrays the file holds, bounds the layer
     count before the shape table (the cell's parameters per layer, and the head's two) is built: a
     tiny file cannot make us build a huge one."""
     if not isinstance(config, dict):
@@ -96,6 +99,7 @@ def validate_config(config: Any, source: str, n_arrays: int | None = None) -> di
             "init": config.get("init", "pytorch"),
             "cell": check_cell(config.get("cell", "rnn")),
             "dropout": check_dropout(config.get("dropout", 0.0)),
+            **check_stack(config.get("residual", False), config.get("layer_norm", False)).config(),
         }
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{source}: bad model configuration: {e}") from None
@@ -105,7 +109,8 @@ def validate_config(config: Any, source: str, n_arrays: int | None = None) -> di
         raise CheckpointError(
             f"{source}: the metadata declares {out['num_layers']:,} layers but the file holds only {n_arrays} arrays"
         )
-    n = count_parameters(out["vocab_size"], out["hidden_size"], out["num_layers"], out["cell"])
+    n = count_parameters(out["vocab_size"], out["hidden_size"], out["num_layers"], out["cell"],
+                         layer_norm=out["layer_norm"])
     if n > MAX_PARAMETERS:
         raise CheckpointError(f"{source}: bad model configuration: {n:,} parameters is implausibly large")
     return out

@@ -16,7 +16,7 @@ import numpy as np
 from .checkpoint import resolve_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..model import CharClassifier, CharTagger
-from ..model.lm import check_dropout
+from ..model.lm import check_dropout, check_stack
 from ..model.params import INITS, MAX_PARAMETERS, check_cell, check_size, count_parameters, parameter_shapes, resolve_dtype
 from . import formats
 from .arrays import read_arrays, read_header, write_arrays
@@ -45,7 +45,8 @@ class TaskCheckpoint:
 
 def build_model(task: str, mconf: dict[str, Any], params: dict[str, np.ndarray] | None = None, seed: int | None = 0):
     kw = dict(hidden_size=mconf["hidden_size"], num_layers=mconf["num_layers"], dtype=mconf["dtype"], seed=seed,
-              init=mconf["init"], cell=mconf["cell"], dropout=mconf["dropout"], params=params)
+              init=mconf["init"], cell=mconf["cell"], dropout=mconf["dropout"],
+              residual=mconf.get("residual", False), layer_norm=mconf.get("layer_norm", False), params=params)
     if task == "tag":
         kw["feedback"] = mconf["feedback"]
     return MODELS[task](mconf["vocab_size"], mconf["num_outputs"], **kw)
@@ -77,13 +78,15 @@ def _model_config(task: str, m: Any, src: str) -> dict[str, Any]:
             "cell": check_cell(m.get("cell")),
             "dropout": check_dropout(m.get("dropout")),
             "feedback": m.get("feedback"),
+            # absent from checkpoints made before the stack's options: neither
+            **check_stack(m.get("residual", False), m.get("layer_norm", False)).config(),
         }
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{src}: bad model configuration: {e}") from None
     if out["init"] not in INITS or not isinstance(out["feedback"], bool) or (out["feedback"] and task != "tag"):
         raise CheckpointError(f"{src}: bad model configuration")
     n = count_parameters(out["vocab_size"], out["hidden_size"], out["num_layers"], out["cell"], out["num_outputs"],
-                         out["feedback"])
+                         out["feedback"], out["layer_norm"])
     if n > MAX_PARAMETERS:
         raise CheckpointError(f"{src}: bad model configuration: {n:,} parameters is implausibly large")
     return out
@@ -112,7 +115,7 @@ def load_task_checkpoint(run: str | Path, task: str | None = None) -> TaskCheckp
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
     shapes = parameter_shapes(mconf["vocab_size"], mconf["hidden_size"], mconf["num_layers"], mconf["cell"],
-                              mconf["num_outputs"], mconf["feedback"])
+                              mconf["num_outputs"], mconf["feedback"], mconf["layer_norm"])
     expected = {n: (s, mconf["dtype"]) for n, s in shapes.items()}
     for name in table:
         if name in expected:

@@ -47,9 +47,10 @@ class CharClassifier(TaskModel):
              dropout=Range(0, 1, high_open=True))
     def __init__(self, vocab_size: int, num_classes: int, hidden_size: int = 128, num_layers: int = 1,
                  dtype: DType = "float32", seed: int | None = 0, init: str = "pytorch", *, cell: str = "rnn",
-                 dropout: float = 0.0, params: dict[str, np.ndarray] | None = None) -> None:
+                 dropout: float = 0.0, residual: bool = False, layer_norm: bool = False,
+                 params: dict[str, np.ndarray] | None = None) -> None:
         super().__init__(vocab_size, num_classes, hidden_size, num_layers, dtype, seed, init, cell=cell,
-                         dropout=dropout, feedback=False, params=params)
+                         dropout=dropout, feedback=False, residual=residual, layer_norm=layer_norm, params=params)
 
     def _targets(self, targets: Any, batch: int) -> np.ndarray:
         y = np.asarray(targets).reshape(-1)

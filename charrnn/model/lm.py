@@ -3,6 +3,8 @@
     h^k_t = cell(x^k_t, state^k_{t-1})      x^0_t = one-hot(char_t),  x^{k+1}_t = h^k_t
     o_t   = V h^{L-1}_t + c,     p_t = softmax(o_t),     loss = mean over B*T of -log p_t[y_t]
 
+and, with the stack's options (stack.py), residual connections and layer norms between the layers.
+
 with the cells of core/ (the seeds' tanh RNN, PyTorch's LSTM and GRU) and the parameter table of
 params.py. The model knows arrays, not files: reading and writing them is modelfile.py's job.
 """
@@ -24,7 +26,7 @@ from ..errors import ConfigError
 from .params import (HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, cell_module, check_size, count_parameters, init_parameters,
                      parameter_shapes, resolve_dtype)
 from .parallel import min_shard_work, run_shards, stream_shards
-from .stack import State, StackCache, draw_masks, stack_backward, stack_forward
+from .stack import State, StackCache, StackOptions, Stacked, draw_masks, stack_backward, stack_forward
 
 if TYPE_CHECKING:
     from .stepper import Stepper
@@ -42,11 +44,12 @@ class ForwardCache:
     h_last: State  # the final state, one (L, B, H) array per part
 
 
-class CharRNN:
+class CharRNN(Stacked):
     """A recurrent language model over one-hot characters.
 
     model = CharRNN(vocab_size=V, hidden_size=H, num_layers=L, dtype="float32", seed=0,
-                    cell="rnn" | "lstm" | "gru" | any registered cell, dropout=0.0)
+                    cell="rnn" | "lstm" | "gru" | any registered cell, dropout=0.0,
+                    residual=False, layer_norm=False)
     loss, grads, h_last = model.loss_and_grads(inputs, targets, h0=None)
 
     `params` maps PyTorch names (model/params.py) to the live arrays: editing them in place
@@ -70,20 +73,25 @@ class CharRNN:
         *,
         cell: str = "rnn",
         dropout: float = 0.0,
+        residual: bool = False,
+        layer_norm: bool = False,
         params: dict[str, np.ndarray] | None = None,
     ) -> None:
         """`params`, when given, are used instead of fresh ones (their shapes are the caller's
-        responsibility: modelfile.model_from_arrays checks them)."""
+        responsibility: modelfile.model_from_arrays checks them). `residual`, `layer_norm`: the
+        stack's options (stack.py)."""
         self.vocab_size = check_size("vocab_size", vocab_size, minimum=2)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
         self.cell_module = cell_module(cell)  # the cell's functions and declarations (core/)
         self.cell = cell
         self.dropout = check_dropout(dropout)
+        self.stack = check_stack(residual, layer_norm)
         self.dtype = resolve_dtype(dtype)
         self.init = init
         self.seed = seed
-        n = count_parameters(self.vocab_size, self.hidden_size, self.num_layers, self.cell)
+        n = count_parameters(self.vocab_size, self.hidden_size, self.num_layers, self.cell,
+                             layer_norm=self.stack.layer_norm)
         if n > MAX_PARAMETERS:
             raise ConfigError(
                 f"a model with {n:,} parameters ({n * self.dtype.itemsize / 2**30:.1f} GiB) is too large"
@@ -91,7 +99,8 @@ class CharRNN:
         # the generator of the dropout masks; training saves and restores its state
         self.dropout_rng = np.random.default_rng([seed if seed is not None else 0, 2])
         if params is None:
-            shapes = parameter_shapes(self.vocab_size, self.hidden_size, self.num_layers, self.cell)
+            shapes = parameter_shapes(self.vocab_size, self.hidden_size, self.num_layers, self.cell,
+                                      layer_norm=self.stack.layer_norm)
             params = init_parameters(shapes, self.hidden_size, init, np.random.default_rng(seed), self.dtype, self.cell)
         self.params: dict[str, np.ndarray] = params
 
@@ -109,6 +118,7 @@ class CharRNN:
             "init": self.init,
             "cell": self.cell,
             "dropout": self.dropout,
+            **self.stack.config(),
         }
 
     @property
@@ -204,7 +214,7 @@ class CharRNN:
         tokens = np.ascontiguousarray(x.T)  # (T, B)
         rng = self.dropout_rng if self.dropout else None
         top, state_n, stack = stack_forward(self.cell_module, self.params, self.num_layers, tokens, state0,
-                                            self.dropout, rng, masks=masks)
+                                            self.dropout, rng, masks=masks, options=self.stack)
         logits = self._head_forward(top)  # (N, V)
         y_flat = np.ascontiguousarray(y.T).reshape(-1)  # time-major, like the logits
         loss, probs = softmax_cross_entropy_forward(logits, y_flat)
@@ -279,7 +289,7 @@ class CharRNN:
     def _eval_forward(self, x: np.ndarray, state0: State) -> tuple[np.ndarray, State]:
         threads.ensure_threads()
         top, state_n, _ = stack_forward(self.cell_module, self.params, self.num_layers, np.ascontiguousarray(x.T),
-                                        state0, need_cache=False)
+                                        state0, need_cache=False, options=self.stack)
         return self._head_forward(top), state_n
 
     @checked()
@@ -361,6 +371,7 @@ class CharRNN:
         c = self.config
         extra = f", cell={c['cell']!r}" if c["cell"] != _DEFAULT_CELL else ""
         extra += f", dropout={c['dropout']:g}" if c["dropout"] else ""
+        extra += "".join(f", {k}=True" for k, v in self.stack.config().items() if v)
         return (
             f"CharRNN(vocab_size={c['vocab_size']}, hidden_size={c['hidden_size']}, "
             f"num_layers={c['num_layers']}, dtype={c['dtype']!r}{extra}) with {self.num_parameters:,} parameters"
@@ -381,6 +392,14 @@ def _state_cat(states: list[State]) -> State:
     if len(states) == 1:
         return states[0]
     return tuple(np.concatenate([s[i] for s in states], axis=1) for i in range(len(states[0])))
+
+
+def check_stack(residual: Any, layer_norm: Any) -> StackOptions:
+    """The stack's options, each a bool (a model file's metadata may say anything)."""
+    for name, value in (("residual", residual), ("layer_norm", layer_norm)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return StackOptions(bool(residual), bool(layer_norm))
 
 
 def check_dropout(p: Any) -> float:

@@ -15,6 +15,13 @@ gate blocks stacked along the rows (G = 1, 4 for LSTM's i|f|g|o, 3 for GRU's r|z
     c   (b_y)        head.bias               (V,)     (K,)
     R                feedback.weight         (G*H, K) the tagger's output-to-hidden recurrence: R y_{t-1}
                                                       joins U x_t in every gate of the first layer
+    g^k  (LN_k gain) norm_l{k}.weight        (H,)     } with --layer-norm (stack.py), k = 1..L-1:
+    beta^k           norm_l{k}.bias          (H,)     } nn.LayerNorm(H) of layer k's input
+    g^out            norm_out.weight         (H,)     } with --layer-norm: nn.LayerNorm(H) of the
+    beta^out         norm_out.bias           (H,)     } top, before the head
+
+The norms come after the recurrent layers and before the head in the table's order; a model
+without --layer-norm has none of them, so its table is what it was before the option existed.
 
 The language model's head predicts the next of V symbols; the task models (classify, tag) have a
 head over their K labels (`num_outputs`) and, for the tagger with output recurrence, R
@@ -47,6 +54,8 @@ HEAD_PREFIX = "head."
 HEAD_WEIGHT = HEAD_PREFIX + "weight"  # V in the seeds: (V, H)
 HEAD_BIAS = HEAD_PREFIX + "bias"  # c in the seeds: (V,)
 FEEDBACK_WEIGHT = "feedback.weight"  # R in seed 002: (G*H, K), y_{t-1} -> the first layer's gates
+NORM_PREFIX = "norm_"  # the layer norms of --layer-norm (stack.py): gain "weight" and "bias", (H,) each
+NORM_OUT = "out"  # the top's norm, before the head: norm_out.weight, norm_out.bias
 
 # Refuse models whose parameter count would not fit a plausible machine before allocating them.
 MAX_PARAMETERS = 2_000_000_000
@@ -120,6 +129,17 @@ def _single_bias_frozen(module: ModuleType, k: int) -> tuple[str, ...]:
     return tuple(biases[1:])
 
 
+def norm_names(k: int | str) -> tuple[str, str]:
+    """(gain, bias) of the layer norm of layer k's input (k >= 1) or of the top (k = NORM_OUT)."""
+    prefix = f"{NORM_PREFIX}{k}" if k == NORM_OUT else f"{NORM_PREFIX}l{k}"
+    return f"{prefix}.weight", f"{prefix}.bias"
+
+
+def norm_keys(num_layers: int) -> tuple[int | str, ...]:
+    """The norms of a --layer-norm stack of `num_layers` layers, in table order: 1..L-1, NORM_OUT."""
+    return (*range(1, num_layers), NORM_OUT)
+
+
 def _shape(p: Param, G: int, H: int, I: int) -> tuple[int, ...]:
     size = {"G*H": G * H, "H": H, "I": I}
     return tuple(size[d] for d in p.shape)
@@ -127,12 +147,13 @@ def _shape(p: Param, G: int, H: int, I: int) -> tuple[int, ...]:
 
 def parameter_shapes(
     vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn",
-    num_outputs: int | None = None, feedback: bool = False,
+    num_outputs: int | None = None, feedback: bool = False, layer_norm: bool = False,
 ) -> dict[str, tuple[int, ...]]:
     """The name -> shape table of a model; its order is the order of `CharRNN.params`.
 
     num_outputs: K, the head's outputs (None: V, the language model's next symbol).
-    feedback: add R (rows of the input weight, K), the output-to-hidden recurrence of the tagger."""
+    feedback: add R (rows of the input weight, K), the output-to-hidden recurrence of the tagger.
+    layer_norm: add the stack's layer norms (stack.py), gain and bias (H,) each."""
     module = cell_module(cell)
     V, H, G = vocab_size, hidden_size, module.GATES
     K = V if num_outputs is None else num_outputs
@@ -140,6 +161,10 @@ def parameter_shapes(
     for k in range(num_layers):
         for p, name in zip(module.PARAMS, cell_layer_names(module, k)):
             shapes[name] = _shape(p, G, H, V if k == 0 else H)
+    if layer_norm:
+        for key in norm_keys(num_layers):
+            for name in norm_names(key):
+                shapes[name] = (H,)
     shapes[HEAD_WEIGHT] = (K, H)
     shapes[HEAD_BIAS] = (K,)
     if feedback:
@@ -170,7 +195,7 @@ def transplant(params: dict[str, np.ndarray], into: dict[str, np.ndarray], posit
 
 def count_parameters(
     vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn",
-    num_outputs: int | None = None, feedback: bool = False,
+    num_outputs: int | None = None, feedback: bool = False, layer_norm: bool = False,
 ) -> int:
     """The sum of the sizes in `parameter_shapes`, in closed form: the sizes come from flags and
     files and are checked with this before anything (even the shape table) is built."""
@@ -180,12 +205,14 @@ def count_parameters(
     first = [math.prod(_shape(p, G, H, V)) for p in module.PARAMS]
     above = sum(math.prod(_shape(p, G, H, H)) for p in module.PARAMS)
     rows = _shape(module.PARAMS[input_index(cell)], G, H, V)[0]
-    return sum(first) + (L - 1) * above + K * H + K + (rows * K if feedback else 0)
+    norms = 2 * H * L if layer_norm else 0  # L - 1 between the layers and the top's
+    return sum(first) + (L - 1) * above + norms + K * H + K + (rows * K if feedback else 0)
 
 
 def torch_state_dicts(params: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """The parameters as the state dicts of PyTorch's modules: {"rnn": ..., "head": ...}, and
-    {"feedback": ...} (an nn.Linear without bias) for a model with R."""
+    {"feedback": ...} (an nn.Linear without bias) for a model with R, and {"norm_l1": ...,
+    "norm_out": ...} (nn.LayerNorm) for a model with layer norms."""
     out: dict[str, dict[str, np.ndarray]] = {RNN_PREFIX[:-1]: {}, HEAD_PREFIX[:-1]: {}}
     for name, value in params.items():
         module, _, key = name.partition(".")
@@ -227,6 +254,9 @@ def init_parameters(
     H = hidden_size
     params = {}
     for name, shape in shapes.items():
+        if name.startswith(NORM_PREFIX):  # nn.LayerNorm's: gain 1, bias 0 under every scheme, no draw
+            params[name] = np.full(shape, 1.0 if name.endswith(".weight") else 0.0, dtype=dtype)
+            continue
         p = table.get(name)
         role = p.role if p is not None else ("bias" if len(shape) == 1 else "weight")
         if init == "normal":

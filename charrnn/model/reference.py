@@ -24,7 +24,7 @@ def reference_loss_and_grads(
     T, B = x.shape
     state0 = model.check_state(h0, B)
     top, state_n, cache = stack_forward(model.cell_module, p, model.num_layers, x, state0, model.dropout, dropout_rng,
-                                        forward="forward_reference")
+                                        forward="forward_reference", options=model.stack)
     flat = top.reshape(T * B, H)
     logits = flat @ p[HEAD_WEIGHT].T + p[HEAD_BIAS]
     loss, dlogits = softmax_cross_entropy_reference(logits, np.asarray(targets).T.reshape(-1))
@@ -41,7 +41,7 @@ def reference_step(model: Any, tokens: np.ndarray, h: Any) -> tuple[np.ndarray, 
     tok = np.asarray(tokens).reshape(1, -1)  # (T=1, B)
     state = model.check_state(h, tok.shape[1])
     top, state_n, _ = stack_forward(model.cell_module, model.params, model.num_layers, tok, state,
-                                    need_cache=False, forward="forward_reference")
+                                    need_cache=False, forward="forward_reference", options=model.stack)
     logits = top[0] @ model.params[HEAD_WEIGHT].T + model.params[HEAD_BIAS]
     return logits, model.public_state(state_n)
 

@@ -5,7 +5,7 @@
     stepper.h                                   # the current state, a copy
 
 Each call runs the cell's `step` (core/, the same function for every use) through every layer,
-then the head. It reads the model's live parameters at every call, so it stays right while an
+with the stack's options (stack.py: the same methods as a window's), then the head. It reads the model's live parameters at every call, so it stays right while an
 optimizer changes them. For one stream the token may be a plain int, which skips the checks
 that cost more than a small model's arithmetic.
 """
@@ -59,13 +59,15 @@ class Stepper:
 
     def _step(self, tok: np.ndarray) -> np.ndarray:
         model, p, cell = self.model, self.model.params, self.model.cell_module
-        step = cell.step
+        step, options = cell.step, model.stack
         x: np.ndarray = tok
         for k in range(model.num_layers):
-            new = step(x, layer_params(cell, p, k), tuple(part[k] for part in self.state))
+            u, _ = options.norm_in(p, k, x)
+            new = step(u, layer_params(cell, p, k), tuple(part[k] for part in self.state))
             for part, value in zip(self.state, new):
                 part[k] = value
-            x = new[0]
+            x = options.join(k, x, new[0])
+        x, _ = options.norm_top(p, x)
         np.matmul(x, p[HEAD_WEIGHT].T, out=self._logits)
         self._logits += p[HEAD_BIAS]
         return self._logits

@@ -47,9 +47,10 @@ class CharTagger(TaskModel):
              dropout=Range(0, 1, high_open=True))
     def __init__(self, vocab_size: int, num_tags: int, hidden_size: int = 128, num_layers: int = 1,
                  dtype: DType = "float32", seed: int | None = 0, init: str = "pytorch", *, cell: str = "rnn",
-                 dropout: float = 0.0, feedback: bool = False, params: dict[str, np.ndarray] | None = None) -> None:
+                 dropout: float = 0.0, feedback: bool = False, residual: bool = False, layer_norm: bool = False,
+                 params: dict[str, np.ndarray] | None = None) -> None:
         super().__init__(vocab_size, num_tags, hidden_size, num_layers, dtype, seed, init, cell=cell,
-                         dropout=dropout, feedback=feedback, params=params)
+                         dropout=dropout, feedback=feedback, residual=residual, layer_norm=layer_norm, params=params)
 
     def _prepare_pair(self, inputs: Any, targets: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, lens = self._prepare(inputs, lengths)
@@ -159,8 +160,10 @@ class CharTagger(TaskModel):
             h = inp
             for k in range(L):
                 w = tuple(first) if k == 0 else layer_params(self.cell_module, p, k)
-                state[k] = step(h, w, state[k])
-                h = state[k][0]
+                u, _ = self.stack.norm_in(p, k, h)
+                state[k] = step(u, w, state[k])
+                h = self.stack.join(k, h, state[k][0])
+            h, _ = self.stack.norm_top(p, h)
             logp = log_softmax(self._head(h).astype(np.float64)).reshape(B, width, K)
             cand = (score[:, :, None] + logp).reshape(B, width * K)
             order = np.argsort(-cand, axis=1, kind="stable")[:, :width]  # (B, width)

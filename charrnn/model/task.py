@@ -5,6 +5,8 @@ texts of different lengths, and a head over K labels instead of the next charact
     x^0_t = [one-hot(char_t); y_{t-1}]     with U and R side by side  (CharTagger, feedback on)
     o = V h^{L-1} + c                      at each text's last character, or at every character
 
+with the stack's options (stack.py: residual connections, layer norms) as in the language model.
+
 Variable lengths. A batch of B texts is padded on the right to the longest, T; position t of
 text b is real when t < lengths[b]. A recurrent layer only looks back, so what padding holds can
 never reach a real position's state, and the losses read real positions only: padding changes
@@ -28,10 +30,10 @@ import numpy as np
 
 from .. import threads
 from ..errors import ConfigError
-from .lm import check_dropout
+from .lm import check_dropout, check_stack
 from .params import (FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, MAX_PARAMETERS, cell_module, check_size,
                      count_parameters, init_parameters, input_weight, parameter_shapes, resolve_dtype)
-from .stack import StackCache, State, stack_backward, stack_forward
+from .stack import StackCache, Stacked, State, stack_backward, stack_forward
 
 
 def pad_batch(inputs: Any, lengths: Any = None, name: str = "inputs") -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +77,7 @@ def check_ids(x: np.ndarray, lengths: np.ndarray, size: int, name: str) -> None:
         raise ConfigError(f"{name} holds ids outside [0, {size}): {real.min()}..{real.max()}")
 
 
-class TaskModel:
+class TaskModel(Stacked):
     """The recurrent layers, the head and (optionally) R of a task model; see the module docstring.
 
     `params` maps names of the one table (model/params.py) to the live arrays, as CharRNN's do:
@@ -96,6 +98,8 @@ class TaskModel:
         cell: str = "rnn",
         dropout: float = 0.0,
         feedback: bool = False,
+        residual: bool = False,
+        layer_norm: bool = False,
         params: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.vocab_size = check_size("vocab_size", vocab_size, minimum=1)
@@ -107,10 +111,11 @@ class TaskModel:
         self.dropout = check_dropout(dropout)
         self.dtype = resolve_dtype(dtype)
         self.feedback = bool(feedback)
+        self.stack = check_stack(residual, layer_norm)
         self.init = init
         self.seed = seed
         n = count_parameters(self.vocab_size, self.hidden_size, self.num_layers, self.cell, self.num_outputs,
-                             self.feedback)
+                             self.feedback, self.stack.layer_norm)
         if n > MAX_PARAMETERS:
             raise ConfigError(f"a model with {n:,} parameters is too large")
         self.dropout_rng = np.random.default_rng([seed if seed is not None else 0, 2])
@@ -121,14 +126,14 @@ class TaskModel:
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return parameter_shapes(self.vocab_size, self.hidden_size, self.num_layers, self.cell, self.num_outputs,
-                                self.feedback)
+                                self.feedback, self.stack.layer_norm)
 
     @property
     def config(self) -> dict[str, Any]:
         return {
             "vocab_size": self.vocab_size, "num_outputs": self.num_outputs, "hidden_size": self.hidden_size,
             "num_layers": self.num_layers, "dtype": self.dtype.name, "init": self.init, "cell": self.cell,
-            "dropout": self.dropout, "feedback": self.feedback,
+            "dropout": self.dropout, "feedback": self.feedback, **self.stack.config(),
         }
 
     @property
@@ -144,6 +149,7 @@ class TaskModel:
 
     def __repr__(self) -> str:
         extra = ", feedback=True" if self.feedback else ""
+        extra += "".join(f", {k}=True" for k, v in self.stack.config().items() if v)
         return (f"{type(self).__name__}(vocab_size={self.vocab_size}, num_outputs={self.num_outputs}, "
                 f"hidden_size={self.hidden_size}, num_layers={self.num_layers}, cell={self.cell!r}{extra}) "
                 f"with {self.num_parameters:,} parameters")
@@ -182,7 +188,7 @@ class TaskModel:
         rng = self.dropout_rng if (train and self.dropout) else None
         top, _, cache = stack_forward(self.cell_module, params, self.num_layers, self._layer_input(x, prev),
                                       self._zero_state(x.shape[0]), self.dropout if train else 0.0, rng,
-                                      need_cache=need_cache)
+                                      need_cache=need_cache, options=self.stack)
         return top, cache, params
 
     def _layers_backward(self, params: dict, cache: StackCache, dtop: np.ndarray,

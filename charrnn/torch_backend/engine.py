@@ -67,7 +67,7 @@ class TorchEngine:
         if B % self.size:
             raise ConfigError(self.world.uneven_message(B))
         self.share = B // self.size  # streams of this process: rows [rank * share, (rank + 1) * share)
-        module = TorchLM(model.cell, model.vocab_size, model.hidden_size, model.num_layers, model.dropout)
+        module = TorchLM.of(model)
         module.to(device=self.device, dtype=torch_dtype(model.dtype.name))
         module.load_numpy(model.params)
         self.inference = TorchModel(module, self.device, model.hidden_size, model.num_layers, len(model.state_parts))

@@ -28,7 +28,7 @@ class TorchModel:
         dev = resolve_device(device)
         if dev.type == "mps" and model.dtype.name == "float64":
             raise_float64_on_mps()
-        module = TorchLM(model.cell, model.vocab_size, model.hidden_size, model.num_layers, model.dropout)
+        module = TorchLM.of(model)
         module.to(device=dev, dtype=torch_dtype(model.dtype.name))
         module.load_numpy(model.params)
         return cls(module.eval(), dev, model.hidden_size, model.num_layers, len(model.state_parts))

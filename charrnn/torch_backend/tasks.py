@@ -28,7 +28,7 @@ from ..model.params import FEEDBACK_WEIGHT, HEAD_BIAS, HEAD_WEIGHT, input_index,
 from ..model.task import pad_batch
 from . import torch_dtype
 from .engine import TorchEngine
-from .module import NumpyTwin, recurrent_layers, run_layers
+from .module import NumpyTwin, StackNorms, recurrent_layers, run_layers
 
 
 class TorchTask(NumpyTwin):
@@ -40,6 +40,8 @@ class TorchTask(NumpyTwin):
         self.parts = len(model.cell_module.STATE)
         self.num_layers, self.hidden_size = model.num_layers, H
         self.layers = recurrent_layers(model.cell, V + (K if self.feedback else 0), H, model.num_layers)
+        self.residual = model.residual
+        self.norms = StackNorms(H, model.num_layers, model.layer_norm)
         self.head = nn.Linear(H, K)
         if self.feedback:  # U and R as parameters of their own; the layer's joint weight is not trained
             # the first layer's input weight, at its place in the cell's table
@@ -58,6 +60,7 @@ class TorchTask(NumpyTwin):
             if k == 0 and self.feedback:
                 ws[names[input_index(self.cell)]] = self.input_weight
             out.update(ws)
+        out.update(self.norms.named_charrnn_parameters())
         out[HEAD_WEIGHT], out[HEAD_BIAS] = self.head.weight, self.head.bias
         if self.feedback:
             out[FEEDBACK_WEIGHT] = self.feedback_weight
@@ -71,8 +74,8 @@ class TorchTask(NumpyTwin):
         inp = nn.functional.one_hot(x, self.vocab_size).to(dtype)
         zeros = tuple(inp.new_zeros(self.num_layers, B, self.hidden_size) for _ in range(self.parts))
         if not self.feedback:
-            out, _ = run_layers(self.layers, inp, zeros, self.dropout, generator)
-            return out
+            out, _ = run_layers(self.layers, inp, zeros, self.dropout, generator, self.residual, self.norms)
+            return self.norms.top(out)
         fed = nn.functional.one_hot(prev.clamp(min=0), self.num_outputs).to(dtype) * (prev >= 0).unsqueeze(-1).to(dtype)
         first = self.layers[0]
         weights = dict(first.named_parameters()) | {self.input_key: torch.cat([self.input_weight, self.feedback_weight], 1)}
@@ -82,8 +85,8 @@ class TorchTask(NumpyTwin):
             keep = 1.0 - self.dropout
             out = out * torch.empty_like(out).bernoulli_(keep, generator=generator).div_(keep)
         rest = tuple(part[1:] for part in zeros)
-        out, _ = run_layers(self.layers[1:], out, rest, self.dropout, generator)
-        return out
+        out, _ = run_layers(self.layers[1:], out, rest, self.dropout, generator, self.residual, self.norms, first=1)
+        return self.norms.top(out)
 
 
 class TorchTaskEngine(TorchEngine):

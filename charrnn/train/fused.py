@@ -24,6 +24,7 @@ from ..core import _jit, tuning
 from ..core._jit import ADAGRAD, ADAM, SGD as SGD_CODE
 from ..model import CharRNN
 from ..model.params import HEAD_BIAS, HEAD_WEIGHT, layer_names
+from ..model.stack import PLAIN
 from ..optim import SGD, Adagrad, Adam, AdamW, Optimizer
 
 
@@ -89,7 +90,8 @@ class FusedStep:
 
 def supports(model: CharRNN, optimizer: Any, batch_size: int) -> bool:
     """Whether FusedStep implements this training (module docstring)."""
-    if not (_jit.available() and model.cell_module.FUSED_STEP and model.num_layers == 1 and not model.dropout):
+    if not (_jit.available() and model.cell_module.FUSED_STEP and model.num_layers == 1 and not model.dropout
+            and model.stack == PLAIN):  # the fused kernel computes the plain stack only
         return False
     if model.dtype not in (np.float32, np.float64) or batch_size != 1 or model.hidden_size > tuning.FUSED_MAX_HIDDEN:
         return False

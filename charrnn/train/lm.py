@@ -281,7 +281,7 @@ def fresh_run(given: Mapping[str, Any], run_dir: Path, force: bool, say: Say,
             encoded = _encode_for_fine_tuning(corpus, staged, source.vocab, cfg.extend_vocab)
         cfg, batcher, val_ids, n_train = _plan(cfg, given, encoded, say)
         model = CharRNN(encoded.vocab.size, cfg.hidden_size, cfg.num_layers, cfg.dtype, cfg.seed, cfg.init,
-                        cell=cfg.cell, dropout=cfg.dropout)
+                        cell=cfg.cell, dropout=cfg.dropout, residual=cfg.residual, layer_norm=cfg.layer_norm)
         if source is not None:  # its weights, with the new symbols' slices as initialised just now
             transplant(source.model.params, model.params, source.vocab.positions_in(encoded.vocab), model.cell)
         optimizer = make_optimizer(cfg.optimizer, model.params, cfg.lr, **optimizer_options(cfg))
@@ -369,7 +369,8 @@ def plans_model(cfg: TrainConfig, facts: Facts) -> bool:
 def _source_facts(source: ckpt.Checkpoint) -> dict[str, Any]:
     m = source.model
     return {"path": source.path, "cell": m.cell, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
-            "encoding": source.vocab.encoding, "dtype": m.dtype.name, "dropout": m.dropout}
+            "encoding": source.vocab.encoding, "dtype": m.dtype.name, "dropout": m.dropout,
+            "residual": m.residual, "layer_norm": m.layer_norm}
 
 
 def _fine_tuning_source(init_from: str) -> ckpt.Checkpoint:

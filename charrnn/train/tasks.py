@@ -280,7 +280,7 @@ def fresh_run(task: str, given: Mapping[str, Any], run_dir: Path, force: bool, s
 def _model_shape(cfg: TaskConfig, data: TaskData) -> dict[str, Any]:
     return {"vocab_size": data.symbols.size, "num_outputs": data.labels.size, "hidden_size": cfg.hidden_size,
             "num_layers": cfg.num_layers, "dtype": cfg.dtype, "init": cfg.init, "cell": cfg.cell,
-            "dropout": cfg.dropout, "feedback": cfg.feedback}
+            "dropout": cfg.dropout, "feedback": cfg.feedback, "residual": cfg.residual, "layer_norm": cfg.layer_norm}
 
 
 def resume_run(task: str, given: Mapping[str, Any], run_dir: Path, say: Say, out: Path | None = None,

@@ -7,7 +7,7 @@ from charrnn.diagnostics import gradflow
 from charrnn.diagnostics.impulse import matrix_impulse, scalar_impulse
 from charrnn.errors import ConfigError
 from charrnn.model import CharRNN, layer_names, orthogonal
-from charrnn.model.params import HEAD_BIAS, HEAD_WEIGHT
+from charrnn.model.params import HEAD_BIAS, HEAD_WEIGHT, norm_names
 from conftest import optional
 
 torch = optional("torch")
@@ -31,11 +31,16 @@ def torch_state_gradients(model, ids, max_lag):
     for s in range(T):
         x = torch.nn.functional.one_hot(torch.tensor([int(ids[s])]), V).double()
         for l in range(L):
-            out = cells[l](x, state[l] if model.cell == "lstm" else state[l][0])
+            u = x
+            if model.layer_norm and l > 0:  # the stack's options (model/stack.py)
+                u = torch.nn.functional.layer_norm(x, (H,), *(p[n] for n in norm_names(l)))
+            out = cells[l](u, state[l] if model.cell == "lstm" else state[l][0])
             h, rest = (out[0], out[1:]) if model.cell == "lstm" else (out, ())
             h = h + probes[l][s]
             state[l] = (h, *rest)
-            x = h
+            x = x + h if model.residual and l > 0 else h
+        if model.layer_norm:
+            x = torch.nn.functional.layer_norm(x, (H,), *(p[n] for n in norm_names("out")))
         logits = x @ p[HEAD_WEIGHT].T + p[HEAD_BIAS]
         losses.append(torch.nn.functional.cross_entropy(logits, torch.tensor([int(ids[s + 1])])))
     K = max_lag
@@ -50,10 +55,15 @@ def torch_state_gradients(model, ids, max_lag):
     return out
 
 
-@pytest.mark.parametrize("cell,layers", [("rnn", 1), ("rnn", 2), ("lstm", 2), ("gru", 2), ("lstm", 1)])
-def test_state_gradients_match_autograd(cell, layers):
+@pytest.mark.parametrize("options", [{}, dict(residual=True, layer_norm=True), dict(residual=True),
+                                     dict(layer_norm=True)], ids=["plain", "both", "residual", "layer_norm"])
+@pytest.mark.parametrize("cell,layers", [("rnn", 1), ("rnn", 2), ("lstm", 2), ("gru", 2), ("lstm", 1), ("gru", 3)])
+def test_state_gradients_match_autograd(cell, layers, options):
     rng = np.random.default_rng(5)
-    model = CharRNN(7, 6, layers, dtype="float64", seed=3, cell=cell)
+    model = CharRNN(7, 6, layers, dtype="float64", seed=3, cell=cell, **options)
+    for name, a in model.params.items():  # norms away from their identity start
+        if name.startswith("norm_"):
+            a[...] = rng.uniform(0.5, 1.5, a.shape) if name.endswith("weight") else rng.uniform(-0.5, 0.5, a.shape)
     ids = rng.integers(0, 7, size=13)
     traj = gradflow.run_trajectory(model, ids)
     K = 5
