@@ -7,11 +7,12 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..checks import counted
 from ..errors import ConfigError, DataError
-from ._common import add_backend_flags, apply_threads, command, inference_model, load_for_inference, positive_int
+from ._common import (add_backend_flags, apply_threads, bounded, command, inference_model, load_for_inference,
+                      positive_int)
 
 
 # Each eval encodes its text into a folder of the system's temporary directory named with its pid,
@@ -93,11 +94,11 @@ def _eval(p: argparse.ArgumentParser):
                 "unknown_chars": enc.n_unknown, "unknown_symbols": unknown,
                 **(_dynamic_fields(result) if a.dynamic else {}),
             }, allow_nan=False))
+        elif a.dynamic:
+            print(_dynamic_line(result))
         elif math.isnan(result.nats):
             print(f"no score: the model's outputs on this text are not numbers (its weights overflow float32)   "
                   f"{counted(result.chars, 'character')} read")
-        elif a.dynamic:
-            print(_dynamic_line(result))
         else:
             print(f"{result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
                   f"perplexity {result.perplexity:.3f}   {counted(result.chars, 'character')} scored")
@@ -107,23 +108,6 @@ def _eval(p: argparse.ArgumentParser):
         return 0
 
     return run
-
-
-def bounded(kind: type, low: float, high: float, low_open: bool = False) -> Callable[[str], Any]:
-    """An argparse type: a finite `kind` (int or float) in [low, high] ((low, high] when low_open)."""
-    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a {'whole ' if kind is int else ''}number in {shown}, "
-                                             f"got {text!r}") from None
-        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
-            raise argparse.ArgumentTypeError(f"must be in {shown}, got {text}")
-        return value
-
-    return parse
 
 
 def _check_dynamic_flags(a: argparse.Namespace) -> None:
