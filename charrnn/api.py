@@ -29,6 +29,7 @@ from .checks import DType, Range, checked
 from .core.tuning import EVAL_WINDOW
 from .data.text import Vocab
 from .errors import CheckpointError, ConfigError, DataError, show_path
+from .evaluate.dynamic import MAX_DECAY, MAX_LR, MAX_SEGMENT, DynamicResult, evaluate_dynamic
 from .evaluate.lm import PerCharacter
 from .model import CharRNN
 from .model.stack import layer_params
@@ -259,13 +260,21 @@ class LanguageModel:
 
     # -- scoring and states --------------------------------------------------------------------
 
-    @checked()
-    def score(self, text: str | bytes, skip_unknown: bool = False) -> Score:
+    @checked(dynamic_lr=Range(0, MAX_LR), dynamic_decay=Range(0, MAX_DECAY), dynamic_segment=Range(1, MAX_SEGMENT))
+    def score(self, text: str | bytes, skip_unknown: bool = False, *, dynamic: bool = False,
+              dynamic_lr: float | None = None, dynamic_decay: float | None = None,
+              dynamic_segment: int | None = None) -> Score | DynamicResult:
         """Per-character log-probabilities of `text` and their mean, from a zero state, with the
-        state carried through the whole text (as `charrnn eval` scores a file)."""
+        state carried through the whole text (as `charrnn eval` scores a file).
+
+        dynamic=True: `charrnn eval --dynamic` instead, a `DynamicResult` (charrnn.evaluate.dynamic):
+        the second half of the text scored while the model adapts to it, the hyper-parameters not
+        given tuned on the first half. The model itself is left unchanged."""
         ids = self.encode(text, skip_unknown)
         if ids.size < 2:
             raise DataError("fewer than 2 characters the model knows: there is nothing to score")
+        if dynamic:
+            return evaluate_dynamic(self.model, ids, dynamic_lr, dynamic_decay, dynamic_segment)
         out = np.empty(ids.size - 1, dtype=np.float64)
         h = None
         for start in range(0, ids.size - 1, EVAL_WINDOW):

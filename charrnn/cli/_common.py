@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any, Callable, Iterable
 
@@ -132,6 +133,23 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def bounded(kind: type, low: float, high: float, low_open: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a finite `kind` (int or float) in [low, high] ((low, high] when low_open)."""
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {'whole ' if kind is int else ''}number in {shown}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"must be in {shown}, got {text}")
+        return value
+
+    return parse
 
 
 

@@ -356,6 +356,9 @@ def test_the_leaky_cell_samples_evaluates_and_checks_its_gradients(leaky, leaky_
     proc = run("eval", leaky_run, text, "--json")
     assert proc.returncode == 0, proc.stderr
     assert 0 < json.loads(proc.stdout)["nats_per_char"] < np.log(len(set(SONNET)))
+    proc = run("eval", leaky_run, text, "--dynamic", "--dynamic-lr", "0.01", "--dynamic-segment", "20", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["dynamic"] is True and json.loads(proc.stdout)["tuned"] == ["decay"]
     proc = run("gradcheck", "--cell", LEAKY)
     assert proc.returncode == 0 and "PASS" in proc.stdout and "rnn.w_x_l0" in proc.stdout and "m0" in proc.stdout
 
