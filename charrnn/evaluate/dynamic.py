@@ -88,6 +88,7 @@ def working_copy(model: CharRNN) -> CharRNN:
     off (dynamic evaluation scores as evaluation does)."""
     c = model.config
     return CharRNN(c["vocab_size"], c["hidden_size"], c["num_layers"], c["dtype"], None, c["init"], cell=c["cell"],
+                   residual=model.stack.residual, layer_norm=model.stack.layer_norm,
                    params={name: p.copy() for name, p in model.params.items()})
 
 

@@ -86,9 +86,10 @@ def test_the_update_is_the_formula_written_plainly(cell):
     assert max(np.abs(work.params[k] - before[k]).max() for k in before) > 1e-3
 
 
-@pytest.mark.parametrize("cell", ["lstm", "mingru"])
-def test_nothing_learnt_is_the_static_one_stream_score(cell):
-    model = tiny(cell, seed=4)
+@pytest.mark.parametrize("cell, stack", [("lstm", {}), ("mingru", {}), ("gru", {"residual": True, "layer_norm": True})])
+def test_nothing_learnt_is_the_static_one_stream_score(cell, stack):
+    """(The stack's options too: the working copy is the same model, its norms included.)"""
+    model = CharRNN(V, 6, 2, "float64", 4, cell=cell, **stack)
     ids = text_ids(1_203, seed=2)
     got = evaluate_dynamic(model, ids, lr=0.0, decay=0.7, segment=13)
     # the static score of the second half, by definition: one stream from the warm-up on
