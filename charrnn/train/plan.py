@@ -119,7 +119,7 @@ class Planner:
         """(the settings chosen, the reason in one line)."""
         seconds = self.budget * TRAIN_SHARE
         cands = self.candidates()
-        chosen = cands[0]
+        chosen = cands[0]  # measured below like the others: its speed gives the passes
         for c in cands:
             if c.params > MAX_PARAMS_PER_CHAR * self.n_train and c is not cands[0]:
                 break
@@ -127,8 +127,6 @@ class Planner:
             if c.chars(seconds) < MIN_CHARS_PER_PARAM * c.params and c is not cands[0]:
                 break
             chosen = c
-        if chosen.chars_per_s is None:
-            chosen.chars_per_s = self.measure(chosen.settings)
         passes = chosen.chars(seconds) / max(1, self.n_train)
         settings = dict(chosen.settings)
         if "dropout" not in self.given:
