@@ -156,8 +156,13 @@ def decide(timings: Timings, cores: int, busy: bool = False) -> tuple[int, dict[
     """(count, speedups): `cores` where its step is at least tuning.THREADS_MIN_SPEEDUP times as
     fast as one worker's in the condition the machine is in (`busy`: another process runs), else
     1; speedups per condition."""
-    speedups = {c: t[1] / max(t[cores], 1e-12) for c, t in timings.items()}
+    speedups = speedups_of(timings, cores)
     return choose(speedups, cores, busy), speedups
+
+
+def speedups_of(timings: Timings, cores: int) -> dict[str, float]:
+    """Per condition: one worker's step time over every core's (what the cache keeps)."""
+    return {c: t[1] / max(t[cores], 1e-12) for c, t in timings.items()}
 
 
 def choose(speedups: dict[str, float], cores: int, busy: bool) -> int:
@@ -302,7 +307,7 @@ def default_plan(model: Any, batch_size: int, seq_len: int, *, measure: Measure 
     speedups, source, kept = cached_speedups(plans, key), "cache", False
     if speedups is None:
         timings = (measure or measure_step_times)(model, batch_size, seq_len, cores)
-        speedups, source = {c: t[1] / max(t[cores], 1e-12) for c, t in timings.items()}, "measured"
+        speedups, source = speedups_of(timings, cores), "measured"
         # the load average says how busy "as is" was: a measurement made on a loaded machine is
         # kept too (pessimistic for the idle condition), until the file is deleted
         plans[key] = {"cores": cores, "speedups": speedups, "machine": machine,
